@@ -1,0 +1,39 @@
+# The two commands of the README: `make demo` and `make test`. Both do all set-up first.
+SHELL := /bin/bash
+PYTHON ?= python3
+CARGO ?= cargo
+TORCH_VERSION := 2.11.0
+FX := target/release/fx-tui
+
+.PHONY: setup libtorch build demo test bench fixtures clean
+
+setup: libtorch build
+
+# libtorch comes from the PyPI torch wheel (its CUDA 13 build; the CUDA libraries are needed even on CPU).
+libtorch:
+	@if $(PYTHON) -c "import torch,sys; sys.exit(0 if torch.__version__.split('+')[0]=='$(TORCH_VERSION)' else 1)" 2>/dev/null; then \
+	  echo "libtorch: torch $(TORCH_VERSION) present"; \
+	else \
+	  echo "libtorch: installing torch==$(TORCH_VERSION) from PyPI (about 4 GB, once)"; \
+	  $(PYTHON) -m pip install --quiet torch==$(TORCH_VERSION); \
+	fi
+
+build: libtorch
+	$(CARGO) build --release --workspace
+
+demo: setup
+	$(FX) experiments/demo.toml
+
+test: setup
+	$(CARGO) test --release --workspace
+
+bench: setup
+	$(FX) bench
+
+# Regenerates the committed parity fixtures (needs timm + scikit-learn; never needed by the tests).
+fixtures:
+	$(PYTHON) -m pip install --quiet timm==1.0.31 torchvision==0.26.0 scikit-learn==1.9.1
+	$(PYTHON) scripts/make_fixtures.py
+
+clean:
+	$(CARGO) clean

@@ -1,0 +1,6 @@
+//! fx-data: samples, augmentation, the parallel loader and the PHANTOM generator.
+pub mod augment;
+pub mod io;
+pub mod loader;
+pub mod phantom;
+pub mod rng;

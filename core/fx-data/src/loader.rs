@@ -1,0 +1,264 @@
+//! The parallel loader: worker threads load (decode or render), augment and resize whole batches
+//! while the trainer computes; a bounded channel caps the memory held ahead. Batches come out in
+//! order, so a run is reproducible whatever the thread timing. A sample that fails to load is
+//! skipped and counted, never fatal.
+
+use crate::augment::{self, Augment};
+use crate::rng::{mix, Rng};
+use fx_plugin::{Dataset, LabeledBox, SampleRecord};
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+/// A batch ready to become tensors: images (B × size × size, row-major, [0,1]), classification
+/// labels (B × C, NaN unknown), boxes per image, masks (B × K × size × size).
+#[derive(Clone, Debug, Default)]
+pub struct Batch {
+    pub ids: Vec<String>,
+    pub size: usize,
+    pub images: Vec<f32>,
+    pub cls: Vec<f32>,
+    pub boxes: Vec<Vec<LabeledBox>>,
+    pub masks: Vec<u8>,
+    /// Samples of this batch that failed to load, with the reason.
+    pub skipped: Vec<(String, String)>,
+}
+
+impl Batch {
+    pub fn len(&self) -> usize {
+        self.ids.len()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.ids.is_empty()
+    }
+}
+
+pub struct LoaderConfig {
+    pub size: usize,
+    pub batch_size: usize,
+    pub workers: usize,
+    /// Batches held ready ahead of the consumer.
+    pub prefetch: usize,
+    pub augment: Augment,
+    /// Seed of this pass: augmentation draws depend on (seed, position) only.
+    pub seed: u64,
+}
+
+/// Iterates over batches of `records` in the given order.
+pub struct Loader {
+    rx: crossbeam_channel::Receiver<(usize, Batch)>,
+    pending: BTreeMap<usize, Batch>,
+    next: usize,
+    total: usize,
+    stop: Arc<AtomicBool>,
+    workers: Vec<JoinHandle<()>>,
+}
+
+/// Loads, augments and resizes one sample.
+pub fn prepare(
+    dataset: &dyn Dataset,
+    record: &SampleRecord,
+    size: usize,
+    aug: &Augment,
+    seed: u64,
+) -> Result<fx_plugin::Sample, String> {
+    let sample = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| dataset.load(record, size)))
+        .map_err(|_| "the dataset plugin panicked while loading it".to_string())?
+        .map_err(|e| e.to_string())?;
+    if sample.image.len() != sample.width * sample.height || sample.width == 0 {
+        return Err(format!("image buffer of {} values does not match {}×{}", sample.image.len(), sample.width, sample.height));
+    }
+    if let Some(m) = sample.masks.iter().find(|m| m.len() != sample.width * sample.height) {
+        return Err(format!("a mask of {} values does not match its {}×{} image", m.len(), sample.width, sample.height));
+    }
+    let identity = *aug == Augment::none() && sample.width == size && sample.height == size;
+    if identity {
+        return Ok(sample);
+    }
+    let a = augment::draw(aug, sample.width, sample.height, size, &mut Rng::new(seed));
+    Ok(augment::warp(&sample, &a, size))
+}
+
+impl Loader {
+    pub fn new(dataset: Arc<dyn Dataset>, records: Arc<Vec<SampleRecord>>, order: Vec<usize>, cfg: LoaderConfig) -> Loader {
+        let total = order.len().div_ceil(cfg.batch_size.max(1));
+        let (tx, rx) = crossbeam_channel::bounded(cfg.prefetch.max(1));
+        let stop = Arc::new(AtomicBool::new(false));
+        let next_batch = Arc::new(AtomicUsize::new(0));
+        let order = Arc::new(order);
+        let cfg = Arc::new(cfg);
+        let workers = (0..cfg.workers.max(1))
+            .map(|_| {
+                let (dataset, records, order, cfg, tx, stop, next_batch) =
+                    (dataset.clone(), records.clone(), order.clone(), cfg.clone(), tx.clone(), stop.clone(), next_batch.clone());
+                std::thread::spawn(move || loop {
+                    let b = next_batch.fetch_add(1, Ordering::SeqCst);
+                    if b >= total || stop.load(Ordering::SeqCst) {
+                        break;
+                    }
+                    let lo = b * cfg.batch_size;
+                    let hi = (lo + cfg.batch_size).min(order.len());
+                    let batch = build_batch(dataset.as_ref(), &records, &order[lo..hi], lo, &cfg);
+                    if tx.send((b, batch)).is_err() {
+                        break;
+                    }
+                })
+            })
+            .collect();
+        Loader { rx, pending: BTreeMap::new(), next: 0, total, stop, workers }
+    }
+
+    /// Number of batches this loader yields.
+    pub fn len(&self) -> usize {
+        self.total
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.total == 0
+    }
+}
+
+fn build_batch(dataset: &dyn Dataset, records: &[SampleRecord], idx: &[usize], first: usize, cfg: &LoaderConfig) -> Batch {
+    let s = cfg.size;
+    let mut batch = Batch { size: s, ..Default::default() };
+    for (k, &i) in idx.iter().enumerate() {
+        let record = &records[i];
+        match prepare(dataset, record, s, &cfg.augment, mix(&[cfg.seed, (first + k) as u64])) {
+            Ok(sample) => {
+                batch.ids.push(sample.id);
+                batch.images.extend_from_slice(&sample.image);
+                batch.cls.extend_from_slice(&sample.cls);
+                batch.boxes.push(sample.boxes);
+                for m in &sample.masks {
+                    batch.masks.extend_from_slice(m);
+                }
+            }
+            Err(why) => batch.skipped.push((record.id.clone(), why)),
+        }
+    }
+    batch
+}
+
+impl Iterator for Loader {
+    type Item = Batch;
+    fn next(&mut self) -> Option<Batch> {
+        if self.next >= self.total {
+            return None;
+        }
+        while !self.pending.contains_key(&self.next) {
+            match self.rx.recv() {
+                Ok((b, batch)) => {
+                    self.pending.insert(b, batch);
+                }
+                Err(_) => return None,
+            }
+        }
+        let batch = self.pending.remove(&self.next);
+        self.next += 1;
+        batch
+    }
+}
+
+impl Drop for Loader {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        // Unblock workers waiting on a full channel.
+        while self.rx.try_recv().is_ok() {}
+        for w in self.workers.drain(..) {
+            while !w.is_finished() {
+                while self.rx.try_recv().is_ok() {}
+                std::thread::yield_now();
+            }
+            let _ = w.join();
+        }
+    }
+}
+
+/// The order of one pass: a seeded shuffle of the whole split, truncated to `fraction` (Lock passes
+/// see a random half).
+pub fn pass_order(n: usize, fraction: f64, seed: u64, shuffle: bool) -> Vec<usize> {
+    let mut order: Vec<usize> = (0..n).collect();
+    if shuffle {
+        Rng::new(seed).shuffle(&mut order);
+    }
+    let keep = ((n as f64 * fraction).round() as usize).clamp(n.min(1), n);
+    order.truncate(keep);
+    order
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use fx_plugin::{DatasetDesc, PluginError, Sample, SampleSource, Split};
+
+    struct Toy {
+        desc: DatasetDesc,
+    }
+
+    impl Dataset for Toy {
+        fn desc(&self) -> &DatasetDesc {
+            &self.desc
+        }
+        fn index(&self, _: Split) -> Result<Vec<SampleRecord>, PluginError> {
+            Ok((0..50).map(|i| SampleRecord { id: format!("s{i}"), source: SampleSource::Phantom(i) }).collect())
+        }
+        fn load(&self, r: &SampleRecord, size: usize) -> Result<Sample, PluginError> {
+            let SampleSource::Phantom(i) = r.source else { unreachable!() };
+            if i % 7 == 3 {
+                return Err(PluginError::input(format!("toy/{}.png", r.id), "corrupt PNG"));
+            }
+            if i == 10 {
+                panic!("plugin bug");
+            }
+            Ok(Sample {
+                id: r.id.clone(),
+                height: size,
+                width: size,
+                image: vec![i as f32 / 50.0; size * size],
+                cls: vec![(i % 2) as f32],
+                boxes: vec![],
+                masks: vec![],
+            })
+        }
+    }
+
+    #[test]
+    fn ordered_batches_and_bad_samples_are_skipped_and_counted() {
+        let ds: Arc<dyn Dataset> = Arc::new(Toy {
+            desc: DatasetDesc { name: "toy".into(), description: String::new(), cls_labels: vec!["a".into()], loc_labels: vec![], seg_labels: vec![] },
+        });
+        let records = Arc::new(ds.index(Split::Train).unwrap());
+        let order = pass_order(50, 1.0, 9, true);
+        let cfg = LoaderConfig { size: 8, batch_size: 8, workers: 3, prefetch: 2, augment: Augment::none(), seed: 1 };
+        let batches: Vec<Batch> = Loader::new(ds.clone(), records.clone(), order.clone(), cfg).collect();
+        assert_eq!(batches.len(), 7);
+        let ids: Vec<String> = batches.iter().flat_map(|b| b.ids.clone()).collect();
+        let bad: Vec<usize> = (0..50).filter(|i| i % 7 == 3 || *i == 10).collect();
+        let expect: Vec<String> = order.iter().filter(|i| !bad.contains(i)).map(|i| format!("s{i}")).collect();
+        assert_eq!(ids, expect, "order kept, bad samples dropped");
+        let skipped: Vec<(String, String)> = batches.iter().flat_map(|b| b.skipped.clone()).collect();
+        assert_eq!(skipped.len(), bad.len());
+        assert!(skipped.iter().any(|(_, w)| w.contains("corrupt PNG") && w.contains("toy/")));
+        assert!(skipped.iter().any(|(_, w)| w.contains("panicked")));
+        let b0 = &batches[0];
+        assert_eq!(b0.images.len(), b0.len() * 64);
+        assert_eq!(b0.cls.len(), b0.len());
+        // Dropping a loader early must not hang.
+        let cfg = LoaderConfig { size: 8, batch_size: 2, workers: 2, prefetch: 1, augment: Augment::none(), seed: 1 };
+        let mut l = Loader::new(ds, records, order, cfg);
+        l.next();
+        drop(l);
+    }
+
+    #[test]
+    fn lock_fraction_takes_half() {
+        let o = pass_order(101, 0.5, 3, true);
+        assert_eq!(o.len(), 51);
+        let mut s = o.clone();
+        s.sort();
+        s.dedup();
+        assert_eq!(s.len(), 51);
+        assert_ne!(pass_order(101, 0.5, 4, true), o);
+    }
+}

@@ -1,0 +1,187 @@
+//! The fx plugin contract.
+//!
+//! A plugin describes ONE dataset: its name, its tasks (classification, localization,
+//! segmentation) with their label names, how to read its native files into a sample index for each
+//! split, and how to load one sample. Everything here is plain data that serialises to JSON, so the
+//! same contract can cross a C-ABI boundary (a later step loads plugins with libloading); for now the
+//! phantom plugin is linked statically.
+
+use serde::{Deserialize, Serialize};
+use std::fmt;
+use std::path::PathBuf;
+
+/// Version of this contract; a host refuses plugins built against another one.
+pub const ABI_VERSION: u32 = 1;
+
+/// The three tasks of Foundation X, in the order a cycle visits them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Task {
+    Cls,
+    Loc,
+    Seg,
+}
+
+impl Task {
+    pub const ALL: [Task; 3] = [Task::Cls, Task::Loc, Task::Seg];
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Task::Cls => "cls",
+            Task::Loc => "loc",
+            Task::Seg => "seg",
+        }
+    }
+    /// The metric the paper reports for this task.
+    pub fn metric(self) -> &'static str {
+        match self {
+            Task::Cls => "auc",
+            Task::Loc => "map40",
+            Task::Seg => "dice",
+        }
+    }
+    pub fn parse(s: &str) -> Option<Task> {
+        match s {
+            "cls" => Some(Task::Cls),
+            "loc" => Some(Task::Loc),
+            "seg" => Some(Task::Seg),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for Task {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Split {
+    Train,
+    Val,
+    Test,
+}
+
+impl Split {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Split::Train => "train",
+            Split::Val => "val",
+            Split::Test => "test",
+        }
+    }
+}
+
+/// What a dataset offers: its tasks and, per task, the label names (classes, box categories, mask channels).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct DatasetDesc {
+    pub name: String,
+    pub description: String,
+    pub cls_labels: Vec<String>,
+    pub loc_labels: Vec<String>,
+    pub seg_labels: Vec<String>,
+}
+
+impl DatasetDesc {
+    pub fn labels(&self, task: Task) -> &[String] {
+        match task {
+            Task::Cls => &self.cls_labels,
+            Task::Loc => &self.loc_labels,
+            Task::Seg => &self.seg_labels,
+        }
+    }
+    /// Tasks the dataset has labels for, in cycle order.
+    pub fn tasks(&self) -> Vec<Task> {
+        Task::ALL.into_iter().filter(|t| !self.labels(*t).is_empty()).collect()
+    }
+}
+
+/// Where a sample's pixels come from.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SampleSource {
+    /// A file in the dataset's native format (PNG, JPEG, DICOM, raw ...).
+    File(PathBuf),
+    /// A procedurally generated sample, fully determined by this seed.
+    Phantom(u64),
+}
+
+/// One entry of a split's sample index. Labels may be filled at index time (CSV datasets) or only
+/// when the sample is loaded (phantoms).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SampleRecord {
+    pub id: String,
+    pub source: SampleSource,
+}
+
+/// A box in pixels of the sample's image, corners (x0, y0) inclusive and (x1, y1) exclusive.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct LabeledBox {
+    pub label: usize,
+    pub x0: f32,
+    pub y0: f32,
+    pub x1: f32,
+    pub y1: f32,
+}
+
+/// One loaded sample: a grayscale image in [0, 1] (row-major, height × width) and its annotations.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Sample {
+    pub id: String,
+    pub height: usize,
+    pub width: usize,
+    pub image: Vec<f32>,
+    /// One value per `cls_labels` entry: 1 present, 0 absent, NaN unknown (excluded from loss and AUC).
+    pub cls: Vec<f32>,
+    pub boxes: Vec<LabeledBox>,
+    /// One binary mask (height × width, 0/1) per `seg_labels` entry; empty when the dataset has no masks.
+    pub masks: Vec<Vec<u8>>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum PluginError {
+    #[error("{path}: {what}")]
+    Input { path: String, what: String },
+    #[error("dataset {dataset}: {what}")]
+    Config { dataset: String, what: String },
+}
+
+impl PluginError {
+    pub fn input(path: impl fmt::Display, what: impl Into<String>) -> Self {
+        PluginError::Input { path: path.to_string(), what: what.into() }
+    }
+    pub fn config(dataset: impl Into<String>, what: impl Into<String>) -> Self {
+        PluginError::Config { dataset: dataset.into(), what: what.into() }
+    }
+}
+
+/// A dataset plugin. Implementations must be cheap to share between loader threads.
+pub trait Dataset: Send + Sync {
+    fn desc(&self) -> &DatasetDesc;
+    /// The sample index of one split, in a fixed order.
+    fn index(&self, split: Split) -> Result<Vec<SampleRecord>, PluginError>;
+    /// Loads one sample. `size_hint` is the model's input size: procedural datasets render at that
+    /// size directly; file datasets may ignore it (the host resizes).
+    fn load(&self, record: &SampleRecord, size_hint: usize) -> Result<Sample, PluginError>;
+}
+
+/// How an experiment names a dataset: plugin + root folder + free-form options.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct DatasetSpec {
+    /// The dataset's name in this experiment (metrics rows, heads, charts).
+    pub name: String,
+    /// The plugin that reads it.
+    pub plugin: String,
+    /// Root folder of its native files; procedural datasets have none.
+    pub root: Option<PathBuf>,
+    /// Plugin-specific options (sizes, seeds ...), as a JSON object.
+    pub options: serde_json::Value,
+}
+
+/// A plugin as the host's registry sees it: a name and a constructor.
+pub struct PluginEntry {
+    pub name: &'static str,
+    pub summary: &'static str,
+    pub open: fn(&DatasetSpec) -> Result<Box<dyn Dataset>, PluginError>,
+}

@@ -1,0 +1,453 @@
+//! Experiment configuration: one TOML file, overridable key by key with `--set key=value`.
+//!
+//! Every table denies unknown keys; errors name the file, line and column, the key and what was
+//! expected, with a did-you-mean for misspelt keys.
+
+use anyhow::{anyhow, bail, Result};
+use fx_plugin::Task;
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Experiment {
+    /// Run name prefix: runs/<name>-<yyyymmdd-hhmmss>.
+    pub name: String,
+    #[serde(default = "default_seed")]
+    pub seed: u64,
+    /// "auto" (CUDA when available, else CPU), "cpu", "cuda" or "cuda:N".
+    #[serde(default = "default_device")]
+    pub device: String,
+    /// Folder that receives the run directories.
+    #[serde(default = "default_output_dir")]
+    pub output_dir: PathBuf,
+    pub model: ModelConfig,
+    #[serde(default)]
+    pub train: TrainConfig,
+    #[serde(default)]
+    pub optimizer: OptimizerConfig,
+    #[serde(default)]
+    pub student_teacher: StudentTeacherConfig,
+    #[serde(default)]
+    pub lock_release: LockReleaseConfig,
+    #[serde(default)]
+    pub augment: AugmentConfig,
+    #[serde(default)]
+    pub eval: EvalConfig,
+    pub datasets: Vec<DatasetConfig>,
+}
+
+fn default_seed() -> u64 {
+    0
+}
+fn default_device() -> String {
+    "auto".into()
+}
+fn default_output_dir() -> PathBuf {
+    "runs".into()
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelConfig {
+    /// swin_base (the paper's), swin_small, swin_tiny, swin_test (~1 M params) or swin_nano.
+    pub arch: String,
+    #[serde(default = "default_image_size")]
+    pub image_size: i64,
+    /// Stochastic depth; the architecture's default when absent (0.2 for swin_base).
+    pub drop_path: Option<f64>,
+    /// Initial backbone weights (timm or Ark Swin state dict, .safetensors).
+    pub weights: Option<PathBuf>,
+}
+
+fn default_image_size() -> i64 {
+    224
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TrainConfig {
+    pub batch_size: usize,
+    /// Number of cycles; a cycle trains every (dataset, task) once.
+    pub cycles: usize,
+    /// Print a progress line every this many steps.
+    pub log_every: usize,
+    /// Loader worker threads (decode + augment); 0 = number of CPU cores.
+    pub workers: usize,
+    /// Samples a loader may hold ready ahead of the trainer, in batches.
+    pub prefetch: usize,
+}
+
+impl Default for TrainConfig {
+    fn default() -> Self {
+        TrainConfig { batch_size: 24, cycles: 1, log_every: 10, workers: 0, prefetch: 4 }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OptimizerConfig {
+    pub weight_decay: f64,
+    pub beta1: f64,
+    pub beta2: f64,
+    pub eps: f64,
+    pub lr: LrConfig,
+}
+
+impl Default for OptimizerConfig {
+    fn default() -> Self {
+        OptimizerConfig { weight_decay: 1e-4, beta1: 0.9, beta2: 0.999, eps: 1e-8, lr: LrConfig::default() }
+    }
+}
+
+/// Learning rate of each parameter group (paper: backbone 1e-5, the rest 1e-4).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LrConfig {
+    pub backbone: f64,
+    pub cls_head: f64,
+}
+
+impl Default for LrConfig {
+    fn default() -> Self {
+        LrConfig { backbone: 1e-5, cls_head: 1e-4 }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StudentTeacherConfig {
+    pub enabled: bool,
+    /// teacher ← momentum·teacher + (1 − momentum)·student after each training pass.
+    pub momentum: f64,
+    /// total = (1 − w)·task + w·consistency.
+    pub consistency_weight: f64,
+}
+
+impl Default for StudentTeacherConfig {
+    fn default() -> Self {
+        StudentTeacherConfig { enabled: true, momentum: 0.8, consistency_weight: 0.5 }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LockReleaseConfig {
+    pub enabled: bool,
+    /// The paper found Lock-Release ineffective for classification, so it is off there by default.
+    pub classification: bool,
+    /// Fraction of the training set a Lock pass sees.
+    pub lock_fraction: f64,
+}
+
+impl Default for LockReleaseConfig {
+    fn default() -> Self {
+        LockReleaseConfig { enabled: true, classification: false, lock_fraction: 0.5 }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AugmentConfig {
+    /// Random resized crop: the crop keeps this range of the image area.
+    pub crop_scale: [f32; 2],
+    /// Random rotation, ± degrees.
+    pub rotation: f32,
+    pub hflip: bool,
+}
+
+impl Default for AugmentConfig {
+    fn default() -> Self {
+        AugmentConfig { crop_scale: [0.08, 1.0], rotation: 7.0, hflip: true }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ModelRole {
+    Teacher,
+    Student,
+}
+
+impl ModelRole {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ModelRole::Teacher => "teacher",
+            ModelRole::Student => "student",
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EvalConfig {
+    /// Which models are evaluated after every epoch.
+    pub models: Vec<ModelRole>,
+    /// Cap on test samples per dataset (0 = all).
+    pub max_samples: usize,
+    pub batch_size: usize,
+}
+
+impl Default for EvalConfig {
+    fn default() -> Self {
+        EvalConfig { models: vec![ModelRole::Teacher, ModelRole::Student], max_samples: 0, batch_size: 64 }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DatasetConfig {
+    /// The dataset's name in this experiment (metrics, heads, charts). Defaults to the plugin name.
+    pub name: Option<String>,
+    pub plugin: String,
+    /// Folder of the dataset's native files.
+    pub root: Option<PathBuf>,
+    /// Tasks to train; defaults to every task the dataset has labels for.
+    pub tasks: Option<Vec<Task>>,
+    /// Plugin-specific options.
+    #[serde(default)]
+    pub options: toml::Table,
+}
+
+impl DatasetConfig {
+    pub fn name(&self) -> &str {
+        self.name.as_deref().unwrap_or(&self.plugin)
+    }
+}
+
+/// A config error that names the file and place.
+fn located(path: &Path, text: &str, err: &toml::de::Error) -> anyhow::Error {
+    let msg = err.message();
+    let place = err
+        .span()
+        .map(|s| {
+            let (line, col) = line_col(text, s.start);
+            format!("{}:{}:{}", path.display(), line, col)
+        })
+        .unwrap_or_else(|| path.display().to_string());
+    anyhow!("{place}: {}{}", msg, did_you_mean(msg))
+}
+
+fn line_col(text: &str, offset: usize) -> (usize, usize) {
+    let before = &text[..offset.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let col = before.rsplit('\n').next().map(|l| l.chars().count()).unwrap_or(0) + 1;
+    (line, col)
+}
+
+/// serde says "unknown field `lrr`, expected one of `a`, `b`"; add the closest candidate.
+fn did_you_mean(msg: &str) -> String {
+    let Some(rest) = msg.strip_prefix("unknown field `") else { return String::new() };
+    let Some((field, expected)) = rest.split_once('`') else { return String::new() };
+    let candidates: Vec<&str> = expected.split('`').skip(1).step_by(2).collect();
+    candidates
+        .iter()
+        .map(|c| (strsim::damerau_levenshtein(field, c), *c))
+        .filter(|(d, c)| *d <= 2.max(c.len() / 3))
+        .min()
+        .map(|(_, c)| format!(" (did you mean `{c}`?)"))
+        .unwrap_or_default()
+}
+
+/// Applies one `key.path=value` override to a TOML document. The value is parsed as TOML (numbers,
+/// booleans, arrays, inline tables), falling back to a plain string. List items (the datasets) are
+/// addressed by index: `datasets.0.root=/data/chexpert`.
+pub fn apply_override(doc: &mut toml::Table, assignment: &str) -> Result<()> {
+    let (key, raw) = assignment
+        .split_once('=')
+        .ok_or_else(|| anyhow!("--set {assignment}: expected key=value, e.g. --set train.cycles=3"))?;
+    let value: toml::Value = match toml::from_str::<toml::Table>(&format!("v = {}", raw.trim())) {
+        Ok(mut t) => t.remove("v").unwrap(),
+        Err(_) => toml::Value::String(raw.trim().to_string()),
+    };
+    let parts: Vec<&str> = key.trim().split('.').collect();
+    if parts.iter().any(|p| p.is_empty()) {
+        bail!("--set {assignment}: empty key segment");
+    }
+    set_path(doc, &parts, value, assignment)
+}
+
+fn set_path(table: &mut toml::Table, parts: &[&str], value: toml::Value, assignment: &str) -> Result<()> {
+    let (part, rest) = (parts[0], &parts[1..]);
+    if rest.is_empty() {
+        table.insert(part.to_string(), value);
+        return Ok(());
+    }
+    match table.entry(part.to_string()).or_insert_with(|| toml::Value::Table(Default::default())) {
+        toml::Value::Table(t) => set_path(t, rest, value, assignment),
+        toml::Value::Array(items) => {
+            let len = items.len();
+            let idx: usize = rest[0]
+                .parse()
+                .map_err(|_| anyhow!("--set {assignment}: `{part}` is a list; address an item as {part}.N.key"))?;
+            let item = items
+                .get_mut(idx)
+                .ok_or_else(|| anyhow!("--set {assignment}: `{part}` has {len} items, no index {idx}"))?;
+            match (item, rest.len()) {
+                (toml::Value::Table(t), n) if n > 1 => set_path(t, &rest[1..], value, assignment),
+                _ => bail!("--set {assignment}: address a key inside `{part}.{idx}`"),
+            }
+        }
+        _ => bail!("--set {assignment}: `{part}` is a value, not a table"),
+    }
+}
+
+impl Experiment {
+    /// Reads, overrides and validates an experiment file.
+    pub fn load(path: &Path, overrides: &[String]) -> Result<Experiment> {
+        let text = std::fs::read_to_string(path).map_err(|e| anyhow!("{}: cannot read the experiment: {e}", path.display()))?;
+        Self::parse(path, &text, overrides)
+    }
+
+    pub fn parse(path: &Path, text: &str, overrides: &[String]) -> Result<Experiment> {
+        let mut doc: toml::Table = toml::from_str(text).map_err(|e| located(path, text, &e))?;
+        for o in overrides {
+            apply_override(&mut doc, o)?;
+        }
+        let exp: Experiment = if overrides.is_empty() {
+            toml::from_str(text).map_err(|e| located(path, text, &e))?
+        } else {
+            // Re-serialise so that error positions point into the overridden document.
+            let merged = toml::to_string(&doc)?;
+            let label = PathBuf::from(format!("{} (after --set)", path.display()));
+            toml::from_str(&merged).map_err(|e| located(&label, &merged, &e))?
+        };
+        exp.validate(path)?;
+        Ok(exp)
+    }
+
+    fn validate(&self, path: &Path) -> Result<()> {
+        let p = path.display();
+        if self.datasets.is_empty() {
+            bail!("{p}: `datasets` is empty; add at least one [[datasets]] table");
+        }
+        let mut names = std::collections::BTreeSet::new();
+        for (i, d) in self.datasets.iter().enumerate() {
+            if !names.insert(d.name().to_string()) {
+                bail!("{p}: datasets[{i}]: the name `{}` is used twice; give one of them `name = \"...\"`", d.name());
+            }
+        }
+        if self.train.batch_size == 0 {
+            bail!("{p}: train.batch_size must be at least 1");
+        }
+        if self.train.cycles == 0 {
+            bail!("{p}: train.cycles must be at least 1");
+        }
+        let m = self.student_teacher.momentum;
+        if !(0.0..=1.0).contains(&m) {
+            bail!("{p}: student_teacher.momentum must be within [0, 1], got {m}");
+        }
+        let w = self.student_teacher.consistency_weight;
+        if !(0.0..=1.0).contains(&w) {
+            bail!("{p}: student_teacher.consistency_weight must be within [0, 1], got {w}");
+        }
+        let f = self.lock_release.lock_fraction;
+        if !(f > 0.0 && f <= 1.0) {
+            bail!("{p}: lock_release.lock_fraction must be within (0, 1], got {f}");
+        }
+        let [lo, hi] = self.augment.crop_scale;
+        if !(lo > 0.0 && lo <= hi && hi <= 1.0) {
+            bail!("{p}: augment.crop_scale must be [lo, hi] with 0 < lo <= hi <= 1, got [{lo}, {hi}]");
+        }
+        if self.eval.models.is_empty() {
+            bail!("{p}: eval.models is empty; use [\"teacher\"] and/or [\"student\"]");
+        }
+        crate::swin::SwinConfig::named(&self.model.arch, self.model.image_size)
+            .and_then(|c| c.validate())
+            .map_err(|e| anyhow!("{p}: model: {e}"))?;
+        if self.device != "auto" && self.device != "cpu" && self.device != "cuda" && !self.device.starts_with("cuda:") {
+            bail!("{p}: device must be \"auto\", \"cpu\", \"cuda\" or \"cuda:N\", got \"{}\"", self.device);
+        }
+        Ok(())
+    }
+
+    /// The models evaluated after each epoch: without a teacher, only the student exists.
+    pub fn eval_models(&self) -> Vec<ModelRole> {
+        let mut v: Vec<ModelRole> = self
+            .eval
+            .models
+            .iter()
+            .copied()
+            .filter(|m| self.student_teacher.enabled || *m == ModelRole::Student)
+            .collect();
+        if v.is_empty() {
+            v.push(ModelRole::Student);
+        }
+        v.sort();
+        v.dedup();
+        v
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MINIMAL: &str = r#"
+name = "t"
+[model]
+arch = "swin_nano"
+image_size = 32
+[[datasets]]
+plugin = "phantom-cxp"
+"#;
+
+    #[test]
+    fn minimal_parses_with_paper_defaults() {
+        let e = Experiment::parse(Path::new("x.toml"), MINIMAL, &[]).unwrap();
+        assert_eq!(e.optimizer.lr.backbone, 1e-5);
+        assert_eq!(e.optimizer.weight_decay, 1e-4);
+        assert_eq!(e.student_teacher.momentum, 0.8);
+        assert_eq!(e.train.batch_size, 24);
+        assert_eq!(e.datasets[0].name(), "phantom-cxp");
+    }
+
+    #[test]
+    fn unknown_key_names_file_line_and_suggests() {
+        let text = MINIMAL.replace("image_size = 32", "image_size = 32\nimage_sise = 3");
+        let err = Experiment::parse(Path::new("exp.toml"), &text, &[]).unwrap_err().to_string();
+        assert!(err.starts_with("exp.toml:6:"), "{err}");
+        assert!(err.contains("unknown field `image_sise`"), "{err}");
+        assert!(err.contains("did you mean `image_size`"), "{err}");
+    }
+
+    #[test]
+    fn wrong_type_is_located() {
+        let text = MINIMAL.replace("image_size = 32", "image_size = \"big\"");
+        let err = Experiment::parse(Path::new("exp.toml"), &text, &[]).unwrap_err().to_string();
+        assert!(err.starts_with("exp.toml:5:"), "{err}");
+        assert!(err.contains("expected i64"), "{err}");
+    }
+
+    #[test]
+    fn malformed_toml_is_located() {
+        let text = MINIMAL.replace("arch = \"swin_nano\"", "arch = \"swin_nano");
+        let err = Experiment::parse(Path::new("bad.toml"), &text, &[]).unwrap_err().to_string();
+        assert!(err.starts_with("bad.toml:4:"), "{err}");
+    }
+
+    #[test]
+    fn overrides_reach_nested_keys_and_list_items() {
+        let e = Experiment::parse(
+            Path::new("x.toml"),
+            MINIMAL,
+            &["train.cycles=3".into(), "optimizer.lr.backbone=0.001".into(), "datasets.0.root=/data/x".into(), "name=other".into()],
+        )
+        .unwrap();
+        assert_eq!(e.train.cycles, 3);
+        assert_eq!(e.optimizer.lr.backbone, 1e-3);
+        assert_eq!(e.datasets[0].root.as_deref(), Some(Path::new("/data/x")));
+        assert_eq!(e.name, "other");
+        let err = Experiment::parse(Path::new("x.toml"), MINIMAL, &["train.cycels=3".into()]).unwrap_err().to_string();
+        assert!(err.contains("did you mean `cycles`"), "{err}");
+        assert!(Experiment::parse(Path::new("x.toml"), MINIMAL, &["train.cycles".into()]).is_err());
+    }
+
+    #[test]
+    fn validation_names_the_key() {
+        let err = Experiment::parse(Path::new("x.toml"), MINIMAL, &["student_teacher.momentum=1.5".into()]).unwrap_err().to_string();
+        assert!(err.contains("student_teacher.momentum"), "{err}");
+        let err = Experiment::parse(Path::new("x.toml"), MINIMAL, &["model.image_size=30".into()]).unwrap_err().to_string();
+        assert!(err.contains("image size 30"), "{err}");
+    }
+}

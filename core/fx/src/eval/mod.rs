@@ -1,0 +1,2 @@
+//! Evaluation metrics of the three tasks.
+pub mod auc;

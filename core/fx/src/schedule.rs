@@ -1,0 +1,211 @@
+//! The Cyclic + Lock-Release schedule, computed before training as plain data.
+//!
+//! One EPOCH trains one task of one dataset in one mode:
+//! - Release: everything on the task's path trainable, the whole training split;
+//! - Lock: early layers frozen (localization: backbone and loc encoder; segmentation: backbone and
+//!   seg decoder), on a random half of the training split.
+//!
+//! Localization and segmentation tasks get a Lock epoch followed by a Release epoch (paper Table 8
+//! numbers them as two epochs); classification gets a single Release epoch unless
+//! `lock_release.classification` is on. A cycle visits every (dataset, task) once: for each dataset in
+//! experiment order its classification, then localization, then segmentation task.
+
+use crate::config::Experiment;
+use fx_plugin::Task;
+use serde::{Deserialize, Serialize};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Mode {
+    Lock,
+    Release,
+}
+
+impl Mode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Mode::Lock => "Lock",
+            Mode::Release => "Release",
+        }
+    }
+}
+
+/// Trainable flag of each component for one epoch; `None` = not on the task's path (Table 8's "-").
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Trainable {
+    pub backbone: Option<bool>,
+    pub cls_head: Option<bool>,
+    pub loc_encoder: Option<bool>,
+    pub loc_decoder: Option<bool>,
+    pub seg_decoder: Option<bool>,
+    pub seg_head: Option<bool>,
+}
+
+impl Trainable {
+    pub fn for_task(task: Task, mode: Mode) -> Trainable {
+        let release = mode == Mode::Release;
+        match task {
+            Task::Cls => Trainable { backbone: Some(release), cls_head: Some(true), ..Default::default() },
+            Task::Loc => Trainable {
+                backbone: Some(release),
+                loc_encoder: Some(release),
+                loc_decoder: Some(true),
+                ..Default::default()
+            },
+            Task::Seg => Trainable {
+                backbone: Some(release),
+                seg_decoder: Some(release),
+                seg_head: Some(true),
+                ..Default::default()
+            },
+        }
+    }
+
+    /// Whether a parameter group trains in this epoch.
+    pub fn group(&self, group: Group) -> bool {
+        match group {
+            Group::Backbone => self.backbone,
+            Group::ClsHead => self.cls_head,
+            Group::LocEncoder => self.loc_encoder,
+            Group::LocDecoder => self.loc_decoder,
+            Group::SegDecoder => self.seg_decoder,
+            Group::SegHead => self.seg_head,
+        }
+        .unwrap_or(false)
+    }
+}
+
+/// Parameter groups: the unit of freezing and of learning rates. Variable names start with the
+/// group's name (`backbone.…`, `cls_head.<dataset>.…`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Group {
+    Backbone,
+    ClsHead,
+    LocEncoder,
+    LocDecoder,
+    SegDecoder,
+    SegHead,
+}
+
+impl Group {
+    pub const ALL: [Group; 6] =
+        [Group::Backbone, Group::ClsHead, Group::LocEncoder, Group::LocDecoder, Group::SegDecoder, Group::SegHead];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Group::Backbone => "backbone",
+            Group::ClsHead => "cls_head",
+            Group::LocEncoder => "loc_encoder",
+            Group::LocDecoder => "loc_decoder",
+            Group::SegDecoder => "seg_decoder",
+            Group::SegHead => "seg_head",
+        }
+    }
+
+    /// The group of a variable name, and the dataset it belongs to for per-dataset heads.
+    pub fn of(var: &str) -> Option<(Group, Option<&str>)> {
+        let (head, rest) = var.split_once('.')?;
+        let group = Group::ALL.into_iter().find(|g| g.as_str() == head)?;
+        let dataset = match group {
+            Group::ClsHead | Group::LocDecoder | Group::SegHead => rest.split_once('.').map(|(d, _)| d),
+            _ => None,
+        };
+        Some((group, dataset))
+    }
+}
+
+/// One epoch of the plan.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct EpochPlan {
+    /// 1-based epoch number over the whole run.
+    pub epoch: usize,
+    /// 1-based cycle number.
+    pub cycle: usize,
+    pub dataset: String,
+    pub task: Task,
+    pub mode: Mode,
+    /// Fraction of the training split this epoch sees.
+    pub fraction: f64,
+    pub trainable: Trainable,
+}
+
+/// Builds the whole schedule from the experiment and the tasks each dataset trains.
+pub fn plan(exp: &Experiment, tasks: &[(String, Vec<Task>)]) -> Vec<EpochPlan> {
+    let lr = &exp.lock_release;
+    let mut out = Vec::new();
+    for cycle in 1..=exp.train.cycles {
+        for (dataset, ts) in tasks {
+            for &task in Task::ALL.iter().filter(|t| ts.contains(t)) {
+                let lock = lr.enabled && (task != Task::Cls || lr.classification);
+                let modes: &[Mode] = if lock { &[Mode::Lock, Mode::Release] } else { &[Mode::Release] };
+                for &mode in modes {
+                    out.push(EpochPlan {
+                        epoch: out.len() + 1,
+                        cycle,
+                        dataset: dataset.clone(),
+                        task,
+                        mode,
+                        fraction: if mode == Mode::Lock { lr.lock_fraction } else { 1.0 },
+                        trainable: Trainable::for_task(task, mode),
+                    });
+                }
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    fn exp(extra: &str) -> Experiment {
+        let text = format!(
+            "name='t'\n[model]\narch='swin_nano'\nimage_size=32\n[train]\ncycles=2\n{extra}\n[[datasets]]\nplugin='a'\n"
+        );
+        Experiment::parse(Path::new("t.toml"), &text, &[]).unwrap()
+    }
+
+    #[test]
+    fn cycle_order_and_lock_release() {
+        let e = exp("");
+        let tasks = vec![("a".to_string(), vec![Task::Seg, Task::Cls, Task::Loc]), ("b".to_string(), vec![Task::Cls])];
+        let p = plan(&e, &tasks);
+        let row = |x: &EpochPlan| format!("{}:{}:{}:{}", x.cycle, x.dataset, x.task, x.mode.as_str());
+        let got: Vec<String> = p.iter().take(6).map(row).collect();
+        assert_eq!(got, ["1:a:cls:Release", "1:a:loc:Lock", "1:a:loc:Release", "1:a:seg:Lock", "1:a:seg:Release", "1:b:cls:Release"]);
+        assert_eq!(p.len(), 12);
+        assert_eq!(p[6].cycle, 2);
+        assert!(p.iter().enumerate().all(|(i, x)| x.epoch == i + 1));
+        let lock = &p[1];
+        assert_eq!(lock.fraction, 0.5);
+        assert_eq!(lock.trainable.backbone, Some(false));
+        assert_eq!(lock.trainable.loc_encoder, Some(false));
+        assert_eq!(lock.trainable.loc_decoder, Some(true));
+        assert_eq!(lock.trainable.seg_head, None);
+        let seg_lock = &p[3];
+        assert_eq!(seg_lock.trainable.seg_decoder, Some(false));
+        assert_eq!(seg_lock.trainable.seg_head, Some(true));
+        assert!(p[2].trainable.group(Group::Backbone));
+    }
+
+    #[test]
+    fn switches() {
+        let tasks = vec![("a".to_string(), vec![Task::Cls, Task::Loc])];
+        let off = plan(&exp("[lock_release]\nenabled=false"), &tasks);
+        assert!(off.iter().all(|x| x.mode == Mode::Release && x.fraction == 1.0));
+        assert_eq!(off.len(), 4);
+        let cls = plan(&exp("[lock_release]\nclassification=true"), &tasks);
+        assert_eq!(cls[0].mode, Mode::Lock);
+        assert_eq!(cls[0].trainable.backbone, Some(false));
+        assert_eq!(cls.len(), 8);
+    }
+
+    #[test]
+    fn group_of_variable_names() {
+        assert_eq!(Group::of("backbone.layers.0.blocks.0.attn.qkv.weight"), Some((Group::Backbone, None)));
+        assert_eq!(Group::of("cls_head.phantom-cxp.weight"), Some((Group::ClsHead, Some("phantom-cxp"))));
+        assert_eq!(Group::of("nonsense.x"), None);
+    }
+}

@@ -1,0 +1,363 @@
+//! The run directory: what survives an SSH drop, a crash or a kill -9.
+//!
+//! ```text
+//! runs/<name>-<yyyymmdd-hhmmss>/
+//!   experiment.toml   the exact config used (after --set overrides)
+//!   plan.json         the schedule
+//!   run.json          status, pid, host, start, heartbeat, progress
+//!   metrics.jsonl     append-only metric rows
+//!   events.jsonl      append-only events (schedule, warnings, skipped samples, errors)
+//!   checkpoints/      last.json → epoch-NNNN/{student,teacher,optimizer}.safetensors + state.json
+//!   predictions/      the last evaluation's scores and labels (CSV)
+//! ```
+//! Appends are whole lines written with one `write` and fsynced; readers drop a torn last line.
+//! Checkpoints are written to a temporary folder, fsynced, renamed, and only then pointed to.
+
+use anyhow::{anyhow, bail, Context, Result};
+use serde::{de::DeserializeOwned, Deserialize, Serialize};
+use std::fs::{self, File, OpenOptions};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Trained {
+    pub dataset: String,
+    pub task: String,
+    pub mode: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Evaluated {
+    pub dataset: String,
+    pub task: String,
+}
+
+/// One metric value of one model on one (dataset, task) after one epoch.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct MetricRow {
+    pub epoch: usize,
+    pub cycle: usize,
+    pub trained: Trained,
+    pub eval: Evaluated,
+    /// "teacher" or "student".
+    pub model: String,
+    /// "auc", "map40", "dice" (×100, as the paper reports them).
+    pub metric: String,
+    pub value: f64,
+    /// The epoch just trained this same dataset and task.
+    pub focused: bool,
+    /// Per-label values of the same metric, when the task has several labels.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub per_label: std::collections::BTreeMap<String, f64>,
+    /// Seconds since the run started.
+    pub wall_time: f64,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Event {
+    pub time: String,
+    /// "info", "warn" or "error".
+    pub level: String,
+    pub kind: String,
+    pub message: String,
+    #[serde(default, skip_serializing_if = "serde_json::Value::is_null")]
+    pub data: serde_json::Value,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RunInfo {
+    /// "running", "finished", "stopped" or "failed".
+    pub status: String,
+    pub pid: u32,
+    pub host: String,
+    pub started: String,
+    pub heartbeat: String,
+    pub device: String,
+    /// Last epoch whose metrics and checkpoint are complete.
+    pub epochs_done: usize,
+    pub epochs_total: usize,
+    pub fingerprint: String,
+    #[serde(default)]
+    pub error: Option<String>,
+}
+
+/// What a checkpoint records beside the weights.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct CheckpointState {
+    /// The last completed epoch (1-based); training resumes at epoch + 1.
+    pub epoch: usize,
+    /// The run's seed: every epoch's RNG streams derive from (seed, epoch), so this is the RNG state.
+    pub seed: u64,
+    pub wall_time: f64,
+    pub skipped_samples: usize,
+}
+
+pub struct RunStore {
+    pub dir: PathBuf,
+}
+
+pub fn now() -> String {
+    chrono::Local::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, false)
+}
+
+fn fsync_dir(dir: &Path) {
+    if let Ok(f) = File::open(dir) {
+        let _ = f.sync_all();
+    }
+}
+
+/// Writes a file atomically: temp file in the same folder, fsync, rename, fsync the folder.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    let tmp = path.with_extension(format!("{}.tmp", path.extension().and_then(|e| e.to_str()).unwrap_or("")));
+    {
+        let mut f = File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+    }
+    fs::rename(&tmp, path).with_context(|| format!("renaming {} to {}", tmp.display(), path.display()))?;
+    if let Some(parent) = path.parent() {
+        fsync_dir(parent);
+    }
+    Ok(())
+}
+
+/// Reads a JSON-lines file; a torn (partial) LAST line is dropped, a bad line elsewhere is an error.
+pub fn read_jsonl<T: DeserializeOwned>(path: &Path) -> Result<Vec<T>> {
+    let text = match fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(anyhow!("{}: {e}", path.display())),
+    };
+    let lines: Vec<&str> = text.split('\n').collect();
+    let mut out = Vec::new();
+    for (i, line) in lines.iter().enumerate() {
+        if line.trim().is_empty() {
+            continue;
+        }
+        match serde_json::from_str(line) {
+            Ok(v) => out.push(v),
+            // The last line without its newline is an append cut short by a crash.
+            Err(_) if i + 1 == lines.len() => break,
+            Err(e) => bail!("{}:{}: not a valid record: {e}", path.display(), i + 1),
+        }
+    }
+    Ok(out)
+}
+
+fn append_lines<T: Serialize>(path: &Path, items: &[T]) -> Result<()> {
+    if items.is_empty() {
+        return Ok(());
+    }
+    let mut buf = String::new();
+    for it in items {
+        buf.push_str(&serde_json::to_string(it)?);
+        buf.push('\n');
+    }
+    repair_torn_tail(path)?;
+    let mut f = OpenOptions::new().create(true).append(true).open(path).with_context(|| format!("opening {}", path.display()))?;
+    f.write_all(buf.as_bytes())?;
+    f.sync_data()?;
+    Ok(())
+}
+
+/// A crash in the middle of an append leaves a last line without its newline: cut it off before
+/// appending, so the fragment can never end up in the middle of the file.
+fn repair_torn_tail(path: &Path) -> Result<()> {
+    let bytes = match fs::read(path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(anyhow!("{}: {e}", path.display())),
+    };
+    if bytes.is_empty() || bytes.ends_with(b"\n") {
+        return Ok(());
+    }
+    let keep = bytes.iter().rposition(|&b| b == b'\n').map(|i| i + 1).unwrap_or(0);
+    let f = OpenOptions::new().write(true).open(path)?;
+    f.set_len(keep as u64)?;
+    f.sync_all()?;
+    Ok(())
+}
+
+impl RunStore {
+    /// Creates `<output_dir>/<name>-<yyyymmdd-hhmmss>` (suffixing -2, -3 … if it exists).
+    pub fn create(output_dir: &Path, name: &str, experiment_toml: &str) -> Result<RunStore> {
+        fs::create_dir_all(output_dir).with_context(|| format!("creating the output folder {}", output_dir.display()))?;
+        let stamp = chrono::Local::now().format("%Y%m%d-%H%M%S");
+        let mut dir = output_dir.join(format!("{name}-{stamp}"));
+        let mut k = 2;
+        while dir.exists() {
+            dir = output_dir.join(format!("{name}-{stamp}-{k}"));
+            k += 1;
+        }
+        fs::create_dir_all(dir.join("checkpoints"))?;
+        fs::create_dir_all(dir.join("predictions"))?;
+        write_atomic(&dir.join("experiment.toml"), experiment_toml.as_bytes())?;
+        Ok(RunStore { dir })
+    }
+
+    pub fn open(dir: &Path) -> Result<RunStore> {
+        if !dir.join("experiment.toml").is_file() {
+            bail!("{}: not a run directory (no experiment.toml)", dir.display());
+        }
+        Ok(RunStore { dir: dir.to_path_buf() })
+    }
+
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.join(name)
+    }
+
+    pub fn write_json<T: Serialize>(&self, name: &str, value: &T) -> Result<()> {
+        write_atomic(&self.path(name), serde_json::to_string_pretty(value)?.as_bytes())
+    }
+
+    pub fn read_json<T: DeserializeOwned>(&self, name: &str) -> Result<T> {
+        let p = self.path(name);
+        let text = fs::read_to_string(&p).with_context(|| format!("reading {}", p.display()))?;
+        serde_json::from_str(&text).with_context(|| format!("{}: malformed", p.display()))
+    }
+
+    pub fn append_metrics(&self, rows: &[MetricRow]) -> Result<()> {
+        append_lines(&self.path("metrics.jsonl"), rows)
+    }
+
+    pub fn metrics(&self) -> Result<Vec<MetricRow>> {
+        read_jsonl(&self.path("metrics.jsonl"))
+    }
+
+    pub fn event(&self, level: &str, kind: &str, message: impl Into<String>, data: serde_json::Value) -> Result<()> {
+        let e = Event { time: now(), level: level.into(), kind: kind.into(), message: message.into(), data };
+        append_lines(&self.path("events.jsonl"), &[e])
+    }
+
+    pub fn events(&self) -> Result<Vec<Event>> {
+        read_jsonl(&self.path("events.jsonl"))
+    }
+
+    /// Keeps only the metric rows of completed epochs (≤ `epoch`): rows of an epoch whose
+    /// checkpoint never landed would otherwise be duplicated when that epoch runs again.
+    pub fn truncate_metrics(&self, epoch: usize) -> Result<usize> {
+        let rows = self.metrics()?;
+        let keep: Vec<&MetricRow> = rows.iter().filter(|r| r.epoch <= epoch).collect();
+        let dropped = rows.len() - keep.len();
+        let mut buf = String::new();
+        for r in &keep {
+            buf.push_str(&serde_json::to_string(r)?);
+            buf.push('\n');
+        }
+        write_atomic(&self.path("metrics.jsonl"), buf.as_bytes())?;
+        Ok(dropped)
+    }
+
+    /// Writes a checkpoint folder atomically and points `checkpoints/last.json` at it; older
+    /// checkpoint folders are removed afterwards.
+    pub fn save_checkpoint(&self, state: &CheckpointState, files: &[(&str, &dyn Fn(&Path) -> Result<()>)]) -> Result<PathBuf> {
+        let ck = self.path("checkpoints");
+        fs::create_dir_all(&ck)?;
+        let name = format!("epoch-{:04}", state.epoch);
+        let tmp = ck.join(format!("{name}.tmp"));
+        let _ = fs::remove_dir_all(&tmp);
+        fs::create_dir_all(&tmp)?;
+        for (file, write) in files {
+            let p = tmp.join(file);
+            write(&p)?;
+            File::open(&p)?.sync_all()?;
+        }
+        write_atomic(&tmp.join("state.json"), serde_json::to_string_pretty(state)?.as_bytes())?;
+        let dst = ck.join(&name);
+        let _ = fs::remove_dir_all(&dst);
+        fs::rename(&tmp, &dst)?;
+        fsync_dir(&ck);
+        write_atomic(&ck.join("last.json"), serde_json::json!({ "epoch": state.epoch, "dir": name }).to_string().as_bytes())?;
+        for entry in fs::read_dir(&ck)?.flatten() {
+            let n = entry.file_name().to_string_lossy().to_string();
+            if n.starts_with("epoch-") && n != name {
+                let _ = fs::remove_dir_all(entry.path());
+            }
+        }
+        Ok(dst)
+    }
+
+    /// The last complete checkpoint: its folder and state.
+    pub fn last_checkpoint(&self) -> Result<Option<(PathBuf, CheckpointState)>> {
+        let ck = self.path("checkpoints");
+        let last = ck.join("last.json");
+        if !last.exists() {
+            return Ok(None);
+        }
+        let v: serde_json::Value = serde_json::from_str(&fs::read_to_string(&last)?).with_context(|| format!("{}: malformed", last.display()))?;
+        let dir = ck.join(v["dir"].as_str().ok_or_else(|| anyhow!("{}: no `dir`", last.display()))?);
+        let state: CheckpointState = serde_json::from_str(&fs::read_to_string(dir.join("state.json"))?)?;
+        Ok(Some((dir, state)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(epoch: usize) -> MetricRow {
+        MetricRow {
+            epoch,
+            cycle: 1,
+            trained: Trained { dataset: "a".into(), task: "cls".into(), mode: "Release".into() },
+            eval: Evaluated { dataset: "a".into(), task: "cls".into() },
+            model: "teacher".into(),
+            metric: "auc".into(),
+            value: 50.0 + epoch as f64,
+            focused: true,
+            per_label: Default::default(),
+            wall_time: 1.0,
+        }
+    }
+
+    #[test]
+    fn torn_last_line_is_dropped_and_appends_continue_cleanly() {
+        let tmp = std::env::temp_dir().join(format!("fx-store-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&tmp);
+        let run = RunStore::create(&tmp, "t", "name='t'").unwrap();
+        run.append_metrics(&[row(1), row(2)]).unwrap();
+        // Simulate a crash in the middle of an append.
+        let mut f = OpenOptions::new().append(true).open(run.path("metrics.jsonl")).unwrap();
+        f.write_all(b"{\"epoch\":3,\"cyc").unwrap();
+        drop(f);
+        assert_eq!(run.metrics().unwrap().len(), 2);
+        run.append_metrics(&[row(3)]).unwrap();
+        let epochs: Vec<usize> = run.metrics().unwrap().iter().map(|r| r.epoch).collect();
+        assert_eq!(epochs, [1, 2, 3], "the torn fragment is cut, the new row follows on its own line");
+        let _ = fs::remove_dir_all(&tmp);
+    }
+
+    #[test]
+    fn truncate_then_append_has_no_duplicates() {
+        let tmp = std::env::temp_dir().join(format!("fx-store2-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&tmp);
+        let run = RunStore::create(&tmp, "t", "name='t'").unwrap();
+        run.append_metrics(&[row(1), row(2), row(3)]).unwrap();
+        let mut f = OpenOptions::new().append(true).open(run.path("metrics.jsonl")).unwrap();
+        f.write_all(b"{\"epoch\":4,").unwrap();
+        drop(f);
+        assert_eq!(run.truncate_metrics(2).unwrap(), 1);
+        run.append_metrics(&[row(3)]).unwrap();
+        let epochs: Vec<usize> = run.metrics().unwrap().iter().map(|r| r.epoch).collect();
+        assert_eq!(epochs, [1, 2, 3]);
+        let _ = fs::remove_dir_all(&tmp);
+    }
+
+    #[test]
+    fn checkpoint_points_to_the_newest_complete_folder() {
+        let tmp = std::env::temp_dir().join(format!("fx-store3-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&tmp);
+        let run = RunStore::create(&tmp, "t", "name='t'").unwrap();
+        assert!(run.last_checkpoint().unwrap().is_none());
+        for epoch in 1..=2 {
+            let st = CheckpointState { epoch, seed: 1, wall_time: 0.0, skipped_samples: 0 };
+            let w = |p: &Path| -> Result<()> { Ok(fs::write(p, b"x")?) };
+            run.save_checkpoint(&st, &[("student.safetensors", &w)]).unwrap();
+        }
+        let (dir, st) = run.last_checkpoint().unwrap().unwrap();
+        assert_eq!(st.epoch, 2);
+        assert!(dir.join("student.safetensors").exists());
+        assert!(!run.path("checkpoints/epoch-0001").exists());
+        let _ = fs::remove_dir_all(&tmp);
+    }
+}

@@ -1,0 +1,676 @@
+//! The trainer: runs the schedule epoch by epoch — freeze per the plan, train the student (task
+//! loss + consistency with the teacher), EMA the teacher after the pass, evaluate every
+//! (dataset, task), append metric rows, checkpoint atomically.
+//!
+//! The engine has no UI: it reports through a callback of [`Progress`] values.
+
+use crate::config::{Experiment, ModelRole};
+use crate::eval::auc::mean_auc;
+use crate::model::{ClsHeads, Model};
+use crate::optim::AdamW;
+use crate::registry::Registry;
+use crate::schedule::{self, EpochPlan, Group};
+use crate::store::{CheckpointState, Evaluated, MetricRow, RunInfo, RunStore, Trained};
+use crate::swin::SwinConfig;
+use anyhow::{anyhow, bail, Context, Result};
+use fx_data::augment::Augment;
+use fx_data::loader::{pass_order, Batch, Loader, LoaderConfig};
+use fx_data::rng::mix;
+use fx_plugin::{Dataset, SampleRecord, Split, Task};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+use tch::{Device, Kind, Reduction, Tensor};
+
+/// Set by a signal handler (or a test) to stop after the current step; the run is marked stopped
+/// and resumes at the last completed epoch.
+pub static STOP: AtomicBool = AtomicBool::new(false);
+
+/// Tasks whose branch is built. Localization and segmentation arrive with their branches.
+pub const BUILT_TASKS: [Task; 1] = [Task::Cls];
+
+pub struct OpenedDataset {
+    pub name: String,
+    pub dataset: Arc<dyn Dataset>,
+    pub tasks: Vec<Task>,
+    pub train: Arc<Vec<SampleRecord>>,
+    pub test: Arc<Vec<SampleRecord>>,
+}
+
+/// Opens every dataset of an experiment and reads its train and test indexes.
+pub fn open_datasets(exp: &Experiment, file: &str, registry: &Registry) -> Result<Vec<OpenedDataset>> {
+    let mut out = Vec::new();
+    for (i, cfg) in exp.datasets.iter().enumerate() {
+        let ds = registry.open(file, i, cfg)?;
+        let offered = ds.desc().tasks();
+        let tasks = match &cfg.tasks {
+            Some(ts) => {
+                for t in ts {
+                    if !offered.contains(t) {
+                        bail!(
+                            "{file}: datasets[{i}] ({}): task `{t}` requested but the dataset has no {t} labels (it offers: {})",
+                            cfg.name(),
+                            offered.iter().map(|t| t.as_str()).collect::<Vec<_>>().join(", ")
+                        );
+                    }
+                }
+                ts.clone()
+            }
+            None => offered.clone(),
+        };
+        let tasks: Vec<Task> = Task::ALL.into_iter().filter(|t| tasks.contains(t)).collect();
+        if let Some(t) = tasks.iter().find(|t| !BUILT_TASKS.contains(t)) {
+            bail!(
+                "{file}: datasets[{i}] ({}): the {} branch is not built yet in this version of fx; set `tasks = [\"cls\"]`",
+                cfg.name(),
+                match t {
+                    Task::Loc => "localization",
+                    Task::Seg => "segmentation",
+                    Task::Cls => "classification",
+                }
+            );
+        }
+        if tasks.is_empty() {
+            bail!("{file}: datasets[{i}] ({}): no task to train", cfg.name());
+        }
+        let index = |split: Split| -> Result<Arc<Vec<SampleRecord>>> {
+            let v = ds.index(split).map_err(|e| anyhow!("{file}: datasets[{i}] ({}): {} split: {e}", cfg.name(), split.as_str()))?;
+            Ok(Arc::new(v))
+        };
+        let (train, test) = (index(Split::Train)?, index(Split::Test)?);
+        if train.is_empty() {
+            bail!("{file}: datasets[{i}] ({}): the train split is empty", cfg.name());
+        }
+        if test.is_empty() {
+            bail!("{file}: datasets[{i}] ({}): the test split is empty", cfg.name());
+        }
+        out.push(OpenedDataset { name: cfg.name().to_string(), dataset: ds, tasks, train, test });
+    }
+    Ok(out)
+}
+
+/// "auto" → CUDA when available, else CPU.
+pub fn resolve_device(s: &str) -> Result<Device> {
+    match s {
+        "auto" => Ok(Device::cuda_if_available()),
+        "cpu" => Ok(Device::Cpu),
+        "cuda" | "cuda:0" if tch::Cuda::is_available() => Ok(Device::Cuda(0)),
+        d if d.starts_with("cuda") => {
+            let n: usize = d.strip_prefix("cuda:").map(|n| n.parse()).transpose()?.unwrap_or(0);
+            if n < tch::Cuda::device_count() as usize {
+                Ok(Device::Cuda(n))
+            } else {
+                bail!("device {d} requested but {} CUDA device(s) are available", tch::Cuda::device_count())
+            }
+        }
+        other => bail!("unknown device `{other}`; expected auto, cpu, cuda or cuda:N"),
+    }
+}
+
+pub fn swin_config(exp: &Experiment) -> Result<SwinConfig> {
+    let mut c = SwinConfig::named(&exp.model.arch, exp.model.image_size)?;
+    if let Some(dp) = exp.model.drop_path {
+        c.drop_path_rate = dp;
+    }
+    Ok(c)
+}
+
+pub fn cls_heads(datasets: &[OpenedDataset]) -> ClsHeads {
+    datasets
+        .iter()
+        .filter(|d| d.tasks.contains(&Task::Cls))
+        .map(|d| (d.name.clone(), d.dataset.desc().cls_labels.len() as i64))
+        .collect()
+}
+
+pub fn tasks_of(datasets: &[OpenedDataset]) -> Vec<(String, Vec<Task>)> {
+    datasets.iter().map(|d| (d.name.clone(), d.tasks.clone())).collect()
+}
+
+/// What the trainer reports while it runs.
+pub enum Progress<'a> {
+    Started { run_dir: &'a Path, device: String, params: i64, first_epoch: usize, epochs: usize },
+    Step(StepReport<'a>),
+    Epoch { plan: &'a EpochPlan, rows: &'a [MetricRow], train_s: f64, eval_s: f64, skipped: usize },
+    Warning(String),
+    Finished { status: &'a str, wall_s: f64 },
+}
+
+pub struct StepReport<'a> {
+    pub plan: &'a EpochPlan,
+    pub epochs: usize,
+    pub step: usize,
+    pub steps: usize,
+    /// Mean loss over the window since the last report.
+    pub loss: f64,
+    pub img_per_s: f64,
+    pub eta_epoch_s: f64,
+    pub eta_run_s: f64,
+}
+
+pub struct Trainer {
+    pub exp: Experiment,
+    pub run: RunStore,
+    pub device: Device,
+    pub datasets: Vec<OpenedDataset>,
+    pub plan: Vec<EpochPlan>,
+    pub student: Model,
+    pub teacher: Option<Model>,
+    opt: AdamW,
+    /// Index into `plan` of the next epoch to train.
+    next: usize,
+    wall_offset: f64,
+    skipped_total: usize,
+    eval_cache: BTreeMap<String, Vec<Batch>>,
+    started: String,
+}
+
+fn model_pair(exp: &Experiment, device: Device, heads: &ClsHeads) -> Result<(Model, Option<Model>)> {
+    let cfg = swin_config(exp)?;
+    tch::manual_seed(exp.seed as i64);
+    let student = Model::new(device, &cfg, heads)?;
+    if let Some(w) = &exp.model.weights {
+        let report = crate::swin::load_timm_weights(&student.vs, "backbone", w)?;
+        if report.loaded == 0 {
+            bail!("{}: no backbone weights matched (layout {}); is it a Swin state dict?", w.display(), report.layout);
+        }
+    }
+    let teacher = if exp.student_teacher.enabled {
+        let mut t = Model::new(device, &cfg, heads)?;
+        t.copy_from(&student)?;
+        for (_, v) in t.named_variables() {
+            let _ = v.set_requires_grad(false);
+        }
+        Some(t)
+    } else {
+        None
+    };
+    Ok((student, teacher))
+}
+
+fn lr_map(exp: &Experiment) -> BTreeMap<Group, f64> {
+    BTreeMap::from([(Group::Backbone, exp.optimizer.lr.backbone), (Group::ClsHead, exp.optimizer.lr.cls_head)])
+}
+
+fn host() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname").map(|s| s.trim().to_string()).unwrap_or_else(|_| "unknown".into())
+}
+
+pub fn fingerprint() -> String {
+    format!("fx {} / tch 0.24.0 / libtorch {}", env!("CARGO_PKG_VERSION"), option_env!("FX_LIBTORCH_LIB").unwrap_or("?"))
+}
+
+fn write_vars(model: &Model, path: &Path) -> Result<()> {
+    let vars = model.named_variables();
+    Tensor::write_safetensors(&vars, path).with_context(|| format!("writing {}", path.display()))?;
+    Ok(())
+}
+
+/// Loads a model's variables from a checkpoint file; every variable must be present with its shape.
+pub fn read_vars(model: &Model, path: &Path) -> Result<()> {
+    let file: BTreeMap<String, Tensor> =
+        Tensor::read_safetensors(path).with_context(|| format!("reading {}", path.display()))?.into_iter().collect();
+    tch::no_grad(|| -> Result<()> {
+        for (name, var) in model.named_variables() {
+            let src = file.get(&name).ok_or_else(|| anyhow!("{}: missing `{name}`", path.display()))?;
+            if src.size() != var.size() {
+                bail!("{}: `{name}` has shape {:?}, the model expects {:?}", path.display(), src.size(), var.size());
+            }
+            var.shallow_clone().copy_(src);
+        }
+        Ok(())
+    })
+}
+
+impl Trainer {
+    /// Starts a new run of an experiment. `resolved_toml` is stored as the run's experiment.toml.
+    pub fn create(exp: Experiment, file: &str, resolved_toml: &str, registry: &Registry, device: Device) -> Result<Trainer> {
+        let datasets = open_datasets(&exp, file, registry)?;
+        let plan = schedule::plan(&exp, &tasks_of(&datasets));
+        let (student, teacher) = model_pair(&exp, device, &cls_heads(&datasets))?;
+        let run = RunStore::create(&exp.output_dir, &exp.name, resolved_toml)?;
+        run.write_json("plan.json", &plan)?;
+        let o = &exp.optimizer;
+        let opt = AdamW::new(o.beta1, o.beta2, o.eps, o.weight_decay, lr_map(&exp));
+        let t = Trainer {
+            exp,
+            run,
+            device,
+            datasets,
+            plan,
+            student,
+            teacher,
+            opt,
+            next: 0,
+            wall_offset: 0.0,
+            skipped_total: 0,
+            eval_cache: BTreeMap::new(),
+            started: crate::store::now(),
+        };
+        t.run.event("info", "created", format!("run created from {file}"), serde_json::json!({ "epochs": t.plan.len() }))?;
+        Ok(t)
+    }
+
+    /// Re-opens a run directory and continues after its last complete checkpoint. Metric rows of an
+    /// epoch that never reached its checkpoint are dropped, so none is lost or duplicated.
+    pub fn resume(dir: &Path, registry: &Registry, device_override: Option<Device>) -> Result<Trainer> {
+        let run = RunStore::open(dir)?;
+        let file = run.path("experiment.toml");
+        let exp = Experiment::load(&file, &[])?;
+        let device = match device_override {
+            Some(d) => d,
+            None => resolve_device(&exp.device)?,
+        };
+        let label = file.display().to_string();
+        let datasets = open_datasets(&exp, &label, registry)?;
+        let plan = schedule::plan(&exp, &tasks_of(&datasets));
+        let stored: Vec<EpochPlan> = run.read_json("plan.json")?;
+        if stored != plan {
+            bail!("{}: the schedule computed now differs from the run's plan.json (did a dataset change?)", dir.display());
+        }
+        let (student, teacher) = model_pair(&exp, device, &cls_heads(&datasets))?;
+        let o = &exp.optimizer;
+        let mut opt = AdamW::new(o.beta1, o.beta2, o.eps, o.weight_decay, lr_map(&exp));
+        let (next, wall_offset, skipped_total) = match run.last_checkpoint()? {
+            Some((ck, state)) => {
+                read_vars(&student, &ck.join("student.safetensors"))?;
+                if let Some(t) = &teacher {
+                    read_vars(t, &ck.join("teacher.safetensors"))?;
+                }
+                opt.load(&ck.join("optimizer.safetensors"), device)?;
+                (state.epoch, state.wall_time, state.skipped_samples)
+            }
+            None => (0, 0.0, 0),
+        };
+        let dropped = run.truncate_metrics(next)?;
+        let started = run.read_json::<RunInfo>("run.json").map(|r| r.started).unwrap_or_else(|_| crate::store::now());
+        run.event(
+            "info",
+            "resumed",
+            format!("resumed after epoch {next}; {dropped} metric row(s) of an unfinished epoch dropped"),
+            serde_json::json!({ "epoch": next, "dropped_rows": dropped }),
+        )?;
+        Ok(Trainer {
+            exp,
+            run,
+            device,
+            datasets,
+            plan,
+            student,
+            teacher,
+            opt,
+            next,
+            wall_offset,
+            skipped_total,
+            eval_cache: BTreeMap::new(),
+            started,
+        })
+    }
+
+    pub fn next_epoch(&self) -> usize {
+        self.next
+    }
+
+    fn info(&self, status: &str, error: Option<String>) -> RunInfo {
+        RunInfo {
+            status: status.into(),
+            pid: std::process::id(),
+            host: host(),
+            started: self.started.clone(),
+            heartbeat: crate::store::now(),
+            device: crate::swin::device_name(self.device),
+            epochs_done: self.next,
+            epochs_total: self.plan.len(),
+            fingerprint: fingerprint(),
+            error,
+        }
+    }
+
+    /// Runs the remaining epochs. Returns the final status: "finished" or "stopped".
+    pub fn run(&mut self, on: &mut dyn FnMut(Progress)) -> Result<String> {
+        let t0 = Instant::now();
+        let wall = |t0: &Instant, off: f64| off + t0.elapsed().as_secs_f64();
+        self.run.write_json("run.json", &self.info("running", None))?;
+        on(Progress::Started {
+            run_dir: &self.run.dir,
+            device: crate::swin::device_name(self.device),
+            params: crate::swin::count_params(&self.student.vs, ""),
+            first_epoch: self.next + 1,
+            epochs: self.plan.len(),
+        });
+        let result = (|| -> Result<String> {
+            while self.next < self.plan.len() {
+                if STOP.load(Ordering::SeqCst) {
+                    return Ok("stopped".into());
+                }
+                let plan = self.plan[self.next].clone();
+                let t_train = Instant::now();
+                let (skipped, stopped) = self.train_epoch(&plan, on)?;
+                if stopped {
+                    return Ok("stopped".into());
+                }
+                if let Some(t) = self.teacher.as_mut() {
+                    t.ema_from(&self.student, self.exp.student_teacher.momentum);
+                }
+                let train_s = t_train.elapsed().as_secs_f64();
+                let t_eval = Instant::now();
+                let rows = self.evaluate(&plan, wall(&t0, self.wall_offset))?;
+                self.run.append_metrics(&rows)?;
+                let eval_s = t_eval.elapsed().as_secs_f64();
+                self.skipped_total += skipped;
+                self.next += 1;
+                self.checkpoint(wall(&t0, self.wall_offset))?;
+                self.run.write_json("run.json", &self.info("running", None))?;
+                on(Progress::Epoch { plan: &plan, rows: &rows, train_s, eval_s, skipped });
+            }
+            Ok("finished".into())
+        })();
+        let w = wall(&t0, self.wall_offset);
+        match &result {
+            Ok(status) => {
+                self.run.write_json("run.json", &self.info(status, None))?;
+                self.run.event("info", status, format!("run {status} after epoch {}", self.next), serde_json::Value::Null)?;
+                on(Progress::Finished { status, wall_s: w });
+            }
+            Err(e) => {
+                let msg = format!("{e:#}");
+                let _ = self.run.write_json("run.json", &self.info("failed", Some(msg.clone())));
+                let _ = self.run.event("error", "failed", msg, serde_json::Value::Null);
+            }
+        }
+        result
+    }
+
+    /// The parameters this epoch trains, with their groups; sets requires_grad on every variable.
+    fn activate(&self, plan: &EpochPlan) -> Vec<(String, Group, Tensor)> {
+        let mut active = Vec::new();
+        for (name, var) in self.student.named_variables() {
+            let on = match Group::of(&name) {
+                Some((group, dataset)) => {
+                    plan.trainable.group(group) && dataset.is_none_or(|d| d == plan.dataset)
+                }
+                None => false,
+            };
+            let _ = var.set_requires_grad(on);
+            if on {
+                active.push((name.clone(), Group::of(&name).unwrap().0, var));
+            }
+        }
+        active
+    }
+
+    fn dataset(&self, name: &str) -> &OpenedDataset {
+        self.datasets.iter().find(|d| d.name == name).expect("plan names a dataset of the experiment")
+    }
+
+    fn images_tensor(&self, batch: &Batch) -> Tensor {
+        let s = batch.size as i64;
+        Tensor::from_slice(&batch.images).view([batch.len() as i64, 1, s, s]).to_device(self.device)
+    }
+
+    /// Images of the remaining epochs, for the run ETA.
+    fn images_left(&self, from: usize) -> f64 {
+        self.plan[from..]
+            .iter()
+            .map(|p| (self.dataset(&p.dataset).train.len() as f64 * p.fraction).round())
+            .sum()
+    }
+
+    fn train_epoch(&mut self, plan: &EpochPlan, on: &mut dyn FnMut(Progress)) -> Result<(usize, bool)> {
+        let active = self.activate(plan);
+        let epoch = plan.epoch as u64;
+        tch::manual_seed(mix(&[self.exp.seed, epoch, 0]) as i64 & i64::MAX);
+        let ds = self.dataset(&plan.dataset);
+        let order = pass_order(ds.train.len(), plan.fraction, mix(&[self.exp.seed, epoch, 2]), true);
+        let n_images = order.len();
+        let a = &self.exp.augment;
+        let cfg = LoaderConfig {
+            size: self.exp.model.image_size as usize,
+            batch_size: self.exp.train.batch_size,
+            workers: if self.exp.train.workers == 0 { num_cpus() } else { self.exp.train.workers },
+            prefetch: self.exp.train.prefetch,
+            augment: Augment { crop_scale: a.crop_scale, rotation: a.rotation, hflip: a.hflip },
+            seed: mix(&[self.exp.seed, epoch, 1]),
+        };
+        let loader = Loader::new(ds.dataset.clone(), ds.train.clone(), order, cfg);
+        let steps = loader.len();
+        let st = self.exp.student_teacher.clone();
+        let w = if st.enabled { st.consistency_weight } else { 0.0 };
+        let run_left_after = self.images_left(self.next + 1);
+        let mut loss_acc = Tensor::zeros([], (Kind::Float, self.device));
+        let (mut window_steps, mut window_images, mut seen) = (0usize, 0usize, 0usize);
+        let mut window_t = Instant::now();
+        let mut skipped = 0usize;
+        for (step, batch) in loader.enumerate() {
+            for (id, why) in &batch.skipped {
+                skipped += 1;
+                if skipped <= 20 {
+                    self.run.event(
+                        "warn",
+                        "sample_skipped",
+                        format!("{}: sample {id} skipped: {why}", plan.dataset),
+                        serde_json::json!({ "dataset": plan.dataset, "id": id }),
+                    )?;
+                    on(Progress::Warning(format!("{}: sample {id} skipped: {why}", plan.dataset)));
+                }
+            }
+            if !batch.is_empty() {
+                let loss = match plan.task {
+                    Task::Cls => self.cls_step(plan, &batch, w)?,
+                    t => bail!("task {t} has no training step in this build"),
+                };
+                loss.backward();
+                self.opt.step(&active);
+                AdamW::zero_grad(&active);
+                loss_acc += loss.detach();
+                window_steps += 1;
+                window_images += batch.len();
+                seen += batch.len();
+            }
+            let last = step + 1 == steps;
+            if (step + 1) % self.exp.train.log_every.max(1) == 0 || last {
+                // The one host-device synchronisation of the window: reading the summed loss.
+                let loss = if window_steps > 0 { loss_acc.double_value(&[]) / window_steps as f64 } else { f64::NAN };
+                let dt = window_t.elapsed().as_secs_f64().max(1e-9);
+                let img_per_s = window_images as f64 / dt;
+                let eta_epoch_s = (n_images.saturating_sub(seen)) as f64 / img_per_s.max(1e-9);
+                on(Progress::Step(StepReport {
+                    plan,
+                    epochs: self.plan.len(),
+                    step: step + 1,
+                    steps,
+                    loss,
+                    img_per_s,
+                    eta_epoch_s,
+                    eta_run_s: eta_epoch_s + run_left_after / img_per_s.max(1e-9),
+                }));
+                let _ = loss_acc.zero_();
+                window_steps = 0;
+                window_images = 0;
+                window_t = Instant::now();
+                self.run.write_json("run.json", &self.info("running", None))?;
+            }
+            if STOP.load(Ordering::SeqCst) {
+                return Ok((skipped, true));
+            }
+        }
+        if skipped > 20 {
+            self.run.event(
+                "warn",
+                "samples_skipped",
+                format!("{}: {skipped} samples skipped this epoch (first 20 listed)", plan.dataset),
+                serde_json::json!({ "dataset": plan.dataset, "count": skipped }),
+            )?;
+        }
+        if seen == 0 {
+            bail!("{}: every sample of the epoch failed to load (see events.jsonl)", plan.dataset);
+        }
+        for (_, var) in self.student.named_variables() {
+            let _ = var.set_requires_grad(false);
+        }
+        Ok((skipped, false))
+    }
+
+    /// Classification step: masked BCE-with-logits (unknown labels excluded) plus MSE consistency of
+    /// the pooled feature with the teacher's on the same images.
+    fn cls_step(&self, plan: &EpochPlan, batch: &Batch, w: f64) -> Result<Tensor> {
+        let x = self.student.input(&self.images_tensor(batch));
+        let c = self.dataset(&plan.dataset).dataset.desc().cls_labels.len() as i64;
+        let labels = Tensor::from_slice(&batch.cls).view([batch.len() as i64, c]).to_device(self.device);
+        let known = labels.isnan().logical_not().to_kind(Kind::Float);
+        let target = labels.nan_to_num(0.0, None, None);
+        let out = self.student.cls(&x, &plan.dataset, true);
+        let bce = out.logits.binary_cross_entropy_with_logits::<Tensor>(&target, Some(known.shallow_clone()), None, Reduction::Sum);
+        let task = bce / known.sum(Kind::Float).clamp_min(1.0);
+        match (&self.teacher, w > 0.0) {
+            (Some(teacher), true) => {
+                let t = tch::no_grad(|| teacher.cls(&x, &plan.dataset, false).pooled);
+                let cons = out.pooled.mse_loss(&t, Reduction::Mean);
+                Ok(task * (1.0 - w) + cons * w)
+            }
+            _ => Ok(task),
+        }
+    }
+
+    fn eval_batches(&mut self, name: &str) -> Result<&Vec<Batch>> {
+        if !self.eval_cache.contains_key(name) {
+            let ds = self.dataset(name);
+            let n = match self.exp.eval.max_samples {
+                0 => ds.test.len(),
+                m => m.min(ds.test.len()),
+            };
+            let cfg = LoaderConfig {
+                size: self.exp.model.image_size as usize,
+                batch_size: self.exp.eval.batch_size.max(1),
+                workers: num_cpus(),
+                prefetch: 4,
+                augment: Augment::none(),
+                seed: 0,
+            };
+            let batches: Vec<Batch> = Loader::new(ds.dataset.clone(), ds.test.clone(), (0..n).collect(), cfg).collect();
+            let skipped: usize = batches.iter().map(|b| b.skipped.len()).sum();
+            if skipped > 0 {
+                self.run.event(
+                    "warn",
+                    "test_samples_skipped",
+                    format!("{name}: {skipped} test samples could not be loaded and are left out of evaluation"),
+                    serde_json::json!({ "dataset": name, "count": skipped }),
+                )?;
+            }
+            self.eval_cache.insert(name.to_string(), batches);
+        }
+        Ok(&self.eval_cache[name])
+    }
+
+    /// Evaluates every (dataset, task) with every configured model.
+    fn evaluate(&mut self, plan: &EpochPlan, wall_time: f64) -> Result<Vec<MetricRow>> {
+        let mut rows = Vec::new();
+        let names: Vec<String> = self.datasets.iter().map(|d| d.name.clone()).collect();
+        for name in names {
+            let labels_names = self.dataset(&name).dataset.desc().cls_labels.clone();
+            let tasks = self.dataset(&name).tasks.clone();
+            if !tasks.contains(&Task::Cls) {
+                continue;
+            }
+            let batches: Vec<Batch> = self.eval_batches(&name)?.clone();
+            for role in self.exp.eval_models() {
+                let model = match (role, &self.teacher) {
+                    (ModelRole::Teacher, Some(t)) => t,
+                    _ => &self.student,
+                };
+                let c = labels_names.len();
+                let (mut scores, mut labels, mut ids) = (Vec::<f64>::new(), Vec::<f32>::new(), Vec::<String>::new());
+                for b in &batches {
+                    if b.is_empty() {
+                        continue;
+                    }
+                    let x = model.input(&self.images_tensor(b));
+                    let p = tch::no_grad(|| model.cls(&x, &name, false).logits.sigmoid()).to_kind(Kind::Double).to_device(Device::Cpu);
+                    scores.extend(Vec::<f64>::try_from(&p.flatten(0, -1))?);
+                    labels.extend_from_slice(&b.cls);
+                    ids.extend(b.ids.iter().cloned());
+                }
+                let (per, mean) = mean_auc(&scores, &labels, c);
+                self.write_predictions(role, &name, &labels_names, &ids, &scores, &labels)?;
+                let Some(mean) = mean else {
+                    self.run.event(
+                        "warn",
+                        "auc_undefined",
+                        format!("{name}: no class has both positives and negatives in the test split; AUC undefined"),
+                        serde_json::Value::Null,
+                    )?;
+                    continue;
+                };
+                rows.push(MetricRow {
+                    epoch: plan.epoch,
+                    cycle: plan.cycle,
+                    trained: Trained { dataset: plan.dataset.clone(), task: plan.task.to_string(), mode: plan.mode.as_str().into() },
+                    eval: Evaluated { dataset: name.clone(), task: "cls".into() },
+                    model: role.as_str().into(),
+                    metric: Task::Cls.metric().into(),
+                    value: mean * 100.0,
+                    focused: plan.dataset == name && plan.task == Task::Cls,
+                    per_label: labels_names.iter().zip(&per).filter_map(|(l, v)| v.map(|v| (l.clone(), v * 100.0))).collect(),
+                    wall_time,
+                });
+            }
+        }
+        Ok(rows)
+    }
+
+    fn write_predictions(&self, role: ModelRole, dataset: &str, labels: &[String], ids: &[String], scores: &[f64], truth: &[f32]) -> Result<()> {
+        let c = labels.len();
+        let mut csv = String::from("id");
+        for l in labels {
+            csv.push_str(&format!(",label_{l}"));
+        }
+        for l in labels {
+            csv.push_str(&format!(",score_{l}"));
+        }
+        csv.push('\n');
+        for (i, id) in ids.iter().enumerate() {
+            csv.push_str(id);
+            for k in 0..c {
+                let y = truth[i * c + k];
+                if y.is_nan() {
+                    csv.push(',');
+                } else {
+                    csv.push_str(&format!(",{y}"));
+                }
+            }
+            for k in 0..c {
+                csv.push_str(&format!(",{}", scores[i * c + k]));
+            }
+            csv.push('\n');
+        }
+        let path = self.run.path("predictions").join(format!("{}-{dataset}-cls.csv", role.as_str()));
+        crate::store::write_atomic(&path, csv.as_bytes())
+    }
+
+    fn checkpoint(&mut self, wall_time: f64) -> Result<()> {
+        let state = CheckpointState { epoch: self.next, seed: self.exp.seed, wall_time, skipped_samples: self.skipped_total };
+        let student = |p: &Path| write_vars(&self.student, p);
+        let opt = |p: &Path| self.opt.save(p);
+        let teacher = |p: &Path| match &self.teacher {
+            Some(t) => write_vars(t, p),
+            None => Ok(()),
+        };
+        let mut files: Vec<(&str, &dyn Fn(&Path) -> Result<()>)> =
+            vec![("student.safetensors", &student), ("optimizer.safetensors", &opt)];
+        if self.teacher.is_some() {
+            files.push(("teacher.safetensors", &teacher));
+        }
+        self.run.save_checkpoint(&state, &files)?;
+        Ok(())
+    }
+
+    pub fn run_dir(&self) -> PathBuf {
+        self.run.dir.clone()
+    }
+}
+
+pub fn num_cpus() -> usize {
+    std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2)
+}
