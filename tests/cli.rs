@@ -1,1 +1,281 @@
+//! End-to-end tests of the fx-tui binary as a user runs it: plan, bad input, a tiny training run,
+//! kill -9 and resume, feature extraction.
 
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+fn fx() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_fx-tui"))
+}
+
+fn run(args: &[&str]) -> Output {
+    fx().args(args).output().expect("fx-tui runs")
+}
+
+fn text(o: &Output) -> String {
+    format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
+}
+
+fn fixtures() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../fixtures")
+}
+
+/// A tiny experiment: swin_nano at 32 px, two phantom datasets of 48 training images.
+fn tiny(dir: &Path, cycles: usize, extra: &str) -> PathBuf {
+    let p = dir.join("tiny.toml");
+    std::fs::write(
+        &p,
+        format!(
+            r#"
+name = "tiny"
+seed = 3
+device = "cpu"
+output_dir = "{out}"
+[model]
+arch = "swin_nano"
+image_size = 32
+[train]
+batch_size = 16
+cycles = {cycles}
+log_every = 2
+workers = 2
+[optimizer]
+lr = {{ backbone = 1e-3, cls_head = 1e-2 }}
+[eval]
+batch_size = 32
+{extra}
+[[datasets]]
+plugin = "phantom-cxp"
+options = {{ train = 48, test = 32 }}
+[[datasets]]
+name = "nih"
+plugin = "phantom-nih"
+options = {{ train = 48, test = 32, corrupt = 0.1 }}
+"#,
+            out = dir.join("runs").display()
+        ),
+    )
+    .unwrap();
+    p
+}
+
+fn only_run(dir: &Path) -> PathBuf {
+    let runs: Vec<PathBuf> = std::fs::read_dir(dir.join("runs")).unwrap().flatten().map(|e| e.path()).collect();
+    assert_eq!(runs.len(), 1, "{runs:?}");
+    runs[0].clone()
+}
+
+fn metric_rows(run: &Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(run.join("metrics.jsonl"))
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect()
+}
+
+#[test]
+fn plan_prints_schedule_and_parameter_counts() {
+    let dir = tempfile::tempdir().unwrap();
+    let exp = tiny(dir.path(), 2, "");
+    let o = run(&["plan", exp.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", text(&o));
+    let t = text(&o);
+    assert!(t.contains("# schedule: 4 epochs in 2 cycle(s)"), "{t}");
+    assert!(t.contains("cls_head.nih"), "{t}");
+    let o = run(&["plan", exp.to_str().unwrap(), "--format", "json", "--set", "train.cycles=3"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let sched = v["schedule"].as_array().unwrap();
+    assert_eq!(sched.len(), 6);
+    assert_eq!(sched[1]["dataset"], "nih");
+    assert_eq!(sched[1]["mode"], "Release");
+    assert_eq!(sched[1]["trainable"]["backbone"], true);
+    // The fixture's 574,286 at 64 px, less the relative-position tables that shrink with the
+    // clamped windows at 32 px (stage 2: 3×3 instead of 7×7 rows, stage 3: 1×1 instead of 3×3).
+    assert_eq!(v["parameters"]["backbone (swin_nano)"], 574286 - 2 * (49 - 9) * 4 - 2 * (9 - 1) * 8);
+    assert_eq!(v["parameters"]["cls_head.nih"], 128 * 3 + 3);
+    // Nothing is trained by plan.
+    assert!(!dir.path().join("runs").exists());
+}
+
+#[test]
+fn bad_input_gets_clear_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let exp = tiny(dir.path(), 1, "");
+    let good = std::fs::read_to_string(&exp).unwrap();
+    let write = |s: &str| {
+        let p = dir.path().join("bad.toml");
+        std::fs::write(&p, s).unwrap();
+        p
+    };
+    // Malformed TOML: file, line and column.
+    let p = write(&good.replace("arch = \"swin_nano\"", "arch = \"swin_nano"));
+    let o = run(&[p.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(text(&o).contains("bad.toml:7:"), "{}", text(&o));
+    // Unknown key with a suggestion.
+    let p = write(&good.replace("batch_size = 16", "batch_sise = 16"));
+    let t = text(&run(&[p.to_str().unwrap()]));
+    assert!(t.contains("unknown field `batch_sise`") && t.contains("did you mean `batch_size`"), "{t}");
+    // Unknown plugin.
+    let p = write(&good.replace("plugin = \"phantom-cxp\"", "plugin = \"phantom-cpx\""));
+    let t = text(&run(&[p.to_str().unwrap()]));
+    assert!(t.contains("unknown plugin `phantom-cpx`") && t.contains("did you mean `phantom-cxp`"), "{t}");
+    // Missing dataset root.
+    let p = write(&good.replace("name = \"nih\"", "name = \"nih\"\nroot = \"/nonexistent/nih\""));
+    let t = text(&run(&[p.to_str().unwrap()]));
+    assert!(t.contains("datasets[1] (nih)") && t.contains("/nonexistent/nih") && t.contains("does not exist"), "{t}");
+    // A task the branch for which is not built yet.
+    let p = write(&good.replace("name = \"nih\"", "name = \"nih\"\ntasks = [\"loc\"]"));
+    let t = text(&run(&[p.to_str().unwrap()]));
+    assert!(t.contains("task `loc` requested"), "{t}");
+    // Missing file.
+    let t = text(&run(&["/nonexistent/exp.toml"]));
+    assert!(t.contains("/nonexistent/exp.toml") && t.contains("cannot read"), "{t}");
+    // None of these created a run.
+    assert!(!dir.path().join("runs").exists());
+}
+
+#[test]
+fn tiny_run_writes_the_run_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let exp = tiny(dir.path(), 2, "");
+    let o = run(&[exp.to_str().unwrap(), "--headless", "--set", "seed=5"]);
+    let t = text(&o);
+    assert!(o.status.success(), "{t}");
+    assert!(t.contains("img/s") && t.contains("ETA"), "{t}");
+    assert!(t.contains("sample") && t.contains("skipped"), "bad samples are reported: {t}");
+    let run_dir = only_run(dir.path());
+    for f in ["experiment.toml", "plan.json", "run.json", "metrics.jsonl", "events.jsonl", "checkpoints/last.json"] {
+        assert!(run_dir.join(f).exists(), "{f} missing");
+    }
+    let snapshot = std::fs::read_to_string(run_dir.join("experiment.toml")).unwrap();
+    assert!(snapshot.contains("seed = 5"), "the stored config has the override: {snapshot}");
+    let info: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(run_dir.join("run.json")).unwrap()).unwrap();
+    assert_eq!(info["status"], "finished");
+    assert_eq!(info["epochs_done"], 4);
+    let rows = metric_rows(&run_dir);
+    // 4 epochs × 2 datasets × (teacher, student).
+    assert_eq!(rows.len(), 16);
+    for r in &rows {
+        let focused = r["trained"]["dataset"] == r["eval"]["dataset"] && r["trained"]["task"] == r["eval"]["task"];
+        assert_eq!(r["focused"].as_bool().unwrap(), focused);
+        let v = r["value"].as_f64().unwrap();
+        assert!((0.0..=100.0).contains(&v), "{v}");
+    }
+    let events = std::fs::read_to_string(run_dir.join("events.jsonl")).unwrap();
+    assert!(events.contains("sample_skipped") && events.contains("simulated corrupt sample"), "{events}");
+    let last: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(run_dir.join("checkpoints/last.json")).unwrap()).unwrap();
+    let ck = run_dir.join("checkpoints").join(last["dir"].as_str().unwrap());
+    for f in ["student.safetensors", "teacher.safetensors", "optimizer.safetensors", "state.json"] {
+        assert!(ck.join(f).exists(), "{f}");
+    }
+    let csv = std::fs::read_to_string(run_dir.join("predictions/teacher-phantom-cxp-cls.csv")).unwrap();
+    assert!(csv.starts_with("id,label_cardiomegaly,label_effusion,label_consolidation,score_cardiomegaly"), "{csv}");
+    assert_eq!(csv.lines().count(), 33);
+}
+
+/// kill -9 in the middle of training, then --resume: every epoch's rows exactly once, and the same
+/// values as an uninterrupted run with the same seed (all RNG streams derive from seed and epoch).
+#[test]
+fn kill_9_then_resume_loses_and_duplicates_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let exp = tiny(dir.path(), 3, "");
+    let mut child = fx().args([exp.to_str().unwrap(), "--headless"]).stdout(std::process::Stdio::null()).spawn().unwrap();
+    let t0 = Instant::now();
+    let run_dir = loop {
+        std::thread::sleep(Duration::from_millis(50));
+        if let Ok(mut it) = std::fs::read_dir(dir.path().join("runs")) {
+            if let Some(Ok(e)) = it.next() {
+                break e.path();
+            }
+        }
+        assert!(t0.elapsed() < Duration::from_secs(60), "no run directory appeared");
+    };
+    // Wait until the second epoch is complete, then kill without warning.
+    while metric_rows(&run_dir).iter().filter(|r| r["epoch"] == 2).count() < 4 {
+        std::thread::sleep(Duration::from_millis(20));
+        assert!(t0.elapsed() < Duration::from_secs(240), "training made no progress");
+        assert!(child.try_wait().unwrap().is_none(), "the trainer ended before it could be killed");
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let o = run(&["--resume", run_dir.to_str().unwrap(), "--headless"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let rows = metric_rows(&run_dir);
+    let mut keys: Vec<(u64, String, String)> = rows
+        .iter()
+        .map(|r| (r["epoch"].as_u64().unwrap(), r["eval"]["dataset"].as_str().unwrap().into(), r["model"].as_str().unwrap().into()))
+        .collect();
+    let n = keys.len();
+    keys.sort();
+    keys.dedup();
+    assert_eq!(keys.len(), n, "duplicated rows");
+    assert_eq!(n, 6 * 2 * 2, "lost rows");
+    let events = std::fs::read_to_string(run_dir.join("events.jsonl")).unwrap();
+    assert!(events.contains("\"resumed\""), "{events}");
+
+    // The same experiment without interruption gives the same numbers.
+    let dir2 = tempfile::tempdir().unwrap();
+    let exp2 = tiny(dir2.path(), 3, "");
+    assert!(run(&[exp2.to_str().unwrap(), "--headless"]).status.success());
+    let straight = metric_rows(&only_run(dir2.path()));
+    let value = |rows: &[serde_json::Value], e: u64, d: &str, m: &str| {
+        rows.iter().find(|r| r["epoch"] == e && r["eval"]["dataset"] == d && r["model"] == m).unwrap()["value"].as_f64().unwrap()
+    };
+    for (e, d, m) in &keys {
+        let (a, b) = (value(&rows, *e, d, m), value(&straight, *e, d, m));
+        assert!((a - b).abs() < 1e-6, "epoch {e} {d} {m}: resumed {a} vs straight {b}");
+    }
+}
+
+#[test]
+fn features_from_timm_weights_match_timm() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("f.safetensors");
+    let o = run(&[
+        "features",
+        "--weights",
+        fixtures().join("swin/weights_timm_old.safetensors").to_str().unwrap(),
+        "--arch",
+        "swin_nano",
+        "--out",
+        out.to_str().unwrap(),
+        fixtures().join("swin/io.safetensors").to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    let t = text(&o);
+    assert!(t.contains("timm<=0.6") && t.contains("pooled") && t.contains("[2, 128]"), "{t}");
+    let got = tch::Tensor::read_safetensors(&out).unwrap();
+    let io = tch::Tensor::read_safetensors(fixtures().join("swin/io.safetensors")).unwrap();
+    let find = |v: &[(String, tch::Tensor)], n: &str| v.iter().find(|(k, _)| k == n).unwrap().1.shallow_clone();
+    let d = (find(&got, "pooled") - find(&io, "pooled")).abs().max().double_value(&[]);
+    assert!(d < 1e-4, "pooled differs from timm by {d}");
+    let s3 = find(&got, "stage3");
+    assert_eq!(s3.size(), [2, 128, 2, 2], "stages are NCHW");
+    // Image inputs: two PNGs of different sizes are resized to --image-size.
+    let a = dir.path().join("a.png");
+    let b = dir.path().join("b.png");
+    image::GrayImage::from_fn(80, 70, |x, y| image::Luma([((x * y) % 256) as u8])).save(&a).unwrap();
+    image::GrayImage::from_fn(40, 50, |x, _| image::Luma([(x * 6) as u8])).save(&b).unwrap();
+    let o = run(&[
+        "features",
+        "--weights",
+        fixtures().join("swin/weights_timm_new.safetensors").to_str().unwrap(),
+        "--arch",
+        "swin_nano",
+        "--image-size",
+        "64",
+        "--out",
+        out.to_str().unwrap(),
+        a.to_str().unwrap(),
+        b.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    // A corrupt image is named.
+    std::fs::write(&b, b"not an image").unwrap();
+    let o = run(&["features", "--weights", fixtures().join("swin/weights_timm_new.safetensors").to_str().unwrap(), "--arch", "swin_nano", "--image-size", "64", "--out", out.to_str().unwrap(), b.to_str().unwrap()]);
+    assert!(!o.status.success());
+    assert!(text(&o).contains("b.png"), "{}", text(&o));
+}

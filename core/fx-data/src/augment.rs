@@ -48,8 +48,9 @@ pub fn draw(aug: &Augment, w: usize, h: usize, size: usize, rng: &mut Rng) -> Af
     let (w, h, s) = (w as f32, h as f32, size as f32);
     let scale = rng.range(aug.crop_scale[0], aug.crop_scale[1].max(aug.crop_scale[0])).sqrt();
     let (cw, ch) = (w * scale, h * scale);
-    let cx = rng.range(cw / 2.0, w - cw / 2.0 + 1e-3);
-    let cy = rng.range(ch / 2.0, h - ch / 2.0 + 1e-3);
+    // Written so that a full-size crop is centred exactly (a plain resize stays pixel-exact).
+    let cx = cw / 2.0 + (w - cw) * rng.f32();
+    let cy = ch / 2.0 + (h - ch) * rng.f32();
     let theta = rng.range(-aug.rotation, aug.rotation).to_radians();
     let flip = aug.hflip && rng.bernoulli(0.5);
     let (sin, cos) = theta.sin_cos();

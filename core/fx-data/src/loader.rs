@@ -208,7 +208,7 @@ mod tests {
             if i % 7 == 3 {
                 return Err(PluginError::input(format!("toy/{}.png", r.id), "corrupt PNG"));
             }
-            if i == 10 {
+            if i == 11 {
                 panic!("plugin bug");
             }
             Ok(Sample {
@@ -234,7 +234,7 @@ mod tests {
         let batches: Vec<Batch> = Loader::new(ds.clone(), records.clone(), order.clone(), cfg).collect();
         assert_eq!(batches.len(), 7);
         let ids: Vec<String> = batches.iter().flat_map(|b| b.ids.clone()).collect();
-        let bad: Vec<usize> = (0..50).filter(|i| i % 7 == 3 || *i == 10).collect();
+        let bad: Vec<usize> = (0..50).filter(|i| i % 7 == 3 || *i == 11).collect();
         let expect: Vec<String> = order.iter().filter(|i| !bad.contains(i)).map(|i| format!("s{i}")).collect();
         assert_eq!(ids, expect, "order kept, bad samples dropped");
         let skipped: Vec<(String, String)> = batches.iter().flat_map(|b| b.skipped.clone()).collect();

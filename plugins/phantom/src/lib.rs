@@ -76,6 +76,8 @@ pub struct PhantomDataset {
     prevalence: Prevalence,
     seed: u64,
     sizes: [usize; 3],
+    /// Fraction of samples that fail to load, to exercise the skip-and-count path end to end.
+    corrupt: f64,
 }
 
 fn split_code(s: Split) -> u64 {
@@ -94,7 +96,7 @@ impl PhantomDataset {
     fn open(spec: &DatasetSpec, preset: &'static Preset) -> Result<Self, PluginError> {
         let err = |what: String| PluginError::config(&spec.name, what);
         let opts = spec.options.as_object().cloned().unwrap_or_default();
-        let known = ["train", "val", "test", "seed", "style", "prevalence"];
+        let known = ["train", "val", "test", "seed", "style", "prevalence", "corrupt"];
         if let Some(k) = opts.keys().find(|k| !known.contains(&k.as_str())) {
             return Err(err(format!("unknown option `{k}` for plugin {}; expected one of {}", preset.name, known.join(", "))));
         }
@@ -132,6 +134,10 @@ impl PhantomDataset {
                 prevalence[f.index()] = p.ok_or_else(|| err(format!("options.prevalence.{k} must be within [0, 1]")))? as f32;
             }
         }
+        let corrupt = match opts.get("corrupt") {
+            Some(v) => v.as_f64().filter(|p| (0.0..=1.0).contains(p)).ok_or_else(|| err(format!("options.corrupt must be within [0, 1], got {v}")))?,
+            None => 0.0,
+        };
         let desc = DatasetDesc {
             name: spec.name.clone(),
             description: preset.summary.to_string(),
@@ -139,7 +145,7 @@ impl PhantomDataset {
             loc_labels: preset.loc.iter().map(|t| t.name().to_string()).collect(),
             seg_labels: preset.seg.iter().map(|t| t.name().to_string()).collect(),
         };
-        Ok(PhantomDataset { desc, preset, style, prevalence, seed, sizes })
+        Ok(PhantomDataset { desc, preset, style, prevalence, seed, sizes, corrupt })
     }
 }
 
@@ -162,6 +168,12 @@ impl Dataset for PhantomDataset {
         let SampleSource::Phantom(seed) = record.source else {
             return Err(PluginError::config(&self.desc.name, format!("sample {} is not a phantom", record.id)));
         };
+        if self.corrupt > 0.0 && ((seed >> 11) as f64 / (1u64 << 53) as f64) < self.corrupt {
+            return Err(PluginError::input(
+                format!("phantom://{}/{}", self.desc.name, record.id),
+                "simulated corrupt sample (options.corrupt)",
+            ));
+        }
         let size = size_hint.clamp(16, 2048);
         let p = phantom::render(&self.style, &self.prevalence, seed, size);
         let cls = self.preset.cls.iter().map(|f| if p.present[f.index()] { 1.0 } else { 0.0 }).collect();
