@@ -4,6 +4,7 @@
 //! store), `fx-tui --resume RUN` continues a run, `fx-tui plan` prints the schedule without
 //! training, `fx-tui features` extracts backbone features.
 
+mod bench;
 mod headless;
 mod plan;
 
@@ -58,6 +59,20 @@ enum Command {
         format: Format,
         #[arg(long = "set", value_name = "KEY=VALUE")]
         set: Vec<String>,
+    },
+    /// Training and evaluation img/s of the real pipeline at full size (default: the paper's Swin-B, 224 px, batch 24).
+    Bench {
+        #[arg(long, default_value = "swin_base")]
+        arch: String,
+        #[arg(long, default_value_t = 224)]
+        image_size: i64,
+        #[arg(long, default_value_t = 24)]
+        batch_size: usize,
+        /// Timed training steps (one warm-up step runs first).
+        #[arg(long, default_value_t = 3)]
+        steps: usize,
+        #[arg(long, default_value = "auto")]
+        device: String,
     },
     /// Write pooled and per-stage backbone features of images (or a normalised tensor batch).
     Features {
@@ -150,6 +165,10 @@ fn main() {
             }
             Ok(())
         })(),
+        Some(Command::Bench { arch, image_size, batch_size, steps, device }) => bench::run(
+            &bench::BenchArgs { arch: arch.clone(), image_size: *image_size, batch_size: *batch_size, steps: *steps, device: device.clone() },
+            &registry(),
+        ),
         None => train(&cli),
     };
     if let Err(e) = result {

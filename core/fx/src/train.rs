@@ -165,6 +165,8 @@ pub struct Trainer {
     skipped_total: usize,
     eval_cache: BTreeMap<String, Vec<Batch>>,
     started: String,
+    /// When this process took the run over; wall times add the checkpointed offset.
+    t0: Instant,
 }
 
 fn model_pair(exp: &Experiment, device: Device, heads: &ClsHeads) -> Result<(Model, Option<Model>)> {
@@ -248,6 +250,7 @@ impl Trainer {
             skipped_total: 0,
             eval_cache: BTreeMap::new(),
             started: crate::store::now(),
+            t0: Instant::now(),
         };
         t.run.event("info", "created", format!("run created from {file}"), serde_json::json!({ "epochs": t.plan.len() }))?;
         Ok(t)
@@ -306,6 +309,7 @@ impl Trainer {
             skipped_total,
             eval_cache: BTreeMap::new(),
             started,
+            t0: Instant::now(),
         })
     }
 
@@ -328,10 +332,12 @@ impl Trainer {
         }
     }
 
+    fn wall(&self) -> f64 {
+        self.wall_offset + self.t0.elapsed().as_secs_f64()
+    }
+
     /// Runs the remaining epochs. Returns the final status: "finished" or "stopped".
     pub fn run(&mut self, on: &mut dyn FnMut(Progress)) -> Result<String> {
-        let t0 = Instant::now();
-        let wall = |t0: &Instant, off: f64| off + t0.elapsed().as_secs_f64();
         self.run.write_json("run.json", &self.info("running", None))?;
         on(Progress::Started {
             run_dir: &self.run.dir,
@@ -342,32 +348,13 @@ impl Trainer {
         });
         let result = (|| -> Result<String> {
             while self.next < self.plan.len() {
-                if STOP.load(Ordering::SeqCst) {
+                if STOP.load(Ordering::SeqCst) || !self.run_epoch(on)? {
                     return Ok("stopped".into());
                 }
-                let plan = self.plan[self.next].clone();
-                let t_train = Instant::now();
-                let (skipped, stopped) = self.train_epoch(&plan, on)?;
-                if stopped {
-                    return Ok("stopped".into());
-                }
-                if let Some(t) = self.teacher.as_mut() {
-                    t.ema_from(&self.student, self.exp.student_teacher.momentum);
-                }
-                let train_s = t_train.elapsed().as_secs_f64();
-                let t_eval = Instant::now();
-                let rows = self.evaluate(&plan, wall(&t0, self.wall_offset))?;
-                self.run.append_metrics(&rows)?;
-                let eval_s = t_eval.elapsed().as_secs_f64();
-                self.skipped_total += skipped;
-                self.next += 1;
-                self.checkpoint(wall(&t0, self.wall_offset))?;
-                self.run.write_json("run.json", &self.info("running", None))?;
-                on(Progress::Epoch { plan: &plan, rows: &rows, train_s, eval_s, skipped });
             }
             Ok("finished".into())
         })();
-        let w = wall(&t0, self.wall_offset);
+        let w = self.wall();
         match &result {
             Ok(status) => {
                 self.run.write_json("run.json", &self.info(status, None))?;
@@ -381,6 +368,32 @@ impl Trainer {
             }
         }
         result
+    }
+
+    /// Trains the next epoch of the plan, updates the teacher, evaluates, appends the metric rows
+    /// and checkpoints. Returns false when a stop request interrupted the epoch (nothing of it is
+    /// kept; a resume runs it again).
+    pub fn run_epoch(&mut self, on: &mut dyn FnMut(Progress)) -> Result<bool> {
+        let plan = self.plan[self.next].clone();
+        let t_train = Instant::now();
+        let (skipped, stopped) = self.train_epoch(&plan, on)?;
+        if stopped {
+            return Ok(false);
+        }
+        if let Some(t) = self.teacher.as_mut() {
+            t.ema_from(&self.student, self.exp.student_teacher.momentum);
+        }
+        let train_s = t_train.elapsed().as_secs_f64();
+        let t_eval = Instant::now();
+        let rows = self.evaluate(&plan, self.wall())?;
+        self.run.append_metrics(&rows)?;
+        let eval_s = t_eval.elapsed().as_secs_f64();
+        self.skipped_total += skipped;
+        self.next += 1;
+        self.checkpoint(self.wall())?;
+        self.run.write_json("run.json", &self.info("running", None))?;
+        on(Progress::Epoch { plan: &plan, rows: &rows, train_s, eval_s, skipped });
+        Ok(true)
     }
 
     /// The parameters this epoch trains, with their groups; sets requires_grad on every variable.
