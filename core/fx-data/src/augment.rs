@@ -5,20 +5,46 @@
 use crate::rng::Rng;
 use fx_plugin::{LabeledBox, Sample};
 
-/// Random geometric augmentation (paper, classification: RandomResizedCrop, flip, rotation ±7°).
-#[derive(Clone, Debug, PartialEq)]
+/// Random augmentation of one task's training images: geometry (applied to masks and boxes alike)
+/// and intensity (image only). The experiment's `[augment.cls|loc|seg]` tables are this struct.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields, default)]
 pub struct Augment {
     /// Crop area as a fraction of the image, drawn uniformly in this range.
     pub crop_scale: [f32; 2],
     /// Rotation, ± degrees.
     pub rotation: f32,
+    /// Horizontal flip. Keep it off for tasks whose labels are sided (left/right lung): a flip
+    /// swaps the anatomy but not the label.
     pub hflip: bool,
+    /// Random brightness shift, ± this much of the [0, 1] range (image only).
+    pub brightness: f32,
+    /// Random contrast factor 1 ± this much, about mid-grey (image only).
+    pub contrast: f32,
+}
+
+impl Default for Augment {
+    fn default() -> Self {
+        Augment::none()
+    }
 }
 
 impl Augment {
     /// No augmentation: a plain resize.
     pub fn none() -> Augment {
-        Augment { crop_scale: [1.0, 1.0], rotation: 0.0, hflip: false }
+        Augment { crop_scale: [1.0, 1.0], rotation: 0.0, hflip: false, brightness: 0.0, contrast: 0.0 }
+    }
+}
+
+/// Random brightness/contrast on the image alone (masks and boxes are unaffected by intensity).
+pub fn jitter_intensity(aug: &Augment, image: &mut [f32], rng: &mut Rng) {
+    if aug.brightness <= 0.0 && aug.contrast <= 0.0 {
+        return;
+    }
+    let c = 1.0 + rng.range(-aug.contrast, aug.contrast);
+    let b = rng.range(-aug.brightness, aug.brightness);
+    for v in image.iter_mut() {
+        *v = ((*v - 0.5) * c + 0.5 + b).clamp(0.0, 1.0);
     }
 }
 
@@ -166,7 +192,7 @@ mod tests {
     #[test]
     fn image_mask_and_box_stay_aligned_under_random_warps() {
         let s = square_sample(96, 80);
-        let aug = Augment { crop_scale: [0.5, 1.0], rotation: 10.0, hflip: true };
+        let aug = Augment { crop_scale: [0.5, 1.0], rotation: 10.0, hflip: true, ..Augment::none() };
         let mut rng = Rng::new(3);
         for _ in 0..20 {
             let a = draw(&aug, 96, 80, 64, &mut rng);
@@ -190,9 +216,24 @@ mod tests {
     }
 
     #[test]
+    fn intensity_jitter_changes_the_image_only_within_bounds() {
+        let aug = Augment { brightness: 0.2, contrast: 0.3, ..Augment::none() };
+        let mut img: Vec<f32> = (0..100).map(|i| i as f32 / 99.0).collect();
+        let orig = img.clone();
+        jitter_intensity(&aug, &mut img, &mut Rng::new(5));
+        assert_ne!(img, orig);
+        assert!(img.iter().all(|v| (0.0..=1.0).contains(v)));
+        // Monotone: the order of intensities is kept (contrast factor stays positive).
+        assert!(img.windows(2).all(|w| w[0] <= w[1]));
+        let mut same = orig.clone();
+        jitter_intensity(&Augment::none(), &mut same, &mut Rng::new(5));
+        assert_eq!(same, orig);
+    }
+
+    #[test]
     fn flip_mirrors() {
         let s = square_sample(32, 32);
-        let aug = Augment { crop_scale: [1.0, 1.0], rotation: 0.0, hflip: true };
+        let aug = Augment { hflip: true, ..Augment::none() };
         let mut rng = Rng::new(1);
         let flipped = (0..10).map(|_| draw(&aug, 32, 32, 32, &mut rng)).find(|a| a.m[0][0] < 0.0).unwrap();
         let out = warp(&s, &flipped, 32);

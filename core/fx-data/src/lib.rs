@@ -2,5 +2,6 @@
 pub mod augment;
 pub mod io;
 pub mod loader;
+pub mod masks;
 pub mod phantom;
 pub mod rng;

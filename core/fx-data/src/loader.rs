@@ -76,8 +76,11 @@ pub fn prepare(
     if identity {
         return Ok(sample);
     }
-    let a = augment::draw(aug, sample.width, sample.height, size, &mut Rng::new(seed));
-    Ok(augment::warp(&sample, &a, size))
+    let mut rng = Rng::new(seed);
+    let a = augment::draw(aug, sample.width, sample.height, size, &mut rng);
+    let mut out = augment::warp(&sample, &a, size);
+    augment::jitter_intensity(aug, &mut out.image, &mut rng);
+    Ok(out)
 }
 
 impl Loader {

@@ -757,7 +757,7 @@ fn make_findings(seed: u64, present: &[bool; 5], an: &Anatomy) -> Findings {
         let mut r = stream(seed, S_NODULE);
         let n = if r.bernoulli(0.35) { 2 } else { 1 };
         for _ in 0..n {
-            let rad = r.range(0.028, 0.05);
+            let rad = r.range(0.035, 0.06);
             let (x, y) = sample_aerated(&mut r, an, &pneumo, &effusion, None, rad * 1.3);
             nodules.push(Nodule { x, y, r: rad });
         }
@@ -1701,9 +1701,9 @@ mod tests {
                 assert_ne!(boxes[0], boxes[1]);
                 for b in &boxes {
                     let (w, h) = (b[2] - b[0], b[3] - b[1]);
-                    // Radius 2.8–5 % of 128 px: diameter 7–13 px.
+                    // Radius 3.5–6 % of 128 px: diameter 9–15.4 px.
                     assert!(
-                        (5.0..=15.0).contains(&w) && (5.0..=15.0).contains(&h),
+                        (7.0..=17.0).contains(&w) && (7.0..=17.0).contains(&h),
                         "{b:?}"
                     );
                 }

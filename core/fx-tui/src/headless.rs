@@ -86,7 +86,10 @@ pub fn table(datasets: &[String], rows: &[MetricRow]) -> String {
     let mut out = format!("  {:w$}  task  metric  teacher  student  focused\n", "dataset");
     for d in datasets {
         for task in ["cls", "loc", "seg"] {
-            let sel: Vec<&MetricRow> = rows.iter().filter(|r| &r.eval.dataset == d && r.eval.task == task).collect();
+            // The paper's metric of the task (auc, map40, dice); secondary metrics stay in metrics.jsonl.
+            let primary = fx_plugin::Task::parse(task).map(|t| t.metric()).unwrap_or("");
+            let sel: Vec<&MetricRow> =
+                rows.iter().filter(|r| &r.eval.dataset == d && r.eval.task == task && r.metric == primary).collect();
             if sel.is_empty() {
                 continue;
             }

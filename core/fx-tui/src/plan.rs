@@ -5,7 +5,7 @@ use anyhow::{Context, Result};
 use fx::config::Experiment;
 use fx::registry::Registry;
 use fx::schedule::{EpochPlan, Group};
-use fx::train::{cls_heads, open_datasets, swin_config, tasks_of};
+use fx::train::{heads, open_datasets, swin_config, tasks_of};
 use serde_json::json;
 use std::path::Path;
 
@@ -18,22 +18,24 @@ fn flag(v: Option<bool>) -> &'static str {
 }
 
 fn lr_of(exp: &Experiment, g: Group) -> Option<f64> {
-    match g {
-        Group::Backbone => Some(exp.optimizer.lr.backbone),
-        Group::ClsHead => Some(exp.optimizer.lr.cls_head),
-        _ => None,
-    }
+    exp.optimizer.lr.of(g)
 }
 
 pub fn print(path: &Path, set: &[String], as_json: bool, registry: &Registry) -> Result<()> {
     let exp = Experiment::load(path, set)?;
     let datasets = open_datasets(&exp, &path.display().to_string(), registry)?;
     let plan: Vec<EpochPlan> = fx::schedule::plan(&exp, &tasks_of(&datasets));
-    let model = fx::model::Model::new(tch::Device::Cpu, &swin_config(&exp)?, &cls_heads(&datasets))?;
+    let model = fx::model::Model::new(tch::Device::Cpu, &swin_config(&exp)?, &heads(&exp, &datasets))?;
     let count = |p: &str| fx::swin::count_params(&model.vs, p);
     let mut params: Vec<(String, i64)> = vec![(format!("backbone ({})", exp.model.arch), count("backbone."))];
     for name in model.cls_heads.keys() {
         params.push((format!("cls_head.{name}"), count(&format!("cls_head.{name}."))));
+    }
+    if model.seg_decoder.is_some() {
+        params.push(("seg_decoder (UperNet)".to_string(), count("seg_decoder.")));
+    }
+    for name in model.seg_heads.keys() {
+        params.push((format!("seg_head.{name}"), count(&format!("seg_head.{name}."))));
     }
     let total = count("");
     if as_json {
@@ -70,7 +72,9 @@ pub fn print(path: &Path, set: &[String], as_json: bool, registry: &Registry) ->
     println!("  {:w$}  {:11}  {:>6}  {:>6}  labels", "dataset", "tasks", "train", "test");
     for d in &datasets {
         let tasks: Vec<&str> = d.tasks.iter().map(|t| t.as_str()).collect();
-        println!("  {:w$}  {:11}  {:>6}  {:>6}  {}", d.name, tasks.join(","), d.train.len(), d.test.len(), d.dataset.desc().cls_labels.join(", "));
+        let labels: Vec<String> =
+            d.tasks.iter().map(|t| format!("{t}: {}", d.dataset.desc().labels(*t).join(", "))).collect();
+        println!("  {:w$}  {:11}  {:>6}  {:>6}  {}", d.name, tasks.join(","), d.train.len(), d.test.len(), labels.join("; "));
     }
     println!("\n# parameters");
     for (k, v) in &params {

@@ -4,6 +4,7 @@
 //! expected, with a did-you-mean for misspelt keys.
 
 use anyhow::{anyhow, bail, Result};
+use fx_data::augment::Augment;
 use fx_plugin::Task;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
@@ -33,6 +34,8 @@ pub struct Experiment {
     #[serde(default)]
     pub augment: AugmentConfig,
     #[serde(default)]
+    pub loss: LossConfig,
+    #[serde(default)]
     pub eval: EvalConfig,
     pub datasets: Vec<DatasetConfig>,
 }
@@ -58,6 +61,19 @@ pub struct ModelConfig {
     pub drop_path: Option<f64>,
     /// Initial backbone weights (timm or Ark Swin state dict, .safetensors).
     pub weights: Option<PathBuf>,
+    /// UperNet pyramid-pooling channels (paper: 256).
+    #[serde(default = "default_ppm_channels")]
+    pub ppm_channels: i64,
+    /// UperNet FPN channels (paper: 128).
+    #[serde(default = "default_fpn_channels")]
+    pub fpn_channels: i64,
+}
+
+fn default_ppm_channels() -> i64 {
+    crate::upernet::PPM_CHANNELS
+}
+fn default_fpn_channels() -> i64 {
+    crate::upernet::FPN_CHANNELS
 }
 
 fn default_image_size() -> i64 {
@@ -106,11 +122,27 @@ impl Default for OptimizerConfig {
 pub struct LrConfig {
     pub backbone: f64,
     pub cls_head: f64,
+    pub seg_decoder: f64,
+    pub seg_head: f64,
 }
 
 impl Default for LrConfig {
     fn default() -> Self {
-        LrConfig { backbone: 1e-5, cls_head: 1e-4 }
+        LrConfig { backbone: 1e-5, cls_head: 1e-4, seg_decoder: 1e-4, seg_head: 1e-4 }
+    }
+}
+
+impl LrConfig {
+    /// The rate of a parameter group; `None` for a branch that is not built yet.
+    pub fn of(&self, g: crate::schedule::Group) -> Option<f64> {
+        use crate::schedule::Group::*;
+        match g {
+            Backbone => Some(self.backbone),
+            ClsHead => Some(self.cls_head),
+            SegDecoder => Some(self.seg_decoder),
+            SegHead => Some(self.seg_head),
+            LocEncoder | LocDecoder => None,
+        }
     }
 }
 
@@ -146,19 +178,55 @@ impl Default for LockReleaseConfig {
     }
 }
 
+/// Per-task augmentation, defaults after the paper: classification RandomResizedCrop + flip +
+/// rotation ±7°; segmentation shift-scale-rotate ±10° + brightness/contrast.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct AugmentConfig {
-    /// Random resized crop: the crop keeps this range of the image area.
-    pub crop_scale: [f32; 2],
-    /// Random rotation, ± degrees.
-    pub rotation: f32,
-    pub hflip: bool,
+    pub cls: Augment,
+    pub loc: Augment,
+    pub seg: Augment,
 }
 
 impl Default for AugmentConfig {
     fn default() -> Self {
-        AugmentConfig { crop_scale: [0.08, 1.0], rotation: 7.0, hflip: true }
+        AugmentConfig {
+            cls: Augment { crop_scale: [0.08, 1.0], rotation: 7.0, hflip: true, ..Augment::none() },
+            loc: Augment::none(),
+            seg: Augment { crop_scale: [0.8, 1.0], rotation: 10.0, brightness: 0.2, contrast: 0.2, ..Augment::none() },
+        }
+    }
+}
+
+impl AugmentConfig {
+    pub fn of(&self, task: Task) -> &Augment {
+        match task {
+            Task::Cls => &self.cls,
+            Task::Loc => &self.loc,
+            Task::Seg => &self.seg,
+        }
+    }
+}
+
+/// Which loss trains the segmentation heads.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SegLoss {
+    /// Soft Dice pooled over the batch (smooth 1), as the paper.
+    Dice,
+    /// Soft Dice + pixel-wise BCE, averaged.
+    DiceBce,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LossConfig {
+    pub seg: SegLoss,
+}
+
+impl Default for LossConfig {
+    fn default() -> Self {
+        LossConfig { seg: SegLoss::Dice }
     }
 }
 
@@ -345,9 +413,18 @@ impl Experiment {
         if !(f > 0.0 && f <= 1.0) {
             bail!("{p}: lock_release.lock_fraction must be within (0, 1], got {f}");
         }
-        let [lo, hi] = self.augment.crop_scale;
-        if !(lo > 0.0 && lo <= hi && hi <= 1.0) {
-            bail!("{p}: augment.crop_scale must be [lo, hi] with 0 < lo <= hi <= 1, got [{lo}, {hi}]");
+        for task in Task::ALL {
+            let a = self.augment.of(task);
+            let [lo, hi] = a.crop_scale;
+            if !(lo > 0.0 && lo <= hi && hi <= 1.0) {
+                bail!("{p}: augment.{task}.crop_scale must be [lo, hi] with 0 < lo <= hi <= 1, got [{lo}, {hi}]");
+            }
+            if !(0.0..=1.0).contains(&a.brightness) || !(0.0..1.0).contains(&a.contrast) {
+                bail!("{p}: augment.{task}: brightness must be within [0, 1] and contrast within [0, 1)");
+            }
+        }
+        if self.model.ppm_channels < 1 || self.model.fpn_channels < 1 {
+            bail!("{p}: model.ppm_channels and model.fpn_channels must be at least 1");
         }
         if self.eval.models.is_empty() {
             bail!("{p}: eval.models is empty; use [\"teacher\"] and/or [\"student\"]");

@@ -12,6 +12,7 @@ pub mod schedule;
 pub mod store;
 pub mod swin;
 pub mod train;
+pub mod upernet;
 
 /// Panics unless libtorch's CUDA part was linked (the `--no-as-needed -ltorch` link arguments):
 /// without it, a CUDA machine would silently train on the CPU.

@@ -1,9 +1,12 @@
-//! Foundation X's model: the shared Swin backbone and one classification head per dataset.
+//! Foundation X's model: the shared Swin backbone, one classification head per dataset, and the
+//! segmentation branch (one UperNet decoder, one head per dataset).
 //!
-//! Variable names start with their parameter group (`backbone.`, `cls_head.<dataset>.`), which is
-//! how freezing, learning rates, the teacher's EMA and checkpoints address them.
+//! Variable names start with their parameter group (`backbone.`, `cls_head.<dataset>.`,
+//! `seg_decoder.`, `seg_head.<dataset>.`), which is how freezing, learning rates, the teacher's EMA
+//! and checkpoints address them.
 
 use crate::swin::{Swin, SwinConfig};
+use crate::upernet::{head_logits, seg_head, UperNet};
 use anyhow::Result;
 use std::collections::BTreeMap;
 use tch::{nn, nn::Module, Device, Kind, Tensor};
@@ -13,15 +16,39 @@ use tch::{nn, nn::Module, Device, Kind, Tensor};
 pub const MEAN: [f64; 3] = [0.485, 0.456, 0.406];
 pub const STD: [f64; 3] = [0.229, 0.224, 0.225];
 
-/// What heads to build: dataset name → number of classification labels.
-pub type ClsHeads = BTreeMap<String, i64>;
+/// What heads to build: dataset name → number of labels, per task.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Heads {
+    pub cls: BTreeMap<String, i64>,
+    pub seg: BTreeMap<String, i64>,
+    /// UperNet widths (pyramid pooling, FPN).
+    pub seg_channels: (i64, i64),
+}
 
 pub struct Model {
     pub vs: nn::VarStore,
     pub backbone: Swin,
     pub cls_heads: BTreeMap<String, nn::Linear>,
+    /// Built only when some dataset trains segmentation.
+    pub seg_decoder: Option<UperNet>,
+    pub seg_heads: BTreeMap<String, nn::Conv2D>,
     mean: Tensor,
     std: Tensor,
+}
+
+/// BatchNorm running statistics: variables that are state, not parameters. They never get
+/// gradients or optimiser steps, but the teacher's EMA and checkpoints include them.
+pub fn is_buffer(name: &str) -> bool {
+    name.ends_with(".running_mean") || name.ends_with(".running_var") || name.ends_with(".num_batches_tracked")
+}
+
+/// Output of the segmentation path.
+pub struct SegOutput {
+    /// (B, K, H, W) mask logits at the input size.
+    pub logits: Tensor,
+    /// Consistency features: the fused FPN map and the projected stage-4 map.
+    pub fused: Tensor,
+    pub stage4: Tensor,
 }
 
 /// Output of the classification path.
@@ -32,20 +59,26 @@ pub struct ClsOutput {
 }
 
 impl Model {
-    pub fn new(device: Device, swin: &SwinConfig, cls_heads: &ClsHeads) -> Result<Model> {
+    pub fn new(device: Device, swin: &SwinConfig, heads: &Heads) -> Result<Model> {
         let vs = nn::VarStore::new(device);
         let root = vs.root();
         let backbone = Swin::new(&(&root / "backbone"), swin)?;
-        let heads = cls_heads
+        let cls_heads = heads
+            .cls
             .iter()
             .map(|(name, &n)| {
                 let head = nn::linear(&root / "cls_head" / name.as_str(), swin.num_features(), n, Default::default());
                 (name.clone(), head)
             })
             .collect();
+        let (ppm, fpn) = heads.seg_channels;
+        let dims: Vec<i64> = (0..swin.num_stages()).map(|i| swin.stage_dim(i)).collect();
+        let seg_decoder = (!heads.seg.is_empty()).then(|| UperNet::new(&(&root / "seg_decoder"), &dims, ppm, fpn));
+        let seg_heads =
+            heads.seg.iter().map(|(name, &k)| (name.clone(), seg_head(&root / "seg_head" / name.as_str(), fpn, k))).collect();
         let mean = Tensor::from_slice(&MEAN).view([1, 3, 1, 1]).to_kind(Kind::Float).to_device(device);
         let std = Tensor::from_slice(&STD).view([1, 3, 1, 1]).to_kind(Kind::Float).to_device(device);
-        Ok(Model { vs, backbone, cls_heads: heads, mean, std })
+        Ok(Model { vs, backbone, cls_heads, seg_decoder, seg_heads, mean, std })
     }
 
     pub fn device(&self) -> Device {
@@ -61,6 +94,19 @@ impl Model {
         let f = self.backbone.forward(x, train);
         let head = self.cls_heads.get(dataset).unwrap_or_else(|| panic!("no classification head for dataset {dataset}"));
         ClsOutput { logits: head.forward(&f.pooled), pooled: f.pooled }
+    }
+
+    /// Segmentation: backbone stages → UperNet → the dataset's head. `train_backbone` switches
+    /// drop-path, `train_decoder` the decoder's BatchNorm statistics (a frozen decoder runs in eval
+    /// mode so that a Lock epoch leaves its running statistics untouched).
+    pub fn seg(&self, x: &Tensor, dataset: &str, train_backbone: bool, train_decoder: bool) -> SegOutput {
+        let f = self.backbone.forward(x, train_backbone);
+        let stages: Vec<Tensor> = f.stages.iter().map(|s| s.permute([0, 3, 1, 2])).collect();
+        let decoder = self.seg_decoder.as_ref().expect("model built without the segmentation branch");
+        let d = decoder.forward(&stages, train_decoder);
+        let head = self.seg_heads.get(dataset).unwrap_or_else(|| panic!("no segmentation head for dataset {dataset}"));
+        let (h, w) = (x.size()[2], x.size()[3]);
+        SegOutput { logits: head_logits(head, &d.fused, h, w), fused: d.fused, stage4: d.stage4 }
     }
 
     /// Variables sorted by name (stable order for the optimiser, EMA and checkpoints).

@@ -4,9 +4,10 @@
 //!
 //! The engine has no UI: it reports through a callback of [`Progress`] values.
 
-use crate::config::{Experiment, ModelRole};
+use crate::config::{Experiment, ModelRole, SegLoss};
 use crate::eval::auc::mean_auc;
-use crate::model::{ClsHeads, Model};
+use crate::eval::dice::DiceAccumulator;
+use crate::model::{Heads, Model};
 use crate::optim::AdamW;
 use crate::registry::Registry;
 use crate::schedule::{self, EpochPlan, Group};
@@ -28,8 +29,8 @@ use tch::{Device, Kind, Reduction, Tensor};
 /// and resumes at the last completed epoch.
 pub static STOP: AtomicBool = AtomicBool::new(false);
 
-/// Tasks whose branch is built. Localization and segmentation arrive with their branches.
-pub const BUILT_TASKS: [Task; 1] = [Task::Cls];
+/// Tasks whose branch is built. Localization arrives with its branch.
+pub const BUILT_TASKS: [Task; 2] = [Task::Cls, Task::Seg];
 
 pub struct OpenedDataset {
     pub name: String,
@@ -58,12 +59,13 @@ pub fn open_datasets(exp: &Experiment, file: &str, registry: &Registry) -> Resul
                 }
                 ts.clone()
             }
-            None => offered.clone(),
+            // By default every task the dataset has labels for and fx can train.
+            None => offered.iter().copied().filter(|t| BUILT_TASKS.contains(t)).collect(),
         };
         let tasks: Vec<Task> = Task::ALL.into_iter().filter(|t| tasks.contains(t)).collect();
         if let Some(t) = tasks.iter().find(|t| !BUILT_TASKS.contains(t)) {
             bail!(
-                "{file}: datasets[{i}] ({}): the {} branch is not built yet in this version of fx; set `tasks = [\"cls\"]`",
+                "{file}: datasets[{i}] ({}): the {} branch is not built yet in this version of fx; leave `{t}` out of `tasks`",
                 cfg.name(),
                 match t {
                     Task::Loc => "localization",
@@ -117,12 +119,16 @@ pub fn swin_config(exp: &Experiment) -> Result<SwinConfig> {
     Ok(c)
 }
 
-pub fn cls_heads(datasets: &[OpenedDataset]) -> ClsHeads {
-    datasets
-        .iter()
-        .filter(|d| d.tasks.contains(&Task::Cls))
-        .map(|d| (d.name.clone(), d.dataset.desc().cls_labels.len() as i64))
-        .collect()
+/// The heads the experiment needs: one per (dataset, task) it trains.
+pub fn heads(exp: &Experiment, datasets: &[OpenedDataset]) -> Heads {
+    let of = |task: Task| {
+        datasets
+            .iter()
+            .filter(|d| d.tasks.contains(&task))
+            .map(|d| (d.name.clone(), d.dataset.desc().labels(task).len() as i64))
+            .collect()
+    };
+    Heads { cls: of(Task::Cls), seg: of(Task::Seg), seg_channels: (exp.model.ppm_channels, exp.model.fpn_channels) }
 }
 
 pub fn tasks_of(datasets: &[OpenedDataset]) -> Vec<(String, Vec<Task>)> {
@@ -169,7 +175,7 @@ pub struct Trainer {
     t0: Instant,
 }
 
-fn model_pair(exp: &Experiment, device: Device, heads: &ClsHeads) -> Result<(Model, Option<Model>)> {
+fn model_pair(exp: &Experiment, device: Device, heads: &Heads) -> Result<(Model, Option<Model>)> {
     let cfg = swin_config(exp)?;
     tch::manual_seed(exp.seed as i64);
     let student = Model::new(device, &cfg, heads)?;
@@ -193,7 +199,7 @@ fn model_pair(exp: &Experiment, device: Device, heads: &ClsHeads) -> Result<(Mod
 }
 
 fn lr_map(exp: &Experiment) -> BTreeMap<Group, f64> {
-    BTreeMap::from([(Group::Backbone, exp.optimizer.lr.backbone), (Group::ClsHead, exp.optimizer.lr.cls_head)])
+    Group::ALL.into_iter().filter_map(|g| exp.optimizer.lr.of(g).map(|lr| (g, lr))).collect()
 }
 
 fn host() -> String {
@@ -231,7 +237,7 @@ impl Trainer {
     pub fn create(exp: Experiment, file: &str, resolved_toml: &str, registry: &Registry, device: Device) -> Result<Trainer> {
         let datasets = open_datasets(&exp, file, registry)?;
         let plan = schedule::plan(&exp, &tasks_of(&datasets));
-        let (student, teacher) = model_pair(&exp, device, &cls_heads(&datasets))?;
+        let (student, teacher) = model_pair(&exp, device, &heads(&exp, &datasets))?;
         let run = RunStore::create(&exp.output_dir, &exp.name, resolved_toml)?;
         run.write_json("plan.json", &plan)?;
         let o = &exp.optimizer;
@@ -273,7 +279,7 @@ impl Trainer {
         if stored != plan {
             bail!("{}: the schedule computed now differs from the run's plan.json (did a dataset change?)", dir.display());
         }
-        let (student, teacher) = model_pair(&exp, device, &cls_heads(&datasets))?;
+        let (student, teacher) = model_pair(&exp, device, &heads(&exp, &datasets))?;
         let o = &exp.optimizer;
         let mut opt = AdamW::new(o.beta1, o.beta2, o.eps, o.weight_decay, lr_map(&exp));
         let (next, wall_offset, skipped_total) = match run.last_checkpoint()? {
@@ -346,14 +352,23 @@ impl Trainer {
             first_epoch: self.next + 1,
             epochs: self.plan.len(),
         });
-        let result = (|| -> Result<String> {
+        // A panic inside libtorch or a plugin must still leave the run marked failed, with the reason.
+        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| -> Result<String> {
             while self.next < self.plan.len() {
                 if STOP.load(Ordering::SeqCst) || !self.run_epoch(on)? {
                     return Ok("stopped".into());
                 }
             }
             Ok("finished".into())
-        })();
+        }))
+        .unwrap_or_else(|panic| {
+            let what = panic
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+                .unwrap_or_else(|| "unknown panic".into());
+            Err(anyhow!("the trainer panicked: {}", what.lines().next().unwrap_or("")))
+        });
         let w = self.wall();
         match &result {
             Ok(status) => {
@@ -400,6 +415,9 @@ impl Trainer {
     fn activate(&self, plan: &EpochPlan) -> Vec<(String, Group, Tensor)> {
         let mut active = Vec::new();
         for (name, var) in self.student.named_variables() {
+            if crate::model::is_buffer(&name) {
+                continue;
+            }
             let on = match Group::of(&name) {
                 Some((group, dataset)) => {
                     plan.trainable.group(group) && dataset.is_none_or(|d| d == plan.dataset)
@@ -438,13 +456,12 @@ impl Trainer {
         let ds = self.dataset(&plan.dataset);
         let order = pass_order(ds.train.len(), plan.fraction, mix(&[self.exp.seed, epoch, 2]), true);
         let n_images = order.len();
-        let a = &self.exp.augment;
         let cfg = LoaderConfig {
             size: self.exp.model.image_size as usize,
             batch_size: self.exp.train.batch_size,
             workers: if self.exp.train.workers == 0 { num_cpus() } else { self.exp.train.workers },
             prefetch: self.exp.train.prefetch,
-            augment: Augment { crop_scale: a.crop_scale, rotation: a.rotation, hflip: a.hflip },
+            augment: self.exp.augment.of(plan.task).clone(),
             seed: mix(&[self.exp.seed, epoch, 1]),
         };
         let loader = Loader::new(ds.dataset.clone(), ds.train.clone(), order, cfg);
@@ -472,6 +489,7 @@ impl Trainer {
             if !batch.is_empty() {
                 let loss = match plan.task {
                     Task::Cls => self.cls_step(plan, &batch, w)?,
+                    Task::Seg => self.seg_step(plan, &batch, w)?,
                     t => bail!("task {t} has no training step in this build"),
                 };
                 loss.backward();
@@ -520,8 +538,10 @@ impl Trainer {
         if seen == 0 {
             bail!("{}: every sample of the epoch failed to load (see events.jsonl)", plan.dataset);
         }
-        for (_, var) in self.student.named_variables() {
-            let _ = var.set_requires_grad(false);
+        for (name, var) in self.student.named_variables() {
+            if !crate::model::is_buffer(&name) {
+                let _ = var.set_requires_grad(false);
+            }
         }
         Ok((skipped, false))
     }
@@ -541,6 +561,37 @@ impl Trainer {
             (Some(teacher), true) => {
                 let t = tch::no_grad(|| teacher.cls(&x, &plan.dataset, false).pooled);
                 let cons = out.pooled.mse_loss(&t, Reduction::Mean);
+                Ok(task * (1.0 - w) + cons * w)
+            }
+            _ => Ok(task),
+        }
+    }
+
+    fn masks_tensor(&self, batch: &Batch, k: i64) -> Tensor {
+        let s = batch.size as i64;
+        Tensor::from_slice(&batch.masks).view([batch.len() as i64, k, s, s]).to_device(self.device).to_kind(Kind::Float)
+    }
+
+    /// Segmentation step: soft Dice pooled over the batch (smooth 1, optionally + BCE) plus the
+    /// consistency of the fused FPN map and the projected stage-4 map with the teacher's, both
+    /// L2-normalised over channels. A frozen decoder runs in eval mode (BatchNorm statistics fixed).
+    fn seg_step(&self, plan: &EpochPlan, batch: &Batch, w: f64) -> Result<Tensor> {
+        let x = self.student.input(&self.images_tensor(batch));
+        let k = self.dataset(&plan.dataset).dataset.desc().seg_labels.len() as i64;
+        let target = self.masks_tensor(batch, k);
+        let tr = &plan.trainable;
+        let out = self.student.seg(&x, &plan.dataset, tr.group(Group::Backbone), tr.group(Group::SegDecoder));
+        let mut task = soft_dice_loss(&out.logits, &target);
+        if self.exp.loss.seg == SegLoss::DiceBce {
+            let bce = out.logits.binary_cross_entropy_with_logits::<Tensor>(&target, None, None, Reduction::Mean);
+            task = (task + bce) * 0.5;
+        }
+        match (&self.teacher, w > 0.0) {
+            (Some(teacher), true) => {
+                let t = tch::no_grad(|| teacher.seg(&x, &plan.dataset, false, false));
+                let cons = (l2_normalised(&out.fused).mse_loss(&l2_normalised(&t.fused), Reduction::Mean)
+                    + l2_normalised(&out.stage4).mse_loss(&l2_normalised(&t.stage4), Reduction::Mean))
+                    * 0.5;
                 Ok(task * (1.0 - w) + cons * w)
             }
             _ => Ok(task),
@@ -584,15 +635,15 @@ impl Trainer {
         for name in names {
             let labels_names = self.dataset(&name).dataset.desc().cls_labels.clone();
             let tasks = self.dataset(&name).tasks.clone();
+            let batches: Vec<Batch> = self.eval_batches(&name)?.clone();
+            if tasks.contains(&Task::Seg) {
+                rows.extend(self.evaluate_seg(plan, &name, &batches, wall_time)?);
+            }
             if !tasks.contains(&Task::Cls) {
                 continue;
             }
-            let batches: Vec<Batch> = self.eval_batches(&name)?.clone();
             for role in self.exp.eval_models() {
-                let model = match (role, &self.teacher) {
-                    (ModelRole::Teacher, Some(t)) => t,
-                    _ => &self.student,
-                };
+                let model = self.model(role);
                 let c = labels_names.len();
                 let (mut scores, mut labels, mut ids) = (Vec::<f64>::new(), Vec::<f32>::new(), Vec::<String>::new());
                 for b in &batches {
@@ -626,6 +677,66 @@ impl Trainer {
                     value: mean * 100.0,
                     focused: plan.dataset == name && plan.task == Task::Cls,
                     per_label: labels_names.iter().zip(&per).filter_map(|(l, v)| v.map(|v| (l.clone(), v * 100.0))).collect(),
+                    wall_time,
+                });
+            }
+        }
+        Ok(rows)
+    }
+
+    fn model(&self, role: ModelRole) -> &Model {
+        match (role, &self.teacher) {
+            (ModelRole::Teacher, Some(t)) => t,
+            _ => &self.student,
+        }
+    }
+
+    /// Dice of every configured model on one dataset's test split: per-image mean (the paper's
+    /// number) and the global pooled Dice, per label and averaged. The predicted masks are written
+    /// as PNG files with an index CSV, so anyone can re-score them.
+    fn evaluate_seg(&self, plan: &EpochPlan, name: &str, batches: &[Batch], wall_time: f64) -> Result<Vec<MetricRow>> {
+        let labels = self.dataset(name).dataset.desc().seg_labels.clone();
+        let k = labels.len();
+        let mut rows = Vec::new();
+        for role in self.exp.eval_models() {
+            let model = self.model(role);
+            let mut acc = DiceAccumulator::new(k, 0.5);
+            let dir = self.run.path("predictions").join(format!("{}-{name}-seg", role.as_str()));
+            let _ = std::fs::remove_dir_all(&dir);
+            std::fs::create_dir_all(&dir)?;
+            let mut index = String::from("id,label,predicted_mask,image_pixels\n");
+            for b in batches.iter().filter(|b| !b.is_empty()) {
+                let x = model.input(&self.images_tensor(b));
+                let p = tch::no_grad(|| model.seg(&x, name, false, false).logits.sigmoid()).to_device(Device::Cpu);
+                let probs = Vec::<f32>::try_from(&p.flatten(0, -1))?;
+                acc.add(&probs, &b.masks, b.len());
+                let px = b.size * b.size;
+                for (i, id) in b.ids.iter().enumerate() {
+                    for (c, label) in labels.iter().enumerate() {
+                        let off = (i * k + c) * px;
+                        let mask: Vec<u8> = probs[off..off + px].iter().map(|&v| (v > 0.5) as u8).collect();
+                        let file = format!("{id}-{label}.png");
+                        fx_data::masks::write_mask_png(&dir.join(&file), &mask, b.size, b.size).map_err(|e| anyhow!(e))?;
+                        index.push_str(&format!("{id},{label},{file},{}x{}\n", b.size, b.size));
+                    }
+                }
+            }
+            crate::store::write_atomic(&dir.join("index.csv"), index.as_bytes())?;
+            let (per, mean) = acc.scores();
+            let trained = Trained { dataset: plan.dataset.clone(), task: plan.task.to_string(), mode: plan.mode.as_str().into() };
+            let focused = plan.dataset == name && plan.task == Task::Seg;
+            for (metric, pick) in [("dice", 0usize), ("dice_global", 1)] {
+                let v = |d: &crate::eval::dice::DiceScores| if pick == 0 { d.per_image_mean } else { d.global };
+                rows.push(MetricRow {
+                    epoch: plan.epoch,
+                    cycle: plan.cycle,
+                    trained: trained.clone(),
+                    eval: Evaluated { dataset: name.to_string(), task: "seg".into() },
+                    model: role.as_str().into(),
+                    metric: metric.into(),
+                    value: v(&mean) * 100.0,
+                    focused,
+                    per_label: labels.iter().zip(&per).map(|(l, d)| (l.clone(), v(d) * 100.0)).collect(),
                     wall_time,
                 });
             }
@@ -682,6 +793,21 @@ impl Trainer {
     pub fn run_dir(&self) -> PathBuf {
         self.run.dir.clone()
     }
+}
+
+/// 1 − soft Dice per class, pooled over the batch and pixels (smooth 1), averaged over classes.
+pub fn soft_dice_loss(logits: &Tensor, target: &Tensor) -> Tensor {
+    let p = logits.sigmoid();
+    let dims = [0i64, 2, 3];
+    let inter = (&p * target).sum_dim_intlist(dims.as_slice(), false, Kind::Float);
+    let denom = p.sum_dim_intlist(dims.as_slice(), false, Kind::Float) + target.sum_dim_intlist(dims.as_slice(), false, Kind::Float);
+    let dice = (inter * 2.0 + 1.0) / (denom + 1.0);
+    dice.mean(Kind::Float).neg() + 1.0
+}
+
+/// Unit L2 norm over the channel dimension (dim 1) of an NCHW map.
+pub fn l2_normalised(x: &Tensor) -> Tensor {
+    x / x.norm_scalaropt_dim(2, [1i64].as_slice(), true).clamp_min(1e-6)
 }
 
 pub fn num_cpus() -> usize {

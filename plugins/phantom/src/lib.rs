@@ -65,6 +65,24 @@ const PRESETS: &[Preset] = &[
         style: || Style { gamma: 1.3, brightness: 0.04, fov: 1.1, jitter: 0.04, ..Style::default() },
         prevalence: [0.35, 0.1, 0.1, 0.1, 0.4],
     },
+    Preset {
+        name: "phantom-organs",
+        summary: "CheXmask-like: heart, left lung and right lung masks (boxes derived from them); nominal acquisition",
+        cls: &[],
+        loc: &[Target::Organ(Organ::Heart), Target::Organ(Organ::LeftLung), Target::Organ(Organ::RightLung)],
+        seg: &[Target::Organ(Organ::Heart), Target::Organ(Organ::LeftLung), Target::Organ(Organ::RightLung)],
+        style: || Style { contrast: 0.9, noise: 0.02, ..Style::default() },
+        prevalence: [0.1, 0.1, 0.1, 0.15, 0.1],
+    },
+    Preset {
+        name: "phantom-ptx",
+        summary: "SIIM-ACR/CANDID-PTX-like: pneumothorax and effusion labels, boxes and masks; slightly soft",
+        cls: &[Pneumothorax, Effusion],
+        loc: &[Target::Finding(Pneumothorax), Target::Finding(Effusion)],
+        seg: &[Target::Finding(Pneumothorax), Target::Finding(Effusion)],
+        style: || Style { blur: 0.004, noise: 0.02, ..Style::default() },
+        prevalence: [0.1, 0.45, 0.35, 0.1, 0.1],
+    },
 ];
 
 const SPLIT_SIZES: [(Split, usize); 3] = [(Split::Train, 1000), (Split::Val, 100), (Split::Test, 300)];
@@ -218,7 +236,7 @@ macro_rules! entry {
 
 /// The phantom plugins, for the host's registry.
 pub fn plugins() -> Vec<PluginEntry> {
-    vec![entry!(0), entry!(1), entry!(2)]
+    vec![entry!(0), entry!(1), entry!(2), entry!(3), entry!(4)]
 }
 
 #[cfg(test)]

@@ -1,2 +1,3 @@
 //! Evaluation metrics of the three tasks.
 pub mod auc;
+pub mod dice;
