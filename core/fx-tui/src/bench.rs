@@ -47,7 +47,7 @@ options = {{ train = {n}, test = {batch} }}
     );
     let exp = Experiment::parse(Path::new("bench"), &text, &[])?;
     let device = fx::train::resolve_device(&exp.device)?;
-    let mut trainer = Trainer::create(exp, "bench", &text, registry, device)?;
+    let mut trainer = Trainer::create(exp, "bench", registry, device)?;
     println!(
         "bench: {} at {} px, batch {}, {} timed steps on {} ({:.2} M parameters with teacher and EMA)",
         a.arch,

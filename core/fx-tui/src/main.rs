@@ -1,10 +1,14 @@
 //! fx-tui: the Foundation X command line.
 //!
-//! `fx-tui EXPERIMENT` trains (headless progress lines; the live viewer attaches to the same run
-//! store), `fx-tui --resume RUN` continues a run, `fx-tui plan` prints the schedule without
-//! training, `fx-tui features` extracts backbone features.
+//! `fx-tui EXPERIMENT` trains: in a terminal the trainer runs as its own detached process
+//! (setsid, output to the run's trainer.log) and the live viewer attaches to its run directory;
+//! without a terminal (or with --headless) it trains in this process and prints progress lines.
+//! `fx-tui attach` re-attaches, `fx-tui runs` lists runs, `fx-tui ctl` sends pause/resume/stop/
+//! export, `fx-tui plan` prints the schedule, `fx-tui features` extracts backbone features.
 
 mod bench;
+mod control;
+mod export;
 mod headless;
 mod plan;
 
@@ -14,7 +18,7 @@ use fx::config::Experiment;
 use fx::registry::Registry;
 use fx::train::{resolve_device, Trainer};
 use std::io::IsTerminal;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 #[derive(Parser)]
 #[command(name = "fx-tui", version, about = "Foundation X: one model for chest X-ray classification, localization and segmentation")]
@@ -42,6 +46,9 @@ struct TrainArgs {
     /// Continue a run directory after its last complete epoch.
     #[arg(long, value_name = "RUN", conflicts_with = "experiment")]
     resume: Option<PathBuf>,
+    /// Viewer: ASCII glyphs and borders (automatic when the locale is not UTF-8).
+    #[arg(long)]
+    ascii: bool,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -60,6 +67,21 @@ enum Command {
         #[arg(long = "set", value_name = "KEY=VALUE")]
         set: Vec<String>,
     },
+    /// Re-attach the live viewer to a running or finished run (default: the newest in --runs-dir).
+    Attach {
+        run: Option<PathBuf>,
+        #[arg(long, default_value = "runs")]
+        runs_dir: PathBuf,
+        #[arg(long)]
+        ascii: bool,
+    },
+    /// List runs with status, progress and heartbeat age.
+    Runs {
+        #[arg(long, default_value = "runs")]
+        runs_dir: PathBuf,
+    },
+    /// Send a command to a run's trainer: pause, resume, stop, export, ping.
+    Ctl { run: PathBuf, command: String },
     /// Training and evaluation img/s of the real pipeline at full size (default: the paper's Swin-B, 224 px, batch 24).
     Bench {
         #[arg(long, default_value = "swin_base")]
@@ -115,10 +137,29 @@ fn install_signal_handlers() {
     }
 }
 
+fn interactive(args: &TrainArgs) -> bool {
+    !args.headless && std::io::stdout().is_terminal() && std::io::stdin().is_terminal()
+}
+
 fn train(cli: &Cli) -> Result<()> {
     let args = &cli.train;
     let registry = registry();
     let device_override = args.device.as_deref().map(resolve_device).transpose()?;
+    if interactive(args) {
+        // The trainer gets its own process and session: closing this terminal, losing the SSH
+        // link or quitting the viewer never touches it.
+        let run_dir = match (&args.resume, &cli.experiment) {
+            (Some(run), _) => fx::store::RunStore::open(run)?.dir,
+            (None, Some(path)) => {
+                let exp = Experiment::load(path, &args.set)?;
+                Trainer::prepare(&exp, &path.display().to_string(), &registry)?.dir
+            }
+            (None, None) => anyhow::bail!("give an experiment file or --resume RUN (see --help)"),
+        };
+        let pid = spawn_trainer(&run_dir, args.device.as_deref())?;
+        eprintln!("fx: trainer pid {pid}, run {} (log: trainer.log)", run_dir.display());
+        return view(&run_dir, args.ascii);
+    }
     let mut trainer = match (&args.resume, &cli.experiment) {
         (Some(run), _) => Trainer::resume(run, &registry, device_override)?,
         (None, Some(path)) => {
@@ -127,19 +168,99 @@ fn train(cli: &Cli) -> Result<()> {
                 Some(d) => d,
                 None => resolve_device(&exp.device)?,
             };
-            let resolved = toml::to_string(&exp).context("serialising the resolved experiment")?;
-            Trainer::create(exp, &path.display().to_string(), &resolved, &registry, device)?
+            Trainer::create(exp, &path.display().to_string(), &registry, device)?
         }
         (None, None) => anyhow::bail!("give an experiment file or --resume RUN (see --help)"),
     };
-    if !args.headless && std::io::stdout().is_terminal() {
-        eprintln!("fx: the live viewer is not built yet; showing headless progress (same run store).");
-    }
     install_signal_handlers();
+    if let Err(e) = control::serve(&trainer.run_dir()) {
+        // Training works without it; viewers then cannot pause or stop this run.
+        let _ = trainer.run.event("warn", "control_socket", format!("{e:#}"), serde_json::Value::Null);
+    }
     let mut printer = headless::Printer::new(&trainer.exp, trainer.datasets.iter().map(|d| d.name.clone()).collect());
     let status = trainer.run(&mut |p| printer.on(p))?;
+    let _ = std::fs::remove_file(control::socket_path(&trainer.run_dir()));
     if status == "stopped" {
         printer.line(&format!("stopped; continue with: fx-tui --resume {}", trainer.run_dir().display()));
+    }
+    Ok(())
+}
+
+/// Starts `fx-tui --resume RUN --headless` in a new session with its output in RUN/trainer.log.
+fn spawn_trainer(run_dir: &Path, device: Option<&str>) -> Result<u32> {
+    use std::os::unix::process::CommandExt;
+    let log = std::fs::OpenOptions::new().create(true).append(true).open(run_dir.join("trainer.log"))?;
+    let mut cmd = std::process::Command::new(std::env::current_exe()?);
+    cmd.arg("--resume").arg(run_dir).arg("--headless");
+    if let Some(d) = device {
+        cmd.arg("--device").arg(d);
+    }
+    cmd.stdin(std::process::Stdio::null()).stdout(log.try_clone()?).stderr(log);
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::setsid();
+            Ok(())
+        });
+    }
+    Ok(cmd.spawn().context("starting the trainer process")?.id())
+}
+
+/// The live viewer on a run directory; quitting asks detach or stop when the trainer runs.
+fn view(run_dir: &Path, ascii: bool) -> Result<()> {
+    let opts = fx_view::ViewOptions { ascii: ascii || !fx_view::locale_is_utf8(), ..Default::default() };
+    let send = |cmd: &str| control::send(run_dir, cmd).map_err(|e| format!("{e:#}"));
+    let exit = fx_view::run(run_dir, opts, Some(&send))?;
+    let dir = run_dir.display();
+    match exit {
+        fx_view::ViewExit::Quit => {}
+        fx_view::ViewExit::Detach => {
+            println!("detached; training goes on. Re-attach with: fx-tui attach {dir}")
+        }
+        fx_view::ViewExit::Stop => match control::send(run_dir, "stop") {
+            Ok(reply) => println!("{reply}. Resume with: fx-tui --resume {dir}"),
+            Err(e) => println!("could not stop the trainer: {e:#}"),
+        },
+    }
+    Ok(())
+}
+
+/// Run directories under `runs_dir`, newest first (by their experiment.toml's time).
+fn list_runs(runs_dir: &Path) -> Result<Vec<PathBuf>> {
+    let mut runs: Vec<(std::time::SystemTime, PathBuf)> = std::fs::read_dir(runs_dir)
+        .with_context(|| format!("reading {}", runs_dir.display()))?
+        .flatten()
+        .filter_map(|e| {
+            let t = e.path().join("experiment.toml").metadata().and_then(|m| m.modified()).ok()?;
+            Some((t, e.path()))
+        })
+        .collect();
+    runs.sort_by(|a, b| b.0.cmp(&a.0).then(b.1.cmp(&a.1)));
+    Ok(runs.into_iter().map(|(_, p)| p).collect())
+}
+
+fn print_runs(runs_dir: &Path) -> Result<()> {
+    let runs = list_runs(runs_dir)?;
+    if runs.is_empty() {
+        println!("no runs in {}", runs_dir.display());
+        return Ok(());
+    }
+    println!("{:40} {:20} {:>9} {:>10}", "run", "status", "epochs", "heartbeat");
+    for r in runs {
+        let info: Option<fx::store::RunInfo> = fx::store::RunStore::open(&r).ok().and_then(|s| s.read_json("run.json").ok());
+        let name = r.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
+        match info {
+            Some(i) => {
+                let age = chrono::DateTime::parse_from_rfc3339(&i.heartbeat)
+                    .map(|t| format!("{}s ago", (chrono::Local::now().timestamp() - t.timestamp()).max(0)))
+                    .unwrap_or_else(|_| "?".into());
+                let mut status = i.status.clone();
+                if (status == "running" || status == "paused") && control::trainer_alive(&r) == Some(false) {
+                    status.push_str(" (trainer gone)");
+                }
+                println!("{name:40} {status:20} {:>9} {age:>10}", format!("{}/{}", i.epochs_done, i.epochs_total));
+            }
+            None => println!("{name:40} {:20} {:>9} {:>10}", "not started", "-", "-"),
+        }
     }
     Ok(())
 }
@@ -169,6 +290,19 @@ fn main() {
             &bench::BenchArgs { arch: arch.clone(), image_size: *image_size, batch_size: *batch_size, steps: *steps, device: device.clone() },
             &registry(),
         ),
+        Some(Command::Attach { run, runs_dir, ascii }) => (|| {
+            let dir = match run {
+                Some(r) => r.clone(),
+                None => list_runs(runs_dir)?
+                    .into_iter()
+                    .next()
+                    .ok_or_else(|| anyhow::anyhow!("no runs in {}", runs_dir.display()))?,
+            };
+            fx::store::RunStore::open(&dir)?;
+            view(&dir, *ascii)
+        })(),
+        Some(Command::Runs { runs_dir }) => print_runs(runs_dir),
+        Some(Command::Ctl { run, command }) => control::send(run, command).map(|reply| println!("{reply}")),
         None => train(&cli),
     };
     if let Err(e) = result {

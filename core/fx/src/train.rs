@@ -29,6 +29,9 @@ use tch::{Device, Kind, Reduction, Tensor};
 /// and resumes at the last completed epoch.
 pub static STOP: AtomicBool = AtomicBool::new(false);
 
+/// Set (by the control socket) to hold training after the current step until cleared.
+pub static PAUSE: AtomicBool = AtomicBool::new(false);
+
 /// Tasks whose branch is built. Localization arrives with its branch.
 pub const BUILT_TASKS: [Task; 2] = [Task::Cls, Task::Seg];
 
@@ -173,6 +176,8 @@ pub struct Trainer {
     started: String,
     /// When this process took the run over; wall times add the checkpointed offset.
     t0: Instant,
+    /// Mean loss of the recent log windows (progress.json's sparkline).
+    loss_history: Vec<f64>,
 }
 
 fn model_pair(exp: &Experiment, device: Device, heads: &Heads) -> Result<(Model, Option<Model>)> {
@@ -233,33 +238,28 @@ pub fn read_vars(model: &Model, path: &Path) -> Result<()> {
 }
 
 impl Trainer {
-    /// Starts a new run of an experiment. `resolved_toml` is stored as the run's experiment.toml.
-    pub fn create(exp: Experiment, file: &str, resolved_toml: &str, registry: &Registry, device: Device) -> Result<Trainer> {
-        let datasets = open_datasets(&exp, file, registry)?;
-        let plan = schedule::plan(&exp, &tasks_of(&datasets));
-        let (student, teacher) = model_pair(&exp, device, &heads(&exp, &datasets))?;
-        let run = RunStore::create(&exp.output_dir, &exp.name, resolved_toml)?;
+    /// Creates a run directory for an experiment without building the model: validates the
+    /// datasets, stores the resolved experiment and the plan. A trainer process (this one or a
+    /// detached one) then takes it over with [`Trainer::resume`].
+    pub fn prepare(exp: &Experiment, file: &str, registry: &Registry) -> Result<RunStore> {
+        let datasets = open_datasets(exp, file, registry)?;
+        if let Some(w) = &exp.model.weights {
+            if !w.is_file() {
+                bail!("{file}: model.weights: {} does not exist", w.display());
+            }
+        }
+        let plan = schedule::plan(exp, &tasks_of(&datasets));
+        let resolved = toml::to_string(exp).context("serialising the resolved experiment")?;
+        let run = RunStore::create(&exp.output_dir, &exp.name, &resolved)?;
         run.write_json("plan.json", &plan)?;
-        let o = &exp.optimizer;
-        let opt = AdamW::new(o.beta1, o.beta2, o.eps, o.weight_decay, lr_map(&exp));
-        let t = Trainer {
-            exp,
-            run,
-            device,
-            datasets,
-            plan,
-            student,
-            teacher,
-            opt,
-            next: 0,
-            wall_offset: 0.0,
-            skipped_total: 0,
-            eval_cache: BTreeMap::new(),
-            started: crate::store::now(),
-            t0: Instant::now(),
-        };
-        t.run.event("info", "created", format!("run created from {file}"), serde_json::json!({ "epochs": t.plan.len() }))?;
-        Ok(t)
+        run.event("info", "created", format!("run created from {file}"), serde_json::json!({ "epochs": plan.len() }))?;
+        Ok(run)
+    }
+
+    /// Starts a new run of an experiment in this process.
+    pub fn create(exp: Experiment, file: &str, registry: &Registry, device: Device) -> Result<Trainer> {
+        let run = Self::prepare(&exp, file, registry)?;
+        Self::resume(&run.dir, registry, Some(device))
     }
 
     /// Re-opens a run directory and continues after its last complete checkpoint. Metric rows of an
@@ -294,13 +294,17 @@ impl Trainer {
             None => (0, 0.0, 0),
         };
         let dropped = run.truncate_metrics(next)?;
-        let started = run.read_json::<RunInfo>("run.json").map(|r| r.started).unwrap_or_else(|_| crate::store::now());
-        run.event(
-            "info",
-            "resumed",
-            format!("resumed after epoch {next}; {dropped} metric row(s) of an unfinished epoch dropped"),
-            serde_json::json!({ "epoch": next, "dropped_rows": dropped }),
-        )?;
+        let previous = run.read_json::<RunInfo>("run.json").ok();
+        let started = previous.as_ref().map(|r| r.started.clone()).unwrap_or_else(crate::store::now);
+        // A run that never started (prepared for a detached trainer) is not a resume.
+        if previous.is_some() {
+            run.event(
+                "info",
+                "resumed",
+                format!("resumed after epoch {next}; {dropped} metric row(s) of an unfinished epoch dropped"),
+                serde_json::json!({ "epoch": next, "dropped_rows": dropped }),
+            )?;
+        }
         Ok(Trainer {
             exp,
             run,
@@ -316,6 +320,7 @@ impl Trainer {
             eval_cache: BTreeMap::new(),
             started,
             t0: Instant::now(),
+            loss_history: Vec::new(),
         })
     }
 
@@ -432,6 +437,38 @@ impl Trainer {
         active
     }
 
+    /// Waits while paused (a stop request ends the wait); run.json and events say so.
+    fn hold(&mut self) -> Result<()> {
+        self.run.write_json("run.json", &self.info("paused", None))?;
+        self.run.event("info", "paused", format!("paused in epoch {}", self.next + 1), serde_json::Value::Null)?;
+        while PAUSE.load(Ordering::SeqCst) && !STOP.load(Ordering::SeqCst) {
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        self.run.write_json("run.json", &self.info("running", None))?;
+        self.run.event("info", "resumed_training", "training continues", serde_json::Value::Null)?;
+        Ok(())
+    }
+
+    /// progress.json: what a viewer shows between epochs (atomic rewrite per log window).
+    fn write_progress(&mut self, r: &StepReport) -> Result<()> {
+        if r.loss.is_finite() {
+            self.loss_history.push(r.loss);
+            let excess = self.loss_history.len().saturating_sub(200);
+            self.loss_history.drain(..excess);
+        }
+        let p = r.plan;
+        let trainable: Vec<&str> = Group::ALL.iter().filter(|g| p.trainable.group(**g)).map(|g| g.as_str()).collect();
+        self.run.write_json(
+            "progress.json",
+            &serde_json::json!({
+                "epoch": p.epoch, "cycle": p.cycle, "dataset": p.dataset, "task": p.task, "mode": p.mode.as_str(),
+                "trainable": trainable, "step": r.step, "steps": r.steps, "loss": r.loss, "img_per_s": r.img_per_s,
+                "eta_epoch_s": r.eta_epoch_s, "eta_run_s": r.eta_run_s, "loss_history": self.loss_history,
+                "time": crate::store::now(),
+            }),
+        )
+    }
+
     fn dataset(&self, name: &str) -> &OpenedDataset {
         self.datasets.iter().find(|d| d.name == name).expect("plan names a dataset of the experiment")
     }
@@ -507,7 +544,7 @@ impl Trainer {
                 let dt = window_t.elapsed().as_secs_f64().max(1e-9);
                 let img_per_s = window_images as f64 / dt;
                 let eta_epoch_s = (n_images.saturating_sub(seen)) as f64 / img_per_s.max(1e-9);
-                on(Progress::Step(StepReport {
+                let report = StepReport {
                     plan,
                     epochs: self.plan.len(),
                     step: step + 1,
@@ -516,7 +553,9 @@ impl Trainer {
                     img_per_s,
                     eta_epoch_s,
                     eta_run_s: eta_epoch_s + run_left_after / img_per_s.max(1e-9),
-                }));
+                };
+                self.write_progress(&report)?;
+                on(Progress::Step(report));
                 let _ = loss_acc.zero_();
                 window_steps = 0;
                 window_images = 0;
@@ -525,6 +564,10 @@ impl Trainer {
             }
             if STOP.load(Ordering::SeqCst) {
                 return Ok((skipped, true));
+            }
+            if PAUSE.load(Ordering::SeqCst) {
+                self.hold()?;
+                window_t = Instant::now();
             }
         }
         if skipped > 20 {

@@ -45,7 +45,7 @@ options = {{ train = 16, test = 16 }}
 
 fn trainer(dir: &Path, extra: &str, weight_decay: f64) -> Trainer {
     let exp = experiment(dir, extra, weight_decay);
-    Trainer::create(exp, "t.toml", "name='t'", &Registry::new(fx_phantom::plugins()), Device::Cpu).unwrap()
+    Trainer::create(exp, "t.toml", &Registry::new(fx_phantom::plugins()), Device::Cpu).unwrap()
 }
 
 fn snapshot(vars: Vec<(String, Tensor)>) -> BTreeMap<String, Tensor> {

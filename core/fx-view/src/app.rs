@@ -1,0 +1,225 @@
+//! The terminal event loop.
+//!
+//! Redraw discipline (users are on SSH): a frame is drawn only when the store changed on disk,
+//! a key changed the state, the terminal was resized, or the coarse heartbeat age shown changed
+//! (10 s steps under a minute, then minutes). Between those the loop sleeps in `poll(2)` on the
+//! terminal for up to `ViewOptions::poll` and then `stat`s the run files; nothing is drawn at a
+//! fixed rate. ratatui diffs frames, so a redraw sends only the changed cells.
+//!
+//! The terminal is restored on every exit path: normal return, error return, and panic (a panic
+//! hook restores it before the previous hook prints the message). A terminal that hangs up
+//! (closed SSH link, killed tmux pane) is detected by our own `poll(2)` (POLLHUP/POLLERR) before
+//! crossterm reads from it, because crossterm 0.29 spins on a dead tty (crossterm issue #793);
+//! the viewer then returns an error instead of spinning.
+
+use crate::facts;
+use crate::state::{Action, Drawn, State, ViewExit};
+use crate::store::Store;
+use crate::theme::Theme;
+use crate::ui::{self, View};
+use anyhow::{Context, Result};
+use crossterm::event::{self, Event, KeyEventKind};
+use crossterm::terminal::{disable_raw_mode, enable_raw_mode, EnterAlternateScreen, LeaveAlternateScreen};
+use crossterm::{cursor, execute};
+use ratatui::backend::CrosstermBackend;
+use ratatui::Terminal;
+use std::io::{self, Write};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+/// How the viewer looks and behaves.
+#[derive(Clone, Debug)]
+pub struct ViewOptions {
+    /// ASCII glyphs and borders instead of unicode (`--ascii`).
+    pub ascii: bool,
+    /// Longest wait for input before the run files are checked again (default 250 ms).
+    pub poll: Duration,
+    /// Whether the quit dialog offers "stop training" (the caller can deliver a stop request).
+    pub can_stop: bool,
+}
+
+/// Delivers a command ("pause", "resume", "export") to the trainer and returns its reply, or why
+/// it could not be delivered. The binary implements it over the run's control socket.
+pub type Control<'a> = &'a dyn Fn(&str) -> Result<String, String>;
+
+impl Default for ViewOptions {
+    fn default() -> Self {
+        ViewOptions { ascii: false, poll: Duration::from_millis(250), can_stop: true }
+    }
+}
+
+/// Shows the run in `run_dir` until the user quits. Needs a terminal (stdin or /dev/tty).
+/// Errors: the terminal could not be set up, or it failed or hung up while viewing.
+pub fn run(run_dir: &Path, opts: ViewOptions, control: Option<Control>) -> Result<ViewExit> {
+    let tty = tty::Tty::open().context("the viewer needs a terminal")?;
+    let _guard = TerminalGuard::enter().context("setting up the terminal")?;
+    let mut terminal = Terminal::new(CrosstermBackend::new(io::stdout())).context("setting up the terminal")?;
+    terminal.clear()?;
+    let theme = Theme::new(opts.ascii);
+    let mut store = Store::open(run_dir);
+    let mut state = State::new(opts.can_stop);
+    let mut dirty = true;
+    let mut shown_age: Option<String> = None;
+    let mut last_refresh = Instant::now();
+    loop {
+        let now = unix_now();
+        let age = facts::heartbeat_age(&store, Some(now));
+        if age != shown_age {
+            shown_age = age;
+            dirty = true;
+        }
+        if dirty {
+            let mut drawn = Drawn::default();
+            terminal
+                .draw(|f| drawn = ui::draw(f, &View { store: &store, state: &state, theme: &theme, now: Some(now) }))
+                .context("drawing")?;
+            state.after_draw(drawn);
+            dirty = false;
+        }
+        // Sleep until input, a signal (resize) or the poll interval; a dead terminal is an error.
+        tty.wait(opts.poll).context("terminal closed")?;
+        // Drain whatever crossterm has: keys, and the resize it learns of through SIGWINCH.
+        while event::poll(Duration::ZERO).context("reading the terminal")? {
+            match event::read().context("reading the terminal")? {
+                Event::Key(k) if k.kind != KeyEventKind::Release => {
+                    match state.handle_key(k, facts::is_running(&store)) {
+                        Action::Exit(e) => return Ok(e),
+                        Action::Redraw => dirty = true,
+                        Action::Send(cmd) => {
+                            state.message = Some(match control {
+                                Some(send) => match send(cmd) {
+                                    Ok(reply) => format!("{cmd}: {reply}"),
+                                    Err(why) => format!("{cmd} failed: {why}"),
+                                },
+                                None => format!("{cmd}: no trainer connection"),
+                            });
+                            dirty = true;
+                        }
+                        Action::None => {}
+                    }
+                }
+                Event::Resize(..) => {
+                    terminal.autoresize().context("resizing")?;
+                    dirty = true;
+                }
+                _ => {}
+            }
+        }
+        if last_refresh.elapsed() >= opts.poll / 2 {
+            last_refresh = Instant::now();
+            if store.refresh() {
+                dirty = true;
+            }
+        }
+    }
+}
+
+fn unix_now() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64)
+}
+
+fn restore_terminal() {
+    let _ = disable_raw_mode();
+    let mut out = io::stdout();
+    let _ = execute!(out, LeaveAlternateScreen, cursor::Show);
+    let _ = out.flush();
+}
+
+type Hook = Box<dyn Fn(&std::panic::PanicHookInfo<'_>) + Sync + Send + 'static>;
+
+/// Raw mode + alternate screen while alive; restores the terminal when dropped and, through a
+/// panic hook, when anything panics first.
+struct TerminalGuard {
+    prev_hook: Arc<Hook>,
+}
+
+impl TerminalGuard {
+    fn enter() -> io::Result<TerminalGuard> {
+        let prev_hook: Arc<Hook> = Arc::new(std::panic::take_hook());
+        let chained = prev_hook.clone();
+        std::panic::set_hook(Box::new(move |info| {
+            restore_terminal();
+            chained(info);
+        }));
+        let guard = TerminalGuard { prev_hook };
+        enable_raw_mode()?;
+        execute!(io::stdout(), EnterAlternateScreen, cursor::Hide)?;
+        Ok(guard)
+    }
+}
+
+impl Drop for TerminalGuard {
+    fn drop(&mut self) {
+        restore_terminal();
+        // The hook cannot be changed while panicking; ours stays then (it only restores).
+        if !std::thread::panicking() {
+            let _ = std::panic::take_hook();
+            let prev = self.prev_hook.clone();
+            std::panic::set_hook(Box::new(move |info| prev(info)));
+        }
+    }
+}
+
+#[cfg(unix)]
+mod tty {
+    use std::fs::File;
+    use std::io;
+    use std::os::fd::{AsRawFd, RawFd};
+    use std::time::Duration;
+
+    /// The terminal crossterm reads from: stdin when it is a tty, else /dev/tty.
+    pub struct Tty {
+        fd: RawFd,
+        _file: Option<File>,
+    }
+
+    impl Tty {
+        pub fn open() -> io::Result<Tty> {
+            // SAFETY: isatty on a file descriptor number has no memory effects.
+            if unsafe { libc::isatty(0) } == 1 {
+                return Ok(Tty { fd: 0, _file: None });
+            }
+            let f = File::open("/dev/tty")?;
+            Ok(Tty { fd: f.as_raw_fd(), _file: Some(f) })
+        }
+
+        /// Waits up to `timeout` for input. Ok(true): input is ready; Ok(false): timeout or a
+        /// signal; Err: the terminal hung up or failed.
+        pub fn wait(&self, timeout: Duration) -> io::Result<bool> {
+            let mut p = libc::pollfd { fd: self.fd, events: libc::POLLIN, revents: 0 };
+            let ms = timeout.as_millis().min(i32::MAX as u128) as i32;
+            // SAFETY: one valid pollfd, count 1.
+            let r = unsafe { libc::poll(&mut p, 1, ms) };
+            if r < 0 {
+                let e = io::Error::last_os_error();
+                return if e.kind() == io::ErrorKind::Interrupted { Ok(false) } else { Err(e) };
+            }
+            if r == 0 {
+                return Ok(false);
+            }
+            if p.revents & (libc::POLLHUP | libc::POLLERR | libc::POLLNVAL) != 0 {
+                return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "the terminal hung up"));
+            }
+            Ok(p.revents & libc::POLLIN != 0)
+        }
+    }
+}
+
+#[cfg(not(unix))]
+mod tty {
+    use std::io;
+    use std::time::Duration;
+
+    pub struct Tty;
+
+    impl Tty {
+        pub fn open() -> io::Result<Tty> {
+            Ok(Tty)
+        }
+
+        pub fn wait(&self, timeout: Duration) -> io::Result<bool> {
+            crossterm::event::poll(timeout)
+        }
+    }
+}

@@ -1,0 +1,68 @@
+//! Heads: the shared components and every dataset's task heads with their labels, and which of
+//! them train in the current epoch.
+
+use super::{block, fit, pad};
+use crate::facts;
+use crate::model::{group_is_per_dataset, head_group, GROUPS};
+use crate::ui::View;
+use ratatui::layout::{Constraint, Layout, Rect};
+use ratatui::text::{Line, Span};
+use ratatui::widgets::Paragraph;
+use ratatui::Frame;
+
+pub fn draw(f: &mut Frame, area: Rect, v: &View) {
+    let t = v.theme;
+    let s = v.store;
+    let cur = facts::current_epoch(s).and_then(|e| facts::plan_of(s, e));
+    let shared: Vec<&str> = GROUPS.into_iter().filter(|g| !group_is_per_dataset(g)).collect();
+    let [top, bottom] = Layout::vertical([Constraint::Length(shared.len() as u16 + 2), Constraint::Min(3)]).areas(area);
+
+    // Shared components.
+    let mut lines = Vec::new();
+    for g in &shared {
+        let state = match cur.map(|p| p.trainable.get(g)) {
+            Some(Some(true)) => "trainable".to_string(),
+            Some(Some(false)) => format!("frozen ({})", cur.map_or("", |p| p.mode.as_str())),
+            Some(None) => "- not on this epoch's path".into(),
+            None => "-".into(),
+        };
+        let trained = s.plan.iter().filter(|p| p.trainable.get(g) == Some(true)).count();
+        let line = format!("{:<12} {:<28} trains in {trained} of {} epochs", g, state, s.plan.len());
+        let line = fit(&line, area.width.saturating_sub(2) as usize);
+        lines.push(if state == "trainable" { Line::styled(line, t.title()) } else { Line::from(line) });
+    }
+    let title = match cur {
+        Some(p) => format!("shared  {}  {} {} {}", crate::ui::epoch_line(s, t), p.dataset, p.task, p.mode),
+        None => "shared".into(),
+    };
+    f.render_widget(Paragraph::new(lines).block(block(title, t)), top);
+
+    // Per-dataset heads.
+    let inner_w = bottom.width.saturating_sub(2) as usize;
+    let dw = 14.min(inner_w / 4);
+    let mut lines = vec![Line::from(Span::styled(
+        format!("  {} {:<4} {:<12} {:<9} {:>6} {}", pad("dataset", dw), "task", "head", "state", "epochs", "labels"),
+        t.dim(),
+    ))];
+    let pairs = facts::pairs(s);
+    if pairs.is_empty() {
+        lines.push(Line::from("  no datasets yet (waiting for plan.json)"));
+    }
+    for (d, task) in &pairs {
+        let head = head_group(task);
+        let active = cur.is_some_and(|p| &p.dataset == d && &p.task == task);
+        let trainable = active && cur.is_some_and(|p| p.trainable.get(head) == Some(true));
+        let state = if trainable { "trainable" } else { "frozen" };
+        let epochs = s.plan.iter().filter(|p| &p.dataset == d && &p.task == task).count();
+        let labels = match facts::labels(s, d, task) {
+            Some(l) => format!("{} {}", l.len(), l.join(" ")),
+            None => "? (after the first evaluation)".into(),
+        };
+        let mark = if active { t.current } else { " " };
+        let text = format!("{mark} {} {:<4} {:<12} {:<9} {:>6} {labels}", pad(d, dw), task, head, state, epochs);
+        let text = fit(&text, inner_w);
+        lines.push(if trainable { Line::styled(text, t.highlight()) } else { Line::from(text) });
+    }
+    let title = format!("datasets and heads  ({} trains this epoch)", t.current);
+    f.render_widget(Paragraph::new(lines).block(block(title, t)), bottom);
+}

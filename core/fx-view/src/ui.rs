@@ -1,0 +1,150 @@
+//! One frame: the tab bar, the current screen, the key bar, and the help or quit overlay.
+
+use crate::facts;
+use crate::screens::{self, fit};
+use crate::state::{Drawn, Overlay, Screen, State, KEYS};
+use crate::store::Store;
+use crate::theme::Theme;
+use ratatui::layout::{Constraint, Layout, Rect};
+use ratatui::style::Style;
+use ratatui::text::{Line, Span};
+use ratatui::widgets::{Clear, Paragraph};
+use ratatui::Frame;
+
+/// Everything one frame depends on.
+pub struct View<'a> {
+    pub store: &'a Store,
+    pub state: &'a State,
+    pub theme: &'a Theme,
+    /// Seconds since the Unix epoch, for the heartbeat age; `None` hides the age (tests).
+    pub now: Option<i64>,
+}
+
+/// Draws one frame and reports the layout facts the key handling needs.
+pub fn draw(f: &mut Frame, v: &View) -> Drawn {
+    let area = f.area();
+    let mut drawn = v.state.drawn;
+    if area.height < 3 || area.width < 20 {
+        f.render_widget(Paragraph::new("terminal too small"), area);
+        return drawn;
+    }
+    let [top, body, bottom] =
+        Layout::vertical([Constraint::Length(1), Constraint::Min(1), Constraint::Length(1)]).areas(area);
+    tabs(f, top, v);
+    match v.state.screen {
+        Screen::Overview => screens::overview::draw(f, body, v),
+        Screen::Charts => screens::charts::draw(f, body, v, &mut drawn),
+        Screen::Schedule => screens::schedule::draw(f, body, v, &mut drawn),
+        Screen::Heads => screens::heads::draw(f, body, v),
+        Screen::Log => screens::log::draw(f, body, v, &mut drawn),
+    }
+    keybar(f, bottom, v);
+    match v.state.overlay {
+        Overlay::Help => help(f, body, v),
+        Overlay::Quit => quit(f, body, v),
+        Overlay::None => {}
+    }
+    drawn
+}
+
+/// `[1 Overview] 2 Charts …` on the left (the current one bracketed and reversed), the run's name
+/// and status on the right.
+fn tabs(f: &mut Frame, area: Rect, v: &View) {
+    let t = v.theme;
+    let mut spans = Vec::new();
+    for (i, s) in Screen::ALL.iter().enumerate() {
+        let label = format!("{} {}", i + 1, s.title());
+        if *s == v.state.screen {
+            spans.push(Span::styled(format!("[{label}]"), t.highlight()));
+        } else {
+            spans.push(Span::raw(format!(" {label} ")));
+        }
+    }
+    let used = Line::from(spans.clone()).width() + 1;
+    f.render_widget(Paragraph::new(Line::from(spans)), area);
+    let name =
+        v.store.experiment.as_ref().map(|e| e.name.clone()).filter(|n| !n.is_empty()).unwrap_or_else(|| "fx".into());
+    let status = v.store.run.as_ref().map(|r| r.status.clone()).unwrap_or_else(|| "waiting".into());
+    let room = (area.width as usize).saturating_sub(used);
+    let right = fit(&format!("{name} {} {status}", t.sep), room);
+    let w = right.chars().count() as u16;
+    if w > 0 {
+        let r = Rect { x: area.x + area.width - w, width: w, ..area };
+        f.render_widget(Paragraph::new(Line::from(Span::styled(right, t.status_style(&status)))), r);
+    }
+}
+
+/// The keys of the current screen.
+fn keybar(f: &mut Frame, area: Rect, v: &View) {
+    let specific = match v.state.screen {
+        Screen::Overview => "",
+        Screen::Charts => {
+            if v.state.zoom {
+                "t teacher/student  arrows next  Esc grid  "
+            } else {
+                "t teacher/student  arrows select  Enter zoom  "
+            }
+        }
+        Screen::Schedule => "arrows/PgUp/PgDn scroll  c follow  ",
+        Screen::Heads => "",
+        Screen::Log => "l level  arrows/PgUp/PgDn scroll  End follow  ",
+    };
+    let text = match &v.state.message {
+        Some(m) => format!(" {m} | {specific}p pause  r resume  e export  ? keys  q quit"),
+        None => format!(" {specific}1-5/Tab screens  p pause  r resume  e export  ? keys  q quit"),
+    };
+    f.render_widget(Paragraph::new(fit(&text, area.width as usize)).style(v.theme.dim()), area);
+}
+
+fn centered(area: Rect, w: u16, h: u16) -> Rect {
+    let w = w.min(area.width);
+    let h = h.min(area.height);
+    Rect { x: area.x + (area.width - w) / 2, y: area.y + (area.height - h) / 2, width: w, height: h }
+}
+
+fn help(f: &mut Frame, area: Rect, v: &View) {
+    let t = v.theme;
+    let kw = KEYS.iter().map(|(k, _)| k.len()).max().unwrap_or(0);
+    let mut lines: Vec<Line> = KEYS.iter().map(|(k, d)| Line::from(format!("{k:<kw$}  {d}"))).collect();
+    lines.push(Line::from(""));
+    lines.push(Line::from(format!(
+        "charts: {} focused epoch  {} unfocused  {}{} joined  {}{} best focused",
+        t.focused, t.unfocused, t.line, t.line, t.best, t.best
+    )));
+    lines.push(Line::from(format!(
+        "schedule: {} current  {} done  T trainable  F frozen  - off the path",
+        t.current, t.done
+    )));
+    let w = lines.iter().map(|l| l.width()).max().unwrap_or(0) as u16 + 4;
+    let r = centered(area, w, lines.len() as u16 + 2);
+    f.render_widget(Clear, r);
+    f.render_widget(Paragraph::new(lines).block(screens::block("keys (any key closes)", t)), r);
+}
+
+fn quit(f: &mut Frame, area: Rect, v: &View) {
+    let t = v.theme;
+    let mut lines = vec![Line::from("The trainer is still running."), Line::from("")];
+    lines.push(Line::from("  d  detach: leave it training"));
+    if v.state.can_stop {
+        lines.push(Line::from("  s  stop training (resumable)"));
+    }
+    lines.push(Line::from("esc  cancel"));
+    let w = lines.iter().map(|l| l.width()).max().unwrap_or(0) as u16 + 4;
+    let r = centered(area, w, lines.len() as u16 + 2);
+    f.render_widget(Clear, r);
+    f.render_widget(Paragraph::new(lines).block(screens::block("quit", t)).style(Style::default()), r);
+}
+
+/// The epoch facts line used by the overview and the heads screen: "epoch 6/6 · cycle 2/2".
+pub fn epoch_line(store: &Store, t: &Theme) -> String {
+    match facts::current_epoch(store) {
+        Some(e) => format!(
+            "epoch {e}/{} {} cycle {}/{}",
+            facts::epochs_total(store),
+            t.sep,
+            facts::plan_of(store, e).map_or(0, |p| p.cycle),
+            facts::cycles_total(store)
+        ),
+        None => "no epoch yet".into(),
+    }
+}
