@@ -5,9 +5,13 @@ CARGO ?= cargo
 TORCH_VERSION := 2.11.0
 FX := target/release/fx-tui
 
-.PHONY: setup libtorch build demo test bench fixtures clean
+.PHONY: setup libtorch tools build demo test bench fixtures clean
 
-setup: libtorch build
+setup: libtorch tools build
+
+# tmux drives the viewer's end-to-end test in a real terminal.
+tools:
+	@command -v tmux >/dev/null || (apt-get update -qq && apt-get install -y -qq tmux)
 
 # libtorch comes from the PyPI torch wheel (its CUDA 13 build; the CUDA libraries are needed even on CPU).
 libtorch:

@@ -82,6 +82,24 @@ enum Command {
     },
     /// Send a command to a run's trainer: pause, resume, stop, export, ping.
     Ctl { run: PathBuf, command: String },
+    /// Charts (PNG + SVG, the paper's Figure 2 per dataset × task) and tables (CSV, Markdown,
+    /// LaTeX) of one run.
+    Export {
+        run: PathBuf,
+        #[arg(long, default_value = "report")]
+        out: PathBuf,
+        /// Also chart the student (the teacher is always charted).
+        #[arg(long)]
+        student: bool,
+    },
+    /// Ablation table across runs (e.g. Lock-Release × Student-Teacher): one row per run, the
+    /// experiment keys that differ between them, and the final teacher metrics.
+    Report {
+        #[arg(required = true)]
+        runs: Vec<PathBuf>,
+        #[arg(long, default_value = "report")]
+        out: PathBuf,
+    },
     /// Training and evaluation img/s of the real pipeline at full size (default: the paper's Swin-B, 224 px, batch 24).
     Bench {
         #[arg(long, default_value = "swin_base")]
@@ -303,6 +321,8 @@ fn main() {
         })(),
         Some(Command::Runs { runs_dir }) => print_runs(runs_dir),
         Some(Command::Ctl { run, command }) => control::send(run, command).map(|reply| println!("{reply}")),
+        Some(Command::Export { run, out, student }) => export::print_export(run, out, *student),
+        Some(Command::Report { runs, out }) => export::print_report(runs, out),
         None => train(&cli),
     };
     if let Err(e) = result {

@@ -1,0 +1,447 @@
+//! Series and tables derived from the metric rows.
+
+use crate::run::Run;
+use crate::table::{Cell, Column, Table};
+use fx_view::facts::{self, Point};
+use fx_view::model::MetricRow;
+use fx_view::store::Store;
+use std::collections::BTreeMap;
+
+/// One (dataset, task, metric): a row of the final table, a column of the ablation table; for
+/// charts, the metric is the task's main one.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Key {
+    pub dataset: String,
+    pub task: String,
+    pub metric: String,
+}
+
+fn matches(m: &MetricRow, k: &Key) -> bool {
+    m.eval.dataset == k.dataset && m.eval.task == k.task && m.metric == k.metric
+}
+
+/// The models with rows, teacher first, student next, then any others.
+pub fn models(rows: &[MetricRow]) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for m in rows {
+        if !out.contains(&m.model) {
+            out.push(m.model.clone());
+        }
+    }
+    out.sort_by_key(|m| match m.as_str() {
+        "teacher" => 0,
+        "student" => 1,
+        _ => 2,
+    });
+    out
+}
+
+/// Every (dataset, task, metric) with rows: pairs in fx-view's order (experiment, then plan and
+/// metrics), each task's main metric first, then the others in the order met.
+pub fn keys(store: &Store) -> Vec<Key> {
+    let mut out = Vec::new();
+    for (dataset, task) in facts::pairs(store) {
+        let mut metrics: Vec<String> = Vec::new();
+        for m in store.metrics.iter().filter(|m| m.eval.dataset == dataset && m.eval.task == task) {
+            if !metrics.contains(&m.metric) {
+                metrics.push(m.metric.clone());
+            }
+        }
+        let main = facts::default_metric(&task);
+        metrics.sort_by_key(|m| m != main);
+        for metric in metrics {
+            out.push(Key { dataset: dataset.clone(), task: task.clone(), metric });
+        }
+    }
+    out
+}
+
+/// The charted keys: every (dataset, task) with rows, with its main metric (auc, dice, map40), or
+/// the first metric met when the main one has no rows.
+pub fn chart_pairs(store: &Store) -> Vec<Key> {
+    let mut out: Vec<Key> = Vec::new();
+    for k in keys(store) {
+        if !out.iter().any(|o| o.dataset == k.dataset && o.task == k.task) {
+            out.push(k);
+        }
+    }
+    out
+}
+
+/// The points of one key and model, by epoch (one per epoch: the first row written).
+pub fn points(rows: &[MetricRow], key: &Key, model: &str) -> Vec<Point> {
+    let mut points: Vec<Point> = rows
+        .iter()
+        .filter(|m| m.model == model && matches(m, key))
+        .map(|m| Point { epoch: m.epoch, value: m.value, focused: m.focused })
+        .collect();
+    points.sort_by_key(|p| p.epoch);
+    points.dedup_by_key(|p| p.epoch);
+    points
+}
+
+/// The x extent of the charts: the planned epochs (so a running run's charts keep their scale),
+/// or the last evaluated one.
+pub fn epochs_extent(store: &Store) -> usize {
+    facts::epochs_total(store).max(store.metrics.iter().map(|m| m.epoch).max().unwrap_or(0)).max(1)
+}
+
+/// The first epoch of every cycle after the first, from the plan.
+pub fn cycle_starts(store: &Store) -> Vec<(usize, usize)> {
+    let mut plan: Vec<(usize, usize)> = store.plan.iter().map(|p| (p.epoch, p.cycle)).collect();
+    plan.sort();
+    plan.windows(2).filter(|w| w[1].1 != w[0].1).map(|w| (w[1].0, w[1].1)).collect()
+}
+
+/// The best focused value and the (first) epoch it was reached.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Best {
+    pub value: f64,
+    pub epoch: usize,
+}
+
+pub fn best_focused(points: &[Point]) -> Option<Best> {
+    let mut best: Option<Best> = None;
+    for p in points.iter().filter(|p| p.focused && p.value.is_finite()) {
+        if best.is_none_or(|b| p.value > b.value) {
+            best = Some(Best { value: p.value, epoch: p.epoch });
+        }
+    }
+    best
+}
+
+/// The best focused value so far at each epoch from the first focused one on, as a step line:
+/// (epoch, value) corners, ending at the last point's epoch.
+pub fn best_steps(points: &[Point]) -> Vec<(f64, f64)> {
+    let mut out: Vec<(f64, f64)> = Vec::new();
+    let mut best: Option<f64> = None;
+    for p in points {
+        let x = p.epoch as f64;
+        if p.focused && p.value.is_finite() && best.is_none_or(|b| p.value > b) {
+            if let Some(b) = best {
+                out.push((x, b));
+            }
+            best = Some(p.value);
+            out.push((x, p.value));
+        }
+    }
+    if let (Some(b), Some(last)) = (best, points.last()) {
+        let x = last.epoch as f64;
+        if out.last().is_some_and(|&(lx, _)| lx < x) {
+            out.push((x, b));
+        }
+    }
+    out
+}
+
+/// The last point (by epoch) of a series.
+fn last(points: &[Point]) -> Option<&Point> {
+    points.last()
+}
+
+/// `final.*`: per key, the last epoch's teacher and student values and each one's best focused
+/// value with its epoch. Student columns only when the run evaluated the student.
+pub fn final_table(run: &Run) -> Table {
+    let rows = &run.store.metrics;
+    let models = models(rows);
+    let with_student = models.iter().any(|m| m == "student");
+    let mut columns = vec![
+        Column::text("", "dataset", "dataset"),
+        Column::text("", "task", "task"),
+        Column::text("", "metric", "metric"),
+        Column::num("", "epoch", "epoch"),
+        Column::num("final", "teacher", "teacher"),
+    ];
+    if with_student {
+        columns.push(Column::num("final", "student", "student"));
+    }
+    columns.push(Column::num("best focused teacher", "value", "best_teacher"));
+    columns.push(Column::num("best focused teacher", "epoch", "best_teacher_epoch"));
+    if with_student {
+        columns.push(Column::num("best focused student", "value", "best_student"));
+        columns.push(Column::num("best focused student", "epoch", "best_student_epoch"));
+    }
+    let mut table = Table::new(
+        format!("{}: final metrics (last epoch) and best focused values, in %", run.name),
+        "tab:fx-final",
+        columns,
+    );
+    for key in keys(&run.store) {
+        let teacher = points(rows, &key, "teacher");
+        let student = points(rows, &key, "student");
+        let epoch = [last(&teacher), last(&student)].into_iter().flatten().map(|p| p.epoch).max();
+        let mut row = vec![
+            Cell::Text(key.dataset.clone()),
+            Cell::Text(key.task.clone()),
+            Cell::Text(key.metric.clone()),
+            Cell::Int(epoch),
+            Cell::Num(last(&teacher).map(|p| p.value)),
+        ];
+        if with_student {
+            row.push(Cell::Num(last(&student).map(|p| p.value)));
+        }
+        let bt = best_focused(&teacher);
+        row.push(Cell::Num(bt.map(|b| b.value)));
+        row.push(Cell::Int(bt.map(|b| b.epoch)));
+        if with_student {
+            let bs = best_focused(&student);
+            row.push(Cell::Num(bs.map(|b| b.value)));
+            row.push(Cell::Int(bs.map(|b| b.epoch)));
+        }
+        table.rows.push(row);
+    }
+    table
+}
+
+/// `per-label.*`: per key and label, the last epoch's teacher and student values.
+pub fn per_label_table(run: &Run) -> Table {
+    let rows = &run.store.metrics;
+    let with_student = models(rows).iter().any(|m| m == "student");
+    let mut columns = vec![
+        Column::text("", "dataset", "dataset"),
+        Column::text("", "task", "task"),
+        Column::text("", "metric", "metric"),
+        Column::text("", "label", "label"),
+        Column::num("", "epoch", "epoch"),
+        Column::num("final", "teacher", "teacher"),
+    ];
+    if with_student {
+        columns.push(Column::num("final", "student", "student"));
+    }
+    let mut table =
+        Table::new(format!("{}: per-label metrics at the last epoch, in %", run.name), "tab:fx-per-label", columns);
+    for key in keys(&run.store) {
+        // The last row of each model (by epoch) that has per-label values.
+        let last_row = |model: &str| {
+            rows.iter()
+                .filter(|m| m.model == model && matches(m, &key) && !m.per_label.is_empty())
+                .fold(None::<&MetricRow>, |a, m| if a.is_none_or(|a| m.epoch > a.epoch) { Some(m) } else { a })
+        };
+        let (t, s) = (last_row("teacher"), last_row("student"));
+        // Labels in the order of the rows (BTreeMap: alphabetical, as the trainer writes them).
+        let mut labels: Vec<&String> = Vec::new();
+        for r in [t, s].into_iter().flatten() {
+            for l in r.per_label.keys() {
+                if !labels.contains(&l) {
+                    labels.push(l);
+                }
+            }
+        }
+        let epoch = [t, s].into_iter().flatten().map(|r| r.epoch).max();
+        for label in labels {
+            let mut row = vec![
+                Cell::Text(key.dataset.clone()),
+                Cell::Text(key.task.clone()),
+                Cell::Text(key.metric.clone()),
+                Cell::Text(label.clone()),
+                Cell::Int(epoch),
+                Cell::Num(t.and_then(|r| r.per_label.get(label).copied())),
+            ];
+            if with_student {
+                row.push(Cell::Num(s.and_then(|r| r.per_label.get(label).copied())));
+            }
+            table.rows.push(row);
+        }
+    }
+    table
+}
+
+/// The ablation table and what it shows.
+pub struct Ablation {
+    pub table: Table,
+    pub labels: Vec<String>,
+    pub differing: Vec<String>,
+}
+
+/// Keys never compared: where the run was written and what it is called (the row label).
+const NOT_SWITCHES: [&str; 2] = ["output_dir", "name"];
+
+/// `experiment.toml` flattened to dotted keys as `--set` addresses them (`datasets.0.plugin`).
+pub fn flatten(table: &toml::Table) -> BTreeMap<String, String> {
+    fn walk(prefix: &str, v: &toml::Value, out: &mut BTreeMap<String, String>) {
+        let key = |k: &str| if prefix.is_empty() { k.to_string() } else { format!("{prefix}.{k}") };
+        match v {
+            toml::Value::Table(t) => {
+                for (k, v) in t {
+                    walk(&key(k), v, out);
+                }
+            }
+            toml::Value::Array(a) if !a.is_empty() && a.iter().all(|x| x.is_table()) => {
+                for (i, v) in a.iter().enumerate() {
+                    walk(&key(&i.to_string()), v, out);
+                }
+            }
+            other => {
+                out.insert(prefix.to_string(), show(other));
+            }
+        }
+    }
+    let mut out = BTreeMap::new();
+    for (k, v) in table {
+        walk(k, v, &mut out);
+    }
+    out
+}
+
+/// A TOML value as a table cell: strings without quotes, floats in their shortest exact form.
+fn show(v: &toml::Value) -> String {
+    match v {
+        toml::Value::String(s) => s.clone(),
+        toml::Value::Integer(i) => i.to_string(),
+        // Configs resolved from f32 fields hold values like 0.800000011920929: show them as the
+        // f32 they came from when that is exact.
+        toml::Value::Float(f) if (*f as f32) as f64 == *f => format!("{:?}", *f as f32),
+        toml::Value::Float(f) => format!("{f:?}"),
+        toml::Value::Boolean(b) => b.to_string(),
+        toml::Value::Datetime(d) => d.to_string(),
+        toml::Value::Array(a) => format!("[{}]", a.iter().map(show).collect::<Vec<_>>().join(", ")),
+        toml::Value::Table(t) => {
+            format!("{{{}}}", t.iter().map(|(k, v)| format!("{k} = {}", show(v))).collect::<Vec<_>>().join(", "))
+        }
+    }
+}
+
+/// The experiment keys whose values differ between the configs (a key missing from some runs
+/// differs from one present), sorted.
+pub fn differing_keys(configs: &[BTreeMap<String, String>]) -> Vec<String> {
+    let mut all: Vec<&String> = configs.iter().flat_map(|c| c.keys()).collect();
+    all.sort();
+    all.dedup();
+    all.into_iter()
+        .filter(|k| !NOT_SWITCHES.contains(&k.as_str()))
+        .filter(|k| configs.windows(2).any(|w| w[0].get(*k) != w[1].get(*k)))
+        .cloned()
+        .collect()
+}
+
+pub fn ablation(runs: &[Run]) -> Ablation {
+    let configs: Vec<BTreeMap<String, String>> =
+        runs.iter().map(|r| r.config.as_ref().map(flatten).unwrap_or_default()).collect();
+    let differing = if runs.len() > 1 { differing_keys(&configs) } else { Vec::new() };
+
+    // Row labels: the experiment's name, with the directory's name where two runs share a name.
+    let labels: Vec<String> = runs
+        .iter()
+        .map(|r| {
+            if runs.iter().filter(|o| o.name == r.name).count() > 1 {
+                let dir = r.dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+                format!("{} ({dir})", r.name)
+            } else {
+                r.name.clone()
+            }
+        })
+        .collect();
+
+    // Metric columns: every run's keys, in the order met.
+    let mut keys_all: Vec<Key> = Vec::new();
+    for r in runs {
+        for k in keys(&r.store) {
+            if !keys_all.contains(&k) {
+                keys_all.push(k);
+            }
+        }
+    }
+    let finals: Vec<BTreeMap<Key, f64>> = runs
+        .iter()
+        .map(|r| {
+            keys_all
+                .iter()
+                .filter_map(|k| points(&r.store.metrics, k, "teacher").last().map(|p| (k.clone(), p.value)))
+                .collect()
+        })
+        .collect();
+    // The mean: main metrics of the (dataset, task) pairs that every run has.
+    let mean_keys: Vec<&Key> = keys_all
+        .iter()
+        .filter(|k| k.metric == facts::default_metric(&k.task))
+        .filter(|k| finals.iter().all(|f| f.contains_key(*k)))
+        .collect();
+
+    let mut columns = vec![Column::text("", "run", "run")];
+    for k in &differing {
+        columns.push(Column::text("", k, k));
+    }
+    for k in &keys_all {
+        columns.push(Column::num(
+            &k.dataset,
+            &format!("{} {}", k.task, k.metric),
+            &format!("{}/{}/{}", k.dataset, k.task, k.metric),
+        ));
+    }
+    columns.push(Column::num("", "mean", "mean"));
+    let caption = format!(
+        "Teacher metrics at each run's last epoch, in %; mean over the main metric of the {} (dataset, task) \
+         pair(s) every run has; best of each column in bold",
+        mean_keys.len()
+    );
+    let mut table = Table::new(caption, "tab:fx-ablation", columns);
+
+    for (i, _run) in runs.iter().enumerate() {
+        let mut row = vec![Cell::Text(labels[i].clone())];
+        for k in &differing {
+            row.push(Cell::Text(configs[i].get(k).cloned().unwrap_or_else(|| "-".into())));
+        }
+        for k in &keys_all {
+            row.push(Cell::Num(finals[i].get(k).copied()));
+        }
+        let mean = if mean_keys.is_empty() {
+            None
+        } else {
+            Some(mean_keys.iter().map(|k| finals[i][*k]).sum::<f64>() / mean_keys.len() as f64)
+        };
+        row.push(Cell::Num(mean));
+        table.rows.push(row);
+    }
+    if runs.len() > 1 {
+        let first_num = 1 + differing.len();
+        for c in first_num..table.columns.len() {
+            table.bold_max(c);
+        }
+    }
+    Ablation { table, labels, differing }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn p(epoch: usize, value: f64, focused: bool) -> Point {
+        Point { epoch, value, focused }
+    }
+
+    #[test]
+    fn best_and_steps() {
+        let pts = [
+            p(1, 50.0, false),
+            p(2, 60.0, true),
+            p(3, 55.0, false),
+            p(4, 58.0, true),
+            p(5, 70.0, true),
+            p(6, 65.0, false),
+        ];
+        assert_eq!(best_focused(&pts), Some(Best { value: 70.0, epoch: 5 }));
+        assert_eq!(best_steps(&pts), vec![(2.0, 60.0), (5.0, 60.0), (5.0, 70.0), (6.0, 70.0)]);
+        assert_eq!(best_focused(&[p(1, 50.0, false)]), None);
+        assert!(best_steps(&[p(1, 50.0, false)]).is_empty());
+        // Ties keep the first epoch.
+        assert_eq!(best_focused(&[p(1, 60.0, true), p(4, 60.0, true)]), Some(Best { value: 60.0, epoch: 1 }));
+    }
+
+    #[test]
+    fn flatten_and_differ() {
+        let a: toml::Table = toml::from_str(
+            "name='a'\noutput_dir='x'\n[student_teacher]\nenabled=true\n[augment]\ncrop_scale=[0.800000011920929,1.0]\n\
+             [[datasets]]\nplugin='p'\noptions={train=10}\n",
+        )
+        .unwrap();
+        let b: toml::Table = toml::from_str(
+            "name='b'\noutput_dir='y'\n[student_teacher]\nenabled=false\n[augment]\ncrop_scale=[0.8,1.0]\n\
+             [[datasets]]\nplugin='p'\noptions={train=20}\n",
+        )
+        .unwrap();
+        let fa = flatten(&a);
+        assert_eq!(fa["datasets.0.options.train"], "10");
+        assert_eq!(fa["augment.crop_scale"], "[0.8, 1.0]");
+        assert_eq!(differing_keys(&[fa, flatten(&b)]), vec!["datasets.0.options.train", "student_teacher.enabled"]);
+    }
+}

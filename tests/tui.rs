@@ -1,0 +1,155 @@
+//! The live viewer as a person uses it, in a real terminal (tmux): start training, see the charts,
+//! detach, lose the terminal, the trainer keeps writing, re-attach and see all history, stop.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+struct Tmux {
+    socket: String,
+}
+
+impl Tmux {
+    fn new() -> Tmux {
+        let ok = Command::new("tmux").arg("-V").output().map(|o| o.status.success()).unwrap_or(false);
+        assert!(ok, "tmux is required for this test (make test installs it)");
+        Tmux { socket: format!("fx-test-{}", std::process::id()) }
+    }
+    fn cmd(&self, args: &[&str]) -> String {
+        let o = Command::new("tmux").arg("-L").arg(&self.socket).args(args).output().unwrap();
+        String::from_utf8_lossy(&o.stdout).to_string()
+    }
+    fn start(&self, session: &str, command: &str) {
+        self.cmd(&["new-session", "-d", "-s", session, "-x", "80", "-y", "24", command]);
+    }
+    fn screen(&self, session: &str) -> String {
+        self.cmd(&["capture-pane", "-p", "-t", session])
+    }
+    fn keys(&self, session: &str, keys: &str) {
+        self.cmd(&["send-keys", "-t", session, keys]);
+    }
+    /// Waits until the screen contains `what`; returns the screen.
+    fn wait_for(&self, session: &str, what: &str, secs: u64) -> String {
+        let t0 = Instant::now();
+        loop {
+            let s = self.screen(session);
+            if s.contains(what) {
+                return s;
+            }
+            assert!(t0.elapsed() < Duration::from_secs(secs), "`{what}` never appeared; screen:\n{s}");
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+}
+
+impl Drop for Tmux {
+    fn drop(&mut self) {
+        self.cmd(&["kill-server"]);
+    }
+}
+
+fn rows(run: &Path) -> usize {
+    std::fs::read_to_string(run.join("metrics.jsonl")).map(|s| s.lines().count()).unwrap_or(0)
+}
+
+fn status(run: &Path) -> String {
+    let v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(run.join("run.json")).unwrap_or_default()).unwrap_or_default();
+    v["status"].as_str().unwrap_or("").to_string()
+}
+
+#[test]
+fn follow_detach_lose_terminal_reattach_stop() {
+    let dir = tempfile::tempdir().unwrap();
+    let runs = dir.path().join("runs");
+    let exp = dir.path().join("e.toml");
+    std::fs::write(
+        &exp,
+        format!(
+            r#"
+name = "tui"
+device = "cpu"
+output_dir = "{}"
+[model]
+arch = "swin_nano"
+image_size = 32
+[train]
+batch_size = 16
+cycles = 30
+log_every = 1
+workers = 1
+[[datasets]]
+plugin = "phantom-cxp"
+options = {{ train = 64, test = 32 }}
+[[datasets]]
+plugin = "phantom-nih"
+options = {{ train = 64, test = 32 }}
+"#,
+            runs.display()
+        ),
+    )
+    .unwrap();
+    let bin = env!("CARGO_BIN_EXE_fx-tui");
+    let t = Tmux::new();
+    // LANG unset in CI: force the unicode glyphs on.
+    t.start("a", &format!("LANG=C.UTF-8 {bin} {}; sleep 60", exp.display()));
+    t.wait_for("a", "[1 Overview]", 30);
+    let run: PathBuf = std::fs::read_dir(&runs).unwrap().flatten().next().unwrap().path();
+    // Wait for a few evaluated epochs, then look at the charts.
+    let t0 = Instant::now();
+    while rows(&run) < 8 {
+        assert!(t0.elapsed() < Duration::from_secs(120), "no metrics; trainer.log:\n{}", std::fs::read_to_string(run.join("trainer.log")).unwrap_or_default());
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    t.keys("a", "2");
+    let charts = t.wait_for("a", "[2 Charts]", 10);
+    assert!(charts.contains("phantom-cxp cls auc") && charts.contains("phantom-nih cls auc"), "{charts}");
+    // Focused and unfocused epochs are told apart by glyph.
+    let t1 = Instant::now();
+    let charts = loop {
+        let s = t.screen("a");
+        if s.contains('◆') && s.contains('•') {
+            break s;
+        }
+        assert!(t1.elapsed() < Duration::from_secs(30), "no focused and unfocused glyphs:\n{s}");
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert!(charts.contains("focused"), "legend missing:\n{charts}");
+    // Quit asks; detach leaves the trainer running.
+    t.keys("a", "q");
+    t.wait_for("a", "detach", 5);
+    t.keys("a", "d");
+    t.wait_for("a", "detached; training goes on", 5);
+    // Lose the terminal altogether.
+    t.cmd(&["kill-session", "-t", "a"]);
+    let before = rows(&run);
+    let t2 = Instant::now();
+    while rows(&run) <= before + 4 {
+        assert!(t2.elapsed() < Duration::from_secs(120), "the trainer stopped writing after the terminal went away");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert_eq!(status(&run), "running");
+    // Re-attach: the whole history is there.
+    t.start("b", &format!("LANG=C.UTF-8 {bin} attach {}; sleep 60", run.display()));
+    t.wait_for("b", "[1 Overview]", 20);
+    let done: usize = {
+        let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(run.join("run.json")).unwrap()).unwrap();
+        v["epochs_done"].as_u64().unwrap() as usize
+    };
+    assert!(done >= 4);
+    t.keys("b", "3");
+    let sched = t.wait_for("b", "[3 Schedule]", 10);
+    assert!(sched.contains("✓"), "finished epochs are marked:\n{sched}");
+    // Stop from the viewer; the trainer checkpoints what it completed and ends.
+    t.keys("b", "q");
+    t.wait_for("b", "stop training", 5);
+    t.keys("b", "s");
+    t.wait_for("b", "Resume with", 10);
+    let t3 = Instant::now();
+    while status(&run) != "stopped" {
+        assert!(t3.elapsed() < Duration::from_secs(60), "trainer did not stop: {}", status(&run));
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let log = std::fs::read_to_string(run.join("trainer.log")).unwrap();
+    assert!(log.contains("stopped; continue with"), "{log}");
+}
