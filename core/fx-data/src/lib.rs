@@ -1,5 +1,6 @@
 //! fx-data: samples, augmentation, the parallel loader and the PHANTOM generator.
 pub mod augment;
+pub mod coco;
 pub mod io;
 pub mod loader;
 pub mod masks;

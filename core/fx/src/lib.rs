@@ -5,6 +5,7 @@
 pub mod config;
 pub mod eval;
 pub mod features;
+pub mod matcher;
 pub mod model;
 pub mod optim;
 pub mod registry;
