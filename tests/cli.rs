@@ -93,7 +93,7 @@ fn plan_prints_schedule_and_parameter_counts() {
     assert_eq!(sched[1]["trainable"]["backbone"], true);
     // The fixture's 574,286 at 64 px, less the relative-position tables that shrink with the
     // clamped windows at 32 px (stage 2: 3×3 instead of 7×7 rows, stage 3: 1×1 instead of 3×3).
-    assert_eq!(v["parameters"]["backbone (swin_nano)"], 574286 - 2 * (49 - 9) * 4 - 2 * (9 - 1) * 8);
+    assert_eq!(v["parameters"]["backbone"], 574286 - 2 * (49 - 9) * 4 - 2 * (9 - 1) * 8);
     assert_eq!(v["parameters"]["cls_head.nih"], 128 * 3 + 3);
     // Nothing is trained by plan.
     assert!(!dir.path().join("runs").exists());

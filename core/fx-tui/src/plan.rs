@@ -26,18 +26,8 @@ pub fn print(path: &Path, set: &[String], as_json: bool, registry: &Registry) ->
     let datasets = open_datasets(&exp, &path.display().to_string(), registry)?;
     let plan: Vec<EpochPlan> = fx::schedule::plan(&exp, &tasks_of(&datasets));
     let model = fx::model::Model::new(tch::Device::Cpu, &swin_config(&exp)?, &heads(&exp, &datasets))?;
-    let count = |p: &str| fx::swin::count_params(&model.vs, p);
-    let mut params: Vec<(String, i64)> = vec![(format!("backbone ({})", exp.model.arch), count("backbone."))];
-    for name in model.cls_heads.keys() {
-        params.push((format!("cls_head.{name}"), count(&format!("cls_head.{name}."))));
-    }
-    if model.seg_decoder.is_some() {
-        params.push(("seg_decoder (UperNet)".to_string(), count("seg_decoder.")));
-    }
-    for name in model.seg_heads.keys() {
-        params.push((format!("seg_head.{name}"), count(&format!("seg_head.{name}."))));
-    }
-    let total = count("");
+    let params = model.component_params();
+    let total: i64 = params.iter().map(|(_, n)| n).sum();
     if as_json {
         let v = json!({
             "experiment": exp,
@@ -76,7 +66,7 @@ pub fn print(path: &Path, set: &[String], as_json: bool, registry: &Registry) ->
             d.tasks.iter().map(|t| format!("{t}: {}", d.dataset.desc().labels(*t).join(", "))).collect();
         println!("  {:w$}  {:11}  {:>6}  {:>6}  {}", d.name, tasks.join(","), d.train.len(), d.test.len(), labels.join("; "));
     }
-    println!("\n# parameters");
+    println!("\n# parameters ({})", exp.model.arch);
     for (k, v) in &params {
         println!("  {k:40} {v:>12}");
     }

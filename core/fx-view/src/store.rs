@@ -58,6 +58,8 @@ pub struct Store {
     pub plan: Vec<EpochPlan>,
     pub run: Option<RunInfo>,
     pub progress: Option<Progress>,
+    /// model.json: parameter count per component (`backbone`, `cls_head.<dataset>`, ...).
+    pub parameters: std::collections::BTreeMap<String, i64>,
     pub metrics: Vec<MetricRow>,
     pub events: Vec<Event>,
     /// The last problem met reading each file (malformed content), by file name.
@@ -70,6 +72,7 @@ pub struct Store {
     plan_f: Whole,
     run_f: Whole,
     progress_f: Whole,
+    model_f: Whole,
     metrics_f: Tail,
     events_f: Tail,
 }
@@ -83,6 +86,7 @@ impl Store {
             plan: Vec::new(),
             run: None,
             progress: None,
+            parameters: Default::default(),
             metrics: Vec::new(),
             events: Vec::new(),
             problems: Vec::new(),
@@ -92,6 +96,7 @@ impl Store {
             plan_f: Whole { name: "plan.json", sig: None },
             run_f: Whole { name: "run.json", sig: None },
             progress_f: Whole { name: "progress.json", sig: None },
+            model_f: Whole { name: "model.json", sig: None },
             metrics_f: Tail { name: "metrics.jsonl", sig: None, offset: 0 },
             events_f: Tail { name: "events.jsonl", sig: None, offset: 0 },
         };
@@ -125,6 +130,13 @@ impl Store {
         }
         if let Some(text) = whole(&dir, &mut self.progress_f, &mut self.bytes_read, &mut changed) {
             self.progress = text.and_then(|t| parse_json(&t, "progress.json", &mut self.problems));
+        }
+        if let Some(text) = whole(&dir, &mut self.model_f, &mut self.bytes_read, &mut changed) {
+            let v: Option<serde_json::Value> = text.and_then(|t| parse_json(&t, "model.json", &mut self.problems));
+            self.parameters = v
+                .and_then(|v| v.get("parameters").cloned())
+                .and_then(|p| serde_json::from_value(p).ok())
+                .unwrap_or_default();
         }
         tail(&dir, &mut self.metrics_f, &mut self.metrics, &mut self.problems, &mut self.bytes_read, &mut changed);
         tail(&dir, &mut self.events_f, &mut self.events, &mut self.problems, &mut self.bytes_read, &mut changed);

@@ -109,6 +109,28 @@ impl Model {
         SegOutput { logits: head_logits(head, &d.fused, h, w), fused: d.fused, stage4: d.stage4 }
     }
 
+    /// Parameter count of every component, by the names the schedule and the viewer use:
+    /// `backbone`, `cls_head.<dataset>`, `seg_decoder`, `seg_head.<dataset>` (buffers excluded).
+    pub fn component_params(&self) -> Vec<(String, i64)> {
+        let mut counts: BTreeMap<String, i64> = BTreeMap::new();
+        for (name, t) in self.vs.variables() {
+            if is_buffer(&name) {
+                continue;
+            }
+            let key = match crate::schedule::Group::of(&name) {
+                Some((g, Some(d))) => format!("{}.{d}", g.as_str()),
+                Some((g, None)) => g.as_str().to_string(),
+                None => "other".to_string(),
+            };
+            *counts.entry(key).or_default() += t.numel() as i64;
+        }
+        // Backbone first, then the branches in the paper's order.
+        let order = |k: &str| crate::schedule::Group::ALL.iter().position(|g| k.split('.').next() == Some(g.as_str())).unwrap_or(99);
+        let mut v: Vec<(String, i64)> = counts.into_iter().collect();
+        v.sort_by(|a, b| order(&a.0).cmp(&order(&b.0)).then(a.0.cmp(&b.0)));
+        v
+    }
+
     /// Variables sorted by name (stable order for the optimiser, EMA and checkpoints).
     pub fn named_variables(&self) -> Vec<(String, Tensor)> {
         let mut v: Vec<(String, Tensor)> = self.vs.variables().into_iter().collect();

@@ -294,6 +294,9 @@ impl Trainer {
             None => (0, 0.0, 0),
         };
         let dropped = run.truncate_metrics(next)?;
+        let parameters: serde_json::Map<String, serde_json::Value> =
+            student.component_params().into_iter().map(|(k, v)| (k, serde_json::json!(v))).collect();
+        run.write_json("model.json", &serde_json::json!({ "arch": exp.model.arch, "image_size": exp.model.image_size, "parameters": parameters }))?;
         let previous = run.read_json::<RunInfo>("run.json").ok();
         let started = previous.as_ref().map(|r| r.started.clone()).unwrap_or_else(crate::store::now);
         // A run that never started (prepared for a detached trainer) is not a resume.

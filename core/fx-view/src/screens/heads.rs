@@ -27,7 +27,8 @@ pub fn draw(f: &mut Frame, area: Rect, v: &View) {
             None => "-".into(),
         };
         let trained = s.plan.iter().filter(|p| p.trainable.get(g) == Some(true)).count();
-        let line = format!("{:<12} {:<28} trains in {trained} of {} epochs", g, state, s.plan.len());
+        let params = s.parameters.get(*g).map(|n| human(*n)).unwrap_or_else(|| "-".into());
+        let line = format!("{:<12} {:>7} {:<28} trains in {trained} of {} epochs", g, params, state, s.plan.len());
         let line = fit(&line, area.width.saturating_sub(2) as usize);
         lines.push(if state == "trainable" { Line::styled(line, t.title()) } else { Line::from(line) });
     }
@@ -41,7 +42,7 @@ pub fn draw(f: &mut Frame, area: Rect, v: &View) {
     let inner_w = bottom.width.saturating_sub(2) as usize;
     let dw = 14.min(inner_w / 4);
     let mut lines = vec![Line::from(Span::styled(
-        format!("  {} {:<4} {:<12} {:<9} {:>6} {}", pad("dataset", dw), "task", "head", "state", "epochs", "labels"),
+        format!("  {} {:<4} {:<12} {:>7} {:<9} {:>6} {}", pad("dataset", dw), "task", "head", "params", "state", "epochs", "labels"),
         t.dim(),
     ))];
     let pairs = facts::pairs(s);
@@ -59,10 +60,25 @@ pub fn draw(f: &mut Frame, area: Rect, v: &View) {
             None => "? (after the first evaluation)".into(),
         };
         let mark = if active { t.current } else { " " };
-        let text = format!("{mark} {} {:<4} {:<12} {:<9} {:>6} {labels}", pad(d, dw), task, head, state, epochs);
+        let params = s.parameters.get(&format!("{head}.{d}")).map(|n| human(*n)).unwrap_or_else(|| "-".into());
+        let text = format!("{mark} {} {:<4} {:<12} {params:>7} {:<9} {:>6} {labels}", pad(d, dw), task, head, state, epochs);
         let text = fit(&text, inner_w);
         lines.push(if trainable { Line::styled(text, t.highlight()) } else { Line::from(text) });
     }
-    let title = format!("datasets and heads  ({} trains this epoch)", t.current);
+    let total: i64 = s.parameters.values().sum();
+    let title = if total > 0 {
+        format!("datasets and heads  ({} trains this epoch; model {} parameters)", t.current, human(total))
+    } else {
+        format!("datasets and heads  ({} trains this epoch)", t.current)
+    };
     f.render_widget(Paragraph::new(lines).block(block(title, t)), bottom);
+}
+
+/// 86743224 → "86.74M", 5376 → "5.4k".
+fn human(n: i64) -> String {
+    match n {
+        n if n >= 1_000_000 => format!("{:.2}M", n as f64 / 1e6),
+        n if n >= 1_000 => format!("{:.1}k", n as f64 / 1e3),
+        n => n.to_string(),
+    }
 }
