@@ -28,6 +28,13 @@ pub fn print_export(run_dir: &Path, out: &Path, student: bool) -> Result<()> {
 
 pub fn print_report(runs: &[PathBuf], out: &Path) -> Result<()> {
     let s = fx_export::report(runs, out)?;
-    println!("{s:#?}");
+    println!("{} runs: {}", s.runs.len(), s.runs.join(", "));
+    println!("keys that differ: {}", if s.differing.is_empty() { "none".to_string() } else { s.differing.join(", ") });
+    for f in &s.files {
+        println!("  {}", f.display());
+    }
+    for w in &s.warnings {
+        println!("  warning: {w}");
+    }
     Ok(())
 }

@@ -17,8 +17,8 @@ fn flag(v: Option<bool>) -> &'static str {
     }
 }
 
-fn lr_of(exp: &Experiment, g: Group) -> Option<f64> {
-    exp.optimizer.lr.of(g)
+fn lr_of(exp: &Experiment, g: Group, p: &EpochPlan) -> Option<f64> {
+    exp.optimizer.lr.of(g).map(|lr| lr * p.lr_factor)
 }
 
 pub fn print(path: &Path, set: &[String], as_json: bool, registry: &Registry) -> Result<()> {
@@ -46,7 +46,7 @@ pub fn print(path: &Path, set: &[String], as_json: bool, registry: &Registry) ->
                 let mut v = serde_json::to_value(p).unwrap();
                 let lr: serde_json::Map<String, serde_json::Value> = Group::ALL.iter()
                     .filter(|g| p.trainable.group(**g))
-                    .filter_map(|g| lr_of(&exp, *g).map(|lr| (g.as_str().to_string(), json!(lr))))
+                    .filter_map(|g| lr_of(&exp, *g, p).map(|lr| (g.as_str().to_string(), json!(lr))))
                     .collect();
                 v["lr"] = json!(lr);
                 v
@@ -81,7 +81,7 @@ pub fn print(path: &Path, set: &[String], as_json: bool, registry: &Registry) ->
         let lr: Vec<String> = Group::ALL
             .iter()
             .filter(|g| t.group(**g))
-            .filter_map(|g| lr_of(&exp, *g).map(|lr| format!("{}={lr:.0e}", g.as_str())))
+            .filter_map(|g| lr_of(&exp, *g, p).map(|lr| format!("{}={lr:.1e}", g.as_str())))
             .collect();
         println!(
             "  {:>5} {:>5}  {:w$}  {:4}  {:7}  {:4}  {:8} {:8} {:7} {:7} {:7} {:8}  {}",

@@ -108,11 +108,62 @@ pub struct OptimizerConfig {
     pub beta2: f64,
     pub eps: f64,
     pub lr: LrConfig,
+    /// How the rates change from cycle to cycle.
+    pub lr_schedule: LrSchedule,
 }
 
 impl Default for OptimizerConfig {
     fn default() -> Self {
-        OptimizerConfig { weight_decay: 1e-4, beta1: 0.9, beta2: 0.999, eps: 1e-8, lr: LrConfig::default() }
+        OptimizerConfig {
+            weight_decay: 1e-4,
+            beta1: 0.9,
+            beta2: 0.999,
+            eps: 1e-8,
+            lr: LrConfig::default(),
+            lr_schedule: LrSchedule::default(),
+        }
+    }
+}
+
+/// Step-wise learning-rate schedule, applied at cycle boundaries (as the authors' code does): the
+/// first `warmup_cycles` run at `warmup_factor` × the rates, then a cosine decays the factor from
+/// 1 towards `min_factor` over the remaining cycles. `decay = "none"` keeps the rates constant.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LrSchedule {
+    pub warmup_cycles: usize,
+    pub warmup_factor: f64,
+    pub decay: LrDecay,
+    pub min_factor: f64,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LrDecay {
+    None,
+    Cosine,
+}
+
+impl Default for LrSchedule {
+    fn default() -> Self {
+        LrSchedule { warmup_cycles: 1, warmup_factor: 0.05, decay: LrDecay::Cosine, min_factor: 0.0 }
+    }
+}
+
+impl LrSchedule {
+    /// The factor of the rates in cycle `cycle` (1-based) of `cycles`.
+    pub fn factor(&self, cycle: usize, cycles: usize) -> f64 {
+        if cycle <= self.warmup_cycles {
+            return self.warmup_factor;
+        }
+        match self.decay {
+            LrDecay::None => 1.0,
+            LrDecay::Cosine => {
+                let span = cycles.saturating_sub(self.warmup_cycles).max(1) as f64;
+                let t = (cycle - self.warmup_cycles - 1) as f64 / span;
+                self.min_factor + (1.0 - self.min_factor) * 0.5 * (1.0 + (std::f64::consts::PI * t).cos())
+            }
+        }
     }
 }
 
@@ -423,6 +474,10 @@ impl Experiment {
                 bail!("{p}: augment.{task}: brightness must be within [0, 1] and contrast within [0, 1)");
             }
         }
+        let ls = &self.optimizer.lr_schedule;
+        if !(ls.warmup_factor > 0.0 && ls.warmup_factor <= 1.0) || !(0.0..=1.0).contains(&ls.min_factor) {
+            bail!("{p}: optimizer.lr_schedule: warmup_factor must be within (0, 1] and min_factor within [0, 1]");
+        }
         if self.model.ppm_channels < 1 || self.model.fpn_channels < 1 {
             bail!("{p}: model.ppm_channels and model.fpn_channels must be at least 1");
         }
@@ -518,6 +573,19 @@ plugin = "phantom-cxp"
         let err = Experiment::parse(Path::new("x.toml"), MINIMAL, &["train.cycels=3".into()]).unwrap_err().to_string();
         assert!(err.contains("did you mean `cycles`"), "{err}");
         assert!(Experiment::parse(Path::new("x.toml"), MINIMAL, &["train.cycles".into()]).is_err());
+    }
+
+    #[test]
+    fn lr_schedule_warms_up_then_decays_at_cycle_boundaries() {
+        let s = LrSchedule::default();
+        assert_eq!(s.factor(1, 5), 0.05);
+        assert_eq!(s.factor(2, 5), 1.0);
+        let f: Vec<f64> = (2..=5).map(|c| s.factor(c, 5)).collect();
+        assert!(f.windows(2).all(|w| w[1] < w[0]), "{f:?}");
+        // Cosine over the 4 cycles after warm-up: cos(pi * 3/4) at the last one.
+        assert!((s.factor(5, 5) - 0.5 * (1.0 + (std::f64::consts::PI * 0.75).cos())).abs() < 1e-12);
+        let none = LrSchedule { warmup_cycles: 0, decay: LrDecay::None, ..s };
+        assert!((1..=5).all(|c| none.factor(c, 5) == 1.0));
     }
 
     #[test]

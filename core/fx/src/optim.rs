@@ -25,6 +25,11 @@ impl AdamW {
 
     /// One update of the given parameters (name, tensor), each with its group's learning rate.
     /// Every operation stays on the device: no host synchronisation.
+    /// Scales every group's rate for the coming steps (the schedule's factor of the epoch).
+    pub fn set_factor(&mut self, base: &BTreeMap<Group, f64>, factor: f64) {
+        self.lr = base.iter().map(|(g, lr)| (*g, lr * factor)).collect();
+    }
+
     pub fn step(&mut self, params: &[(String, Group, Tensor)]) {
         tch::no_grad(|| {
             for (name, group, p) in params {

@@ -127,6 +127,8 @@ pub struct EpochPlan {
     /// Fraction of the training split this epoch sees.
     pub fraction: f64,
     pub trainable: Trainable,
+    /// Factor applied to every group's learning rate in this epoch (warm-up / cosine per cycle).
+    pub lr_factor: f64,
 }
 
 /// Builds the whole schedule from the experiment and the tasks each dataset trains.
@@ -147,6 +149,7 @@ pub fn plan(exp: &Experiment, tasks: &[(String, Vec<Task>)]) -> Vec<EpochPlan> {
                         mode,
                         fraction: if mode == Mode::Lock { lr.lock_fraction } else { 1.0 },
                         trainable: Trainable::for_task(task, mode),
+                        lr_factor: exp.optimizer.lr_schedule.factor(cycle, exp.train.cycles),
                     });
                 }
             }
@@ -200,6 +203,18 @@ mod tests {
         assert_eq!(cls[0].mode, Mode::Lock);
         assert_eq!(cls[0].trainable.backbone, Some(false));
         assert_eq!(cls.len(), 8);
+    }
+
+    #[test]
+    fn plan_round_trips_through_json_exactly() {
+        // Resume compares the recomputed plan with plan.json bit for bit; cosine factors must
+        // survive JSON (serde_json's float_roundtrip feature).
+        let mut e = exp("");
+        e.train.cycles = 7;
+        let p = plan(&e, &[("a".to_string(), vec![Task::Cls, Task::Seg])]);
+        assert!(p.iter().any(|x| x.lr_factor != 1.0 && x.lr_factor != 0.05));
+        let back: Vec<EpochPlan> = serde_json::from_str(&serde_json::to_string(&p).unwrap()).unwrap();
+        assert_eq!(back, p);
     }
 
     #[test]

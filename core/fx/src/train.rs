@@ -491,6 +491,7 @@ impl Trainer {
 
     fn train_epoch(&mut self, plan: &EpochPlan, on: &mut dyn FnMut(Progress)) -> Result<(usize, bool)> {
         let active = self.activate(plan);
+        self.opt.set_factor(&lr_map(&self.exp), plan.lr_factor);
         let epoch = plan.epoch as u64;
         tch::manual_seed(mix(&[self.exp.seed, epoch, 0]) as i64 & i64::MAX);
         let ds = self.dataset(&plan.dataset);
