@@ -49,7 +49,7 @@ options = {{ train = {n}, test = {batch} }}
     let device = fx::train::resolve_device(&exp.device)?;
     let mut trainer = Trainer::create(exp, "bench", registry, device)?;
     println!(
-        "bench: {} at {} px, batch {}, {} timed steps on {} ({:.2} M parameters with teacher and EMA)",
+        "bench: {} at {} px, batch {}, {} timed steps on {} ({:.2} M student parameters; the EMA teacher is a second copy)",
         a.arch,
         a.image_size,
         a.batch_size,
