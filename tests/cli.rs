@@ -279,3 +279,35 @@ fn features_from_timm_weights_match_timm() {
     assert!(!o.status.success());
     assert!(text(&o).contains("b.png"), "{}", text(&o));
 }
+
+/// Branch selection (Foundation X-C/-S/...) and a sweep over the Table 10 switches.
+#[test]
+fn branches_and_sweep() {
+    let dir = tempfile::tempdir().unwrap();
+    let exp = tiny(dir.path(), 1, "");
+    // "C" only: phantom-ptx's seg task is left out; "S" only: only datasets with masks remain.
+    let o = run(&["plan", exp.to_str().unwrap(), "--format", "json", "--set", "train.branches=\"C\""]);
+    assert!(o.status.success(), "{}", text(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert!(v["schedule"].as_array().unwrap().iter().all(|e| e["task"] == "cls"));
+    let o = run(&["plan", exp.to_str().unwrap(), "--set", "train.branches=\"S\""]);
+    assert!(!o.status.success());
+    assert!(text(&o).contains("no dataset has a task in the selected branches"), "{}", text(&o));
+    let o = run(&["plan", exp.to_str().unwrap(), "--set", "train.branches=\"CX\""]);
+    assert!(text(&o).contains("train.branches must be letters"), "{}", text(&o));
+    // A sweep runs each combination as its own run, then reports only the keys that differ.
+    let o = run(&[
+        "sweep",
+        exp.to_str().unwrap(),
+        "--grid",
+        "student_teacher=true,false",
+        "--set",
+        "datasets.1.options.corrupt=0.0",
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    let runs: Vec<_> = std::fs::read_dir(dir.path().join("runs")).unwrap().flatten().map(|e| e.file_name()).collect();
+    assert_eq!(runs.len(), 3, "two runs and the report: {runs:?}");
+    let md = std::fs::read_to_string(dir.path().join("runs/tiny-sweep-report/ablation.md")).unwrap();
+    assert!(md.contains("student_teacher.enabled") && !md.contains("lock_release.enabled"), "{md}");
+    assert_eq!(md.lines().filter(|l| l.starts_with("| tiny-")).count(), 2, "{md}");
+}

@@ -80,6 +80,18 @@ enum Command {
         #[arg(long, default_value = "runs")]
         runs_dir: PathBuf,
     },
+    /// Run every combination of --grid values as its own run, one after another (headless), then
+    /// write the ablation report over them into <output_dir>/<name>-sweep-report.
+    Sweep {
+        experiment: PathBuf,
+        /// KEY=V1,V2,...; `lock_release` and `student_teacher` mean their `.enabled` switch.
+        #[arg(long = "grid", value_name = "KEY=V1,V2", required = true)]
+        grid: Vec<String>,
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        set: Vec<String>,
+        #[arg(long)]
+        device: Option<String>,
+    },
     /// Send a command to a run's trainer: pause, resume, stop, export, ping.
     Ctl { run: PathBuf, command: String },
     /// Charts (PNG + SVG, the paper's Figure 2 per dataset × task) and tables (CSV, Markdown,
@@ -242,6 +254,70 @@ fn view(run_dir: &Path, ascii: bool) -> Result<()> {
     Ok(())
 }
 
+/// The combinations of a sweep grid, each a list of `key=value` overrides.
+fn combinations(grid: &[String]) -> Result<Vec<Vec<String>>> {
+    let mut out: Vec<Vec<String>> = vec![Vec::new()];
+    for g in grid {
+        let (key, values) =
+            g.split_once('=').ok_or_else(|| anyhow::anyhow!("--grid {g}: expected KEY=V1,V2 (e.g. lock_release=true,false)"))?;
+        let key = match key {
+            "lock_release" | "student_teacher" => format!("{key}.enabled"),
+            k => k.to_string(),
+        };
+        let values: Vec<&str> = values.split(',').filter(|v| !v.is_empty()).collect();
+        if values.is_empty() {
+            anyhow::bail!("--grid {g}: no values");
+        }
+        let mut next = Vec::new();
+        for c in &out {
+            for v in &values {
+                let mut combo = c.clone();
+                combo.push(format!("{key}={v}"));
+                next.push(combo);
+            }
+        }
+        out = next;
+    }
+    Ok(out)
+}
+
+fn sweep(path: &Path, grid: &[String], set: &[String], device: Option<&str>) -> Result<()> {
+    let registry = registry();
+    let combos = combinations(grid)?;
+    // Validate every combination before the first one trains.
+    let exps: Vec<(Vec<String>, Experiment)> = combos
+        .into_iter()
+        .map(|c| {
+            let mut overrides = set.to_vec();
+            overrides.extend(c.iter().cloned());
+            Experiment::load(path, &overrides).map(|e| (c, e))
+        })
+        .collect::<Result<_>>()?;
+    install_signal_handlers();
+    let total = exps.len();
+    let mut runs = Vec::new();
+    for (k, (combo, mut exp)) in exps.into_iter().enumerate() {
+        let tag: Vec<String> = combo.iter().map(|o| o.replace(".enabled", "").replace('=', "-")).collect();
+        exp.name = format!("{}-{}", exp.name, tag.join("-"));
+        println!("sweep {}/{total}: {} ({})", k + 1, exp.name, combo.join(" "));
+        let device = match device {
+            Some(d) => resolve_device(d)?,
+            None => resolve_device(&exp.device)?,
+        };
+        let mut trainer = Trainer::create(exp, &path.display().to_string(), &registry, device)?;
+        let mut printer = headless::Printer::new(&trainer.exp, trainer.datasets.iter().map(|d| d.name.clone()).collect());
+        let status = trainer.run(&mut |p| printer.on(p))?;
+        runs.push(trainer.run_dir());
+        if status != "finished" {
+            println!("sweep stopped during {}", trainer.run_dir().display());
+            break;
+        }
+    }
+    let base = Experiment::load(path, set)?;
+    let out = base.output_dir.join(format!("{}-sweep-report", base.name));
+    export::print_report(&runs, &out)
+}
+
 /// Run directories under `runs_dir`, newest first (by their experiment.toml's time).
 fn list_runs(runs_dir: &Path) -> Result<Vec<PathBuf>> {
     let mut runs: Vec<(std::time::SystemTime, PathBuf)> = std::fs::read_dir(runs_dir)
@@ -320,6 +396,7 @@ fn main() {
             view(&dir, *ascii)
         })(),
         Some(Command::Runs { runs_dir }) => print_runs(runs_dir),
+        Some(Command::Sweep { experiment, grid, set, device }) => sweep(experiment, grid, set, device.as_deref()),
         Some(Command::Ctl { run, command }) => control::send(run, command).map(|reply| println!("{reply}")),
         Some(Command::Export { run, out, student }) => export::print_export(run, out, *student),
         Some(Command::Report { runs, out }) => export::print_report(runs, out),

@@ -92,11 +92,26 @@ pub struct TrainConfig {
     pub workers: usize,
     /// Samples a loader may hold ready ahead of the trainer, in batches.
     pub prefetch: usize,
+    /// Which branches train (paper Section 3.1): any of "C", "L", "S" — "CLS" is Foundation X-CLS,
+    /// "LS" Foundation X-LS, "C" Foundation X-C, ...
+    pub branches: String,
 }
 
 impl Default for TrainConfig {
     fn default() -> Self {
-        TrainConfig { batch_size: 24, cycles: 1, log_every: 10, workers: 0, prefetch: 4 }
+        TrainConfig { batch_size: 24, cycles: 1, log_every: 10, workers: 0, prefetch: 4, branches: "CLS".into() }
+    }
+}
+
+impl TrainConfig {
+    /// Whether the branch of `task` is selected by `branches`.
+    pub fn branch_on(&self, task: Task) -> bool {
+        let letter = match task {
+            Task::Cls => 'C',
+            Task::Loc => 'L',
+            Task::Seg => 'S',
+        };
+        self.branches.contains(letter)
     }
 }
 
@@ -451,6 +466,10 @@ impl Experiment {
         }
         if self.train.cycles == 0 {
             bail!("{p}: train.cycles must be at least 1");
+        }
+        let b = &self.train.branches;
+        if b.is_empty() || !b.chars().all(|c| matches!(c, 'C' | 'L' | 'S')) {
+            bail!("{p}: train.branches must be letters of \"CLS\" (e.g. \"CLS\", \"LS\", \"C\"), got \"{b}\"");
         }
         let m = self.student_teacher.momentum;
         if !(0.0..=1.0).contains(&m) {

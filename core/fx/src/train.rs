@@ -62,9 +62,17 @@ pub fn open_datasets(exp: &Experiment, file: &str, registry: &Registry) -> Resul
                 }
                 ts.clone()
             }
-            // By default every task the dataset has labels for and fx can train.
-            None => offered.iter().copied().filter(|t| BUILT_TASKS.contains(t)).collect(),
+            // By default every task the dataset has labels for, fx can train, and whose branch
+            // the experiment selects.
+            None => offered.iter().copied().filter(|t| BUILT_TASKS.contains(t) && exp.train.branch_on(*t)).collect(),
         };
+        if let Some(t) = tasks.iter().find(|t| !exp.train.branch_on(**t)) {
+            bail!(
+                "{file}: datasets[{i}] ({}): task `{t}` requested but train.branches = \"{}\" leaves its branch out",
+                cfg.name(),
+                exp.train.branches
+            );
+        }
         let tasks: Vec<Task> = Task::ALL.into_iter().filter(|t| tasks.contains(t)).collect();
         if let Some(t) = tasks.iter().find(|t| !BUILT_TASKS.contains(t)) {
             bail!(
@@ -78,7 +86,8 @@ pub fn open_datasets(exp: &Experiment, file: &str, registry: &Registry) -> Resul
             );
         }
         if tasks.is_empty() {
-            bail!("{file}: datasets[{i}] ({}): no task to train", cfg.name());
+            // A dataset whose tasks all lie outside the selected branches does not take part.
+            continue;
         }
         let index = |split: Split| -> Result<Arc<Vec<SampleRecord>>> {
             let v = ds.index(split).map_err(|e| anyhow!("{file}: datasets[{i}] ({}): {} split: {e}", cfg.name(), split.as_str()))?;
@@ -92,6 +101,9 @@ pub fn open_datasets(exp: &Experiment, file: &str, registry: &Registry) -> Resul
             bail!("{file}: datasets[{i}] ({}): the test split is empty", cfg.name());
         }
         out.push(OpenedDataset { name: cfg.name().to_string(), dataset: ds, tasks, train, test });
+    }
+    if out.is_empty() {
+        bail!("{file}: no dataset has a task in the selected branches (train.branches = \"{}\")", exp.train.branches);
     }
     Ok(out)
 }
