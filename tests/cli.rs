@@ -311,3 +311,27 @@ fn branches_and_sweep() {
     assert!(md.contains("student_teacher.enabled") && !md.contains("lock_release.enabled"), "{md}");
     assert_eq!(md.lines().filter(|l| l.starts_with("| tiny-")).count(), 2, "{md}");
 }
+
+/// A second trainer on a run that is being trained is refused with a pointer to `attach`.
+#[test]
+fn resume_refuses_a_run_with_a_live_trainer() {
+    let dir = tempfile::tempdir().unwrap();
+    let exp = tiny(dir.path(), 30, "");
+    let mut child = fx().args([exp.to_str().unwrap(), "--headless"]).stdout(std::process::Stdio::null()).spawn().unwrap();
+    let t0 = Instant::now();
+    let run_dir = loop {
+        std::thread::sleep(Duration::from_millis(50));
+        let found = std::fs::read_dir(dir.path().join("runs")).ok().and_then(|mut it| it.next()).and_then(|e| e.ok());
+        if let Some(e) = found {
+            if e.path().join("run.json").exists() {
+                break e.path();
+            }
+        }
+        assert!(t0.elapsed() < Duration::from_secs(60), "no run started");
+    };
+    let o = run(&["--resume", run_dir.to_str().unwrap(), "--headless"]);
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(!o.status.success());
+    assert!(text(&o).contains("is being trained by pid") && text(&o).contains("fx-tui attach"), "{}", text(&o));
+}

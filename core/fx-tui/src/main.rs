@@ -171,9 +171,30 @@ fn interactive(args: &TrainArgs) -> bool {
     !args.headless && std::io::stdout().is_terminal() && std::io::stdin().is_terminal()
 }
 
+/// Two trainers on one run directory would interleave their rows: refuse a run whose trainer lives.
+fn ensure_no_live_trainer(run_dir: &Path) -> Result<()> {
+    let info: Option<fx::store::RunInfo> = fx::store::RunStore::open(run_dir)?.read_json("run.json").ok();
+    if let Some(i) = info {
+        let owner_alive = (i.status == "running" || i.status == "paused") && control::trainer_alive(run_dir) == Some(true);
+        if owner_alive && i.pid != std::process::id() {
+            anyhow::bail!(
+                "{} is being trained by pid {} (status {}); attach to it with: fx-tui attach {}",
+                run_dir.display(),
+                i.pid,
+                i.status,
+                run_dir.display()
+            );
+        }
+    }
+    Ok(())
+}
+
 fn train(cli: &Cli) -> Result<()> {
     let args = &cli.train;
     let registry = registry();
+    if let Some(run) = &args.resume {
+        ensure_no_live_trainer(run)?;
+    }
     let device_override = args.device.as_deref().map(resolve_device).transpose()?;
     if interactive(args) {
         // The trainer gets its own process and session: closing this terminal, losing the SSH
