@@ -316,7 +316,7 @@ fn branches_and_sweep() {
 #[test]
 fn resume_refuses_a_run_with_a_live_trainer() {
     let dir = tempfile::tempdir().unwrap();
-    let exp = tiny(dir.path(), 30, "");
+    let exp = tiny(dir.path(), 300, "");
     let mut child = fx().args([exp.to_str().unwrap(), "--headless"]).stdout(std::process::Stdio::null()).spawn().unwrap();
     let t0 = Instant::now();
     let run_dir = loop {

@@ -75,7 +75,7 @@ arch = "swin_nano"
 image_size = 32
 [train]
 batch_size = 16
-cycles = 30
+cycles = 300
 log_every = 1
 workers = 1
 [[datasets]]
