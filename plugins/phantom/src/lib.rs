@@ -83,6 +83,15 @@ const PRESETS: &[Preset] = &[
         style: || Style { blur: 0.004, noise: 0.02, ..Style::default() },
         prevalence: [0.1, 0.45, 0.35, 0.1, 0.1],
     },
+    Preset {
+        name: "phantom-node",
+        summary: "NODE21-like: nodule classification and nodule boxes; nominal acquisition, slight noise",
+        cls: &[Nodule],
+        loc: &[Target::Finding(Nodule)],
+        seg: &[],
+        style: || Style { noise: 0.015, ..Style::default() },
+        prevalence: [0.7, 0.1, 0.1, 0.1, 0.1],
+    },
 ];
 
 const SPLIT_SIZES: [(Split, usize); 3] = [(Split::Train, 1000), (Split::Val, 100), (Split::Test, 300)];
@@ -236,7 +245,7 @@ macro_rules! entry {
 
 /// The phantom plugins, for the host's registry.
 pub fn plugins() -> Vec<PluginEntry> {
-    vec![entry!(0), entry!(1), entry!(2), entry!(3), entry!(4)]
+    vec![entry!(0), entry!(1), entry!(2), entry!(3), entry!(4), entry!(5)]
 }
 
 #[cfg(test)]
