@@ -126,7 +126,7 @@ fn bad_input_gets_clear_errors() {
     let p = write(&good.replace("name = \"nih\"", "name = \"nih\"\nroot = \"/nonexistent/nih\""));
     let t = text(&run(&[p.to_str().unwrap()]));
     assert!(t.contains("datasets[1] (nih)") && t.contains("/nonexistent/nih") && t.contains("does not exist"), "{t}");
-    // A task the branch for which is not built yet.
+    // A task the dataset has no labels for.
     let p = write(&good.replace("name = \"nih\"", "name = \"nih\"\ntasks = [\"loc\"]"));
     let t = text(&run(&[p.to_str().unwrap()]));
     assert!(t.contains("task `loc` requested"), "{t}");

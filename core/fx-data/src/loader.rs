@@ -21,6 +21,9 @@ pub struct Batch {
     pub cls: Vec<f32>,
     pub boxes: Vec<Vec<LabeledBox>>,
     pub masks: Vec<u8>,
+    /// (width, height) of each image as the dataset delivered it, before resizing: detections
+    /// are reported in these pixels.
+    pub original_sizes: Vec<(usize, usize)>,
     /// Samples of this batch that failed to load, with the reason.
     pub skipped: Vec<(String, String)>,
 }
@@ -55,14 +58,14 @@ pub struct Loader {
     workers: Vec<JoinHandle<()>>,
 }
 
-/// Loads, augments and resizes one sample.
+/// Loads, augments and resizes one sample; also returns the (width, height) it was delivered at.
 pub fn prepare(
     dataset: &dyn Dataset,
     record: &SampleRecord,
     size: usize,
     aug: &Augment,
     seed: u64,
-) -> Result<fx_plugin::Sample, String> {
+) -> Result<(fx_plugin::Sample, (usize, usize)), String> {
     let sample = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| dataset.load(record, size)))
         .map_err(|_| "the dataset plugin panicked while loading it".to_string())?
         .map_err(|e| e.to_string())?;
@@ -72,15 +75,16 @@ pub fn prepare(
     if let Some(m) = sample.masks.iter().find(|m| m.len() != sample.width * sample.height) {
         return Err(format!("a mask of {} values does not match its {}×{} image", m.len(), sample.width, sample.height));
     }
+    let original = (sample.width, sample.height);
     let identity = *aug == Augment::none() && sample.width == size && sample.height == size;
     if identity {
-        return Ok(sample);
+        return Ok((sample, original));
     }
     let mut rng = Rng::new(seed);
     let a = augment::draw(aug, sample.width, sample.height, size, &mut rng);
     let mut out = augment::warp(&sample, &a, size);
     augment::jitter_intensity(aug, &mut out.image, &mut rng);
-    Ok(out)
+    Ok((out, original))
 }
 
 impl Loader {
@@ -128,7 +132,8 @@ fn build_batch(dataset: &dyn Dataset, records: &[SampleRecord], idx: &[usize], f
     for (k, &i) in idx.iter().enumerate() {
         let record = &records[i];
         match prepare(dataset, record, s, &cfg.augment, mix(&[cfg.seed, (first + k) as u64])) {
-            Ok(sample) => {
+            Ok((sample, original)) => {
+                batch.original_sizes.push(original);
                 batch.ids.push(sample.id);
                 batch.images.extend_from_slice(&sample.image);
                 batch.cls.extend_from_slice(&sample.cls);

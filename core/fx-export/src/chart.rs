@@ -74,6 +74,8 @@ fn y_desc(metric: &str) -> String {
         "dice" => "Dice (%)".into(),
         "dice_global" => "global Dice (%)".into(),
         "map40" => "mAP@40 (%)".into(),
+        "ap50" => "AP@50 (%)".into(),
+        "ap40_95" => "AP@[.40:.95] (%)".into(),
         other => other.to_string(),
     }
 }

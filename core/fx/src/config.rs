@@ -67,6 +67,9 @@ pub struct ModelConfig {
     /// UperNet FPN channels (paper: 128).
     #[serde(default = "default_fpn_channels")]
     pub fpn_channels: i64,
+    /// Sizes of the localization branch (DINO); the defaults are the paper's.
+    #[serde(default)]
+    pub dino: crate::dino::DinoConfig,
 }
 
 fn default_ppm_channels() -> i64 {
@@ -188,27 +191,30 @@ impl LrSchedule {
 pub struct LrConfig {
     pub backbone: f64,
     pub cls_head: f64,
+    pub loc_encoder: f64,
+    pub loc_decoder: f64,
     pub seg_decoder: f64,
     pub seg_head: f64,
 }
 
 impl Default for LrConfig {
     fn default() -> Self {
-        LrConfig { backbone: 1e-5, cls_head: 1e-4, seg_decoder: 1e-4, seg_head: 1e-4 }
+        LrConfig { backbone: 1e-5, cls_head: 1e-4, loc_encoder: 1e-4, loc_decoder: 1e-4, seg_decoder: 1e-4, seg_head: 1e-4 }
     }
 }
 
 impl LrConfig {
-    /// The rate of a parameter group; `None` for a branch that is not built yet.
+    /// The rate of a parameter group.
     pub fn of(&self, g: crate::schedule::Group) -> Option<f64> {
         use crate::schedule::Group::*;
-        match g {
-            Backbone => Some(self.backbone),
-            ClsHead => Some(self.cls_head),
-            SegDecoder => Some(self.seg_decoder),
-            SegHead => Some(self.seg_head),
-            LocEncoder | LocDecoder => None,
-        }
+        Some(match g {
+            Backbone => self.backbone,
+            ClsHead => self.cls_head,
+            LocEncoder => self.loc_encoder,
+            LocDecoder => self.loc_decoder,
+            SegDecoder => self.seg_decoder,
+            SegHead => self.seg_head,
+        })
     }
 }
 

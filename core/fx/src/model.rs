@@ -5,6 +5,7 @@
 //! `seg_decoder.`, `seg_head.<dataset>.`), which is how freezing, learning rates, the teacher's EMA
 //! and checkpoints address them.
 
+use crate::dino::{DecodeOptions, DinoConfig, LocDecoder, LocEncoder, LocOutput};
 use crate::swin::{Swin, SwinConfig};
 use crate::upernet::{head_logits, seg_head, UperNet};
 use anyhow::Result;
@@ -21,8 +22,11 @@ pub const STD: [f64; 3] = [0.229, 0.224, 0.225];
 pub struct Heads {
     pub cls: BTreeMap<String, i64>,
     pub seg: BTreeMap<String, i64>,
+    pub loc: BTreeMap<String, i64>,
     /// UperNet widths (pyramid pooling, FPN).
     pub seg_channels: (i64, i64),
+    /// Sizes of the localization branch.
+    pub dino: DinoConfig,
 }
 
 pub struct Model {
@@ -32,6 +36,9 @@ pub struct Model {
     /// Built only when some dataset trains segmentation.
     pub seg_decoder: Option<UperNet>,
     pub seg_heads: BTreeMap<String, nn::Conv2D>,
+    /// Built only when some dataset trains localization: one shared encoder, one decoder per dataset.
+    pub loc_encoder: Option<LocEncoder>,
+    pub loc_decoders: BTreeMap<String, LocDecoder>,
     mean: Tensor,
     std: Tensor,
 }
@@ -76,9 +83,15 @@ impl Model {
         let seg_decoder = (!heads.seg.is_empty()).then(|| UperNet::new(&(&root / "seg_decoder"), &dims, ppm, fpn));
         let seg_heads =
             heads.seg.iter().map(|(name, &k)| (name.clone(), seg_head(&root / "seg_head" / name.as_str(), fpn, k))).collect();
+        let loc_encoder = (!heads.loc.is_empty()).then(|| LocEncoder::new(&(&root / "loc_encoder"), &dims[1..], &heads.dino));
+        let loc_decoders = heads
+            .loc
+            .iter()
+            .map(|(name, &k)| (name.clone(), LocDecoder::new(&(&root / "loc_decoder" / name.as_str()), k, &heads.dino)))
+            .collect();
         let mean = Tensor::from_slice(&MEAN).view([1, 3, 1, 1]).to_kind(Kind::Float).to_device(device);
         let std = Tensor::from_slice(&STD).view([1, 3, 1, 1]).to_kind(Kind::Float).to_device(device);
-        Ok(Model { vs, backbone, cls_heads, seg_decoder, seg_heads, mean, std })
+        Ok(Model { vs, backbone, cls_heads, seg_decoder, seg_heads, loc_encoder, loc_decoders, mean, std })
     }
 
     pub fn device(&self) -> Device {
@@ -109,6 +122,16 @@ impl Model {
         SegOutput { logits: head_logits(head, &d.fused, h, w), fused: d.fused, stage4: d.stage4 }
     }
 
+    /// Localization: backbone stages at strides 8/16/32 → the shared encoder → the dataset's
+    /// decoder. `train_backbone` switches drop-path.
+    pub fn loc(&self, x: &Tensor, dataset: &str, train_backbone: bool, opts: &DecodeOptions) -> LocOutput {
+        let f = self.backbone.forward(x, train_backbone);
+        let encoder = self.loc_encoder.as_ref().expect("model built without the localization branch");
+        let memory = encoder.forward(&f.stages[1..]);
+        let decoder = self.loc_decoders.get(dataset).unwrap_or_else(|| panic!("no localization decoder for dataset {dataset}"));
+        decoder.forward(&memory, opts)
+    }
+
     /// Parameter count of every component, by the names the schedule and the viewer use:
     /// `backbone`, `cls_head.<dataset>`, `seg_decoder`, `seg_head.<dataset>` (buffers excluded).
     pub fn component_params(&self) -> Vec<(String, i64)> {
@@ -118,6 +141,9 @@ impl Model {
                 continue;
             }
             let key = match crate::schedule::Group::of(&name) {
+                // The input projections are counted apart from the encoder proper, whose size the
+                // paper quotes (7.69 M at Swin-B).
+                _ if name.starts_with("loc_encoder.input_proj.") => "loc_encoder.input_proj".to_string(),
                 Some((g, Some(d))) => format!("{}.{d}", g.as_str()),
                 Some((g, None)) => g.as_str().to_string(),
                 None => "other".to_string(),

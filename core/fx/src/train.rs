@@ -5,6 +5,7 @@
 //! The engine has no UI: it reports through a callback of [`Progress`] values.
 
 use crate::config::{Experiment, ModelRole, SegLoss};
+use crate::dino::{criterion, DecodeOptions, Targets};
 use crate::eval::auc::mean_auc;
 use crate::eval::dice::DiceAccumulator;
 use crate::model::{Heads, Model};
@@ -32,8 +33,8 @@ pub static STOP: AtomicBool = AtomicBool::new(false);
 /// Set (by the control socket) to hold training after the current step until cleared.
 pub static PAUSE: AtomicBool = AtomicBool::new(false);
 
-/// Tasks whose branch is built. Localization arrives with its branch.
-pub const BUILT_TASKS: [Task; 2] = [Task::Cls, Task::Seg];
+/// Tasks whose branch is built.
+pub const BUILT_TASKS: [Task; 3] = [Task::Cls, Task::Loc, Task::Seg];
 
 pub struct OpenedDataset {
     pub name: String,
@@ -74,17 +75,6 @@ pub fn open_datasets(exp: &Experiment, file: &str, registry: &Registry) -> Resul
             );
         }
         let tasks: Vec<Task> = Task::ALL.into_iter().filter(|t| tasks.contains(t)).collect();
-        if let Some(t) = tasks.iter().find(|t| !BUILT_TASKS.contains(t)) {
-            bail!(
-                "{file}: datasets[{i}] ({}): the {} branch is not built yet in this version of fx; leave `{t}` out of `tasks`",
-                cfg.name(),
-                match t {
-                    Task::Loc => "localization",
-                    Task::Seg => "segmentation",
-                    Task::Cls => "classification",
-                }
-            );
-        }
         if tasks.is_empty() {
             // A dataset whose tasks all lie outside the selected branches does not take part.
             continue;
@@ -101,6 +91,12 @@ pub fn open_datasets(exp: &Experiment, file: &str, registry: &Registry) -> Resul
             bail!("{file}: datasets[{i}] ({}): the test split is empty", cfg.name());
         }
         out.push(OpenedDataset { name: cfg.name().to_string(), dataset: ds, tasks, train, test });
+    }
+    if out.iter().any(|d| d.tasks.contains(&Task::Loc)) {
+        let problems = exp.model.dino.problems(exp.model.image_size);
+        if !problems.is_empty() {
+            bail!("{file}: {}", problems.join("; "));
+        }
     }
     if out.is_empty() {
         bail!("{file}: no dataset has a task in the selected branches (train.branches = \"{}\")", exp.train.branches);
@@ -143,7 +139,13 @@ pub fn heads(exp: &Experiment, datasets: &[OpenedDataset]) -> Heads {
             .map(|d| (d.name.clone(), d.dataset.desc().labels(task).len() as i64))
             .collect()
     };
-    Heads { cls: of(Task::Cls), seg: of(Task::Seg), seg_channels: (exp.model.ppm_channels, exp.model.fpn_channels) }
+    Heads {
+        cls: of(Task::Cls),
+        seg: of(Task::Seg),
+        loc: of(Task::Loc),
+        seg_channels: (exp.model.ppm_channels, exp.model.fpn_channels),
+        dino: exp.model.dino.clone(),
+    }
 }
 
 pub fn tasks_of(datasets: &[OpenedDataset]) -> Vec<(String, Vec<Task>)> {
@@ -503,6 +505,7 @@ impl Trainer {
 
     fn train_epoch(&mut self, plan: &EpochPlan, on: &mut dyn FnMut(Progress)) -> Result<(usize, bool)> {
         let active = self.activate(plan);
+        let clip_params: Vec<Tensor> = active.iter().map(|a| a.2.shallow_clone()).collect();
         self.opt.set_factor(&lr_map(&self.exp), plan.lr_factor);
         let epoch = plan.epoch as u64;
         tch::manual_seed(mix(&[self.exp.seed, epoch, 0]) as i64 & i64::MAX);
@@ -542,10 +545,13 @@ impl Trainer {
             if !batch.is_empty() {
                 let loss = match plan.task {
                     Task::Cls => self.cls_step(plan, &batch, w)?,
+                    Task::Loc => self.loc_step(plan, &batch, w, mix(&[self.exp.seed, epoch, step as u64, 3]))?,
                     Task::Seg => self.seg_step(plan, &batch, w)?,
-                    t => bail!("task {t} has no training step in this build"),
                 };
                 loss.backward();
+                if plan.task == Task::Loc {
+                    criterion::clip_grad_norm(&clip_params, self.exp.model.dino.clip_max_norm);
+                }
                 self.opt.step(&active);
                 AdamW::zero_grad(&active);
                 loss_acc += loss.detach();
@@ -626,6 +632,34 @@ impl Trainer {
         }
     }
 
+    /// Localization step: DINO's set criterion on the student's decoder outputs (final, auxiliary,
+    /// two-stage proposals, denoising queries) plus the consistency of the selected encoder tokens
+    /// and the last decoder layer's outputs with the teacher's. The teacher decodes the queries the
+    /// student selected, so the two feature sets correspond query by query; both are
+    /// L2-normalised over channels. The consistency reaches the student (the reference computes it
+    /// on a detached copy, so it never does).
+    fn loc_step(&self, plan: &EpochPlan, batch: &Batch, w: f64, seed: u64) -> Result<Tensor> {
+        let x = self.student.input(&self.images_tensor(batch));
+        let targets = targets_of(batch);
+        let train_backbone = plan.trainable.group(Group::Backbone);
+        let opts = DecodeOptions { dn_targets: Some(&targets), dn_seed: seed, select: None };
+        let out = self.student.loc(&x, &plan.dataset, train_backbone, &opts);
+        let (task, _) = criterion::set_criterion(&out, &targets);
+        match (&self.teacher, w > 0.0) {
+            (Some(teacher), true) => {
+                let t = tch::no_grad(|| {
+                    teacher.loc(&x, &plan.dataset, false, &DecodeOptions { select: Some(&out.selected), ..Default::default() })
+                });
+                let unit = |x: &Tensor| x / x.norm_scalaropt_dim(2, [-1i64].as_slice(), true).clamp_min(1e-6);
+                let cons = (unit(&out.selected_tokens).mse_loss(&unit(&t.selected_tokens), Reduction::Mean)
+                    + unit(&out.hidden).mse_loss(&unit(&t.hidden), Reduction::Mean))
+                    * 0.5;
+                Ok(task * (1.0 - w) + cons * w)
+            }
+            _ => Ok(task),
+        }
+    }
+
     fn masks_tensor(&self, batch: &Batch, k: i64) -> Tensor {
         let s = batch.size as i64;
         Tensor::from_slice(&batch.masks).view([batch.len() as i64, k, s, s]).to_device(self.device).to_kind(Kind::Float)
@@ -695,6 +729,9 @@ impl Trainer {
             let labels_names = self.dataset(&name).dataset.desc().cls_labels.clone();
             let tasks = self.dataset(&name).tasks.clone();
             let batches: Vec<Batch> = self.eval_batches(&name)?.clone();
+            if tasks.contains(&Task::Loc) {
+                rows.extend(self.evaluate_loc(plan, &name, &batches, wall_time)?);
+            }
             if tasks.contains(&Task::Seg) {
                 rows.extend(self.evaluate_seg(plan, &name, &batches, wall_time)?);
             }
@@ -803,6 +840,95 @@ impl Trainer {
         Ok(rows)
     }
 
+    /// mAP40 (the paper's number), AP50 and AP over IoU 0.40:0.95 of every configured model on one
+    /// dataset's test split: the top `num_select` (query, class) pairs of each image, capped to the
+    /// best 100 per image (COCO's maxDets), in the original image's pixels. The detections are
+    /// written as a COCO results file beside the ground truth as a COCO file, so pycocotools (or
+    /// anyone) can re-score them.
+    fn evaluate_loc(&self, plan: &EpochPlan, name: &str, batches: &[Batch], wall_time: f64) -> Result<Vec<MetricRow>> {
+        use crate::eval::map;
+        use fx_data::coco::{CocoCategory, CocoImage};
+        let labels = self.dataset(name).dataset.desc().loc_labels.clone();
+        let mut rows = Vec::new();
+        for role in self.exp.eval_models() {
+            let model = self.model(role);
+            let (mut dets, mut gt, mut images) = (Vec::new(), Vec::new(), Vec::<CocoImage>::new());
+            for b in batches.iter().filter(|b| !b.is_empty()) {
+                let x = model.input(&self.images_tensor(b));
+                let per = tch::no_grad(|| {
+                    let out = model.loc(&x, name, false, &DecodeOptions::default());
+                    crate::dino::select_detections(out.logits.last().unwrap(), out.boxes.last().unwrap(), self.exp.model.dino.num_select)
+                });
+                for (i, id) in b.ids.iter().enumerate() {
+                    let image = images.len();
+                    let (ow, oh) = b.original_sizes[i];
+                    images.push(CocoImage { id: image as i64 + 1, file_name: id.clone(), width: ow as u32, height: oh as u32 });
+                    let (sx, sy) = (ow as f32, oh as f32);
+                    for &(score, label, [cx, cy, w, h]) in &per[i] {
+                        let bbox = [(cx - w / 2.0) * sx, (cy - h / 2.0) * sy, (cx + w / 2.0) * sx, (cy + h / 2.0) * sy];
+                        dets.push(map::Detection { image, category: label as usize, bbox, score });
+                    }
+                    // The batch's boxes are in its resized pixels; back to the original ones.
+                    let (rx, ry) = (sx / b.size as f32, sy / b.size as f32);
+                    for g in &b.boxes[i] {
+                        gt.push(map::GtBox { image, category: g.label, bbox: [g.x0 * rx, g.y0 * ry, g.x1 * rx, g.y1 * ry], crowd: false });
+                    }
+                }
+            }
+            let dets = map::top_k_per_image(&dets, map::MAX_DETS);
+            let report = map::evaluate(&gt, &dets, labels.len(), images.len());
+            let dir = self.run.path("predictions");
+            std::fs::create_dir_all(&dir)?;
+            let categories: Vec<CocoCategory> =
+                labels.iter().enumerate().map(|(i, l)| CocoCategory { id: i as i64 + 1, name: l.clone() }).collect();
+            let image_ids: Vec<i64> = images.iter().map(|im| im.id).collect();
+            let category_ids: Vec<i64> = categories.iter().map(|c| c.id).collect();
+            let stem = format!("{}-{name}-loc", role.as_str());
+            crate::store::write_atomic(&dir.join(format!("{stem}-detections.json")), map::coco_results_json(&dets, &image_ids, &category_ids).as_bytes())?;
+            crate::store::write_atomic(&dir.join(format!("{stem}-ground_truth.json")), map::coco_gt_json(&gt, &images, &categories).as_bytes())?;
+            let trained = Trained { dataset: plan.dataset.clone(), task: plan.task.to_string(), mode: plan.mode.as_str().into() };
+            let focused = plan.dataset == name && plan.task == Task::Loc;
+            let Some(map40) = report.map40 else {
+                self.run.event(
+                    "warn",
+                    "map_undefined",
+                    format!("{name}: the test split has no boxes; mAP40 undefined"),
+                    serde_json::Value::Null,
+                )?;
+                continue;
+            };
+            for (metric, value, thr) in [("map40", Some(map40), 0usize), ("ap50", report.ap50, 2), ("ap40_95", report.ap40_95, usize::MAX)] {
+                let Some(value) = value else { continue };
+                let per_label = labels
+                    .iter()
+                    .zip(&report.per_category)
+                    .filter_map(|(l, row)| {
+                        let v = if thr == usize::MAX {
+                            let v: Vec<f64> = row.iter().flatten().copied().collect();
+                            (!v.is_empty()).then(|| v.iter().sum::<f64>() / v.len() as f64)
+                        } else {
+                            row[thr]
+                        };
+                        v.map(|v| (l.clone(), v * 100.0))
+                    })
+                    .collect();
+                rows.push(MetricRow {
+                    epoch: plan.epoch,
+                    cycle: plan.cycle,
+                    trained: trained.clone(),
+                    eval: Evaluated { dataset: name.to_string(), task: "loc".into() },
+                    model: role.as_str().into(),
+                    metric: metric.into(),
+                    value: value * 100.0,
+                    focused,
+                    per_label,
+                    wall_time,
+                });
+            }
+        }
+        Ok(rows)
+    }
+
     fn write_predictions(&self, role: ModelRole, dataset: &str, labels: &[String], ids: &[String], scores: &[f64], truth: &[f32]) -> Result<()> {
         let c = labels.len();
         let mut csv = String::from("id");
@@ -852,6 +978,24 @@ impl Trainer {
     pub fn run_dir(&self) -> PathBuf {
         self.run.dir.clone()
     }
+}
+
+/// The batch's boxes as DINO targets: (cx, cy, w, h) normalised to the image. Boxes thinner than
+/// a pixel (an augmentation can crop a box away) carry no signal and are left out.
+pub fn targets_of(batch: &Batch) -> Vec<Targets> {
+    let s = batch.size as f32;
+    batch
+        .boxes
+        .iter()
+        .map(|bs| {
+            let mut t = Targets::default();
+            for b in bs.iter().filter(|b| b.x1 - b.x0 >= 1.0 && b.y1 - b.y0 >= 1.0) {
+                t.labels.push(b.label as i64);
+                t.boxes.push([(b.x0 + b.x1) / 2.0 / s, (b.y0 + b.y1) / 2.0 / s, (b.x1 - b.x0) / s, (b.y1 - b.y0) / s]);
+            }
+            t
+        })
+        .collect()
 }
 
 /// 1 − soft Dice per class, pooled over the batch and pixels (smooth 1), averaged over classes.

@@ -56,6 +56,7 @@ max_samples = 8
 {extra}
 [[datasets]]
 plugin = "phantom-organs"
+tasks = ["seg"]
 options = {{ train = 16, test = 8 }}
 [[datasets]]
 plugin = "phantom-ptx"
