@@ -98,11 +98,59 @@ pub struct TrainConfig {
     /// Which branches train (paper Section 3.1): any of "C", "L", "S" — "CLS" is Foundation X-CLS,
     /// "LS" Foundation X-LS, "C" Foundation X-C, ...
     pub branches: String,
+    /// The order of the (dataset, task) epochs within a cycle.
+    pub order: Order,
 }
 
 impl Default for TrainConfig {
     fn default() -> Self {
-        TrainConfig { batch_size: 24, cycles: 1, log_every: 10, workers: 0, prefetch: 4, branches: "CLS".into() }
+        TrainConfig {
+            batch_size: 24,
+            cycles: 1,
+            log_every: 10,
+            workers: 0,
+            prefetch: 4,
+            branches: "CLS".into(),
+            order: Order::Dataset,
+        }
+    }
+}
+
+/// How a cycle walks its (dataset, task) pairs.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Order {
+    /// Dataset-major: each dataset in turn, its cls, then loc, then seg task (the paper's
+    /// pretraining cycle, Section 3.3).
+    #[default]
+    Dataset,
+    /// Task-major: every dataset's cls task, then every loc task, then every seg task (the
+    /// paper's Table 8 organ schedule: localize heart, left lung, right lung, then segment them).
+    Task,
+}
+
+impl Order {
+    pub const ALL: [Order; 2] = [Order::Dataset, Order::Task];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Order::Dataset => "dataset",
+            Order::Task => "task",
+        }
+    }
+}
+
+// Hand-written so that a wrong value names the key and the accepted values; serde's own enum
+// error ("unknown variant") names neither the key nor what each value means.
+impl<'de> Deserialize<'de> for Order {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        let v = toml::Value::deserialize(d)?;
+        Order::ALL.into_iter().find(|o| v.as_str() == Some(o.as_str())).ok_or_else(|| {
+            serde::de::Error::custom(format!(
+                "train.order must be \"dataset\" (each dataset's tasks in turn) or \"task\" \
+                 (every dataset's cls, then loc, then seg task), got {v}"
+            ))
+        })
     }
 }
 
@@ -611,6 +659,26 @@ plugin = "phantom-cxp"
         assert!((s.factor(5, 5) - 0.5 * (1.0 + (std::f64::consts::PI * 0.75).cos())).abs() < 1e-12);
         let none = LrSchedule { warmup_cycles: 0, decay: LrDecay::None, ..s };
         assert!((1..=5).all(|c| none.factor(c, 5) == 1.0));
+    }
+
+    #[test]
+    fn train_order_defaults_to_dataset_and_a_wrong_value_names_key_and_choices() {
+        let e = Experiment::parse(Path::new("x.toml"), MINIMAL, &[]).unwrap();
+        assert_eq!(e.train.order, Order::Dataset);
+        let text = MINIMAL.replace("[[datasets]]", "[train]\norder = \"task\"\n[[datasets]]");
+        assert_eq!(Experiment::parse(Path::new("x.toml"), &text, &[]).unwrap().train.order, Order::Task);
+        let text = MINIMAL.replace("[[datasets]]", "[train]\norder = \"tasks\"\n[[datasets]]");
+        let err = Experiment::parse(Path::new("exp.toml"), &text, &[]).unwrap_err().to_string();
+        assert!(err.starts_with("exp.toml:7:"), "{err}");
+        assert!(err.contains("train.order must be \"dataset\""), "{err}");
+        assert!(err.contains("or \"task\""), "{err}");
+        assert!(err.contains("got \"tasks\""), "{err}");
+        let err = Experiment::parse(Path::new("x.toml"), MINIMAL, &["train.order=3".into()]).unwrap_err().to_string();
+        assert!(err.contains("train.order must be") && err.contains("got 3"), "{err}");
+        // Round trip: run stores and `fx-tui plan` write the experiment back as TOML.
+        let e = Experiment::parse(Path::new("x.toml"), MINIMAL, &["train.order=task".into()]).unwrap();
+        let back = Experiment::parse(Path::new("y.toml"), &toml::to_string(&e).unwrap(), &[]).unwrap();
+        assert_eq!(back, e);
     }
 
     #[test]

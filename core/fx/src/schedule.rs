@@ -7,10 +7,13 @@
 //!
 //! Localization and segmentation tasks get a Lock epoch followed by a Release epoch (paper Table 8
 //! numbers them as two epochs); classification gets a single Release epoch unless
-//! `lock_release.classification` is on. A cycle visits every (dataset, task) once: for each dataset in
-//! experiment order its classification, then localization, then segmentation task.
+//! `lock_release.classification` is on. A cycle visits every (dataset, task) once, in the order
+//! `train.order` picks: "dataset" (the paper's pretraining cycle) takes each dataset in experiment
+//! order with its classification, then localization, then segmentation task; "task" (Table 8's
+//! organ schedule) takes every dataset's classification task, then every localization task, then
+//! every segmentation task, datasets in experiment order each time.
 
-use crate::config::Experiment;
+use crate::config::{Experiment, Order};
 use fx_plugin::Task;
 use serde::{Deserialize, Serialize};
 
@@ -131,27 +134,41 @@ pub struct EpochPlan {
     pub lr_factor: f64,
 }
 
+/// The (dataset, task) pairs of one cycle, in the order `order` asks for. Tasks always go
+/// cls, loc, seg whatever order the caller lists them in.
+fn cycle_pairs(order: Order, tasks: &[(String, Vec<Task>)]) -> Vec<(&str, Task)> {
+    let has = |ts: &[Task], t: Task| ts.contains(&t);
+    match order {
+        Order::Dataset => tasks
+            .iter()
+            .flat_map(|(d, ts)| Task::ALL.into_iter().filter(|&t| has(ts, t)).map(move |t| (d.as_str(), t)))
+            .collect(),
+        Order::Task => Task::ALL
+            .into_iter()
+            .flat_map(|t| tasks.iter().filter(move |(_, ts)| has(ts, t)).map(move |(d, _)| (d.as_str(), t)))
+            .collect(),
+    }
+}
+
 /// Builds the whole schedule from the experiment and the tasks each dataset trains.
 pub fn plan(exp: &Experiment, tasks: &[(String, Vec<Task>)]) -> Vec<EpochPlan> {
     let lr = &exp.lock_release;
     let mut out = Vec::new();
     for cycle in 1..=exp.train.cycles {
-        for (dataset, ts) in tasks {
-            for &task in Task::ALL.iter().filter(|t| ts.contains(t)) {
-                let lock = lr.enabled && (task != Task::Cls || lr.classification);
-                let modes: &[Mode] = if lock { &[Mode::Lock, Mode::Release] } else { &[Mode::Release] };
-                for &mode in modes {
-                    out.push(EpochPlan {
-                        epoch: out.len() + 1,
-                        cycle,
-                        dataset: dataset.clone(),
-                        task,
-                        mode,
-                        fraction: if mode == Mode::Lock { lr.lock_fraction } else { 1.0 },
-                        trainable: Trainable::for_task(task, mode),
-                        lr_factor: exp.optimizer.lr_schedule.factor(cycle, exp.train.cycles),
-                    });
-                }
+        for (dataset, task) in cycle_pairs(exp.train.order, tasks) {
+            let lock = lr.enabled && (task != Task::Cls || lr.classification);
+            let modes: &[Mode] = if lock { &[Mode::Lock, Mode::Release] } else { &[Mode::Release] };
+            for &mode in modes {
+                out.push(EpochPlan {
+                    epoch: out.len() + 1,
+                    cycle,
+                    dataset: dataset.to_string(),
+                    task,
+                    mode,
+                    fraction: if mode == Mode::Lock { lr.lock_fraction } else { 1.0 },
+                    trainable: Trainable::for_task(task, mode),
+                    lr_factor: exp.optimizer.lr_schedule.factor(cycle, exp.train.cycles),
+                });
             }
         }
     }
@@ -175,7 +192,6 @@ mod tests {
         let e = exp("");
         let tasks = vec![("a".to_string(), vec![Task::Seg, Task::Cls, Task::Loc]), ("b".to_string(), vec![Task::Cls])];
         let p = plan(&e, &tasks);
-        let row = |x: &EpochPlan| format!("{}:{}:{}:{}", x.cycle, x.dataset, x.task, x.mode.as_str());
         let got: Vec<String> = p.iter().take(6).map(row).collect();
         assert_eq!(got, ["1:a:cls:Release", "1:a:loc:Lock", "1:a:loc:Release", "1:a:seg:Lock", "1:a:seg:Release", "1:b:cls:Release"]);
         assert_eq!(p.len(), 12);
@@ -191,6 +207,71 @@ mod tests {
         assert_eq!(seg_lock.trainable.seg_decoder, Some(false));
         assert_eq!(seg_lock.trainable.seg_head, Some(true));
         assert!(p[2].trainable.group(Group::Backbone));
+    }
+
+    fn row(x: &EpochPlan) -> String {
+        format!("{}:{}:{}:{}", x.cycle, x.dataset, x.task, x.mode.as_str())
+    }
+
+    #[test]
+    fn task_order_is_task_major_within_each_cycle() {
+        let e = exp("order='task'");
+        let tasks = vec![
+            ("a".to_string(), vec![Task::Seg, Task::Cls, Task::Loc]),
+            ("b".to_string(), vec![Task::Cls]),
+            ("c".to_string(), vec![Task::Seg]),
+        ];
+        let p = plan(&e, &tasks);
+        let got: Vec<String> = p.iter().map(row).collect();
+        let cycle = |c: usize| {
+            ["a:cls:Release", "b:cls:Release", "a:loc:Lock", "a:loc:Release", "a:seg:Lock", "a:seg:Release", "c:seg:Lock", "c:seg:Release"]
+                .map(|r| format!("{c}:{r}"))
+        };
+        assert_eq!(got, [cycle(1), cycle(2)].concat());
+        assert!(p.iter().enumerate().all(|(i, x)| x.epoch == i + 1));
+    }
+
+    #[test]
+    fn order_only_reorders_the_epochs_of_a_cycle() {
+        let tasks = vec![("a".to_string(), vec![Task::Cls, Task::Seg]), ("b".to_string(), vec![Task::Cls, Task::Loc])];
+        let key = |p: Vec<EpochPlan>| {
+            let mut v: Vec<String> = p.iter().map(|x| format!("{} {:?} {} {:?}", row(x), x.trainable, x.fraction, x.lr_factor)).collect();
+            v.sort();
+            v
+        };
+        assert_eq!(key(plan(&exp(""), &tasks)), key(plan(&exp("order='task'"), &tasks)));
+        // One dataset: both orders coincide.
+        let one = &tasks[..1];
+        assert_eq!(plan(&exp(""), one), plan(&exp("order='task'"), one));
+    }
+
+    #[test]
+    fn table8_organ_schedule_in_task_order() {
+        // Paper Table 8: localize heart, left lung, right lung (Lock half, Release full each), then
+        // segment them; flags Backbone/Loc.Enc/Loc.Dec/Seg.Dec/Seg.Head as printed ("-" = None).
+        let mut e = exp("order='task'");
+        e.train.cycles = 1;
+        let organs = ["heart", "left_lung", "right_lung"];
+        let tasks: Vec<(String, Vec<Task>)> = organs.iter().map(|d| (d.to_string(), vec![Task::Loc, Task::Seg])).collect();
+        let p = plan(&e, &tasks);
+        assert_eq!(p.len(), 12);
+        let (t, f) = (Some(true), Some(false));
+        for (i, x) in p.iter().enumerate() {
+            let (task, dataset) = if i < 6 { (Task::Loc, organs[i / 2]) } else { (Task::Seg, organs[(i - 6) / 2]) };
+            let lock = i % 2 == 0;
+            assert_eq!((x.epoch, x.cycle, x.dataset.as_str(), x.task), (i + 1, 1, dataset, task), "epoch {}", i + 1);
+            assert_eq!(x.mode, if lock { Mode::Lock } else { Mode::Release }, "epoch {}", i + 1);
+            assert_eq!(x.fraction, if lock { 0.5 } else { 1.0 }, "epoch {}", i + 1);
+            let flags = [x.trainable.backbone, x.trainable.loc_encoder, x.trainable.loc_decoder, x.trainable.seg_decoder, x.trainable.seg_head];
+            let want = match (task, lock) {
+                (Task::Loc, true) => [f, f, t, None, None],
+                (Task::Loc, false) => [t, t, t, None, None],
+                (Task::Seg, true) => [f, None, None, f, t],
+                _ => [t, None, None, t, t],
+            };
+            assert_eq!(flags, want, "epoch {}", i + 1);
+            assert_eq!(x.trainable.cls_head, None);
+        }
     }
 
     #[test]

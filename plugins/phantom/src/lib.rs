@@ -99,6 +99,9 @@ const SPLIT_SIZES: [(Split, usize); 3] = [(Split::Train, 1000), (Split::Val, 100
 pub struct PhantomDataset {
     desc: DatasetDesc,
     preset: &'static Preset,
+    /// The preset's localization and segmentation targets that `options.labels` keeps.
+    loc: Vec<Target>,
+    seg: Vec<Target>,
     style: Style,
     prevalence: Prevalence,
     seed: u64,
@@ -123,7 +126,7 @@ impl PhantomDataset {
     fn open(spec: &DatasetSpec, preset: &'static Preset) -> Result<Self, PluginError> {
         let err = |what: String| PluginError::config(&spec.name, what);
         let opts = spec.options.as_object().cloned().unwrap_or_default();
-        let known = ["train", "val", "test", "seed", "style", "prevalence", "corrupt"];
+        let known = ["train", "val", "test", "seed", "style", "prevalence", "corrupt", "labels"];
         if let Some(k) = opts.keys().find(|k| !known.contains(&k.as_str())) {
             return Err(err(format!("unknown option `{k}` for plugin {}; expected one of {}", preset.name, known.join(", "))));
         }
@@ -165,15 +168,51 @@ impl PhantomDataset {
             Some(v) => v.as_f64().filter(|p| (0.0..=1.0).contains(p)).ok_or_else(|| err(format!("options.corrupt must be within [0, 1], got {v}")))?,
             None => 0.0,
         };
+        let (loc, seg) = match opts.get("labels") {
+            Some(v) => select_labels(preset, v).map_err(err)?,
+            None => (preset.loc.to_vec(), preset.seg.to_vec()),
+        };
         let desc = DatasetDesc {
             name: spec.name.clone(),
             description: preset.summary.to_string(),
             cls_labels: preset.cls.iter().map(|f| f.as_str().to_string()).collect(),
-            loc_labels: preset.loc.iter().map(|t| t.name().to_string()).collect(),
-            seg_labels: preset.seg.iter().map(|t| t.name().to_string()).collect(),
+            loc_labels: loc.iter().map(|t| t.name().to_string()).collect(),
+            seg_labels: seg.iter().map(|t| t.name().to_string()).collect(),
         };
-        Ok(PhantomDataset { desc, preset, style, prevalence, seed, sizes, corrupt })
+        Ok(PhantomDataset { desc, preset, loc, seg, style, prevalence, seed, sizes, corrupt })
     }
+}
+
+/// The localization/segmentation labels a preset offers, each once, in preset order.
+fn box_and_mask_labels(preset: &Preset) -> Vec<&'static str> {
+    let mut names: Vec<&'static str> = Vec::new();
+    for t in preset.loc.iter().chain(preset.seg) {
+        if !names.contains(&t.name()) {
+            names.push(t.name());
+        }
+    }
+    names
+}
+
+/// `options.labels`: keeps only the named localization/segmentation targets, so that one preset
+/// can be split into one dataset per target, as the paper treats heart, left lung and right lung
+/// of VinDr-CXR as separate tasks (Table 8). The kept targets stay in preset order, so label
+/// indices do not depend on how the option lists them. Classification labels are untouched.
+fn select_labels(preset: &Preset, v: &serde_json::Value) -> Result<(Vec<Target>, Vec<Target>), String> {
+    let allowed = box_and_mask_labels(preset);
+    let offered = if allowed.is_empty() { "none: this preset has no boxes or masks".to_string() } else { allowed.join(", ") };
+    let names: Vec<&str> = v
+        .as_array()
+        .and_then(|a| a.iter().map(|x| x.as_str()).collect())
+        .ok_or_else(|| format!("options.labels must be a list of label names (allowed: {offered}), got {v}"))?;
+    if names.is_empty() {
+        return Err(format!("options.labels is empty; name at least one of: {offered}"));
+    }
+    if let Some(n) = names.iter().find(|n| !allowed.contains(n)) {
+        return Err(format!("options.labels: unknown label `{n}` for plugin {}; allowed labels: {offered}", preset.name));
+    }
+    let keep = |ts: &[Target]| ts.iter().copied().filter(|t| names.contains(&t.name())).collect();
+    Ok((keep(preset.loc), keep(preset.seg)))
 }
 
 impl Dataset for PhantomDataset {
@@ -205,7 +244,7 @@ impl Dataset for PhantomDataset {
         let p = phantom::render(&self.style, &self.prevalence, seed, size);
         let cls = self.preset.cls.iter().map(|f| if p.present[f.index()] { 1.0 } else { 0.0 }).collect();
         let mut boxes = Vec::new();
-        for (label, t) in self.preset.loc.iter().enumerate() {
+        for (label, t) in self.loc.iter().enumerate() {
             match t {
                 Target::Finding(f) => {
                     for (g, b) in &p.finding_boxes {
@@ -221,7 +260,6 @@ impl Dataset for PhantomDataset {
             }
         }
         let masks = self
-            .preset
             .seg
             .iter()
             .map(|t| match t {
@@ -272,6 +310,45 @@ mod tests {
             let train = ds.index(Split::Train).unwrap();
             assert!(train.iter().all(|r| !test.iter().any(|t| t.source == r.source)));
         }
+    }
+
+    fn organs(options: serde_json::Value) -> Result<Box<dyn Dataset>, PluginError> {
+        let entry = plugins().into_iter().find(|p| p.name == "phantom-organs").unwrap();
+        (entry.open)(&spec("phantom-organs", options))
+    }
+
+    #[test]
+    fn labels_option_keeps_a_subset_of_boxes_and_masks() {
+        let all = organs(serde_json::json!({"test": 2})).unwrap();
+        let heart = organs(serde_json::json!({"test": 2, "labels": ["heart"]})).unwrap();
+        assert_eq!(heart.desc().loc_labels, ["heart"]);
+        assert_eq!(heart.desc().seg_labels, ["heart"]);
+        // Same images (as the paper's organ tasks share VinDr-CXR's), only the heart's labels.
+        let rec = &heart.index(Split::Test).unwrap()[1];
+        let (h, a) = (heart.load(rec, 32).unwrap(), all.load(rec, 32).unwrap());
+        assert_eq!(h.image, a.image);
+        assert_eq!(h.masks, a.masks[..1]);
+        assert_eq!(h.boxes.len(), 1);
+        assert_eq!(h.boxes[0], a.boxes[0]);
+        // Preset order whatever order the option lists: label indices stay heart < right_lung.
+        let two = organs(serde_json::json!({"test": 2, "labels": ["right_lung", "heart"]})).unwrap();
+        assert_eq!(two.desc().seg_labels, ["heart", "right_lung"]);
+        let t = two.load(rec, 32).unwrap();
+        assert_eq!(t.masks, [a.masks[0].clone(), a.masks[2].clone()]);
+        assert_eq!(t.boxes.iter().map(|b| (b.label, b.x0)).collect::<Vec<_>>(), [(0, a.boxes[0].x0), (1, a.boxes[2].x0)]);
+    }
+
+    #[test]
+    fn bad_labels_name_the_option_and_the_allowed_labels() {
+        let e = organs(serde_json::json!({"labels": ["heart", "liver"]})).err().unwrap().to_string();
+        assert!(e.contains("options.labels") && e.contains("unknown label `liver`"), "{e}");
+        assert!(e.contains("allowed labels: heart, left_lung, right_lung"), "{e}");
+        let e = organs(serde_json::json!({"labels": "heart"})).err().unwrap().to_string();
+        assert!(e.contains("options.labels must be a list"), "{e}");
+        let e = organs(serde_json::json!({"labels": []})).err().unwrap().to_string();
+        assert!(e.contains("options.labels is empty"), "{e}");
+        let e = (plugins()[0].open)(&spec("phantom-cxp", serde_json::json!({"labels": ["heart"]}))).err().unwrap().to_string();
+        assert!(e.contains("this preset has no boxes or masks"), "{e}");
     }
 
     #[test]
