@@ -31,8 +31,11 @@ demo: setup
 test: setup
 	$(CARGO) test --release --workspace
 
+# The three branches' training steps at the paper's sizes (Swin-B 224, batch 24; DINO 900 queries).
 bench: setup
-	$(FX) bench
+	$(FX) bench --task cls
+	$(FX) bench --task loc
+	$(FX) bench --task seg
 
 # Regenerates the committed parity fixtures (needs timm + scikit-learn; never needed by the tests).
 fixtures:

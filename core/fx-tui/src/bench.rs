@@ -15,11 +15,20 @@ pub struct BenchArgs {
     pub batch_size: usize,
     pub steps: usize,
     pub device: String,
+    /// cls, loc or seg.
+    pub task: String,
 }
 
 pub fn run(a: &BenchArgs, registry: &Registry) -> Result<()> {
     let dir = tempfile::tempdir()?;
     let n = a.batch_size * (a.steps + 1);
+    // One Release epoch of the chosen branch (Lock-Release off, so the whole path trains).
+    let plugin = match a.task.as_str() {
+        "cls" => "phantom-nih",
+        "loc" => "phantom-node",
+        "seg" => "phantom-organs",
+        other => anyhow::bail!("bench --task {other}: expected cls, loc or seg"),
+    };
     let text = format!(
         r#"
 name = "bench"
@@ -32,13 +41,17 @@ image_size = {size}
 batch_size = {batch}
 cycles = 1
 log_every = 1
+[lock_release]
+enabled = false
 [eval]
 models = ["teacher"]
 batch_size = {batch}
 [[datasets]]
-plugin = "phantom-nih"
+plugin = "{plugin}"
+tasks = ["{task}"]
 options = {{ train = {n}, test = {batch} }}
 "#,
+        task = a.task,
         device = a.device,
         out = dir.path().display(),
         arch = a.arch,
@@ -49,8 +62,9 @@ options = {{ train = {n}, test = {batch} }}
     let device = fx::train::resolve_device(&exp.device)?;
     let mut trainer = Trainer::create(exp, "bench", registry, device)?;
     println!(
-        "bench: {} at {} px, batch {}, {} timed steps on {} ({:.2} M student parameters; the EMA teacher is a second copy)",
+        "bench: {} {} step at {} px, batch {}, {} timed steps on {} ({:.2} M student parameters; the EMA teacher is a second copy)",
         a.arch,
+        a.task,
         a.image_size,
         a.batch_size,
         a.steps,

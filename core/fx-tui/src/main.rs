@@ -125,6 +125,9 @@ enum Command {
         steps: usize,
         #[arg(long, default_value = "auto")]
         device: String,
+        /// The branch whose training step is timed: cls, loc (DINO at the paper's sizes) or seg.
+        #[arg(long, default_value = "cls")]
+        task: String,
     },
     /// Write pooled and per-stage backbone features of images (or a normalised tensor batch).
     Features {
@@ -401,8 +404,15 @@ fn main() {
             }
             Ok(())
         })(),
-        Some(Command::Bench { arch, image_size, batch_size, steps, device }) => bench::run(
-            &bench::BenchArgs { arch: arch.clone(), image_size: *image_size, batch_size: *batch_size, steps: *steps, device: device.clone() },
+        Some(Command::Bench { arch, image_size, batch_size, steps, device, task }) => bench::run(
+            &bench::BenchArgs {
+                arch: arch.clone(),
+                image_size: *image_size,
+                batch_size: *batch_size,
+                steps: *steps,
+                device: device.clone(),
+                task: task.clone(),
+            },
             &registry(),
         ),
         Some(Command::Attach { run, runs_dir, ascii }) => (|| {

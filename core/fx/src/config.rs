@@ -37,6 +37,11 @@ pub struct Experiment {
     pub loss: LossConfig,
     #[serde(default)]
     pub eval: EvalConfig,
+    #[serde(default)]
+    pub finetune: FinetuneConfig,
+    /// For an experiment on real datasets: its phantom twin, named when dataset roots are missing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phantom_twin: Option<PathBuf>,
     pub datasets: Vec<DatasetConfig>,
 }
 
@@ -298,6 +303,33 @@ impl Default for LockReleaseConfig {
     }
 }
 
+/// How much of a finetuned model trains (paper Section 5).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FinetuneMode {
+    /// Everything on the task's path trains.
+    #[default]
+    Full,
+    /// Backbone, loc encoder and seg decoder frozen: only the task's head trains (for localization
+    /// its whole decoder, the paper's "new task head"); the Lock flags on the full data.
+    HeadOnly,
+}
+
+/// Finetuning from a pretrained Foundation X model.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FinetuneConfig {
+    /// A run directory (its last checkpoint's teacher) or a checkpoint file (.safetensors).
+    /// Variables with the same name and shape are loaded; the others — a new dataset's head, a
+    /// head with another label count — start fresh.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub from: Option<PathBuf>,
+    pub mode: FinetuneMode,
+    /// Few-shot: train on this many images of each dataset's train split, drawn with the seed
+    /// (paper Table 6: 3 to 24); 0 = all.
+    pub shots: usize,
+}
+
 /// Per-task augmentation, defaults after the paper: classification RandomResizedCrop + flip +
 /// rotation ±7°; segmentation shift-scale-rotate ±10° + brightness/contrast.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -440,6 +472,39 @@ fn did_you_mean(msg: &str) -> String {
 /// Applies one `key.path=value` override to a TOML document. The value is parsed as TOML (numbers,
 /// booleans, arrays, inline tables), falling back to a plain string. List items (the datasets) are
 /// addressed by index: `datasets.0.root=/data/chexpert`.
+/// `extends = "base.toml"` (relative to the file): the base experiment's document with this one's
+/// keys on top — tables merge key by key, any other value (arrays such as `datasets` included)
+/// replaces the base's. Bases may extend further; a cycle is an error naming the chain.
+fn resolve_extends(path: &Path, mut doc: toml::Table, chain: &mut Vec<PathBuf>) -> Result<toml::Table> {
+    let Some(base) = doc.remove("extends") else { return Ok(doc) };
+    let toml::Value::String(base) = base else {
+        bail!("{}: `extends` must be a file name (string), e.g. extends = \"organs_ls.toml\"", path.display())
+    };
+    let base_path = path.parent().unwrap_or(Path::new(".")).join(&base);
+    let key = base_path.canonicalize().unwrap_or_else(|_| base_path.clone());
+    if chain.contains(&key) {
+        bail!("{}: `extends` loops back to {}", path.display(), base_path.display());
+    }
+    chain.push(key);
+    let text = std::fs::read_to_string(&base_path)
+        .map_err(|e| anyhow!("{}: extends = \"{base}\": cannot read {}: {e}", path.display(), base_path.display()))?;
+    let base_doc: toml::Table = toml::from_str(&text).map_err(|e| located(&base_path, &text, &e))?;
+    let mut merged = resolve_extends(&base_path, base_doc, chain)?;
+    merge_into(&mut merged, doc);
+    Ok(merged)
+}
+
+fn merge_into(base: &mut toml::Table, top: toml::Table) {
+    for (k, v) in top {
+        match (base.get_mut(&k), v) {
+            (Some(toml::Value::Table(b)), toml::Value::Table(t)) => merge_into(b, t),
+            (_, v) => {
+                base.insert(k, v);
+            }
+        }
+    }
+}
+
 pub fn apply_override(doc: &mut toml::Table, assignment: &str) -> Result<()> {
     let (key, raw) = assignment
         .split_once('=')
@@ -489,15 +554,19 @@ impl Experiment {
 
     pub fn parse(path: &Path, text: &str, overrides: &[String]) -> Result<Experiment> {
         let mut doc: toml::Table = toml::from_str(text).map_err(|e| located(path, text, &e))?;
+        let extended = doc.contains_key("extends");
+        if extended {
+            doc = resolve_extends(path, doc, &mut vec![])?;
+        }
         for o in overrides {
             apply_override(&mut doc, o)?;
         }
-        let exp: Experiment = if overrides.is_empty() {
+        let exp: Experiment = if overrides.is_empty() && !extended {
             toml::from_str(text).map_err(|e| located(path, text, &e))?
         } else {
             // Re-serialise so that error positions point into the overridden document.
             let merged = toml::to_string(&doc)?;
-            let label = PathBuf::from(format!("{} (after --set)", path.display()));
+            let label = PathBuf::from(format!("{} (after {})", path.display(), if extended { "extends and --set" } else { "--set" }));
             toml::from_str(&merged).map_err(|e| located(&label, &merged, &e))?
         };
         exp.validate(path)?;
@@ -553,6 +622,9 @@ impl Experiment {
         }
         if self.model.ppm_channels < 1 || self.model.fpn_channels < 1 {
             bail!("{p}: model.ppm_channels and model.fpn_channels must be at least 1");
+        }
+        if self.finetune.mode == FinetuneMode::HeadOnly && self.finetune.from.is_none() {
+            bail!("{p}: finetune.mode = \"head_only\" needs finetune.from (a run directory or checkpoint file): a head-only finetune of an untrained backbone learns nothing useful");
         }
         if self.eval.models.is_empty() {
             bail!("{p}: eval.models is empty; use [\"teacher\"] and/or [\"student\"]");

@@ -13,7 +13,7 @@
 //! organ schedule) takes every dataset's classification task, then every localization task, then
 //! every segmentation task, datasets in experiment order each time.
 
-use crate::config::{Experiment, Order};
+use crate::config::{Experiment, FinetuneMode, Order};
 use fx_plugin::Task;
 use serde::{Deserialize, Serialize};
 
@@ -166,7 +166,11 @@ pub fn plan(exp: &Experiment, tasks: &[(String, Vec<Task>)]) -> Vec<EpochPlan> {
                     task,
                     mode,
                     fraction: if mode == Mode::Lock { lr.lock_fraction } else { 1.0 },
-                    trainable: Trainable::for_task(task, mode),
+                    trainable: match exp.finetune.mode {
+                        FinetuneMode::Full => Trainable::for_task(task, mode),
+                        // Head-only finetuning: the Lock flags, whatever the pass.
+                        FinetuneMode::HeadOnly => Trainable::for_task(task, Mode::Lock),
+                    },
                     lr_factor: exp.optimizer.lr_schedule.factor(cycle, exp.train.cycles),
                 });
             }
@@ -271,6 +275,18 @@ mod tests {
             };
             assert_eq!(flags, want, "epoch {}", i + 1);
             assert_eq!(x.trainable.cls_head, None);
+        }
+    }
+
+    #[test]
+    fn head_only_finetuning_freezes_all_but_the_heads_in_every_epoch() {
+        let e = exp("[lock_release]\nenabled=false\n[finetune]\nfrom='x'\nmode='head_only'");
+        let p = plan(&e, &[("a".to_string(), vec![Task::Cls, Task::Loc, Task::Seg])]);
+        assert_eq!(p.len(), 6);
+        for x in &p {
+            assert_eq!((x.mode, x.fraction), (Mode::Release, 1.0));
+            assert_eq!(x.trainable, Trainable::for_task(x.task, Mode::Lock));
+            assert_eq!(x.trainable.backbone, Some(false));
         }
     }
 

@@ -46,6 +46,25 @@ pub struct OpenedDataset {
 
 /// Opens every dataset of an experiment and reads its train and test indexes.
 pub fn open_datasets(exp: &Experiment, file: &str, registry: &Registry) -> Result<Vec<OpenedDataset>> {
+    // Every missing root at once, before any plugin runs: a real-data experiment on a machine
+    // without the data should say so in one message, and name the phantom twin that runs anyway.
+    let missing: Vec<String> = exp
+        .datasets
+        .iter()
+        .enumerate()
+        .filter_map(|(i, d)| d.root.as_ref().filter(|r| !r.is_dir()).map(|r| format!("  datasets[{i}] ({}): {}", d.name(), r.display())))
+        .collect();
+    if !missing.is_empty() {
+        let twin = match &exp.phantom_twin {
+            Some(t) => format!("\nTo run the same schedule on phantom data: fx-tui {}", t.display()),
+            None => String::new(),
+        };
+        bail!(
+            "{file}: {} dataset root(s) do not exist or are not folders:\n{}{twin}",
+            missing.len(),
+            missing.join("\n")
+        );
+    }
     let mut out = Vec::new();
     for (i, cfg) in exp.datasets.iter().enumerate() {
         let ds = registry.open(file, i, cfg)?;
@@ -83,7 +102,16 @@ pub fn open_datasets(exp: &Experiment, file: &str, registry: &Registry) -> Resul
             let v = ds.index(split).map_err(|e| anyhow!("{file}: datasets[{i}] ({}): {} split: {e}", cfg.name(), split.as_str()))?;
             Ok(Arc::new(v))
         };
-        let (train, test) = (index(Split::Train)?, index(Split::Test)?);
+        let (mut train, test) = (index(Split::Train)?, index(Split::Test)?);
+        let shots = exp.finetune.shots;
+        if shots > 0 {
+            if shots > train.len() {
+                bail!("{file}: finetune.shots = {shots} but datasets[{i}] ({}) has {} training images", cfg.name(), train.len());
+            }
+            // Few-shot: the same `shots` images for every epoch, drawn once with the seed.
+            let pick = pass_order(train.len(), 1.0, mix(&[exp.seed, i as u64, 4]), true);
+            train = Arc::new(pick[..shots].iter().map(|&k| train[k].clone()).collect());
+        }
         if train.is_empty() {
             bail!("{file}: datasets[{i}] ({}): the train split is empty", cfg.name());
         }
@@ -251,6 +279,100 @@ pub fn read_vars(model: &Model, path: &Path) -> Result<()> {
     })
 }
 
+/// What finetuning took from the pretrained model.
+#[derive(Debug, Default, serde::Serialize)]
+pub struct Pretrained {
+    pub file: String,
+    /// Variables copied (same name and shape).
+    pub loaded: usize,
+    /// Variables of this model the file lacks: new heads or branches, trained from scratch.
+    pub fresh: Vec<String>,
+    /// Same name, other shape (e.g. a head with another label count): trained from scratch.
+    pub reshaped: Vec<String>,
+}
+
+impl Pretrained {
+    fn summary(&self, from: &Path) -> String {
+        let groups = |v: &[String]| {
+            let mut g: Vec<String> = v.iter().map(|n| n.split('.').take(2).collect::<Vec<_>>().join(".")).collect();
+            g.dedup();
+            g.join(", ")
+        };
+        format!(
+            "finetuning from {} ({}): {} variables loaded; from scratch: {} new [{}], {} reshaped [{}]",
+            from.display(),
+            self.file,
+            self.loaded,
+            self.fresh.len(),
+            groups(&self.fresh),
+            self.reshaped.len(),
+            groups(&self.reshaped)
+        )
+    }
+}
+
+/// The checkpoint file a finetune starts from: a run directory's last checkpoint (its teacher,
+/// the model the paper uses after pretraining; the student when the run had none), or a file.
+/// `from` may also be a run name prefix (`runs/organs_ls-phantom`): the newest run
+/// `runs/organs_ls-phantom-<yyyymmdd-hhmmss>`.
+pub fn pretrained_file(from: &Path) -> Result<PathBuf> {
+    if from.is_file() {
+        return Ok(from.to_path_buf());
+    }
+    let from = if from.is_dir() { from.to_path_buf() } else { newest_run(from)? };
+    let run = RunStore::open(&from)?;
+    let (ck, _) = run
+        .last_checkpoint()?
+        .ok_or_else(|| anyhow!("finetune.from: the run {} has no checkpoint yet", from.display()))?;
+    let teacher = ck.join("teacher.safetensors");
+    Ok(if teacher.is_file() { teacher } else { ck.join("student.safetensors") })
+}
+
+fn newest_run(prefix: &Path) -> Result<PathBuf> {
+    let parent = prefix.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let stem = prefix.file_name().map(|s| s.to_string_lossy().to_string()).unwrap_or_default();
+    let is_run_of = |name: &str| {
+        name.strip_prefix(&stem)
+            .and_then(|rest| rest.strip_prefix('-'))
+            .is_some_and(|t| t.len() == 15 && t.as_bytes()[8] == b'-' && t.bytes().enumerate().all(|(i, c)| i == 8 || c.is_ascii_digit()))
+    };
+    let mut runs: Vec<PathBuf> = std::fs::read_dir(parent)
+        .map(|d| d.flatten().map(|e| e.path()).filter(|p| p.is_dir() && p.file_name().is_some_and(|n| is_run_of(&n.to_string_lossy()))).collect())
+        .unwrap_or_default();
+    runs.sort();
+    runs.pop().ok_or_else(|| {
+        anyhow!(
+            "finetune.from: {} is not a checkpoint file, a run directory, or the name of a run in {} (no {stem}-<yyyymmdd-hhmmss> there); train the pretraining experiment first or give the path",
+            prefix.display(),
+            parent.display()
+        )
+    })
+}
+
+/// Copies every variable of the pretrained file that this model has with the same shape.
+pub fn load_pretrained(model: &Model, from: &Path) -> Result<Pretrained> {
+    let path = pretrained_file(from)?;
+    let file: BTreeMap<String, Tensor> =
+        Tensor::read_safetensors(&path).with_context(|| format!("reading {}", path.display()))?.into_iter().collect();
+    let mut out = Pretrained { file: path.display().to_string(), ..Default::default() };
+    tch::no_grad(|| {
+        for (name, var) in model.named_variables() {
+            match file.get(&name) {
+                Some(src) if src.size() == var.size() => {
+                    var.shallow_clone().copy_(src);
+                    out.loaded += 1;
+                }
+                Some(_) => out.reshaped.push(name),
+                None => out.fresh.push(name),
+            }
+        }
+    });
+    if out.loaded == 0 {
+        bail!("finetune.from: {} shares no variable with this model; is it a Foundation X checkpoint?", path.display());
+    }
+    Ok(out)
+}
+
 impl Trainer {
     /// Creates a run directory for an experiment without building the model: validates the
     /// datasets, stores the resolved experiment and the plan. A trainer process (this one or a
@@ -261,6 +383,9 @@ impl Trainer {
             if !w.is_file() {
                 bail!("{file}: model.weights: {} does not exist", w.display());
             }
+        }
+        if let Some(from) = &exp.finetune.from {
+            pretrained_file(from).map_err(|e| anyhow!("{file}: {e}"))?;
         }
         let plan = schedule::plan(exp, &tasks_of(&datasets));
         let resolved = toml::to_string(exp).context("serialising the resolved experiment")?;
@@ -293,7 +418,7 @@ impl Trainer {
         if stored != plan {
             bail!("{}: the schedule computed now differs from the run's plan.json (did a dataset change?)", dir.display());
         }
-        let (student, teacher) = model_pair(&exp, device, &heads(&exp, &datasets))?;
+        let (student, mut teacher) = model_pair(&exp, device, &heads(&exp, &datasets))?;
         let o = &exp.optimizer;
         let mut opt = AdamW::new(o.beta1, o.beta2, o.eps, o.weight_decay, lr_map(&exp));
         let (next, wall_offset, skipped_total) = match run.last_checkpoint()? {
@@ -305,7 +430,16 @@ impl Trainer {
                 opt.load(&ck.join("optimizer.safetensors"), device)?;
                 (state.epoch, state.wall_time, state.skipped_samples)
             }
-            None => (0, 0.0, 0),
+            None => {
+                if let Some(from) = &exp.finetune.from {
+                    let loaded = load_pretrained(&student, from)?;
+                    if let Some(t) = teacher.as_mut() {
+                        t.copy_from(&student)?;
+                    }
+                    run.event("info", "finetune_loaded", loaded.summary(from), serde_json::to_value(&loaded)?)?;
+                }
+                (0, 0.0, 0)
+            }
         };
         let dropped = run.truncate_metrics(next)?;
         let parameters: serde_json::Map<String, serde_json::Value> =

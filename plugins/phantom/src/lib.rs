@@ -58,9 +58,9 @@ const PRESETS: &[Preset] = &[
     },
     Preset {
         name: "phantom-tbx",
-        summary: "TBX11K-like: classification of consolidation and nodule; high gamma, zoomed, shifted patients",
+        summary: "TBX11K-like: classification of consolidation and nodule, consolidation boxes; high gamma, zoomed, shifted patients",
         cls: &[Consolidation, Nodule],
-        loc: &[],
+        loc: &[Target::Finding(Consolidation)],
         seg: &[],
         style: || Style { gamma: 1.3, brightness: 0.04, fov: 1.1, jitter: 0.04, ..Style::default() },
         prevalence: [0.35, 0.1, 0.1, 0.1, 0.4],
