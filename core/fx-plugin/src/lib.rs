@@ -164,6 +164,11 @@ pub trait Dataset: Send + Sync {
     /// Loads one sample. `size_hint` is the model's input size: procedural datasets render at that
     /// size directly; file datasets may ignore it (the host resizes).
     fn load(&self, record: &SampleRecord, size_hint: usize) -> Result<Sample, PluginError>;
+    /// Soft problems found while opening (a box clipped to its image, a row without coordinates),
+    /// one line each naming the file and the place; the host records them in the run's events.
+    fn warnings(&self) -> Vec<String> {
+        Vec::new()
+    }
 }
 
 /// How an experiment names a dataset: plugin + root folder + free-form options.

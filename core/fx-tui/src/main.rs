@@ -152,7 +152,9 @@ enum Command {
 }
 
 fn registry() -> Registry {
-    Registry::new(fx_phantom::plugins())
+    let mut plugins = fx_phantom::plugins();
+    plugins.extend(fx_files::plugins());
+    Registry::new(plugins)
 }
 
 extern "C" fn on_stop_signal(_: libc::c_int) {

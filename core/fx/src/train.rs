@@ -392,6 +392,20 @@ impl Trainer {
         let run = RunStore::create(&exp.output_dir, &exp.name, &resolved)?;
         run.write_json("plan.json", &plan)?;
         run.event("info", "created", format!("run created from {file}"), serde_json::json!({ "epochs": plan.len() }))?;
+        for d in &datasets {
+            let warnings = d.dataset.warnings();
+            for w in warnings.iter().take(20) {
+                run.event("warn", "dataset_warning", format!("{}: {w}", d.name), serde_json::json!({ "dataset": d.name }))?;
+            }
+            if warnings.len() > 20 {
+                run.event(
+                    "warn",
+                    "dataset_warnings",
+                    format!("{}: {} warnings while reading the annotations (first 20 listed)", d.name, warnings.len()),
+                    serde_json::json!({ "dataset": d.name, "count": warnings.len() }),
+                )?;
+            }
+        }
         Ok(run)
     }
 
