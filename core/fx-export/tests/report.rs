@@ -41,14 +41,15 @@ fn shows_exactly_the_switches_that_differ() {
 
     let (header, rows) = csv(&fs::read_to_string(out.join("ablation.csv")).unwrap());
     assert_eq!(&header[..3], ["run", "lock_release.classification", "student_teacher.enabled"]);
-    assert!(header[3].contains('/'), "metric columns follow the switches: {header:?}");
+    assert_eq!(header[3], "model");
+    assert!(header[4].contains('/'), "metric columns follow the switches and the model: {header:?}");
     assert_eq!(rows[0][..3], ["demo", "false", "true"]);
     assert_eq!(rows[1][..3], ["no-ema", "true", "false"]);
 
     let md = fs::read_to_string(out.join("ablation.md")).unwrap();
     let md_header = md.lines().find(|l| l.starts_with('|')).unwrap();
     assert!(
-        md_header.starts_with("| run | lock_release.classification | student_teacher.enabled | phantom-cxp cls auc |"),
+        md_header.starts_with("| run | lock_release.classification | student_teacher.enabled | model | phantom-cxp cls auc |"),
         "{md_header}"
     );
     assert!(!md.contains("output_dir") && !md.contains("seed"));
@@ -73,7 +74,8 @@ fn values_are_the_final_teacher_values_with_their_mean() {
     let (header, rows) = csv(&fs::read_to_string(out.join("ablation.csv")).unwrap());
     for (i, run) in runs.iter().enumerate() {
         let src = common::rows(run);
-        for (d, t, m) in keys(&src) {
+        // The paper's metric of each (dataset, task); secondary metrics stay in the run's export.
+        for (d, t, m) in keys(&src).into_iter().filter(|(_, t, m)| m == fx_view::facts::default_metric(t)) {
             let v: f64 = col(&header, &rows[i], &format!("{d}/{t}/{m}")).parse().unwrap();
             assert_eq!(v, last_value(&src, &d, &t, &m, "teacher").unwrap().1, "{d} {t} {m}");
         }
@@ -97,6 +99,27 @@ fn values_are_the_final_teacher_values_with_their_mean() {
 }
 
 #[test]
+fn a_run_without_a_teacher_reports_its_student() {
+    let tmp = tempfile::tempdir().unwrap();
+    let a = variant("finished", &tmp.path().join("a"), |t| t);
+    let b = variant("finished", &tmp.path().join("b"), |t| {
+        replace(t, "[student_teacher]\nenabled = true", "[student_teacher]\nenabled = false")
+    });
+    // Run b never had a teacher: only its student rows exist.
+    let m = b.join("metrics.jsonl");
+    let kept: Vec<String> = fs::read_to_string(&m).unwrap().lines().filter(|l| !l.contains("\"teacher\"")).map(String::from).collect();
+    fs::write(&m, kept.join("\n") + "\n").unwrap();
+    let out = tmp.path().join("r");
+    report(&[a, b.clone()], &out).unwrap();
+    let (header, rows) = csv(&fs::read_to_string(out.join("ablation.csv")).unwrap());
+    assert_eq!((col(&header, &rows[0], "model"), col(&header, &rows[1], "model")), ("teacher", "student"));
+    let src = common::rows(&b);
+    let v: f64 = col(&header, &rows[1], "phantom-cxp/cls/auc").parse().unwrap();
+    assert_eq!(v, last_value(&src, "phantom-cxp", "cls", "auc", "student").unwrap().1);
+    assert!(!col(&header, &rows[1], "mean").is_empty());
+}
+
+#[test]
 fn one_run_or_identical_configs_have_no_switch_columns() {
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("r1");
@@ -104,7 +127,9 @@ fn one_run_or_identical_configs_have_no_switch_columns() {
     assert!(s.differing.is_empty());
     let (header, rows) = csv(&fs::read_to_string(out.join("ablation.csv")).unwrap());
     assert_eq!(header[0], "run");
-    assert_eq!(header[1], "phantom-cxp/cls/auc");
+    assert_eq!(header[1], "model");
+    assert_eq!(header[2], "phantom-cxp/cls/auc");
+    assert!(!header.iter().any(|h| h.ends_with("dice_global")), "{header:?}");
     assert_eq!(rows.len(), 1);
 
     let a = variant("finished", &tmp.path().join("a"), |t| t);
