@@ -52,7 +52,11 @@ pub fn open_datasets(exp: &Experiment, file: &str, registry: &Registry) -> Resul
         .datasets
         .iter()
         .enumerate()
-        .filter_map(|(i, d)| d.root.as_ref().filter(|r| !r.is_dir()).map(|r| format!("  datasets[{i}] ({}): {}", d.name(), r.display())))
+        .filter_map(|(i, d)| {
+            let r = d.root.as_ref().filter(|r| !r.is_dir())?;
+            let why = if r.exists() { "is not a folder" } else { "does not exist" };
+            Some(format!("  datasets[{i}] ({}): {} {why}", d.name(), r.display()))
+        })
         .collect();
     if !missing.is_empty() {
         let twin = match &exp.phantom_twin {
@@ -60,7 +64,7 @@ pub fn open_datasets(exp: &Experiment, file: &str, registry: &Registry) -> Resul
             None => String::new(),
         };
         bail!(
-            "{file}: {} dataset root(s) do not exist or are not folders:\n{}{twin}",
+            "{file}: {} dataset root(s) missing:\n{}{twin}",
             missing.len(),
             missing.join("\n")
         );

@@ -89,7 +89,7 @@ fn a_real_data_experiment_without_its_data_lists_every_missing_root_and_its_twin
     let exp = Experiment::load(&f, &[]).unwrap();
     let registry = Registry::new(fx_phantom::plugins());
     let err = format!("{:#}", fx::train::open_datasets(&exp, "cls_loc_seg.toml", &registry).err().unwrap());
-    assert!(err.contains("11 dataset root(s) do not exist"), "{err}");
+    assert!(err.contains("11 dataset root(s) missing"), "{err}");
     for d in &exp.datasets {
         assert!(err.contains(&d.root.as_ref().unwrap().display().to_string()), "{err}");
     }
