@@ -13,7 +13,10 @@ impl Tmux {
     fn new() -> Tmux {
         let ok = Command::new("tmux").arg("-V").output().map(|o| o.status.success()).unwrap_or(false);
         assert!(ok, "tmux is required for this test (make test installs it)");
-        Tmux { socket: format!("fx-test-{}", std::process::id()) }
+        // One server per instance: tests of this file run in parallel and each kills its own.
+        static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        Tmux { socket: format!("fx-test-{}-{n}", std::process::id()) }
     }
     fn cmd(&self, args: &[&str]) -> String {
         let o = Command::new("tmux").arg("-L").arg(&self.socket).args(args).output().unwrap();
@@ -152,4 +155,53 @@ options = {{ train = 64, test = 32 }}
     }
     let log = std::fs::read_to_string(run.join("trainer.log")).unwrap();
     assert!(log.contains("stopped; continue with"), "{log}");
+}
+
+/// `fx-tui sweep` in a terminal: the sweep runs detached and the viewer follows its runs in turn,
+/// staying on the last one when it finishes; quitting then names the report.
+#[test]
+fn sweep_in_the_viewer_follows_each_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let runs = dir.path().join("runs");
+    let exp = dir.path().join("s.toml");
+    std::fs::write(
+        &exp,
+        format!(
+            r#"
+name = "sw"
+device = "cpu"
+output_dir = "{}"
+[model]
+arch = "swin_nano"
+image_size = 32
+[train]
+batch_size = 16
+cycles = 12
+log_every = 1
+workers = 1
+[optimizer]
+lr = {{ backbone = 1e-3, cls_head = 1e-2 }}
+[eval]
+batch_size = 32
+[[datasets]]
+plugin = "phantom-cxp"
+options = {{ train = 48, test = 32 }}
+"#,
+            runs.display()
+        ),
+    )
+    .unwrap();
+    let t = Tmux::new();
+    let bin = env!("CARGO_BIN_EXE_fx-tui");
+    t.start("s", &format!("{bin} sweep {} --grid student_teacher=true,false; sleep 60", exp.display()));
+    t.wait_for("s", "sw-student_teacher-true", 60);
+    t.wait_for("s", "sw-student_teacher-false", 120);
+    let last = t.wait_for("s", "status   finished", 120);
+    assert!(last.contains("sw-student_teacher-false") && last.contains("Overview"), "{last}");
+    t.keys("s", "q");
+    let end = t.wait_for("s", "sweep of 2 runs done", 10);
+    assert!(end.contains("sw-sweep-report"), "{end}");
+    assert!(runs.join("sw-sweep-report/ablation.csv").is_file());
+    let state: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(runs.join("sw-sweep.json")).unwrap()).unwrap();
+    assert_eq!((state["status"].as_str(), state["runs"].as_array().map(|a| a.len())), (Some("finished"), Some(2)));
 }

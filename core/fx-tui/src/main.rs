@@ -91,6 +91,12 @@ enum Command {
         set: Vec<String>,
         #[arg(long)]
         device: Option<String>,
+        /// Train in this process and print progress lines (automatic without a terminal); in a
+        /// terminal the sweep runs detached and the viewer follows each of its runs in turn.
+        #[arg(long)]
+        headless: bool,
+        #[arg(long)]
+        ascii: bool,
     },
     /// Send a command to a run's trainer: pause, resume, stop, export, ping.
     Ctl { run: PathBuf, command: String },
@@ -263,12 +269,18 @@ fn spawn_trainer(run_dir: &Path, device: Option<&str>) -> Result<u32> {
 
 /// The live viewer on a run directory; quitting asks detach or stop when the trainer runs.
 fn view(run_dir: &Path, ascii: bool) -> Result<()> {
-    let opts = fx_view::ViewOptions { ascii: ascii || !fx_view::locale_is_utf8(), ..Default::default() };
+    view_until(run_dir, ascii, false).map(|_| ())
+}
+
+/// The viewer; with `until_done` it also returns when the run finishes.
+fn view_until(run_dir: &Path, ascii: bool, until_done: bool) -> Result<fx_view::ViewExit> {
+    let opts =
+        fx_view::ViewOptions { ascii: ascii || !fx_view::locale_is_utf8(), exit_when_done: until_done, ..Default::default() };
     let send = |cmd: &str| control::send(run_dir, cmd).map_err(|e| format!("{e:#}"));
     let exit = fx_view::run(run_dir, opts, Some(&send))?;
     let dir = run_dir.display();
     match exit {
-        fx_view::ViewExit::Quit => {}
+        fx_view::ViewExit::Quit | fx_view::ViewExit::Done => {}
         fx_view::ViewExit::Detach => {
             println!("detached; training goes on. Re-attach with: fx-tui attach {dir}")
         }
@@ -277,7 +289,7 @@ fn view(run_dir: &Path, ascii: bool) -> Result<()> {
             Err(e) => println!("could not stop the trainer: {e:#}"),
         },
     }
-    Ok(())
+    Ok(exit)
 }
 
 /// The combinations of a sweep grid, each a list of `key=value` overrides.
@@ -322,6 +334,9 @@ fn sweep(path: &Path, grid: &[String], set: &[String], device: Option<&str>) -> 
     install_signal_handlers();
     let total = exps.len();
     let mut runs = Vec::new();
+    let base = Experiment::load(path, set)?;
+    std::fs::create_dir_all(&base.output_dir)?;
+    let state_file = sweep_state_file(&base);
     for (k, (combo, mut exp)) in exps.into_iter().enumerate() {
         let tag: Vec<String> = combo.iter().map(|o| o.replace(".enabled", "").replace('=', "-")).collect();
         exp.name = format!("{}-{}", exp.name, tag.join("-"));
@@ -331,17 +346,116 @@ fn sweep(path: &Path, grid: &[String], set: &[String], device: Option<&str>) -> 
             None => resolve_device(&exp.device)?,
         };
         let mut trainer = Trainer::create(exp, &path.display().to_string(), &registry, device)?;
+        runs.push(trainer.run_dir());
+        write_sweep_state(&state_file, &runs, total, "running")?;
+        // Viewers following the sweep pause, resume and stop its runs through the socket.
+        if let Err(e) = control::serve(&trainer.run_dir()) {
+            let _ = trainer.run.event("warn", "control_socket", format!("{e:#}"), serde_json::Value::Null);
+        }
         let mut printer = headless::Printer::new(&trainer.exp, trainer.datasets.iter().map(|d| d.name.clone()).collect());
         let status = trainer.run(&mut |p| printer.on(p))?;
-        runs.push(trainer.run_dir());
+        let _ = std::fs::remove_file(control::socket_path(&trainer.run_dir()));
         if status != "finished" {
+            write_sweep_state(&state_file, &runs, total, "stopped")?;
             println!("sweep stopped during {}", trainer.run_dir().display());
             break;
         }
     }
+    if runs.len() == total {
+        write_sweep_state(&state_file, &runs, total, "finished")?;
+    }
+    export::print_report(&runs, &base.output_dir.join(format!("{}-sweep-report", base.name)))
+}
+
+/// `<output_dir>/<name>-sweep.json`: the sweep's runs so far, for a viewer following it.
+fn sweep_state_file(base: &Experiment) -> PathBuf {
+    base.output_dir.join(format!("{}-sweep.json", base.name))
+}
+
+fn write_sweep_state(file: &Path, runs: &[PathBuf], total: usize, status: &str) -> Result<()> {
+    let v = serde_json::json!({ "runs": runs, "total": total, "status": status });
+    fx::store::write_atomic(file, serde_json::to_string_pretty(&v)?.as_bytes())
+}
+
+/// A sweep in a terminal: the sweep runs as its own detached process (closing the terminal or
+/// quitting the viewer never stops it) and the viewer shows each of its runs in turn, moving on
+/// when one finishes. `q` then detach leaves the sweep running; stop ends it after the current run's
+/// step.
+fn sweep_in_viewer(path: &Path, grid: &[String], set: &[String], device: Option<&str>, ascii: bool) -> Result<()> {
+    use std::os::unix::process::CommandExt;
+    // Everything is validated here, where the errors can be read.
+    for c in combinations(grid)? {
+        let mut overrides = set.to_vec();
+        overrides.extend(c);
+        Experiment::load(path, &overrides)?;
+    }
     let base = Experiment::load(path, set)?;
-    let out = base.output_dir.join(format!("{}-sweep-report", base.name));
-    export::print_report(&runs, &out)
+    std::fs::create_dir_all(&base.output_dir)?;
+    let state_file = sweep_state_file(&base);
+    let _ = std::fs::remove_file(&state_file);
+    let log_path = base.output_dir.join(format!("{}-sweep.log", base.name));
+    let log = std::fs::OpenOptions::new().create(true).append(true).open(&log_path)?;
+    let mut cmd = std::process::Command::new(std::env::current_exe()?);
+    cmd.arg("sweep").arg(path).arg("--headless");
+    for g in grid {
+        cmd.arg("--grid").arg(g);
+    }
+    for s in set {
+        cmd.arg("--set").arg(s);
+    }
+    if let Some(d) = device {
+        cmd.arg("--device").arg(d);
+    }
+    cmd.stdin(std::process::Stdio::null()).stdout(log.try_clone()?).stderr(log);
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::setsid();
+            Ok(())
+        });
+    }
+    let mut child = cmd.spawn().context("starting the sweep process")?;
+    eprintln!("fx: sweep pid {}, log {}", child.id(), log_path.display());
+    let mut shown = 0usize;
+    loop {
+        // Wait for the next run of the sweep to appear (or the sweep to end).
+        let (runs, total, status) = loop {
+            if let Ok(text) = std::fs::read_to_string(&state_file) {
+                let v: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
+                let runs: Vec<PathBuf> =
+                    v["runs"].as_array().map(|a| a.iter().filter_map(|x| x.as_str().map(PathBuf::from)).collect()).unwrap_or_default();
+                let status = v["status"].as_str().unwrap_or("").to_string();
+                if runs.len() > shown || status != "running" {
+                    break (runs, v["total"].as_u64().unwrap_or(0) as usize, status);
+                }
+            }
+            if child.try_wait()?.is_some() && !state_file.exists() {
+                anyhow::bail!("the sweep process ended before its first run; see {}", log_path.display());
+            }
+            std::thread::sleep(std::time::Duration::from_millis(200));
+        };
+        if runs.len() <= shown {
+            println!("sweep {status}: {} of {total} runs; report in {}", runs.len(), base.output_dir.join(format!("{}-sweep-report", base.name)).display());
+            return Ok(());
+        }
+        let run = &runs[shown];
+        shown += 1;
+        // The last run stays on screen when it finishes, with the sweep's final numbers.
+        match view_until(run, ascii, shown < total)? {
+            fx_view::ViewExit::Done => continue,
+            fx_view::ViewExit::Quit if shown == total => {
+                println!("sweep of {total} runs done; report in {}", base.output_dir.join(format!("{}-sweep-report", base.name)).display());
+                return Ok(());
+            }
+            fx_view::ViewExit::Stop => {
+                println!("the sweep stops after this run's current step (log: {})", log_path.display());
+                return Ok(());
+            }
+            _ => {
+                println!("the sweep goes on in the background (log: {}); follow a run with: fx-tui attach", log_path.display());
+                return Ok(());
+            }
+        }
+    }
 }
 
 /// Run directories under `runs_dir`, newest first (by their experiment.toml's time).
@@ -429,7 +543,14 @@ fn main() {
             view(&dir, *ascii)
         })(),
         Some(Command::Runs { runs_dir }) => print_runs(runs_dir),
-        Some(Command::Sweep { experiment, grid, set, device }) => sweep(experiment, grid, set, device.as_deref()),
+        Some(Command::Sweep { experiment, grid, set, device, headless, ascii }) => {
+            let tty = std::io::stdout().is_terminal() && std::io::stdin().is_terminal();
+            if *headless || !tty {
+                sweep(experiment, grid, set, device.as_deref())
+            } else {
+                sweep_in_viewer(experiment, grid, set, device.as_deref(), *ascii)
+            }
+        }
         Some(Command::Ctl { run, command }) => control::send(run, command).map(|reply| println!("{reply}")),
         Some(Command::Export { run, out, student }) => export::print_export(run, out, *student),
         Some(Command::Report { runs, out }) => export::print_report(runs, out),

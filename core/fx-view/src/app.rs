@@ -37,6 +37,8 @@ pub struct ViewOptions {
     pub poll: Duration,
     /// Whether the quit dialog offers "stop training" (the caller can deliver a stop request).
     pub can_stop: bool,
+    /// Return [`ViewExit::Done`] once the run has finished (a sweep then shows its next run).
+    pub exit_when_done: bool,
 }
 
 /// Delivers a command ("pause", "resume", "export") to the trainer and returns its reply, or why
@@ -45,7 +47,7 @@ pub type Control<'a> = &'a dyn Fn(&str) -> Result<String, String>;
 
 impl Default for ViewOptions {
     fn default() -> Self {
-        ViewOptions { ascii: false, poll: Duration::from_millis(250), can_stop: true }
+        ViewOptions { ascii: false, poll: Duration::from_millis(250), can_stop: true, exit_when_done: false }
     }
 }
 
@@ -110,6 +112,9 @@ pub fn run(run_dir: &Path, opts: ViewOptions, control: Option<Control>) -> Resul
             last_refresh = Instant::now();
             if store.refresh() {
                 dirty = true;
+            }
+            if opts.exit_when_done && store.run.as_ref().is_some_and(|r| r.status == "finished") {
+                return Ok(ViewExit::Done);
             }
         }
     }

@@ -12,6 +12,8 @@ pub enum ViewExit {
     Detach,
     /// The user asked to stop training (the caller sends the stop request).
     Stop,
+    /// The run finished and the viewer was asked to leave then (`ViewOptions::exit_when_done`).
+    Done,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
