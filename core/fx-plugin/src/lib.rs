@@ -6,6 +6,8 @@
 //! same contract can cross a C-ABI boundary (a later step loads plugins with libloading); for now the
 //! phantom plugin is linked statically.
 
+pub mod abi;
+
 use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::path::PathBuf;
@@ -185,6 +187,7 @@ pub struct DatasetSpec {
 }
 
 /// A plugin as the host's registry sees it: a name and a constructor.
+#[derive(Clone)]
 pub struct PluginEntry {
     pub name: &'static str,
     pub summary: &'static str,

@@ -98,6 +98,14 @@ enum Command {
         #[arg(long)]
         ascii: bool,
     },
+    /// List the dataset plugins: built in, and those of plugin libraries (--load LIB.so, or an
+    /// experiment's `plugins`).
+    Plugins {
+        #[arg(long = "load", value_name = "LIB")]
+        load: Vec<PathBuf>,
+        /// Also load the plugin libraries this experiment lists.
+        experiment: Option<PathBuf>,
+    },
     /// Send a command to a run's trainer: pause, resume, stop, export, ping.
     Ctl { run: PathBuf, command: String },
     /// Charts (PNG + SVG, the paper's Figure 2 per dataset × task) and tables (CSV, Markdown,
@@ -551,6 +559,17 @@ fn main() {
                 sweep_in_viewer(experiment, grid, set, device.as_deref(), *ascii)
             }
         }
+        Some(Command::Plugins { load, experiment }) => (|| {
+            let mut libs = load.clone();
+            if let Some(e) = experiment {
+                libs.extend(Experiment::load(e, &[])?.plugins);
+            }
+            let r = registry().with_libraries("--load", &libs)?;
+            for (name, summary, from) in r.describe() {
+                println!("{name:16} {from:12} {summary}");
+            }
+            Ok(())
+        })(),
         Some(Command::Ctl { run, command }) => control::send(run, command).map(|reply| println!("{reply}")),
         Some(Command::Export { run, out, student }) => export::print_export(run, out, *student),
         Some(Command::Report { runs, out }) => export::print_report(runs, out),

@@ -39,6 +39,10 @@ pub struct Experiment {
     pub eval: EvalConfig,
     #[serde(default)]
     pub finetune: FinetuneConfig,
+    /// Plugin libraries (cdylib built with `fx_plugin::export_plugins!`) whose plugins the datasets
+    /// may name, besides the built-in ones.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub plugins: Vec<PathBuf>,
     /// For an experiment on real datasets: its phantom twin, named when dataset roots are missing.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub phantom_twin: Option<PathBuf>,

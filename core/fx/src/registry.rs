@@ -1,26 +1,78 @@
-//! The dataset plugin registry: plugin name → constructor. Phantom plugins are linked statically;
-//! the contract (fx-plugin) is C-ABI-ready for dynamically loaded ones.
+//! The dataset plugin registry: plugin name → constructor. The phantom and file plugins are linked
+//! statically; plugin libraries (`plugins = [...]` in an experiment) are loaded with libloading
+//! through the C ABI of `fx_plugin::abi`.
 
 use crate::config::DatasetConfig;
+use crate::dynlib::{DynDataset, Library};
 use anyhow::{anyhow, bail, Result};
 use fx_plugin::{Dataset, DatasetSpec, PluginEntry};
+use std::path::Path;
 use std::sync::Arc;
 
+#[derive(Clone)]
+enum Source {
+    Static(PluginEntry),
+    Library { name: String, summary: String, lib: Arc<Library> },
+}
+
+impl Source {
+    fn name(&self) -> &str {
+        match self {
+            Source::Static(e) => e.name,
+            Source::Library { name, .. } => name,
+        }
+    }
+}
+
+#[derive(Clone)]
 pub struct Registry {
-    entries: Vec<PluginEntry>,
+    entries: Vec<Source>,
 }
 
 impl Registry {
     pub fn new(entries: Vec<PluginEntry>) -> Registry {
-        Registry { entries }
+        Registry { entries: entries.into_iter().map(Source::Static).collect() }
     }
 
-    pub fn names(&self) -> Vec<&'static str> {
-        self.entries.iter().map(|e| e.name).collect()
+    pub fn names(&self) -> Vec<String> {
+        self.entries.iter().map(|e| e.name().to_string()).collect()
     }
 
-    pub fn entries(&self) -> &[PluginEntry] {
-        &self.entries
+    /// (name, summary, where from) of every plugin.
+    pub fn describe(&self) -> Vec<(String, String, String)> {
+        self.entries
+            .iter()
+            .map(|e| match e {
+                Source::Static(p) => (p.name.to_string(), p.summary.to_string(), "built in".to_string()),
+                Source::Library { name, summary, lib } => (name.clone(), summary.clone(), lib.path().display().to_string()),
+            })
+            .collect()
+    }
+
+    /// Loads a plugin library and adds its plugins; a name already taken is an error.
+    pub fn load_library(&mut self, path: &Path) -> Result<Vec<String>> {
+        let lib = Library::open(path)?;
+        let mut added = Vec::new();
+        for (name, summary) in lib.entries()? {
+            if self.entries.iter().any(|e| e.name() == name) {
+                bail!("{}: plugin `{name}` is already registered (built in or by another library)", path.display());
+            }
+            added.push(name.clone());
+            self.entries.push(Source::Library { name, summary, lib: lib.clone() });
+        }
+        if added.is_empty() {
+            bail!("{}: the library offers no plugin", path.display());
+        }
+        Ok(added)
+    }
+
+    /// This registry plus the experiment's plugin libraries.
+    pub fn with_libraries(&self, file: &str, libraries: &[std::path::PathBuf]) -> Result<Registry> {
+        let mut r = self.clone();
+        for (i, path) in libraries.iter().enumerate() {
+            r.load_library(path).map_err(|e| anyhow!("{file}: plugins[{i}]: {e:#}"))?;
+        }
+        Ok(r)
     }
 
     /// Opens a dataset of an experiment. Errors name the experiment file and the dataset.
@@ -30,16 +82,16 @@ impl Registry {
         if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
             bail!("{place}: the name `{name}` may only use letters, digits, '-' and '_' (it names heads and files)");
         }
-        let entry = self.entries.iter().find(|e| e.name == cfg.plugin).ok_or_else(|| {
-            let close = self
-                .names()
-                .into_iter()
+        let entry = self.entries.iter().find(|e| e.name() == cfg.plugin).ok_or_else(|| {
+            let names = self.names();
+            let close = names
+                .iter()
                 .map(|n| (strsim::damerau_levenshtein(n, &cfg.plugin), n))
                 .min()
                 .filter(|(d, _)| *d <= 3)
                 .map(|(_, n)| format!(" (did you mean `{n}`?)"))
                 .unwrap_or_default();
-            anyhow!("{place}: unknown plugin `{}`{close}; available: {}", cfg.plugin, self.names().join(", "))
+            anyhow!("{place}: unknown plugin `{}`{close}; available: {}", cfg.plugin, names.join(", "))
         })?;
         if let Some(root) = &cfg.root {
             if !root.is_dir() {
@@ -48,7 +100,11 @@ impl Registry {
         }
         let options = serde_json::to_value(&cfg.options)?;
         let spec = DatasetSpec { name: name.to_string(), plugin: cfg.plugin.clone(), root: cfg.root.clone(), options };
-        let ds = (entry.open)(&spec).map_err(|e| anyhow!("{place}: {e}"))?;
-        Ok(Arc::from(ds))
+        match entry {
+            Source::Static(e) => Ok(Arc::from((e.open)(&spec).map_err(|e| anyhow!("{place}: {e}"))?)),
+            Source::Library { name, lib, .. } => {
+                Ok(Arc::new(DynDataset::open(lib.clone(), name, &spec).map_err(|e| anyhow!("{place}: {e}"))?))
+            }
+        }
     }
 }

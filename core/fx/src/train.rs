@@ -46,6 +46,13 @@ pub struct OpenedDataset {
 
 /// Opens every dataset of an experiment and reads its train and test indexes.
 pub fn open_datasets(exp: &Experiment, file: &str, registry: &Registry) -> Result<Vec<OpenedDataset>> {
+    let extended;
+    let registry = if exp.plugins.is_empty() {
+        registry
+    } else {
+        extended = registry.with_libraries(file, &exp.plugins)?;
+        &extended
+    };
     // Every missing root at once, before any plugin runs: a real-data experiment on a machine
     // without the data should say so in one message, and name the phantom twin that runs anyway.
     let missing: Vec<String> = exp

@@ -28,7 +28,7 @@ fn every_experiment_file_loads_and_its_phantom_datasets_open() {
     for f in &files {
         let exp = Experiment::load(f, &[]).unwrap_or_else(|e| panic!("{e:#}"));
         // Real-dataset plugins are not linked into this test; their files only have to parse.
-        for (i, d) in exp.datasets.iter().enumerate().filter(|(_, d)| registry.names().contains(&d.plugin.as_str())) {
+        for (i, d) in exp.datasets.iter().enumerate().filter(|(_, d)| registry.names().contains(&d.plugin)) {
             if let Err(e) = registry.open(&f.display().to_string(), i, d) {
                 panic!("{e:#}");
             }

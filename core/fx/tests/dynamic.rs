@@ -1,0 +1,107 @@
+//! A dataset plugin loaded at run time from its own shared library (plugins/stripes), trained like
+//! a built-in one; and the errors for a library that is missing or not an fx plugin.
+
+use fx::config::Experiment;
+use fx::registry::Registry;
+use fx::train::Trainer;
+use std::path::{Path, PathBuf};
+use tch::Device;
+
+/// The example plugin library, built by `make setup` (cargo build --workspace); built here when a
+/// bare `cargo test` ran first.
+fn stripes_library() -> PathBuf {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let lib = root.join("target/release/libfx_stripes.so");
+    if !lib.is_file() {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let ok = std::process::Command::new(cargo)
+            .args(["build", "--release", "-p", "fx-stripes"])
+            .current_dir(&root)
+            .status()
+            .map(|s| s.success())
+            .unwrap_or(false);
+        assert!(ok && lib.is_file(), "could not build {}", lib.display());
+    }
+    lib
+}
+
+fn exp(dir: &Path, plugins: &str) -> Experiment {
+    let text = format!(
+        r#"
+name = "dyn"
+device = "cpu"
+output_dir = "{}"
+plugins = [{plugins}]
+[model]
+arch = "swin_nano"
+image_size = 64
+[model.dino]
+hidden_dim = 32
+heads = 4
+points = 2
+encoder_layers = 1
+decoder_layers = 1
+ffn_dim = 64
+num_queries = 12
+dn_number = 4
+gn_groups = 8
+[train]
+batch_size = 8
+cycles = 1
+workers = 2
+[lock_release]
+enabled = false
+[[datasets]]
+plugin = "stripes"
+options = {{ train = 16, test = 8 }}
+"#,
+        dir.display()
+    );
+    Experiment::parse(Path::new("dyn.toml"), &text, &[]).unwrap()
+}
+
+#[test]
+fn a_plugin_library_serves_a_dataset_that_trains_cls_and_loc() {
+    let dir = tempfile::tempdir().unwrap();
+    let lib = stripes_library();
+    let registry = Registry::new(fx_phantom::plugins());
+    let e = exp(dir.path(), &format!("\"{}\"", lib.display()));
+    let mut t = Trainer::create(e, "dyn.toml", &registry, Device::Cpu).unwrap();
+    assert_eq!(t.datasets[0].tasks, [fx_plugin::Task::Cls, fx_plugin::Task::Loc]);
+    // Samples cross the C ABI whole: image, labels, boxes.
+    let ds = t.datasets[0].dataset.clone();
+    let s = ds.load(&t.datasets[0].train[0], 64).unwrap();
+    assert_eq!((s.width, s.height, s.image.len(), s.cls.len(), s.boxes.len()), (64, 64, 64 * 64, 1, 1));
+    assert!(s.image.iter().any(|&v| v > 0.9), "the block is in the image");
+    assert_eq!(t.run(&mut |_| {}).unwrap(), "finished");
+    let rows = t.run.metrics().unwrap();
+    assert!(rows.iter().any(|r| r.eval.dataset == "stripes" && r.metric == "auc"));
+    assert!(rows.iter().any(|r| r.eval.dataset == "stripes" && r.metric == "map40"));
+
+    // The registry lists it with its library.
+    let mut r = Registry::new(fx_phantom::plugins());
+    assert_eq!(r.load_library(&lib).unwrap(), ["stripes"]);
+    assert!(r.describe().iter().any(|(n, _, from)| n == "stripes" && from.ends_with("libfx_stripes.so")));
+    // Loading it twice is a name clash.
+    assert!(format!("{:#}", r.load_library(&lib).unwrap_err()).contains("already registered"));
+}
+
+#[test]
+fn a_wrong_plugin_library_is_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let registry = Registry::new(fx_phantom::plugins());
+    let missing = dir.path().join("nope.so");
+    let err = format!("{:#}", Trainer::create(exp(dir.path(), &format!("\"{}\"", missing.display())), "dyn.toml", &registry, Device::Cpu).err().unwrap());
+    assert!(err.contains("dyn.toml: plugins[0]") && err.contains("nope.so") && err.contains("no such plugin library"), "{err}");
+    let garbage = dir.path().join("garbage.so");
+    std::fs::write(&garbage, b"not a library").unwrap();
+    let err = format!("{:#}", Trainer::create(exp(dir.path(), &format!("\"{}\"", garbage.display())), "dyn.toml", &registry, Device::Cpu).err().unwrap());
+    assert!(err.contains("garbage.so") && err.contains("cannot load"), "{err}");
+    // A real shared library that is not an fx plugin: libtorch's C10.
+    let c10 = std::fs::read_dir(Path::new(option_env!("FX_LIBTORCH_LIB").expect("the build sets FX_LIBTORCH_LIB")))
+        .ok()
+        .and_then(|d| d.flatten().map(|e| e.path()).find(|p| p.file_name().is_some_and(|n| n == "libc10.so")));
+    let c10 = c10.expect("libc10.so next to libtorch");
+    let err = format!("{:#}", Trainer::create(exp(dir.path(), &format!("\"{}\"", c10.display())), "dyn.toml", &registry, Device::Cpu).err().unwrap());
+    assert!(err.contains("not an fx plugin"), "{err}");
+}
