@@ -306,7 +306,10 @@ fn branches_and_sweep() {
     ]);
     assert!(o.status.success(), "{}", text(&o));
     let runs: Vec<_> = std::fs::read_dir(dir.path().join("runs")).unwrap().flatten().map(|e| e.file_name()).collect();
-    assert_eq!(runs.len(), 3, "two runs and the report: {runs:?}");
+    assert_eq!(runs.len(), 4, "two runs, the report and the sweep's state: {runs:?}");
+    let state: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.path().join("runs/tiny-sweep.json")).unwrap()).unwrap();
+    assert_eq!((state["status"].as_str(), state["total"].as_u64()), (Some("finished"), Some(2)));
     let md = std::fs::read_to_string(dir.path().join("runs/tiny-sweep-report/ablation.md")).unwrap();
     assert!(md.contains("student_teacher.enabled") && !md.contains("lock_release.enabled"), "{md}");
     assert_eq!(md.lines().filter(|l| l.starts_with("| tiny-")).count(), 2, "{md}");
