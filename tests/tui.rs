@@ -153,8 +153,16 @@ options = {{ train = 64, test = 32 }}
         assert!(t3.elapsed() < Duration::from_secs(60), "trainer did not stop: {}", status(&run));
         std::thread::sleep(Duration::from_millis(200));
     }
-    let log = std::fs::read_to_string(run.join("trainer.log")).unwrap();
-    assert!(log.contains("stopped; continue with"), "{log}");
+    // run.json says "stopped" a moment before the trainer prints its last line.
+    let t4 = Instant::now();
+    loop {
+        let log = std::fs::read_to_string(run.join("trainer.log")).unwrap();
+        if log.contains("stopped; continue with") {
+            break;
+        }
+        assert!(t4.elapsed() < Duration::from_secs(10), "{log}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }
 
 /// `fx-tui sweep` in a terminal: the sweep runs detached and the viewer follows its runs in turn,
