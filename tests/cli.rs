@@ -338,3 +338,32 @@ fn resume_refuses_a_run_with_a_live_trainer() {
     assert!(!o.status.success());
     assert!(text(&o).contains("is being trained by pid") && text(&o).contains("fx-tui attach"), "{}", text(&o));
 }
+
+/// `fx-tui add RUN FILE` checks the datasets against the run, then queues them for the trainer.
+#[test]
+fn add_checks_datasets_and_queues_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let exp = tiny(dir.path(), 1, "");
+    let o = run(&[exp.to_str().unwrap(), "--headless", "--set", "datasets.1.options.corrupt=0.0"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let run_dir = std::fs::read_dir(dir.path().join("runs")).unwrap().flatten().next().unwrap().path();
+    let write = |name: &str, body: &str| {
+        let p = dir.path().join(name);
+        std::fs::write(&p, body).unwrap();
+        p
+    };
+    let clash = write("clash.toml", "[[datasets]]\nname = \"nih\"\nplugin = \"phantom-nih\"\n");
+    let t = text(&run(&["add", run_dir.to_str().unwrap(), clash.to_str().unwrap()]));
+    assert!(t.contains("clash.toml") && t.contains("already in the run"), "{t}");
+    let loc = write("loc.toml", "[[datasets]]\nplugin = \"phantom-node\"\n");
+    let t = text(&run(&["add", run_dir.to_str().unwrap(), loc.to_str().unwrap()]));
+    assert!(t.contains("loc.toml") && t.contains("no loc branch"), "{t}");
+    let typo = write("typo.toml", "[[datasets]]\nplugin = \"phantom-tbx\"\noptionz = {}\n");
+    let t = text(&run(&["add", run_dir.to_str().unwrap(), typo.to_str().unwrap()]));
+    assert!(t.contains("typo.toml") && t.contains("optionz"), "{t}");
+    let good = write("good.toml", "[[datasets]]\nplugin = \"phantom-tbx\"\ntasks = [\"cls\"]\noptions = { train = 32, test = 16 }\n");
+    let o = run(&["add", run_dir.to_str().unwrap(), good.to_str().unwrap()]);
+    assert!(o.status.success() && text(&o).contains("queued 1 dataset"), "{}", text(&o));
+    let pending: Vec<_> = std::fs::read_dir(run_dir.join("pending")).unwrap().flatten().collect();
+    assert_eq!(pending.len(), 1);
+}

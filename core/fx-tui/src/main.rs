@@ -106,6 +106,10 @@ enum Command {
         /// Also load the plugin libraries this experiment lists.
         experiment: Option<PathBuf>,
     },
+    /// Hot-add datasets to a run while it trains: FILE holds `[[datasets]]` tables (and optionally
+    /// `plugins = [...]`) as in an experiment. They are checked here, then the trainer adds them at
+    /// its next epoch boundary, from the next cycle on, with their own heads.
+    Add { run: PathBuf, file: PathBuf },
     /// Send a command to a run's trainer: pause, resume, stop, export, ping.
     Ctl { run: PathBuf, command: String },
     /// Charts (PNG + SVG, the paper's Figure 2 per dataset × task) and tables (CSV, Markdown,
@@ -298,6 +302,59 @@ fn view_until(run_dir: &Path, ascii: bool, until_done: bool) -> Result<fx_view::
         },
     }
     Ok(exit)
+}
+
+/// `fx-tui add RUN FILE`: validates the datasets against the run (names free, plugins and
+/// options good, the model has the branches they need), then queues the file in RUN/pending/.
+fn add_datasets(run: &Path, file: &Path) -> Result<()> {
+    let store = fx::store::RunStore::open(run)?;
+    let text = std::fs::read_to_string(file).with_context(|| format!("{}: cannot read", file.display()))?;
+    let added = fx::train::parse_added_datasets(file, &text)?;
+    let mut exp = Experiment::load(&store.path("experiment.toml"), &[])?;
+    let known: Vec<String> = exp.datasets.iter().map(|d| d.name().to_string()).collect();
+    for (i, d) in added.datasets.iter().enumerate() {
+        if known.iter().any(|k| k == d.name()) {
+            anyhow::bail!("{}: datasets[{i}]: a dataset named `{}` is already in the run; give it another `name`", file.display(), d.name());
+        }
+    }
+    let before: Vec<String> = fx::train::open_datasets(&exp, "the run", &registry())?
+        .iter()
+        .flat_map(|d| d.tasks.iter().map(|t| t.as_str().to_string()).collect::<Vec<_>>())
+        .collect();
+    exp.plugins.extend(added.plugins.iter().cloned());
+    let label = file.display().to_string();
+    // The model can gain heads, not branches: a loc or seg task needs the run to have that branch.
+    let reg = registry().with_libraries(&label, &exp.plugins)?;
+    for (i, d) in added.datasets.iter().enumerate() {
+        let ds = reg.open(&label, i, d)?;
+        let tasks: Vec<fx_plugin::Task> = match &d.tasks {
+            Some(t) => t.clone(),
+            None => ds.desc().tasks().into_iter().filter(|t| exp.train.branch_on(*t)).collect(),
+        };
+        for t in tasks {
+            if t != fx_plugin::Task::Cls && !before.iter().any(|b| b == t.as_str()) {
+                anyhow::bail!(
+                    "{label}: datasets[{i}] ({}) trains {t}, but the run's model has no {t} branch (no dataset of the run trains {t}); leave it out with `tasks`",
+                    d.name()
+                );
+            }
+        }
+    }
+    exp.datasets.extend(added.datasets.iter().cloned());
+    fx::train::open_datasets(&exp, &label, &registry())?;
+    let pending = store.path("pending");
+    std::fs::create_dir_all(&pending)?;
+    let stem = file.file_stem().map(|s| s.to_string_lossy().to_string()).unwrap_or_else(|| "datasets".into());
+    let dst = pending.join(format!("{}-{stem}.toml", chrono::Local::now().format("%Y%m%d-%H%M%S%.3f")));
+    fx::store::write_atomic(&dst, text.as_bytes())?;
+    let alive = control::trainer_alive(run) == Some(true);
+    println!(
+        "queued {} dataset(s) as {}; {}",
+        added.datasets.len(),
+        dst.display(),
+        if alive { "the trainer adds them at its next epoch boundary (events.jsonl: dataset_added)" } else { "they join when the run resumes (fx-tui --resume RUN)" }
+    );
+    Ok(())
 }
 
 /// The combinations of a sweep grid, each a list of `key=value` overrides.
@@ -570,6 +627,7 @@ fn main() {
             }
             Ok(())
         })(),
+        Some(Command::Add { run, file }) => add_datasets(run, file),
         Some(Command::Ctl { run, command }) => control::send(run, command).map(|reply| println!("{reply}")),
         Some(Command::Export { run, out, student }) => export::print_export(run, out, *student),
         Some(Command::Report { runs, out }) => export::print_report(runs, out),

@@ -431,6 +431,10 @@ pub struct DatasetConfig {
     /// Plugin-specific options.
     #[serde(default)]
     pub options: toml::Table,
+    /// The cycle from which the dataset takes part: set by `fx-tui add` when a dataset joins a
+    /// run while it trains (earlier cycles are planned without it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub joined_cycle: Option<usize>,
 }
 
 impl DatasetConfig {

@@ -122,6 +122,29 @@ impl Model {
         SegOutput { logits: head_logits(head, &d.fused, h, w), fused: d.fused, stage4: d.stage4 }
     }
 
+    /// Adds the heads of a dataset that joins the model after it was built (hot-add). The branches
+    /// its tasks need must exist: a run cannot grow a new shared encoder or decoder mid-way.
+    pub fn add_heads(&mut self, dataset: &str, cls: Option<i64>, loc: Option<i64>, seg: Option<i64>, dino: &DinoConfig, fpn: i64) -> Result<()> {
+        if loc.is_some() && self.loc_encoder.is_none() {
+            anyhow::bail!("dataset {dataset}: the run's model has no localization branch (no dataset trained loc when it started)");
+        }
+        if seg.is_some() && self.seg_decoder.is_none() {
+            anyhow::bail!("dataset {dataset}: the run's model has no segmentation branch (no dataset trained seg when it started)");
+        }
+        let root = self.vs.root();
+        if let Some(n) = cls {
+            let head = nn::linear(&root / "cls_head" / dataset, self.backbone.config.num_features(), n, Default::default());
+            self.cls_heads.insert(dataset.to_string(), head);
+        }
+        if let Some(k) = loc {
+            self.loc_decoders.insert(dataset.to_string(), LocDecoder::new(&(&root / "loc_decoder" / dataset), k, dino));
+        }
+        if let Some(k) = seg {
+            self.seg_heads.insert(dataset.to_string(), seg_head(&root / "seg_head" / dataset, fpn, k));
+        }
+        Ok(())
+    }
+
     /// Localization: backbone stages at strides 8/16/32 → the shared encoder → the dataset's
     /// decoder. `train_backbone` switches drop-path.
     pub fn loc(&self, x: &Tensor, dataset: &str, train_backbone: bool, opts: &DecodeOptions) -> LocOutput {

@@ -154,8 +154,13 @@ fn cycle_pairs(order: Order, tasks: &[(String, Vec<Task>)]) -> Vec<(&str, Task)>
 pub fn plan(exp: &Experiment, tasks: &[(String, Vec<Task>)]) -> Vec<EpochPlan> {
     let lr = &exp.lock_release;
     let mut out = Vec::new();
+    // A dataset added to a running run takes part from the cycle it joined.
+    let joined = |name: &str| exp.datasets.iter().find(|d| d.name() == name).and_then(|d| d.joined_cycle).unwrap_or(1);
     for cycle in 1..=exp.train.cycles {
         for (dataset, task) in cycle_pairs(exp.train.order, tasks) {
+            if cycle < joined(dataset) {
+                continue;
+            }
             let lock = lr.enabled && (task != Task::Cls || lr.classification);
             let modes: &[Mode] = if lock { &[Mode::Lock, Mode::Release] } else { &[Mode::Release] };
             for &mode in modes {

@@ -231,6 +231,8 @@ pub struct Trainer {
     t0: Instant,
     /// Mean loss of the recent log windows (progress.json's sparkline).
     loss_history: Vec<f64>,
+    /// The plugins the run was opened with, for datasets added while it trains.
+    registry: Registry,
 }
 
 fn model_pair(exp: &Experiment, device: Device, heads: &Heads) -> Result<(Model, Option<Model>)> {
@@ -272,6 +274,54 @@ fn write_vars(model: &Model, path: &Path) -> Result<()> {
     let vars = model.named_variables();
     Tensor::write_safetensors(&vars, path).with_context(|| format!("writing {}", path.display()))?;
     Ok(())
+}
+
+/// A variable of one dataset's heads (its cls head, loc decoder or seg head).
+pub fn head_of(var: &str, dataset: &str) -> bool {
+    ["cls_head", "loc_decoder", "seg_head"].iter().any(|g| var.strip_prefix(g).and_then(|r| r.strip_prefix('.')).and_then(|r| r.strip_prefix(dataset)).is_some_and(|r| r.starts_with('.')))
+}
+
+/// [`read_vars`], except that variables for which `may_miss` holds may be absent from the file
+/// (they keep their values); returns those that were.
+pub fn read_vars_except(model: &Model, path: &Path, may_miss: &dyn Fn(&str) -> bool) -> Result<Vec<String>> {
+    let file: BTreeMap<String, Tensor> =
+        Tensor::read_safetensors(path).with_context(|| format!("reading {}", path.display()))?.into_iter().collect();
+    let mut missing = Vec::new();
+    tch::no_grad(|| -> Result<()> {
+        for (name, var) in model.named_variables() {
+            let Some(src) = file.get(&name) else {
+                if may_miss(&name) {
+                    missing.push(name);
+                    continue;
+                }
+                bail!("{}: missing `{name}`", path.display());
+            };
+            if src.size() != var.size() {
+                bail!("{}: `{name}` has shape {:?}, the model expects {:?}", path.display(), src.size(), var.size());
+            }
+            var.shallow_clone().copy_(src);
+        }
+        Ok(())
+    })?;
+    Ok(missing)
+}
+
+/// The datasets (and plugin libraries) of a file queued by `fx-tui add`: `[[datasets]]` tables as
+/// in an experiment, optionally `plugins = [...]`; nothing else.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AddedDatasets {
+    #[serde(default)]
+    pub plugins: Vec<PathBuf>,
+    pub datasets: Vec<crate::config::DatasetConfig>,
+}
+
+pub fn parse_added_datasets(file: &Path, text: &str) -> Result<AddedDatasets> {
+    let a: AddedDatasets = toml::from_str(text).map_err(|e| anyhow!("{}: {}", file.display(), e.message()))?;
+    if a.datasets.is_empty() {
+        bail!("{}: no [[datasets]] table", file.display());
+    }
+    Ok(a)
 }
 
 /// Loads a model's variables from a checkpoint file; every variable must be present with its shape.
@@ -448,9 +498,20 @@ impl Trainer {
         let mut opt = AdamW::new(o.beta1, o.beta2, o.eps, o.weight_decay, lr_map(&exp));
         let (next, wall_offset, skipped_total) = match run.last_checkpoint()? {
             Some((ck, state)) => {
-                read_vars(&student, &ck.join("student.safetensors"))?;
+                // Heads of a dataset added after this checkpoint keep their fresh initialisation
+                // (the teacher's copied from the student's).
+                let added = |name: &str| exp.datasets.iter().filter(|d| d.joined_cycle.is_some()).any(|d| head_of(name, d.name()));
+                let fresh = read_vars_except(&student, &ck.join("student.safetensors"), &added)?;
                 if let Some(t) = &teacher {
-                    read_vars(t, &ck.join("teacher.safetensors"))?;
+                    read_vars_except(t, &ck.join("teacher.safetensors"), &added)?;
+                    let src = student.vs.variables();
+                    tch::no_grad(|| {
+                        for name in &fresh {
+                            if let Some(v) = t.vs.variables().get(name) {
+                                v.shallow_clone().copy_(&src[name]);
+                            }
+                        }
+                    });
                 }
                 opt.load(&ck.join("optimizer.safetensors"), device)?;
                 (state.epoch, state.wall_time, state.skipped_samples)
@@ -497,6 +558,7 @@ impl Trainer {
             started,
             t0: Instant::now(),
             loss_history: Vec::new(),
+            registry: registry.clone(),
         })
     }
 
@@ -570,6 +632,10 @@ impl Trainer {
     /// and checkpoints. Returns false when a stop request interrupted the epoch (nothing of it is
     /// kept; a resume runs it again).
     pub fn run_epoch(&mut self, on: &mut dyn FnMut(Progress)) -> Result<bool> {
+        self.add_pending_datasets(on)?;
+        if self.next >= self.plan.len() {
+            return Ok(true);
+        }
         let plan = self.plan[self.next].clone();
         let t_train = Instant::now();
         let (skipped, stopped) = self.train_epoch(&plan, on)?;
@@ -1115,6 +1181,102 @@ impl Trainer {
         }
         let path = self.run.path("predictions").join(format!("{}-{dataset}-cls.csv", role.as_str()));
         crate::store::write_atomic(&path, csv.as_bytes())
+    }
+
+    /// Datasets queued by `fx-tui add` (files in RUN/pending/) join the run at an epoch boundary:
+    /// from the next cycle on, or from the coming one when no epoch of it has trained yet. The
+    /// experiment gains them (with `joined_cycle`), the model and the teacher gain their heads, and
+    /// the plan of the remaining cycles is recomputed — the epochs already trained are unchanged.
+    /// A dataset that cannot join (bad file, name taken, a branch the model lacks) is refused with
+    /// an error event and its file moved to RUN/pending/refused/.
+    fn add_pending_datasets(&mut self, on: &mut dyn FnMut(Progress)) -> Result<()> {
+        let dir = self.run.path("pending");
+        let Ok(entries) = std::fs::read_dir(&dir) else { return Ok(()) };
+        let mut files: Vec<PathBuf> =
+            entries.flatten().map(|e| e.path()).filter(|p| p.extension().is_some_and(|e| e == "toml")).collect();
+        files.sort();
+        for file in files {
+            let outcome = self.add_dataset_file(&file);
+            let to = |sub: &str| -> Result<()> {
+                let d = dir.join(sub);
+                std::fs::create_dir_all(&d)?;
+                std::fs::rename(&file, d.join(file.file_name().unwrap()))?;
+                Ok(())
+            };
+            match outcome {
+                Ok(msg) => {
+                    to("added")?;
+                    self.run.event("info", "dataset_added", msg.clone(), serde_json::json!({ "file": file.display().to_string() }))?;
+                    on(Progress::Warning(msg));
+                }
+                Err(e) => {
+                    to("refused")?;
+                    let msg = format!("{}: refused: {e:#}", file.display());
+                    self.run.event("error", "dataset_refused", msg.clone(), serde_json::Value::Null)?;
+                    on(Progress::Warning(msg));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn add_dataset_file(&mut self, file: &Path) -> Result<String> {
+        let label = file.display().to_string();
+        let text = std::fs::read_to_string(file).with_context(|| format!("reading {label}"))?;
+        let added = parse_added_datasets(file, &text)?;
+        let joined = match self.plan.get(self.next) {
+            Some(p) if self.next == 0 || self.plan[self.next - 1].cycle < p.cycle => p.cycle,
+            Some(p) => p.cycle + 1,
+            None => self.exp.train.cycles + 1,
+        };
+        let mut exp = self.exp.clone();
+        exp.plugins.extend(added.plugins.iter().cloned());
+        for mut d in added.datasets.clone() {
+            if exp.datasets.iter().any(|o| o.name() == d.name()) {
+                bail!("a dataset named `{}` is already in the run", d.name());
+            }
+            d.joined_cycle = Some(joined);
+            exp.datasets.push(d);
+        }
+        let exp_file = self.run.path("experiment.toml").display().to_string();
+        let datasets = open_datasets(&exp, &exp_file, &self.registry)?;
+        let plan = schedule::plan(&exp, &tasks_of(&datasets));
+        if plan[..self.next.min(plan.len())] != self.plan[..self.next] {
+            bail!("internal: adding the dataset would change epochs already trained");
+        }
+        // The new heads, in the student and (copied) in the teacher.
+        let new: Vec<&OpenedDataset> = datasets.iter().filter(|d| added.datasets.iter().any(|a| a.name() == d.name)).collect();
+        for d in &new {
+            let n = |t: Task| d.tasks.contains(&t).then(|| d.dataset.desc().labels(t).len() as i64);
+            let (c, l, g) = (n(Task::Cls), n(Task::Loc), n(Task::Seg));
+            self.student.add_heads(&d.name, c, l, g, &exp.model.dino, exp.model.fpn_channels)?;
+            if let Some(t) = self.teacher.as_mut() {
+                t.add_heads(&d.name, c, l, g, &exp.model.dino, exp.model.fpn_channels)?;
+            }
+        }
+        if let Some(t) = &self.teacher {
+            let src = self.student.vs.variables();
+            tch::no_grad(|| {
+                for (name, v) in t.vs.variables() {
+                    if new.iter().any(|d| head_of(&name, &d.name)) {
+                        v.shallow_clone().copy_(&src[&name]);
+                        let _ = v.shallow_clone().set_requires_grad(false);
+                    }
+                }
+            });
+        }
+        let resolved = toml::to_string(&exp).context("serialising the experiment")?;
+        crate::store::write_atomic(&self.run.path("experiment.toml"), resolved.as_bytes())?;
+        self.run.write_json("plan.json", &plan)?;
+        let parameters: serde_json::Map<String, serde_json::Value> =
+            self.student.component_params().into_iter().map(|(k, v)| (k, serde_json::json!(v))).collect();
+        self.run.write_json("model.json", &serde_json::json!({ "arch": exp.model.arch, "image_size": exp.model.image_size, "parameters": parameters }))?;
+        let names: Vec<String> = new.iter().map(|d| format!("{} ({})", d.name, d.tasks.iter().map(|t| t.as_str()).collect::<Vec<_>>().join("+"))).collect();
+        let epochs = plan.len() - self.plan.len();
+        self.exp = exp;
+        self.datasets = datasets;
+        self.plan = plan;
+        Ok(format!("dataset {} joined from cycle {joined}: {epochs} epoch(s) added to the plan", names.join(", ")))
     }
 
     fn checkpoint(&mut self, wall_time: f64) -> Result<()> {

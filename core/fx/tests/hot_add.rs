@@ -1,0 +1,107 @@
+//! A dataset added to a run while it trains: it joins at a cycle boundary with its own heads, the
+//! epochs already trained keep their plan, and the run resumes with it.
+
+use fx::config::Experiment;
+use fx::registry::Registry;
+use fx::train::Trainer;
+use std::path::Path;
+use tch::Device;
+
+fn exp(dir: &Path) -> Experiment {
+    let text = format!(
+        r#"
+name = "hot"
+seed = 4
+device = "cpu"
+output_dir = "{}"
+[model]
+arch = "swin_nano"
+image_size = 32
+[train]
+batch_size = 16
+cycles = 3
+workers = 1
+[optimizer]
+lr = {{ backbone = 1e-3, cls_head = 1e-2 }}
+[eval]
+batch_size = 32
+[[datasets]]
+plugin = "phantom-cxp"
+options = {{ train = 32, test = 16 }}
+[[datasets]]
+plugin = "phantom-tbx"
+tasks = ["cls"]
+options = {{ train = 32, test = 16 }}
+"#,
+        dir.display()
+    );
+    Experiment::parse(Path::new("hot.toml"), &text, &[]).unwrap()
+}
+
+#[test]
+fn a_dataset_added_while_training_joins_at_the_next_cycle_and_survives_resume() {
+    let dir = tempfile::tempdir().unwrap();
+    let registry = Registry::new(fx_phantom::plugins());
+    let mut t = Trainer::create(exp(dir.path()), "hot.toml", &registry, Device::Cpu).unwrap();
+    assert_eq!(t.plan.len(), 6);
+    // Epoch 1 of cycle 1 trains; then a dataset is queued mid-cycle.
+    assert!(t.run_epoch(&mut |_| {}).unwrap());
+    let before = t.plan.clone();
+    let pending = t.run.path("pending");
+    std::fs::create_dir_all(&pending).unwrap();
+    std::fs::write(pending.join("1-nih.toml"), "[[datasets]]\nplugin = \"phantom-nih\"\noptions = { train = 32, test = 16 }\n").unwrap();
+    // A second file that must be refused: its name is taken.
+    std::fs::write(pending.join("2-dup.toml"), "[[datasets]]\nplugin = \"phantom-cxp\"\n").unwrap();
+    assert!(t.run_epoch(&mut |_| {}).unwrap());
+    // Joined from cycle 2 (cycle 1 had started): the plan grew by one epoch per later cycle.
+    assert_eq!(t.plan.len(), 8);
+    assert_eq!(t.plan[..2], before[..2]);
+    let nih: Vec<usize> = t.plan.iter().filter(|p| p.dataset == "phantom-nih").map(|p| p.cycle).collect();
+    assert_eq!(nih, [2, 3]);
+    assert!(t.student.cls_heads.contains_key("phantom-nih") && t.teacher.as_ref().unwrap().cls_heads.contains_key("phantom-nih"));
+    assert!(pending.join("added/1-nih.toml").is_file() && pending.join("refused/2-dup.toml").is_file());
+    let events = std::fs::read_to_string(t.run.path("events.jsonl")).unwrap();
+    assert!(events.contains("dataset_added") && events.contains("dataset_refused") && events.contains("already in the run"), "{events}");
+    // The stored experiment and plan say so, and the new dataset is evaluated from now on.
+    let stored = Experiment::load(&t.run.path("experiment.toml"), &[]).unwrap();
+    assert_eq!(stored.datasets[2].joined_cycle, Some(2));
+    assert!(t.run.metrics().unwrap().iter().any(|r| r.eval.dataset == "phantom-nih" && r.epoch == 2));
+    // Train into cycle 2 (the new dataset's epoch), then resume in a new trainer.
+    while t.next_epoch() < 5 {
+        assert!(t.run_epoch(&mut |_| {}).unwrap());
+    }
+    let dir_run = t.run_dir();
+    let head: Vec<f32> = Vec::try_from(&t.student.cls_heads["phantom-nih"].ws.flatten(0, -1)).unwrap();
+    drop(t);
+    let mut r = Trainer::resume(&dir_run, &registry, Some(Device::Cpu)).unwrap();
+    assert_eq!(r.next_epoch(), 5);
+    assert_eq!(r.plan.len(), 8);
+    let again: Vec<f32> = Vec::try_from(&r.student.cls_heads["phantom-nih"].ws.flatten(0, -1)).unwrap();
+    assert_eq!(head, again, "the added head was checkpointed");
+    assert_eq!(r.run(&mut |_| {}).unwrap(), "finished");
+}
+
+#[test]
+fn a_dataset_added_before_a_checkpoint_has_its_head_resumes_fresh() {
+    // Queued and applied, then the process dies before the epoch's checkpoint: resume rebuilds
+    // the head from scratch instead of failing on the checkpoint that lacks it.
+    let dir = tempfile::tempdir().unwrap();
+    let registry = Registry::new(fx_phantom::plugins());
+    let mut t = Trainer::create(exp(dir.path()), "hot.toml", &registry, Device::Cpu).unwrap();
+    assert!(t.run_epoch(&mut |_| {}).unwrap());
+    let run = t.run_dir();
+    drop(t);
+    // Simulate: experiment.toml already lists the added dataset, the checkpoint predates it.
+    let mut e = Experiment::load(&run.join("experiment.toml"), &[]).unwrap();
+    let mut d = e.datasets[0].clone();
+    d.name = Some("late".into());
+    d.joined_cycle = Some(2);
+    e.datasets.push(d);
+    std::fs::write(run.join("experiment.toml"), toml::to_string(&e).unwrap()).unwrap();
+    let ds = fx::train::open_datasets(&e, "x", &registry).unwrap();
+    let plan = fx::schedule::plan(&e, &fx::train::tasks_of(&ds));
+    std::fs::write(run.join("plan.json"), serde_json::to_string(&plan).unwrap()).unwrap();
+    let mut r = Trainer::resume(&run, &registry, Some(Device::Cpu)).unwrap();
+    assert!(r.student.cls_heads.contains_key("late"));
+    assert_eq!(r.run(&mut |_| {}).unwrap(), "finished");
+}
