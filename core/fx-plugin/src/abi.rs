@@ -168,9 +168,11 @@ fn serve_inner(state: &State, entries: fn() -> Vec<PluginEntry>, request: &[u8])
 }
 
 /// Hands a response to the host (freed by [`free_raw`] through `fx_plugin_free`).
-pub fn into_raw(bytes: Vec<u8>, out_len: *mut usize) -> *mut u8 {
+///
+/// # Safety
+/// `out_len` must be valid for a write of one usize.
+pub unsafe fn into_raw(bytes: Vec<u8>, out_len: *mut usize) -> *mut u8 {
     let b = bytes.into_boxed_slice();
-    // SAFETY: the host passes a valid pointer for the length.
     unsafe { *out_len = b.len() };
     Box::into_raw(b) as *mut u8
 }
@@ -200,7 +202,7 @@ macro_rules! export_plugins {
         pub unsafe extern "C" fn fx_plugin_call(req: *const u8, len: usize, out_len: *mut usize) -> *mut u8 {
             static STATE: $crate::abi::State = $crate::abi::State::new();
             let request = unsafe { std::slice::from_raw_parts(req, len) };
-            $crate::abi::into_raw($crate::abi::serve(&STATE, $entries, request), out_len)
+            unsafe { $crate::abi::into_raw($crate::abi::serve(&STATE, $entries, request), out_len) }
         }
 
         /// # Safety

@@ -73,7 +73,7 @@ impl SwinConfig {
 
     /// Token grid side of stage i.
     pub fn stage_resolution(&self, i: usize) -> i64 {
-        self.img_size / self.patch_size >> i
+        (self.img_size / self.patch_size) >> i
     }
 
     /// timm's rule: a window never exceeds the stage's resolution, and a stage whose resolution
