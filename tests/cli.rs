@@ -367,3 +367,26 @@ fn add_checks_datasets_and_queues_them() {
     let pending: Vec<_> = std::fs::read_dir(run_dir.join("pending")).unwrap().flatten().collect();
     assert_eq!(pending.len(), 1);
 }
+
+/// The wording, literally: `fx-tui plan experiments/organs_ls.toml --format json` equals
+/// Table 8 (fixtures/table8.json, typed by hand from the paper).
+#[test]
+fn plan_json_of_organs_ls_equals_table8() {
+    let exp = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../experiments/organs_ls.toml");
+    let o = run(&["plan", exp.to_str().unwrap(), "--format", "json"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let plan = v["schedule"].as_array().unwrap();
+    let table8: Vec<serde_json::Value> =
+        serde_json::from_str(&std::fs::read_to_string(fixtures().join("table8.json")).unwrap()).unwrap();
+    assert_eq!(plan.len(), table8.len());
+    for (p, t) in plan.iter().zip(&table8) {
+        for k in ["epoch", "cycle", "fraction", "mode", "task", "dataset"] {
+            assert_eq!(p[k], t[k], "epoch {}: {k}", t["epoch"]);
+        }
+        for k in ["backbone", "loc_encoder", "loc_decoder", "seg_decoder", "seg_head"] {
+            assert_eq!(p["trainable"][k], t[k], "epoch {}: {k}", t["epoch"]);
+        }
+        assert!(p["trainable"]["cls_head"].is_null());
+    }
+}
