@@ -317,10 +317,9 @@ fn add_datasets(run: &Path, file: &Path) -> Result<()> {
             anyhow::bail!("{}: datasets[{i}]: a dataset named `{}` is already in the run; give it another `name`", file.display(), d.name());
         }
     }
-    let before: Vec<String> = fx::train::open_datasets(&exp, "the run", &registry())?
-        .iter()
-        .flat_map(|d| d.tasks.iter().map(|t| t.as_str().to_string()).collect::<Vec<_>>())
-        .collect();
+    // The branches the run's model has: the tasks its plan trains.
+    let plan: Vec<fx::schedule::EpochPlan> = store.read_json("plan.json")?;
+    let before: Vec<fx_plugin::Task> = plan.iter().map(|p| p.task).collect();
     exp.plugins.extend(added.plugins.iter().cloned());
     let label = file.display().to_string();
     // The model can gain heads, not branches: a loc or seg task needs the run to have that branch.
@@ -332,7 +331,7 @@ fn add_datasets(run: &Path, file: &Path) -> Result<()> {
             None => ds.desc().tasks().into_iter().filter(|t| exp.train.branch_on(*t)).collect(),
         };
         for t in tasks {
-            if t != fx_plugin::Task::Cls && !before.iter().any(|b| b == t.as_str()) {
+            if t != fx_plugin::Task::Cls && !before.contains(&t) {
                 anyhow::bail!(
                     "{label}: datasets[{i}] ({}) trains {t}, but the run's model has no {t} branch (no dataset of the run trains {t}); leave it out with `tasks`",
                     d.name()
@@ -384,18 +383,22 @@ fn combinations(grid: &[String]) -> Result<Vec<Vec<String>>> {
     Ok(out)
 }
 
-fn sweep(path: &Path, grid: &[String], set: &[String], device: Option<&str>) -> Result<()> {
-    let registry = registry();
-    let combos = combinations(grid)?;
-    // Validate every combination before the first one trains.
-    let exps: Vec<(Vec<String>, Experiment)> = combos
+/// Every combination of the grid as its overrides and resolved experiment: all are validated
+/// before the first one trains.
+fn sweep_experiments(path: &Path, grid: &[String], set: &[String]) -> Result<Vec<(Vec<String>, Experiment)>> {
+    combinations(grid)?
         .into_iter()
         .map(|c| {
             let mut overrides = set.to_vec();
             overrides.extend(c.iter().cloned());
             Experiment::load(path, &overrides).map(|e| (c, e))
         })
-        .collect::<Result<_>>()?;
+        .collect()
+}
+
+fn sweep(path: &Path, grid: &[String], set: &[String], device: Option<&str>) -> Result<()> {
+    let registry = registry();
+    let exps = sweep_experiments(path, grid, set)?;
     install_signal_handlers();
     let total = exps.len();
     let mut runs = Vec::new();
@@ -449,11 +452,7 @@ fn write_sweep_state(file: &Path, runs: &[PathBuf], total: usize, status: &str) 
 fn sweep_in_viewer(path: &Path, grid: &[String], set: &[String], device: Option<&str>, ascii: bool) -> Result<()> {
     use std::os::unix::process::CommandExt;
     // Everything is validated here, where the errors can be read.
-    for c in combinations(grid)? {
-        let mut overrides = set.to_vec();
-        overrides.extend(c);
-        Experiment::load(path, &overrides)?;
-    }
+    sweep_experiments(path, grid, set)?;
     let base = Experiment::load(path, set)?;
     std::fs::create_dir_all(&base.output_dir)?;
     let state_file = sweep_state_file(&base);

@@ -193,6 +193,20 @@ impl Model {
         Ok(())
     }
 
+    /// Copies the variables of `other` (same architecture) whose names `pick` selects.
+    pub fn copy_vars_from(&self, other: &Model, pick: &dyn Fn(&str) -> bool) {
+        let src = other.vs.variables();
+        tch::no_grad(|| {
+            for (name, v) in self.vs.variables() {
+                if pick(&name) {
+                    if let Some(s) = src.get(&name) {
+                        v.shallow_clone().copy_(s);
+                    }
+                }
+            }
+        });
+    }
+
     /// teacher ← momentum·teacher + (1 − momentum)·student, over every variable (parameters and,
     /// were there any, buffers: the reference skips BatchNorm buffers, fx does not).
     pub fn ema_from(&mut self, student: &Model, momentum: f64) {

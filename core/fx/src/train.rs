@@ -33,9 +33,6 @@ pub static STOP: AtomicBool = AtomicBool::new(false);
 /// Set (by the control socket) to hold training after the current step until cleared.
 pub static PAUSE: AtomicBool = AtomicBool::new(false);
 
-/// Tasks whose branch is built.
-pub const BUILT_TASKS: [Task; 3] = [Task::Cls, Task::Loc, Task::Seg];
-
 pub struct OpenedDataset {
     pub name: String,
     pub dataset: Arc<dyn Dataset>,
@@ -93,9 +90,8 @@ pub fn open_datasets(exp: &Experiment, file: &str, registry: &Registry) -> Resul
                 }
                 ts.clone()
             }
-            // By default every task the dataset has labels for, fx can train, and whose branch
-            // the experiment selects.
-            None => offered.iter().copied().filter(|t| BUILT_TASKS.contains(t) && exp.train.branch_on(*t)).collect(),
+            // By default every task the dataset has labels for and whose branch the experiment selects.
+            None => offered.iter().copied().filter(|t| exp.train.branch_on(*t)).collect(),
         };
         if let Some(t) = tasks.iter().find(|t| !exp.train.branch_on(**t)) {
             bail!(
@@ -281,8 +277,8 @@ pub fn head_of(var: &str, dataset: &str) -> bool {
     ["cls_head", "loc_decoder", "seg_head"].iter().any(|g| var.strip_prefix(g).and_then(|r| r.strip_prefix('.')).and_then(|r| r.strip_prefix(dataset)).is_some_and(|r| r.starts_with('.')))
 }
 
-/// [`read_vars`], except that variables for which `may_miss` holds may be absent from the file
-/// (they keep their values); returns those that were.
+/// Loads a model's variables from a checkpoint file: every variable must be present with its
+/// shape, except those for which `may_miss` holds (they keep their values); returns those.
 pub fn read_vars_except(model: &Model, path: &Path, may_miss: &dyn Fn(&str) -> bool) -> Result<Vec<String>> {
     let file: BTreeMap<String, Tensor> =
         Tensor::read_safetensors(path).with_context(|| format!("reading {}", path.display()))?.into_iter().collect();
@@ -324,21 +320,6 @@ pub fn parse_added_datasets(file: &Path, text: &str) -> Result<AddedDatasets> {
     Ok(a)
 }
 
-/// Loads a model's variables from a checkpoint file; every variable must be present with its shape.
-pub fn read_vars(model: &Model, path: &Path) -> Result<()> {
-    let file: BTreeMap<String, Tensor> =
-        Tensor::read_safetensors(path).with_context(|| format!("reading {}", path.display()))?.into_iter().collect();
-    tch::no_grad(|| -> Result<()> {
-        for (name, var) in model.named_variables() {
-            let src = file.get(&name).ok_or_else(|| anyhow!("{}: missing `{name}`", path.display()))?;
-            if src.size() != var.size() {
-                bail!("{}: `{name}` has shape {:?}, the model expects {:?}", path.display(), src.size(), var.size());
-            }
-            var.shallow_clone().copy_(src);
-        }
-        Ok(())
-    })
-}
 
 /// What finetuning took from the pretrained model.
 #[derive(Debug, Default, serde::Serialize)]
@@ -504,14 +485,7 @@ impl Trainer {
                 let fresh = read_vars_except(&student, &ck.join("student.safetensors"), &added)?;
                 if let Some(t) = &teacher {
                     read_vars_except(t, &ck.join("teacher.safetensors"), &added)?;
-                    let src = student.vs.variables();
-                    tch::no_grad(|| {
-                        for name in &fresh {
-                            if let Some(v) = t.vs.variables().get(name) {
-                                v.shallow_clone().copy_(&src[name]);
-                            }
-                        }
-                    });
+                    t.copy_vars_from(&student, &|name| fresh.iter().any(|f| f == name));
                 }
                 opt.load(&ck.join("optimizer.safetensors"), device)?;
                 (state.epoch, state.wall_time, state.skipped_samples)
@@ -1255,15 +1229,14 @@ impl Trainer {
             }
         }
         if let Some(t) = &self.teacher {
-            let src = self.student.vs.variables();
-            tch::no_grad(|| {
-                for (name, v) in t.vs.variables() {
-                    if new.iter().any(|d| head_of(&name, &d.name)) {
-                        v.shallow_clone().copy_(&src[&name]);
-                        let _ = v.shallow_clone().set_requires_grad(false);
-                    }
+            let is_new = |name: &str| new.iter().any(|d| head_of(name, &d.name));
+            t.copy_vars_from(&self.student, &is_new);
+            // The teacher learns by EMA only.
+            for (name, v) in t.vs.variables() {
+                if is_new(&name) {
+                    let _ = v.set_requires_grad(false);
                 }
-            });
+            }
         }
         let resolved = toml::to_string(&exp).context("serialising the experiment")?;
         crate::store::write_atomic(&self.run.path("experiment.toml"), resolved.as_bytes())?;

@@ -511,16 +511,12 @@ impl LocDecoder {
         }
         let labels = Tensor::from_slice(&labels).view([b, pad]).to_device(device);
         let valid = labels.ne(self.classes).to_kind(Kind::Float).unsqueeze(-1);
-        let content = self.label_enc.index_select(0, &labels.flatten(0, 1)).view([b, pad, -1]) * valid;
+        let content = self.label_enc.index_select(0, &labels.flatten(0, 1)).view([b, pad, -1]) * &valid;
         let boxes = Tensor::from_slice(&boxes).view([b, pad, 4]).to_device(device);
         // Padding slots stay at 0 in unsigmoided space, as in DINO.
-        let refs = inverse_sigmoid(&boxes) * self.valid_or_zero(&labels);
+        let refs = inverse_sigmoid(&boxes) * &valid;
         let meta = DnMeta { pad_size: pad, groups, single_pad };
         Some((content, refs, labels, meta))
-    }
-
-    fn valid_or_zero(&self, labels: &Tensor) -> Tensor {
-        labels.ne(self.classes).to_kind(Kind::Float).unsqueeze(-1)
     }
 
     /// Self-attention mask over [DN queries | matching queries]: matching queries cannot see DN
@@ -560,7 +556,7 @@ impl LocDecoder {
         let coord_unsig = self.enc_out_bbox_embed.forward(&out_memory) + proposals.masked_fill(&valid.logical_not(), 0.0);
         let ref_undetached = gather(&coord_unsig, 4);
         let selected_tokens = gather(&out_memory, d);
-        let interm_logits = self.enc_out_class_embed.forward(&selected_tokens);
+        let interm_logits = gather(&enc_logits, self.classes);
         let interm_boxes = ref_undetached.sigmoid();
         // Mixed query selection: positions from the selection, content from learned embeddings.
         let mut tgt = self.tgt_embed.narrow(0, 0, k).unsqueeze(0).expand([b, k, d], false);
