@@ -1,7 +1,8 @@
 //! fx-data: samples, augmentation, the parallel loader and the PHANTOM generator.
 pub mod augment;
 pub mod coco;
-pub mod io;
+pub mod cache;
+pub mod input;
 pub mod loader;
 pub mod masks;
 pub mod phantom;

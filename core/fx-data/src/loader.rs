@@ -69,13 +69,15 @@ pub fn prepare(
     let sample = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| dataset.load(record, size)))
         .map_err(|_| "the dataset plugin panicked while loading it".to_string())?
         .map_err(|e| e.to_string())?;
-    if sample.image.len() != sample.width * sample.height || sample.width == 0 {
-        return Err(format!("image buffer of {} values does not match {}×{}", sample.image.len(), sample.width, sample.height));
+    let (iw, ih) = sample.image_dims.unwrap_or((sample.width, sample.height));
+    if sample.image.len() != iw * ih || iw == 0 || ih == 0 || sample.width == 0 || sample.height == 0 {
+        return Err(format!("image buffer of {} values does not match {iw}×{ih}", sample.image.len()));
     }
     if let Some(m) = sample.masks.iter().find(|m| m.len() != sample.width * sample.height) {
         return Err(format!("a mask of {} values does not match its {}×{} image", m.len(), sample.width, sample.height));
     }
     let original = (sample.width, sample.height);
+    let sample = to_pixel_frame(sample);
     let identity = *aug == Augment::none() && sample.width == size && sample.height == size;
     if identity {
         return Ok((sample, original));
@@ -85,6 +87,31 @@ pub fn prepare(
     let mut out = augment::warp(&sample, &a, size);
     augment::jitter_intensity(aug, &mut out.image, &mut rng);
     Ok((out, original))
+}
+
+/// Brings boxes and masks, given in original pixels, to the frame of the sample's pixels when the
+/// preprocessing cache stored them reduced (masks by nearest neighbour at pixel centres).
+pub fn to_pixel_frame(mut s: fx_plugin::Sample) -> fx_plugin::Sample {
+    let Some((iw, ih)) = s.image_dims.take() else { return s };
+    let (w, h) = (s.width, s.height);
+    if (iw, ih) == (w, h) {
+        return s;
+    }
+    let (sx, sy) = (iw as f32 / w as f32, ih as f32 / h as f32);
+    for b in &mut s.boxes {
+        (b.x0, b.x1, b.y0, b.y1) = (b.x0 * sx, b.x1 * sx, b.y0 * sy, b.y1 * sy);
+    }
+    let xs: Vec<usize> = (0..iw).map(|x| (((x as f32 + 0.5) / sx) as usize).min(w - 1)).collect();
+    let ys: Vec<usize> = (0..ih).map(|y| (((y as f32 + 0.5) / sy) as usize).min(h - 1)).collect();
+    for m in &mut s.masks {
+        let mut out = Vec::with_capacity(iw * ih);
+        for &y in &ys {
+            out.extend(xs.iter().map(|&x| m[y * w + x]));
+        }
+        *m = out;
+    }
+    (s.width, s.height) = (iw, ih);
+    s
 }
 
 impl Loader {
@@ -224,6 +251,7 @@ mod tests {
                 height: size,
                 width: size,
                 image: vec![i as f32 / 50.0; size * size],
+                image_dims: None,
                 cls: vec![(i % 2) as f32],
                 boxes: vec![],
                 masks: vec![],

@@ -10,7 +10,8 @@
 //! A request is JSON: `{"op": "list"}`, `{"op": "open", "plugin", "spec"}`, `{"op": "desc" |
 //! "index" | "warnings" | "close", "handle", ...}`, `{"op": "load", "handle", "record",
 //! "size_hint"}`. A response is a status byte (0 ok, 1 error), a little-endian u32 JSON length, the
-//! JSON, then a binary payload (for `load`: the image as f32 LE, then the masks as bytes). A plugin
+//! JSON, then a binary payload (for `load`: the image as f32 LE — `image_dims` when the header
+//! gives them, else width × height —, then the masks as bytes, width × height each). A plugin
 //! crate exports its entries with [`export_plugins!`](crate::export_plugins).
 
 use crate::{Dataset, PluginEntry, PluginError, SampleRecord, Split};
@@ -138,7 +139,7 @@ fn serve_inner(state: &State, entries: fn() -> Vec<PluginEntry>, request: &[u8])
                 let size = req["size_hint"].as_u64().unwrap_or(0) as usize;
                 match d.load(&record, size) {
                     Ok(s) => {
-                        let header = json!({ "id": s.id, "height": s.height, "width": s.width, "cls": s.cls,
+                        let header = json!({ "id": s.id, "height": s.height, "width": s.width, "image_dims": s.image_dims, "cls": s.cls,
                                              "boxes": s.boxes, "masks": s.masks.len() });
                         let mut payload = Vec::with_capacity(s.image.len() * 4 + s.masks.iter().map(|m| m.len()).sum::<usize>());
                         for v in &s.image {

@@ -13,7 +13,8 @@ use std::fmt;
 use std::path::PathBuf;
 
 /// Version of this contract; a host refuses plugins built against another one.
-pub const ABI_VERSION: u32 = 1;
+/// 2: samples carry `image_dims` (pixels reduced by the preprocessing cache).
+pub const ABI_VERSION: u32 = 2;
 
 /// The three tasks of Foundation X, in the order a cycle visits them.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -127,13 +128,19 @@ pub struct LabeledBox {
     pub y1: f32,
 }
 
-/// One loaded sample: a grayscale image in [0, 1] (row-major, height × width) and its annotations.
+/// One loaded sample: a grayscale image in [0, 1] (row-major) and its annotations.
+///
+/// `width` × `height` is the image's ORIGINAL size, the frame of its boxes and masks. The pixels
+/// are either that size or, when they come from the preprocessing cache, reduced to
+/// `image_dims`; the host's loader then scales boxes and masks to the pixels.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Sample {
     pub id: String,
     pub height: usize,
     pub width: usize,
     pub image: Vec<f32>,
+    /// (width, height) of `image` when it is smaller than the original; None: width × height.
+    pub image_dims: Option<(usize, usize)>,
     /// One value per `cls_labels` entry: 1 present, 0 absent, NaN unknown (excluded from loss and AUC).
     pub cls: Vec<f32>,
     pub boxes: Vec<LabeledBox>,
@@ -166,11 +173,25 @@ pub trait Dataset: Send + Sync {
     /// Loads one sample. `size_hint` is the model's input size: procedural datasets render at that
     /// size directly; file datasets may ignore it (the host resizes).
     fn load(&self, record: &SampleRecord, size_hint: usize) -> Result<Sample, PluginError>;
+    /// A sample's annotations and ORIGINAL size without its pixels (`image` empty), for
+    /// `fx-tui data`; file datasets read only the image's header. By default: `load`.
+    fn labels(&self, record: &SampleRecord) -> Result<Sample, PluginError> {
+        self.load(record, 0)
+    }
     /// Soft problems found while opening (a box clipped to its image, a row without coordinates),
     /// one line each naming the file and the place; the host records them in the run's events.
     fn warnings(&self) -> Vec<String> {
         Vec::new()
     }
+}
+
+/// Where decoded images are cached and at what size (see fx-data's `cache`): the host fills it
+/// from the experiment's `[data]` table; plugins pass it to `fx_data::cache::read_image`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct CacheSpec {
+    pub dir: PathBuf,
+    /// Images are stored with their longest side at most this (never enlarged).
+    pub longest_side: usize,
 }
 
 /// How an experiment names a dataset: plugin + root folder + free-form options.
@@ -184,6 +205,9 @@ pub struct DatasetSpec {
     pub root: Option<PathBuf>,
     /// Plugin-specific options (sizes, seeds ...), as a JSON object.
     pub options: serde_json::Value,
+    /// The preprocessing cache, when the host uses one.
+    #[serde(default)]
+    pub cache: Option<CacheSpec>,
 }
 
 /// A plugin as the host's registry sees it: a name and a constructor.

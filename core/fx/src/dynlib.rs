@@ -106,15 +106,17 @@ impl Dataset for DynDataset {
         let bad = |what: &str| PluginError::input(format!("plugin {}", self.lib.path.display()), format!("sample {}: {what}", record.id));
         let (height, width) = (h["height"].as_u64().ok_or_else(|| bad("no height"))? as usize, h["width"].as_u64().ok_or_else(|| bad("no width"))? as usize);
         let masks = h["masks"].as_u64().unwrap_or(0) as usize;
+        let image_dims: Option<(usize, usize)> = serde_json::from_value(h["image_dims"].clone()).map_err(|_| bad("bad image_dims"))?;
         let px = height * width;
-        if payload.len() != px * 4 + masks * px {
+        let ipx = image_dims.map(|(w, h)| w * h).unwrap_or(px);
+        if payload.len() != ipx * 4 + masks * px {
             return Err(bad(&format!("{} payload bytes for a {width}×{height} image with {masks} mask(s)", payload.len())));
         }
-        let image = payload[..px * 4].chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
-        let masks = (0..masks).map(|k| payload[px * 4 + k * px..px * 4 + (k + 1) * px].to_vec()).collect();
+        let image = payload[..ipx * 4].chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
+        let masks = (0..masks).map(|k| payload[ipx * 4 + k * px..ipx * 4 + (k + 1) * px].to_vec()).collect();
         let cls: Vec<f32> = serde_json::from_value(h["cls"].clone()).map_err(|_| bad("bad cls labels"))?;
         let boxes: Vec<LabeledBox> = serde_json::from_value(h["boxes"].clone()).map_err(|_| bad("bad boxes"))?;
-        Ok(Sample { id: h["id"].as_str().unwrap_or(&record.id).to_string(), height, width, image, cls, boxes, masks })
+        Ok(Sample { id: h["id"].as_str().unwrap_or(&record.id).to_string(), height, width, image, image_dims, cls, boxes, masks })
     }
 
     fn warnings(&self) -> Vec<String> {

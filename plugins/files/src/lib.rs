@@ -1,4 +1,5 @@
-//! Dataset plugins for annotation files in common formats, over PNG/JPEG images (8 or 16 bit):
+//! Dataset plugins for annotation files in common formats, over any image fx reads (DICOM,
+//! MetaImage, JSRT raw, PNG/JPEG 8 or 16 bit; see `fx_data::input`):
 //!
 //! - `coco`: one COCO JSON file per split (`images`, `categories`, `annotations` with boxes,
 //!   `iscrowd`, polygon or RLE segmentations) — localization, plus segmentation when the
@@ -14,10 +15,11 @@
 //! decoded, or whose size differs from its annotations', fails to load and is skipped and counted.
 
 use fx_data::coco::{read_box_csv, read_coco, BoxCsv, BoxCsvColumns, CocoSet};
-use fx_data::io::read_gray;
+use fx_data::cache::{read_image, Image};
+use fx_data::input::{self, DecodeOptions};
 use fx_data::rng::{mix, Rng};
 use fx_plugin::{
-    Dataset, DatasetDesc, DatasetSpec, LabeledBox, PluginEntry, PluginError, Sample, SampleRecord, SampleSource, Split,
+    CacheSpec, Dataset, DatasetDesc, DatasetSpec, LabeledBox, PluginEntry, PluginError, Sample, SampleRecord, SampleSource, Split,
 };
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -31,6 +33,7 @@ fn split_pos(s: Split) -> usize {
 /// Options as a JSON object, rejecting keys the plugin does not know.
 fn options(spec: &DatasetSpec, plugin: &str, known: &[&str]) -> Result<serde_json::Map<String, serde_json::Value>, PluginError> {
     let opts = spec.options.as_object().cloned().unwrap_or_default();
+    let known: Vec<&str> = known.iter().chain(input::OPTION_KEYS.iter()).copied().collect();
     if let Some(k) = opts.keys().find(|k| !known.contains(&k.as_str())) {
         return Err(PluginError::config(&spec.name, format!("unknown option `{k}` for plugin {plugin}; expected one of {}", known.join(", "))));
     }
@@ -57,18 +60,42 @@ fn root(spec: &DatasetSpec, plugin: &str) -> Result<PathBuf, PluginError> {
     spec.root.clone().ok_or_else(|| PluginError::config(&spec.name, format!("plugin {plugin} needs `root`, the dataset's folder")))
 }
 
-/// Decodes an image and checks it against the size the annotations were made on.
-fn load_image(path: &Path, expect: Option<(usize, usize)>) -> Result<fx_data::io::Gray, PluginError> {
-    let g = read_gray(path).map_err(|e| PluginError::input(path.display(), e))?;
+/// How a dataset's images are decoded and cached.
+#[derive(Clone)]
+struct Pixels {
+    decode: DecodeOptions,
+    cache: Option<CacheSpec>,
+}
+
+impl Pixels {
+    fn of(spec: &DatasetSpec, opts: &serde_json::Map<String, serde_json::Value>) -> Result<Pixels, PluginError> {
+        let decode = DecodeOptions::from_options(opts).map_err(|e| PluginError::config(&spec.name, e))?;
+        Ok(Pixels { decode, cache: spec.cache.clone() })
+    }
+
+    /// Decodes an image (through the cache) and checks it against the size the annotations were
+    /// made on.
+    fn load(&self, path: &Path, expect: Option<(usize, usize)>) -> Result<Image, PluginError> {
+        let g = read_image(path, &self.decode, self.cache.as_ref()).map_err(|e| PluginError::input(path.display(), e))?;
+        check_size(path, (g.width, g.height), expect)?;
+        Ok(g)
+    }
+
+    /// The image's size from its header only.
+    fn dimensions(&self, path: &Path, expect: Option<(usize, usize)>) -> Result<(usize, usize), PluginError> {
+        let d = input::dimensions(path, &self.decode).map_err(|e| PluginError::input(path.display(), e))?;
+        check_size(path, d, expect)?;
+        Ok(d)
+    }
+}
+
+fn check_size(path: &Path, (gw, gh): (usize, usize), expect: Option<(usize, usize)>) -> Result<(), PluginError> {
     if let Some((w, h)) = expect {
-        if (g.width, g.height) != (w, h) {
-            return Err(PluginError::input(
-                path.display(),
-                format!("the image is {}×{} but its annotations are for {w}×{h}", g.width, g.height),
-            ));
+        if (gw, gh) != (w, h) {
+            return Err(PluginError::input(path.display(), format!("the image is {gw}×{gh} but its annotations are for {w}×{h}")));
         }
     }
-    Ok(g)
+    Ok(())
 }
 
 /// Image-level labels from boxes: 1 when the image has a box of that label, else 0.
@@ -87,12 +114,14 @@ pub struct CocoDataset {
     masks: bool,
     cls_from_boxes: bool,
     warnings: Vec<String>,
+    pixels: Pixels,
 }
 
 impl CocoDataset {
     pub fn open(spec: &DatasetSpec) -> Result<Self, PluginError> {
         let opts = options(spec, "coco", &["train", "val", "test", "images", "masks", "cls_from_boxes"])?;
         let root = root(spec, "coco")?;
+        let pixels = Pixels::of(spec, &opts)?;
         let images = root.join(string_opt(spec, &opts, "images")?.unwrap_or_else(|| ".".into()));
         let mut sets: [Option<CocoSet>; 3] = [None, None, None];
         let mut warnings = Vec::new();
@@ -143,7 +172,7 @@ impl CocoDataset {
             loc_labels: labels.clone(),
             seg_labels: if masks { labels } else { Vec::new() },
         };
-        Ok(CocoDataset { desc, sets, by_path, images, masks, cls_from_boxes, warnings })
+        Ok(CocoDataset { desc, sets, by_path, images, masks, cls_from_boxes, warnings, pixels })
     }
 }
 
@@ -164,6 +193,20 @@ impl Dataset for CocoDataset {
     }
 
     fn load(&self, record: &SampleRecord, _size_hint: usize) -> Result<Sample, PluginError> {
+        self.sample(record, true)
+    }
+
+    fn labels(&self, record: &SampleRecord) -> Result<Sample, PluginError> {
+        self.sample(record, false)
+    }
+
+    fn warnings(&self) -> Vec<String> {
+        self.warnings.clone()
+    }
+}
+
+impl CocoDataset {
+    fn sample(&self, record: &SampleRecord, with_pixels: bool) -> Result<Sample, PluginError> {
         let SampleSource::File(path) = &record.source else {
             return Err(PluginError::config(&self.desc.name, format!("sample {} is not a file", record.id)));
         };
@@ -171,7 +214,13 @@ impl Dataset for CocoDataset {
         let set = self.sets[k].as_ref().unwrap();
         let im = &set.images[i];
         let (w, h) = (im.width as usize, im.height as usize);
-        let g = load_image(path, Some((w, h)))?;
+        let (image, image_dims) = if with_pixels {
+            let g = self.pixels.load(path, Some((w, h)))?;
+            let dims = g.reduced();
+            (g.pixels, dims)
+        } else {
+            (Vec::new(), None)
+        };
         let boxes = set.boxes_of(i, false);
         let mut masks = Vec::new();
         if self.masks {
@@ -189,11 +238,7 @@ impl Dataset for CocoDataset {
             }
         }
         let cls = if self.cls_from_boxes { cls_of(&boxes, self.desc.loc_labels.len()) } else { Vec::new() };
-        Ok(Sample { id: record.id.clone(), height: h, width: w, image: g.pixels, cls, boxes, masks })
-    }
-
-    fn warnings(&self) -> Vec<String> {
-        self.warnings.clone()
+        Ok(Sample { id: record.id.clone(), height: h, width: w, image, image_dims, cls, boxes, masks })
     }
 }
 
@@ -207,12 +252,14 @@ pub struct BoxCsvDataset {
     splits: [Vec<usize>; 3],
     cls_from_boxes: bool,
     by_path: HashMap<PathBuf, usize>,
+    pixels: Pixels,
 }
 
 impl BoxCsvDataset {
     pub fn open(spec: &DatasetSpec) -> Result<Self, PluginError> {
         let opts = options(spec, "box-csv", &["csv", "images", "format", "extension", "split", "seed", "cls_from_boxes"])?;
         let root = root(spec, "box-csv")?;
+        let pixels = Pixels::of(spec, &opts)?;
         let file = string_opt(spec, &opts, "csv")?
             .ok_or_else(|| PluginError::config(&spec.name, "plugin box-csv needs options.csv = \"<the box list, relative to the root>\""))?;
         let columns = match string_opt(spec, &opts, "format")?.as_deref() {
@@ -266,6 +313,7 @@ impl BoxCsvDataset {
             splits,
             cls_from_boxes,
             by_path: HashMap::new(),
+            pixels,
         };
         out.by_path = (0..out.csv.images.len()).map(|i| (out.path_of(i), i)).collect();
         Ok(out)
@@ -289,13 +337,34 @@ impl Dataset for BoxCsvDataset {
     }
 
     fn load(&self, record: &SampleRecord, _size_hint: usize) -> Result<Sample, PluginError> {
+        self.sample(record, true)
+    }
+
+    fn labels(&self, record: &SampleRecord) -> Result<Sample, PluginError> {
+        self.sample(record, false)
+    }
+
+    fn warnings(&self) -> Vec<String> {
+        self.csv.problems.clone()
+    }
+}
+
+impl BoxCsvDataset {
+    fn sample(&self, record: &SampleRecord, with_pixels: bool) -> Result<Sample, PluginError> {
         let SampleSource::File(path) = &record.source else {
             return Err(PluginError::config(&self.desc.name, format!("sample {} is not a file", record.id)));
         };
         let &i = self.by_path.get(path).ok_or_else(|| PluginError::input(path.display(), "not an image of the box list"))?;
-        let g = load_image(path, None)?;
-        // A CSV has no image sizes: boxes are checked against the decoded image here.
-        let (w, h) = (g.width as f32, g.height as f32);
+        let (width, height, image, image_dims) = if with_pixels {
+            let g = self.pixels.load(path, None)?;
+            let dims = g.reduced();
+            (g.width, g.height, g.pixels, dims)
+        } else {
+            let (w, h) = self.pixels.dimensions(path, None)?;
+            (w, h, Vec::new(), None)
+        };
+        // A CSV has no image sizes: boxes are checked against the image's own size here.
+        let (w, h) = (width as f32, height as f32);
         let mut boxes = Vec::new();
         for b in self.csv.boxes_of(i) {
             if b.x1 <= 0.0 || b.y1 <= 0.0 || b.x0 >= w || b.y0 >= h {
@@ -307,11 +376,7 @@ impl Dataset for BoxCsvDataset {
             boxes.push(LabeledBox { x0: b.x0.max(0.0), y0: b.y0.max(0.0), x1: b.x1.min(w), y1: b.y1.min(h), ..b });
         }
         let cls = if self.cls_from_boxes { cls_of(&boxes, self.desc.loc_labels.len()) } else { Vec::new() };
-        Ok(Sample { id: record.id.clone(), height: g.height, width: g.width, image: g.pixels, cls, boxes, masks: Vec::new() })
-    }
-
-    fn warnings(&self) -> Vec<String> {
-        self.csv.problems.clone()
+        Ok(Sample { id: record.id.clone(), height, width, image, image_dims, cls, boxes, masks: Vec::new() })
     }
 }
 
@@ -320,12 +385,12 @@ pub fn plugins() -> Vec<PluginEntry> {
     vec![
         PluginEntry {
             name: "coco",
-            summary: "COCO JSON per split over PNG/JPEG images: boxes (loc) and, when present, masks (seg); options train, val, test, images, masks, cls_from_boxes",
+            summary: "COCO JSON per split over DICOM/MetaImage/PNG/JPEG images: boxes (loc) and, when present, masks (seg); options train, val, test, images, masks, cls_from_boxes, window, raw",
             open: |spec| Ok(Box::new(CocoDataset::open(spec)?)),
         },
         PluginEntry {
             name: "box-csv",
-            summary: "CSV box list (NODE21 / RSNA / VinDr-CXR columns) over PNG/JPEG images, seeded 70/10/20 split; options csv, images, format, extension, split, seed, cls_from_boxes",
+            summary: "CSV box list (NODE21 / RSNA / VinDr-CXR columns) over DICOM/MetaImage/PNG/JPEG images, seeded 70/10/20 split; options csv, images, format, extension, split, seed, cls_from_boxes, window, raw",
             open: |spec| Ok(Box::new(BoxCsvDataset::open(spec)?)),
         },
     ]

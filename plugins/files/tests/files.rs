@@ -39,7 +39,7 @@ pub fn coco_dataset(root: &Path) {
 }
 
 fn spec(root: &Path, plugin: &str, options: serde_json::Value) -> DatasetSpec {
-    DatasetSpec { name: "d".into(), plugin: plugin.into(), root: Some(root.to_path_buf()), options }
+    DatasetSpec { name: "d".into(), plugin: plugin.into(), root: Some(root.to_path_buf()), options, cache: None }
 }
 
 fn open(root: &Path, plugin: &str, options: serde_json::Value) -> Result<Box<dyn Dataset>, String> {

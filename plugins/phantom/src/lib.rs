@@ -267,7 +267,7 @@ impl Dataset for PhantomDataset {
                 Target::Organ(o) => p.organ_masks[o.index()].clone(),
             })
             .collect();
-        Ok(Sample { id: record.id.clone(), height: size, width: size, image: p.image, cls, boxes, masks })
+        Ok(Sample { id: record.id.clone(), height: size, width: size, image: p.image, image_dims: None, cls, boxes, masks })
     }
 }
 
@@ -291,7 +291,7 @@ mod tests {
     use super::*;
 
     fn spec(plugin: &str, options: serde_json::Value) -> DatasetSpec {
-        DatasetSpec { name: plugin.into(), plugin: plugin.into(), root: None, options }
+        DatasetSpec { name: plugin.into(), plugin: plugin.into(), root: None, options, cache: None }
     }
 
     #[test]

@@ -101,6 +101,7 @@ impl Dataset for Stripes {
             height: n,
             width: n,
             image,
+            image_dims: None,
             cls: vec![if vertical { 1.0 } else { 0.0 }],
             boxes: vec![b],
             masks: vec![],
