@@ -84,6 +84,9 @@ pub struct DatasetDesc {
     pub cls_labels: Vec<String>,
     pub loc_labels: Vec<String>,
     pub seg_labels: Vec<String>,
+    /// True when the dataset ships no train/val/test split and the plugin drew one (seeded).
+    #[serde(default)]
+    pub drawn_split: bool,
 }
 
 impl DatasetDesc {
@@ -173,10 +176,10 @@ pub trait Dataset: Send + Sync {
     /// Loads one sample. `size_hint` is the model's input size: procedural datasets render at that
     /// size directly; file datasets may ignore it (the host resizes).
     fn load(&self, record: &SampleRecord, size_hint: usize) -> Result<Sample, PluginError>;
-    /// A sample's annotations and ORIGINAL size without its pixels (`image` empty), for
+    /// A sample's annotations and ORIGINAL size without its pixels (`image` may be empty), for
     /// `fx-tui data`; file datasets read only the image's header. By default: `load`.
-    fn labels(&self, record: &SampleRecord) -> Result<Sample, PluginError> {
-        self.load(record, 0)
+    fn labels(&self, record: &SampleRecord, size_hint: usize) -> Result<Sample, PluginError> {
+        self.load(record, size_hint)
     }
     /// Soft problems found while opening (a box clipped to its image, a row without coordinates),
     /// one line each naming the file and the place; the host records them in the run's events.

@@ -8,6 +8,7 @@
 
 mod bench;
 mod control;
+mod data;
 mod export;
 mod headless;
 mod plan;
@@ -64,6 +65,30 @@ enum Command {
         experiment: PathBuf,
         #[arg(long, value_enum, default_value = "text")]
         format: Format,
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        set: Vec<String>,
+    },
+    /// What fx reads from each dataset: per split the images, labels (positive/negative/unknown),
+    /// boxes, mask coverage, image sizes and warnings; or one JSON line per sample.
+    Data {
+        experiment: PathBuf,
+        /// Only these datasets (by name); repeatable.
+        #[arg(long = "dataset", value_name = "NAME")]
+        datasets: Vec<String>,
+        #[arg(long, value_enum, default_value = "all")]
+        split: data::SplitArg,
+        #[arg(long, value_enum, default_value = "text")]
+        format: data::DataFormat,
+        /// Decode every image (all cores) and list the unreadable ones; exit status 1 if any.
+        #[arg(long)]
+        check: bool,
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        set: Vec<String>,
+    },
+    /// Decode every image of the experiment's datasets into the preprocessing cache (all cores,
+    /// progress bar), so training reads small cached images from its first epoch on.
+    Prepare {
+        experiment: PathBuf,
         #[arg(long = "set", value_name = "KEY=VALUE")]
         set: Vec<String>,
     },
@@ -325,7 +350,7 @@ fn add_datasets(run: &Path, file: &Path) -> Result<()> {
     // The model can gain heads, not branches: a loc or seg task needs the run to have that branch.
     let reg = registry().with_libraries(&label, &exp.plugins)?;
     for (i, d) in added.datasets.iter().enumerate() {
-        let ds = reg.open(&label, i, d)?;
+        let ds = reg.open(&label, i, d, exp.cache_spec().as_ref())?;
         let tasks: Vec<fx_plugin::Task> = match &d.tasks {
             Some(t) => t.clone(),
             None => ds.desc().tasks().into_iter().filter(|t| exp.train.branch_on(*t)).collect(),
@@ -630,6 +655,14 @@ fn main() {
         Some(Command::Ctl { run, command }) => control::send(run, command).map(|reply| println!("{reply}")),
         Some(Command::Export { run, out, student }) => export::print_export(run, out, *student),
         Some(Command::Report { runs, out }) => export::print_report(runs, out),
+        Some(Command::Data { experiment, datasets, split, format, check, set }) => {
+            let args = data::DataArgs { experiment, set, datasets, split: *split, format: *format, check: *check };
+            match data::run(&args, &registry()) {
+                Ok(code) => std::process::exit(code),
+                Err(e) => Err(e),
+            }
+        }
+        Some(Command::Prepare { experiment, set }) => data::prepare(experiment, set, &registry()),
         None => train(&cli),
     };
     if let Err(e) = result {

@@ -38,6 +38,8 @@ pub struct Experiment {
     #[serde(default)]
     pub eval: EvalConfig,
     #[serde(default)]
+    pub data: DataConfig,
+    #[serde(default)]
     pub finetune: FinetuneConfig,
     /// Plugin libraries (cdylib built with `fx_plugin::export_plugins!`) whose plugins the datasets
     /// may name, besides the built-in ones.
@@ -418,6 +420,28 @@ impl Default for EvalConfig {
     }
 }
 
+/// The preprocessing cache of file datasets: each image is decoded once (DICOM, MetaImage, ...)
+/// and stored reduced, so epochs after the first (and other runs, and `fx-tui prepare`) read
+/// small 16-bit entries instead of decoding again.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DataConfig {
+    pub cache: bool,
+    /// Default: `<output_dir>/cache`, shared by the runs of that folder (entries are keyed by file
+    /// identity and decoding parameters, so experiments never read each other's stale entries).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cache_dir: Option<PathBuf>,
+    /// Cached images keep their longest side at most `cache_scale` × `model.image_size`, room for
+    /// the random-resized crops of augmentation.
+    pub cache_scale: usize,
+}
+
+impl Default for DataConfig {
+    fn default() -> Self {
+        DataConfig { cache: true, cache_dir: None, cache_scale: 2 }
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DatasetConfig {
@@ -647,6 +671,15 @@ impl Experiment {
     }
 
     /// The models evaluated after each epoch: without a teacher, only the student exists.
+    /// Where and at what size file datasets cache their decoded images (None: no cache).
+    pub fn cache_spec(&self) -> Option<fx_plugin::CacheSpec> {
+        if !self.data.cache {
+            return None;
+        }
+        let dir = self.data.cache_dir.clone().unwrap_or_else(|| self.output_dir.join("cache"));
+        Some(fx_plugin::CacheSpec { dir, longest_side: self.data.cache_scale.max(1) * self.model.image_size.max(1) as usize })
+    }
+
     pub fn eval_models(&self) -> Vec<ModelRole> {
         let mut v: Vec<ModelRole> = self
             .eval

@@ -76,7 +76,7 @@ impl Registry {
     }
 
     /// Opens a dataset of an experiment. Errors name the experiment file and the dataset.
-    pub fn open(&self, file: &str, index: usize, cfg: &DatasetConfig) -> Result<Arc<dyn Dataset>> {
+    pub fn open(&self, file: &str, index: usize, cfg: &DatasetConfig, cache: Option<&fx_plugin::CacheSpec>) -> Result<Arc<dyn Dataset>> {
         let place = format!("{file}: datasets[{index}] ({})", cfg.name());
         let name = cfg.name();
         if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
@@ -99,7 +99,7 @@ impl Registry {
             }
         }
         let options = serde_json::to_value(&cfg.options)?;
-        let spec = DatasetSpec { name: name.to_string(), plugin: cfg.plugin.clone(), root: cfg.root.clone(), options };
+        let spec = DatasetSpec { name: name.to_string(), plugin: cfg.plugin.clone(), root: cfg.root.clone(), options, cache: cache.cloned() };
         match entry {
             Source::Static(e) => Ok(Arc::from((e.open)(&spec).map_err(|e| anyhow!("{place}: {e}"))?)),
             Source::Library { name, lib, .. } => {

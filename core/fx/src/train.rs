@@ -75,7 +75,7 @@ pub fn open_datasets(exp: &Experiment, file: &str, registry: &Registry) -> Resul
     }
     let mut out = Vec::new();
     for (i, cfg) in exp.datasets.iter().enumerate() {
-        let ds = registry.open(file, i, cfg)?;
+        let ds = registry.open(file, i, cfg, exp.cache_spec().as_ref())?;
         let offered = ds.desc().tasks();
         let tasks = match &cfg.tasks {
             Some(ts) => {

@@ -29,7 +29,7 @@ fn every_experiment_file_loads_and_its_phantom_datasets_open() {
         let exp = Experiment::load(f, &[]).unwrap_or_else(|e| panic!("{e:#}"));
         // Real-dataset plugins are not linked into this test; their files only have to parse.
         for (i, d) in exp.datasets.iter().enumerate().filter(|(_, d)| registry.names().contains(&d.plugin)) {
-            if let Err(e) = registry.open(&f.display().to_string(), i, d) {
+            if let Err(e) = registry.open(&f.display().to_string(), i, d, None) {
                 panic!("{e:#}");
             }
         }

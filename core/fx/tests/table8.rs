@@ -48,7 +48,7 @@ fn tasks_of(exp: &Experiment, file: &str) -> Vec<(String, Vec<Task>)> {
         .enumerate()
         .map(|(i, d)| {
             let tasks = d.tasks.clone().unwrap_or_else(|| panic!("{file}: datasets[{i}] should list its tasks"));
-            let ds = registry.open(file, i, d).unwrap();
+            let ds = registry.open(file, i, d, None).unwrap();
             for &t in &tasks {
                 assert_eq!(ds.desc().labels(t), [d.name().to_string()], "{file}: {} {t} labels", d.name());
             }

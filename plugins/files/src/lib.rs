@@ -171,6 +171,7 @@ impl CocoDataset {
             cls_labels: if cls_from_boxes { labels.clone() } else { Vec::new() },
             loc_labels: labels.clone(),
             seg_labels: if masks { labels } else { Vec::new() },
+            drawn_split: false,
         };
         Ok(CocoDataset { desc, sets, by_path, images, masks, cls_from_boxes, warnings, pixels })
     }
@@ -196,7 +197,7 @@ impl Dataset for CocoDataset {
         self.sample(record, true)
     }
 
-    fn labels(&self, record: &SampleRecord) -> Result<Sample, PluginError> {
+    fn labels(&self, record: &SampleRecord, _size_hint: usize) -> Result<Sample, PluginError> {
         self.sample(record, false)
     }
 
@@ -306,6 +307,7 @@ impl BoxCsvDataset {
                 cls_labels: if cls_from_boxes { csv.labels.clone() } else { Vec::new() },
                 loc_labels: csv.labels.clone(),
                 seg_labels: Vec::new(),
+                drawn_split: true,
             },
             csv,
             images,
@@ -340,7 +342,7 @@ impl Dataset for BoxCsvDataset {
         self.sample(record, true)
     }
 
-    fn labels(&self, record: &SampleRecord) -> Result<Sample, PluginError> {
+    fn labels(&self, record: &SampleRecord, _size_hint: usize) -> Result<Sample, PluginError> {
         self.sample(record, false)
     }
 

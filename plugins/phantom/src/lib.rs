@@ -178,6 +178,7 @@ impl PhantomDataset {
             cls_labels: preset.cls.iter().map(|f| f.as_str().to_string()).collect(),
             loc_labels: loc.iter().map(|t| t.name().to_string()).collect(),
             seg_labels: seg.iter().map(|t| t.name().to_string()).collect(),
+            drawn_split: false,
         };
         Ok(PhantomDataset { desc, preset, loc, seg, style, prevalence, seed, sizes, corrupt })
     }

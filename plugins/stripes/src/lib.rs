@@ -49,6 +49,7 @@ impl Stripes {
                 cls_labels: vec!["vertical".into()],
                 loc_labels: vec!["block".into()],
                 seg_labels: vec![],
+                drawn_split: false,
             },
             sizes: [num("train", 200)? as usize, num("val", 20)? as usize, num("test", 50)? as usize],
             seed: num("seed", 1)?,
