@@ -38,11 +38,17 @@ bench: setup
 	$(FX) bench --task cls
 	$(FX) bench --task loc --batch-size 8
 	$(FX) bench --task seg
+	$(PYTHON) -m pip install --quiet pydicom==3.0.2 pylibjpeg==2.1.0 pylibjpeg-openjpeg==2.6.0 SimpleITK==2.5.7 pillow numpy
+	$(PYTHON) scripts/make_bench_images.py target/bench-images
+	$(FX) bench --task input --images target/bench-images --image-size 224
 
-# Regenerates the committed parity fixtures (needs timm + scikit-learn; never needed by the tests).
+# Regenerates the committed parity fixtures (needs timm + scikit-learn, pydicom & co.; never needed by the tests).
 fixtures:
 	$(PYTHON) -m pip install --quiet timm==1.0.31 torchvision==0.26.0 scikit-learn==1.9.1
 	$(PYTHON) scripts/make_fixtures.py
+	$(PYTHON) -m pip install --quiet pydicom==3.0.2 numpy SimpleITK==2.5.7 pillow pylibjpeg==2.1.0 pylibjpeg-openjpeg==2.6.0 pylibjpeg-libjpeg==2.5.0 python-gdcm==3.2.6 pyjpegls==1.5.1
+	$(PYTHON) scripts/make_image_fixtures.py
+	$(PYTHON) scripts/make_dataset_fixtures.py
 
 clean:
 	$(CARGO) clean

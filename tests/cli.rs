@@ -390,3 +390,101 @@ fn plan_json_of_organs_ls_equals_table8() {
         assert!(p["trainable"]["cls_head"].is_null());
     }
 }
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// `fx-tui data` run from the repository root, where fixtures/datasets/experiment.toml's roots are.
+fn data(args: &[&str]) -> Output {
+    fx().current_dir(repo()).arg("data").arg("fixtures/datasets/experiment.toml").args(args).output().unwrap()
+}
+
+fn jsonl(bytes: &[u8]) -> Vec<serde_json::Value> {
+    let mut v: Vec<serde_json::Value> =
+        String::from_utf8_lossy(bytes).lines().map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{l}: {e}"))).collect();
+    v.sort_by_key(|x| (x["dataset"].as_str().unwrap().to_string(), x["id"].as_str().unwrap().to_string()));
+    v
+}
+
+#[test]
+fn data_jsonl_equals_what_the_published_layouts_hold() {
+    // RSNA (DICOM, JPEG baseline), NODE21 (.mha) and TBX11K (COCO over RGB PNG), as
+    // scripts/make_dataset_fixtures.py wrote them and computed their lines independently.
+    let o = data(&["--format", "jsonl"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let got = jsonl(&o.stdout);
+    let mut want = Vec::new();
+    for d in ["rsna-pneumonia", "node21", "coco-tbx"] {
+        want.extend(jsonl(&std::fs::read(repo().join("fixtures/datasets").join(d).join("expected.jsonl")).unwrap()));
+    }
+    want.sort_by_key(|x| (x["dataset"].as_str().unwrap().to_string(), x["id"].as_str().unwrap().to_string()));
+    assert_eq!(got.len(), 29, "{}", text(&o));
+    for (g, w) in got.iter().zip(&want) {
+        assert_eq!(g, w);
+    }
+    // The row whose image is missing is named on stderr, not silently dropped.
+    assert!(String::from_utf8_lossy(&o.stderr).contains("ea749407-588c-5937-b86c-aef4757b15f7"), "{}", text(&o));
+    // --split filters by the official split (COCO) and by fx's drawn one (box CSVs: split null).
+    let o = data(&["--format", "jsonl", "--dataset", "tbx", "--split", "val"]);
+    let val = jsonl(&o.stdout);
+    assert_eq!(val.len(), 4);
+    assert!(val.iter().all(|v| v["split"] == "val" && v["dataset"] == "tbx"));
+    let o = data(&["--format", "jsonl", "--dataset", "node21", "--split", "test"]);
+    assert!(jsonl(&o.stdout).iter().all(|v| v["split"].is_null()));
+    let o = data(&["--dataset", "nope"]);
+    assert!(!o.status.success() && text(&o).contains("no dataset named `nope`"), "{}", text(&o));
+}
+
+#[test]
+fn data_text_warns_and_check_exits_1_on_an_unreadable_image() {
+    let o = data(&[]);
+    assert!(o.status.success(), "{}", text(&o));
+    let t = String::from_utf8_lossy(&o.stdout);
+    for want in [
+        "dataset rsna (plugin box-csv",
+        "split drawn by fx",
+        "split as published",
+        "1 image(s) named by the label files are missing on disk",
+        "b2b18eb5-71a9-5634-bfed-b2012e2cca9d.dcm",
+        "ObsoletePulmonaryTuberculosis",
+        "pneumonia",
+    ] {
+        assert!(t.contains(want), "`{want}` missing in:\n{t}");
+    }
+    let o = data(&["--check"]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    let e = String::from_utf8_lossy(&o.stderr);
+    assert!(e.contains("1 of 30 images are unreadable") && e.contains("ea749407-588c-5937-b86c-aef4757b15f7.dcm"), "{e}");
+    let o = data(&["--check", "--dataset", "tbx", "--dataset", "node21"]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+}
+
+#[test]
+fn prepare_fills_the_cache_and_training_reads_dicom_and_metaimage() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = format!("output_dir={}", dir.path().join("runs").display());
+    let o = fx().current_dir(repo()).args(["prepare", "fixtures/datasets/experiment.toml", "--set", &out]).output().unwrap();
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(text(&o).contains("prepared 29 of 30 images"), "{}", text(&o));
+    let entries = |d: &Path| -> Vec<PathBuf> {
+        let mut v = Vec::new();
+        for sub in std::fs::read_dir(d).unwrap().flatten() {
+            v.extend(std::fs::read_dir(sub.path()).unwrap().flatten().map(|e| e.path()));
+        }
+        v
+    };
+    let cache = dir.path().join("runs/cache");
+    let before = entries(&cache);
+    assert_eq!(before.len(), 29);
+    // One cycle on the three formats: the missing DICOM is skipped and counted, the others train
+    // from the cache (no new entry appears).
+    let o = fx()
+        .current_dir(repo())
+        .args(["fixtures/datasets/experiment.toml", "--headless", "--set", &out, "--set", "device=cpu"])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(text(&o).contains("run finished") && text(&o).contains("bad samples skipped"), "{}", text(&o));
+    assert_eq!(entries(&cache).len(), 29);
+}

@@ -297,4 +297,55 @@ mod tests {
         assert_eq!(s.len(), 51);
         assert_ne!(pass_order(101, 0.5, 4, true), o);
     }
+
+    #[test]
+    fn reduced_pixels_bring_boxes_and_masks_to_their_frame() {
+        // A 40×20 original whose pixels were cached at 20×10: the box halves, the mask is sampled.
+        let mut mask = vec![0u8; 40 * 20];
+        for y in 4..12 {
+            for x in 10..30 {
+                mask[y * 40 + x] = 1;
+            }
+        }
+        let s = Sample {
+            id: "r".into(),
+            height: 20,
+            width: 40,
+            image: vec![0.5; 20 * 10],
+            image_dims: Some((20, 10)),
+            cls: vec![],
+            boxes: vec![fx_plugin::LabeledBox { label: 0, x0: 10.0, y0: 4.0, x1: 30.0, y1: 12.0 }],
+            masks: vec![mask],
+        };
+        let out = to_pixel_frame(s);
+        assert_eq!((out.width, out.height, out.image_dims), (20, 10, None));
+        let b = out.boxes[0];
+        assert_eq!((b.x0, b.y0, b.x1, b.y1), (5.0, 2.0, 15.0, 6.0));
+        let m = &out.masks[0];
+        assert_eq!(m.len(), 200);
+        let on: Vec<(usize, usize)> = (0..200).filter(|i| m[*i] == 1).map(|i| (i % 20, i / 20)).collect();
+        assert_eq!(on.len(), 10 * 4);
+        assert!(on.iter().all(|&(x, y)| (5..15).contains(&x) && (2..6).contains(&y)));
+        // And the loader reports the original size for detections in original pixels.
+        let toy = Arc::new(Fixed(out_sample()));
+        let (_, original) = prepare(toy.as_ref(), &SampleRecord { id: "r".into(), source: SampleSource::Phantom(0) }, 16, &Augment::none(), 1).unwrap();
+        assert_eq!(original, (40, 20));
+    }
+
+    fn out_sample() -> Sample {
+        Sample { id: "r".into(), height: 20, width: 40, image: vec![0.5; 200], image_dims: Some((20, 10)), cls: vec![], boxes: vec![], masks: vec![] }
+    }
+
+    struct Fixed(Sample);
+    impl Dataset for Fixed {
+        fn desc(&self) -> &DatasetDesc {
+            unimplemented!()
+        }
+        fn index(&self, _: Split) -> Result<Vec<SampleRecord>, PluginError> {
+            Ok(vec![])
+        }
+        fn load(&self, _: &SampleRecord, _: usize) -> Result<Sample, PluginError> {
+            Ok(self.0.clone())
+        }
+    }
 }

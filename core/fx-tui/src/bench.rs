@@ -91,3 +91,77 @@ options = {{ train = {n}, test = {batch} }}
     println!("total: {:.1} s", t.elapsed().as_secs_f64());
     Ok(())
 }
+
+/// `fx-tui bench --task input --images DIR`: decode throughput of every image file in DIR (one
+/// thread), then the loader's img/s at `image_size` on all cores, decoding the originals versus
+/// reading the preprocessing cache — to put next to the training step's img/s (`--task cls`).
+pub fn input(dir: &Path, image_size: usize) -> Result<()> {
+    use fx_data::augment;
+    use fx_data::cache::{read_image, CacheSpec};
+    use fx_data::input::{decode, DecodeOptions};
+    let mut files: Vec<std::path::PathBuf> = std::fs::read_dir(dir)
+        .map_err(|e| anyhow::anyhow!("{}: {e}", dir.display()))?
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.is_file())
+        .collect();
+    files.sort();
+    if files.is_empty() {
+        anyhow::bail!("{}: no image files (make bench writes them with scripts/make_bench_images.py)", dir.display());
+    }
+    let opts = DecodeOptions::default();
+    println!("decode, 1 thread:");
+    for f in &files {
+        let start = Instant::now();
+        let mut n = 0;
+        let mut size = (0, 0);
+        while n < 20 && (n < 2 || start.elapsed().as_secs_f64() < 2.0) {
+            let g = decode(f, &opts).map_err(|e| anyhow::anyhow!(e))?;
+            size = (g.width, g.height);
+            n += 1;
+        }
+        let rate = n as f64 / start.elapsed().as_secs_f64();
+        let bytes = std::fs::metadata(f)?.len();
+        println!("  {:36} {:>4}×{:<4} {:>7.1} MB {:>8.1} img/s", f.file_name().unwrap().to_string_lossy(), size.0, size.1, bytes as f64 / 1e6, rate);
+    }
+    let threads = fx::train::num_cpus();
+    let items: Vec<&std::path::PathBuf> = files.iter().cycle().take(files.len() * 2 * threads.max(2)).collect();
+    let cache_dir = tempfile::tempdir()?;
+    let cache = CacheSpec { dir: cache_dir.path().to_path_buf(), longest_side: 2 * image_size };
+    for f in &files {
+        read_image(f, &opts, Some(&cache)).map_err(|e| anyhow::anyhow!(e))?;
+    }
+    let load = |cached: bool| -> f64 {
+        let start = Instant::now();
+        let _ = crate::data::par_map(&items, if cached { "loader, cached" } else { "loader, originals" }, false, |f| {
+            let img = read_image(f, &opts, if cached { Some(&cache) } else { None }).unwrap();
+            let s = fx_plugin::Sample {
+                id: String::new(),
+                width: img.width,
+                height: img.height,
+                image: img.pixels.clone(),
+                image_dims: img.reduced(),
+                cls: vec![],
+                boxes: vec![],
+                masks: vec![],
+            };
+            let s = fx_data::loader::to_pixel_frame(s);
+            augment::warp(&s, &augment::resize(s.width, s.height, image_size), image_size).image.len()
+        });
+        items.len() as f64 / start.elapsed().as_secs_f64()
+    };
+    let (orig, cached) = (load(false), load(true));
+    println!(
+        "loader at {image_size} px, {threads} threads: {orig:.1} img/s decoding the originals, {cached:.1} img/s from the cache ({:.1}×); cache entries {:.2} MB for {} images",
+        cached / orig,
+        dir_bytes(cache_dir.path()) as f64 / 1e6,
+        files.len()
+    );
+    Ok(())
+}
+
+fn dir_bytes(d: &Path) -> u64 {
+    std::fs::read_dir(d)
+        .map(|es| es.flatten().map(|e| if e.path().is_dir() { dir_bytes(&e.path()) } else { e.metadata().map(|m| m.len()).unwrap_or(0) }).sum())
+        .unwrap_or(0)
+}

@@ -10,7 +10,7 @@ use fx::config::Experiment;
 use fx::registry::Registry;
 use fx::train::{open_datasets, OpenedDataset};
 use fx_plugin::{Sample, SampleRecord, SampleSource, Split};
-use serde_json::{json, Map, Value};
+use serde_json::{json, Value};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
@@ -97,16 +97,19 @@ pub fn par_map<T: Send, I: Sync>(items: &[I], label: &str, always: bool, f: impl
             })
             .collect();
         if show && n > 0 {
-            let mut last = 0;
+            // A terminal gets a bar redrawn in place; a log gets a line every 10 s.
+            let tty = std::io::stderr().is_terminal();
+            let every = std::time::Duration::from_millis(if tty { 250 } else { 10_000 });
+            let (mut last, mut shown) = (0, Instant::now());
             while workers.iter().any(|w| !w.is_finished()) {
-                std::thread::sleep(std::time::Duration::from_millis(250));
+                std::thread::sleep(std::time::Duration::from_millis(50));
                 let d = done.load(Ordering::Relaxed);
-                if d != last {
-                    last = d;
-                    progress(label, d, n, start, false);
+                if d != last && shown.elapsed() >= every {
+                    (last, shown) = (d, Instant::now());
+                    progress(label, d, n, start, false, tty);
                 }
             }
-            progress(label, n, n, start, true);
+            progress(label, n, n, start, true, tty);
         }
         workers.into_iter().flat_map(|w| w.join().unwrap()).collect()
     });
@@ -114,7 +117,7 @@ pub fn par_map<T: Send, I: Sync>(items: &[I], label: &str, always: bool, f: impl
     results.into_iter().map(|(_, t)| t).collect()
 }
 
-fn progress(label: &str, done: usize, n: usize, start: Instant, last: bool) {
+fn progress(label: &str, done: usize, n: usize, start: Instant, last: bool, tty: bool) {
     let secs = start.elapsed().as_secs_f64();
     let rate = done as f64 / secs.max(1e-9);
     let eta = if done > 0 { (n - done) as f64 / rate } else { 0.0 };
@@ -122,8 +125,14 @@ fn progress(label: &str, done: usize, n: usize, start: Instant, last: bool) {
     let filled = (done * width).checked_div(n).unwrap_or(width);
     let bar: String = "#".repeat(filled) + &"-".repeat(width - filled);
     let mut err = std::io::stderr().lock();
-    let _ = write!(err, "\r{label} [{bar}] {done}/{n} {rate:.0} img/s, {} {}", if last { "took" } else { "ETA" }, hms(if last { secs } else { eta }));
-    if last {
+    let _ = write!(
+        err,
+        "{}{label} [{bar}] {done}/{n} {rate:.0} img/s, {} {}",
+        if tty { "\r" } else { "" },
+        if last { "took" } else { "ETA" },
+        hms(if last { secs } else { eta })
+    );
+    if last || !tty {
         let _ = writeln!(err);
     }
     let _ = err.flush();
@@ -151,36 +160,57 @@ fn public_id(root: Option<&Path>, record: &SampleRecord) -> String {
     }
 }
 
-/// One JSON line per sample, in original pixels.
-fn sample_json(d: &OpenedDataset, split: Option<Split>, id: &str, s: &Sample) -> Value {
+/// A JSON object with its keys in the given order.
+fn object(fields: &[(String, String)]) -> String {
+    let body: Vec<String> = fields.iter().map(|(k, v)| format!("{}: {v}", Value::String(k.clone()))).collect();
+    format!("{{{}}}", body.join(", "))
+}
+
+/// One JSON line per sample, in original pixels, keys in the documented order (labels in the
+/// dataset's order).
+fn sample_json(d: &OpenedDataset, split: Option<Split>, id: &str, s: &Sample) -> String {
     let desc = d.dataset.desc();
-    let cls: Map<String, Value> = desc
+    let cls: Vec<(String, String)> = desc
         .cls_labels
         .iter()
         .zip(&s.cls)
         .map(|(l, v)| {
             let v = if v.is_nan() {
-                Value::Null
+                "null".to_string()
             } else if *v == 0.0 || *v == 1.0 {
-                json!(*v as i64)
+                (*v as i64).to_string()
             } else {
-                json!(*v)
+                json!(*v).to_string()
             };
             (l.clone(), v)
         })
         .collect();
-    let boxes: Vec<Value> = s
+    let boxes: Vec<String> = s
         .boxes
         .iter()
         .map(|b| {
             let label = desc.loc_labels.get(b.label).cloned().unwrap_or_else(|| b.label.to_string());
-            json!({ "label": label, "x": b.x0, "y": b.y0, "w": b.x1 - b.x0, "h": b.y1 - b.y0 })
+            object(&[
+                ("label".into(), json!(label).to_string()),
+                ("x".into(), json!(b.x0).to_string()),
+                ("y".into(), json!(b.y0).to_string()),
+                ("w".into(), json!(b.x1 - b.x0).to_string()),
+                ("h".into(), json!(b.y1 - b.y0).to_string()),
+            ])
         })
         .collect();
-    let masks: Map<String, Value> =
-        desc.seg_labels.iter().zip(&s.masks).map(|(l, m)| (l.clone(), json!(m.iter().filter(|v| **v != 0).count()))).collect();
-    json!({ "dataset": d.name, "split": split.map(|s| s.as_str()), "id": id, "width": s.width, "height": s.height,
-            "cls": cls, "boxes": boxes, "masks": masks })
+    let masks: Vec<(String, String)> =
+        desc.seg_labels.iter().zip(&s.masks).map(|(l, m)| (l.clone(), m.iter().filter(|v| **v != 0).count().to_string())).collect();
+    object(&[
+        ("dataset".into(), json!(d.name).to_string()),
+        ("split".into(), json!(split.map(|s| s.as_str())).to_string()),
+        ("id".into(), json!(id).to_string()),
+        ("width".into(), s.width.to_string()),
+        ("height".into(), s.height.to_string()),
+        ("cls".into(), object(&cls)),
+        ("boxes".into(), format!("[{}]", boxes.join(", "))),
+        ("masks".into(), object(&masks)),
+    ])
 }
 
 /// Per (dataset, split): what the text summary counts.
@@ -238,7 +268,9 @@ pub struct DataArgs<'a> {
 
 /// Returns the process's exit status: 1 when `--check` found an unreadable image.
 pub fn run(args: &DataArgs, registry: &Registry) -> Result<i32> {
-    let exp = Experiment::load(args.experiment, args.set)?;
+    let mut exp = Experiment::load(args.experiment, args.set)?;
+    // --check decodes the files themselves, and a look at a dataset writes nothing.
+    exp.data.cache = false;
     let file = args.experiment.display().to_string();
     let mut datasets = open_datasets(&exp, &file, registry)?;
     if !args.datasets.is_empty() {
@@ -353,8 +385,9 @@ fn print_text(
             };
             writeln!(out, "  {:<6} {:>8} {:>10}  {size}", SPLITS[*k].as_str(), t.images + t.unreadable, t.unreadable)?;
         }
+        let width = desc.cls_labels.iter().chain(&desc.loc_labels).chain(&desc.seg_labels).map(|l| l.chars().count() + 2).max().unwrap_or(0).max(28);
         let header = |out: &mut dyn Write, what: &str| -> std::io::Result<()> {
-            write!(out, "  {what:<30}")?;
+            write!(out, "  {what:<w$}", w = width + 2)?;
             for k in tallies.keys() {
                 write!(out, " {:>18}", SPLITS[*k].as_str())?;
             }
@@ -363,7 +396,7 @@ fn print_text(
         if !desc.cls_labels.is_empty() {
             header(out, "cls: positive/negative/unknown")?;
             for (l, name) in desc.cls_labels.iter().enumerate() {
-                write!(out, "    {name:<28}")?;
+                write!(out, "    {name:<width$}")?;
                 for t in tallies.values() {
                     let (p, n, u) = t.cls.get(&l).copied().unwrap_or_default();
                     write!(out, " {:>18}", format!("{p}/{n}/{u}"))?;
@@ -374,7 +407,7 @@ fn print_text(
         if !desc.loc_labels.is_empty() {
             header(out, "loc: boxes")?;
             for (l, name) in desc.loc_labels.iter().enumerate() {
-                write!(out, "    {name:<28}")?;
+                write!(out, "    {name:<width$}")?;
                 for t in tallies.values() {
                     write!(out, " {:>18}", t.boxes.get(&l).copied().unwrap_or(0))?;
                 }
@@ -384,7 +417,7 @@ fn print_text(
         if !desc.seg_labels.is_empty() {
             header(out, "seg: images with mask, mean %")?;
             for (l, name) in desc.seg_labels.iter().enumerate() {
-                write!(out, "    {name:<28}")?;
+                write!(out, "    {name:<width$}")?;
                 for t in tallies.values() {
                     let (n, cover) = t.masks.get(&l).copied().unwrap_or_default();
                     write!(out, " {:>18}", format!("{n}, {:.1}%", 100.0 * cover / t.images.max(1) as f64))?;

@@ -168,9 +168,13 @@ enum Command {
         steps: usize,
         #[arg(long, default_value = "auto")]
         device: String,
-        /// The branch whose training step is timed: cls, loc (DINO at the paper's sizes) or seg.
+        /// The branch whose training step is timed: cls, loc (DINO at the paper's sizes) or seg;
+        /// or `input`: decode and loader throughput of the image files in --images.
         #[arg(long, default_value = "cls")]
         task: String,
+        /// For --task input: a folder of image files (make bench writes 2048×2048 ones).
+        #[arg(long)]
+        images: Option<PathBuf>,
     },
     /// Write pooled and per-stage backbone features of images (or a normalised tensor batch).
     Features {
@@ -609,7 +613,11 @@ fn main() {
             }
             Ok(())
         })(),
-        Some(Command::Bench { arch, image_size, batch_size, steps, device, task }) => bench::run(
+        Some(Command::Bench { task, images, image_size, .. }) if task == "input" => match images {
+            Some(dir) => bench::input(dir, (*image_size).max(1) as usize),
+            None => Err(anyhow::anyhow!("bench --task input needs --images DIR")),
+        },
+        Some(Command::Bench { arch, image_size, batch_size, steps, device, task, .. }) => bench::run(
             &bench::BenchArgs {
                 arch: arch.clone(),
                 image_size: *image_size,
