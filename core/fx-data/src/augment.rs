@@ -133,7 +133,7 @@ pub fn warp(sample: &Sample, a: &Affine, size: usize) -> Sample {
             (x1 - x0 >= 1.0 && y1 - y0 >= 1.0).then_some(LabeledBox { label: b.label, x0, y0, x1, y1 })
         })
         .collect();
-    Sample { id: sample.id.clone(), height: size, width: size, image, image_dims: None, cls: sample.cls.clone(), boxes, masks }
+    Sample { id: sample.id.clone(), height: size, width: size, image, image_dims: None, cls: sample.cls.clone(), boxes, masks, warnings: sample.warnings.clone() }
 }
 
 fn bilinear(img: &[f32], w: usize, h: usize, x: f32, y: f32) -> f32 {
@@ -178,6 +178,7 @@ mod tests {
             cls: vec![1.0],
             boxes: vec![LabeledBox { label: 0, x0: x0 as f32, y0: y0 as f32, x1: x1 as f32, y1: y1 as f32 }],
             masks: vec![mask],
+            warnings: vec![],
         }
     }
 

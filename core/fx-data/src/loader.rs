@@ -26,6 +26,8 @@ pub struct Batch {
     pub original_sizes: Vec<(usize, usize)>,
     /// Samples of this batch that failed to load, with the reason.
     pub skipped: Vec<(String, String)>,
+    /// (sample id, warning) of the samples that loaded with a soft problem.
+    pub warnings: Vec<(String, String)>,
 }
 
 impl Batch {
@@ -161,6 +163,7 @@ fn build_batch(dataset: &dyn Dataset, records: &[SampleRecord], idx: &[usize], f
         match prepare(dataset, record, s, &cfg.augment, mix(&[cfg.seed, (first + k) as u64])) {
             Ok((sample, original)) => {
                 batch.original_sizes.push(original);
+                batch.warnings.extend(sample.warnings.iter().map(|w| (sample.id.clone(), w.clone())));
                 batch.ids.push(sample.id);
                 batch.images.extend_from_slice(&sample.image);
                 batch.cls.extend_from_slice(&sample.cls);
@@ -255,6 +258,7 @@ mod tests {
                 cls: vec![(i % 2) as f32],
                 boxes: vec![],
                 masks: vec![],
+                warnings: vec![],
             })
         }
     }
@@ -316,6 +320,7 @@ mod tests {
             cls: vec![],
             boxes: vec![fx_plugin::LabeledBox { label: 0, x0: 10.0, y0: 4.0, x1: 30.0, y1: 12.0 }],
             masks: vec![mask],
+            warnings: vec![],
         };
         let out = to_pixel_frame(s);
         assert_eq!((out.width, out.height, out.image_dims), (20, 10, None));
@@ -333,7 +338,7 @@ mod tests {
     }
 
     fn out_sample() -> Sample {
-        Sample { id: "r".into(), height: 20, width: 40, image: vec![0.5; 200], image_dims: Some((20, 10)), cls: vec![], boxes: vec![], masks: vec![] }
+        Sample { id: "r".into(), height: 20, width: 40, image: vec![0.5; 200], image_dims: Some((20, 10)), cls: vec![], boxes: vec![], masks: vec![], warnings: vec![] }
     }
 
     struct Fixed(Sample);

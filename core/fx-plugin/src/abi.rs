@@ -140,7 +140,7 @@ fn serve_inner(state: &State, entries: fn() -> Vec<PluginEntry>, request: &[u8])
                 match d.load(&record, size) {
                     Ok(s) => {
                         let header = json!({ "id": s.id, "height": s.height, "width": s.width, "image_dims": s.image_dims, "cls": s.cls,
-                                             "boxes": s.boxes, "masks": s.masks.len() });
+                                             "boxes": s.boxes, "masks": s.masks.len(), "warnings": s.warnings });
                         let mut payload = Vec::with_capacity(s.image.len() * 4 + s.masks.iter().map(|m| m.len()).sum::<usize>());
                         for v in &s.image {
                             payload.extend_from_slice(&v.to_le_bytes());

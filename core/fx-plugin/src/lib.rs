@@ -149,6 +149,9 @@ pub struct Sample {
     pub boxes: Vec<LabeledBox>,
     /// One binary mask (height × width, 0/1) per `seg_labels` entry; empty when the dataset has no masks.
     pub masks: Vec<Vec<u8>>,
+    /// Soft problems with this sample (a multi-frame DICOM of which the first frame is used); the
+    /// host records each once per run as an event.
+    pub warnings: Vec<String>,
 }
 
 #[derive(Debug, thiserror::Error)]

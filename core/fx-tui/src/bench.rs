@@ -144,6 +144,7 @@ pub fn input(dir: &Path, image_size: usize) -> Result<()> {
                 cls: vec![],
                 boxes: vec![],
                 masks: vec![],
+                warnings: vec![],
             };
             let s = fx_data::loader::to_pixel_frame(s);
             augment::warp(&s, &augment::resize(s.width, s.height, image_size), image_size).image.len()

@@ -192,7 +192,7 @@ enum Command {
         /// Output .safetensors: `pooled` (N, C) and `stage0..` (N, C_i, H_i, W_i).
         #[arg(long)]
         out: PathBuf,
-        /// Image files (PNG, JPEG; 8/16 bit) or one .safetensors holding `input` (N, 3, H, W).
+        /// Image files (DICOM, MetaImage, PNG, JPEG, ...) or one .safetensors holding `input` (N, 3, H, W).
         #[arg(required = true)]
         inputs: Vec<PathBuf>,
     },

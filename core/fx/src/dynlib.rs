@@ -116,7 +116,8 @@ impl Dataset for DynDataset {
         let masks = (0..masks).map(|k| payload[ipx * 4 + k * px..ipx * 4 + (k + 1) * px].to_vec()).collect();
         let cls: Vec<f32> = serde_json::from_value(h["cls"].clone()).map_err(|_| bad("bad cls labels"))?;
         let boxes: Vec<LabeledBox> = serde_json::from_value(h["boxes"].clone()).map_err(|_| bad("bad boxes"))?;
-        Ok(Sample { id: h["id"].as_str().unwrap_or(&record.id).to_string(), height, width, image, image_dims, cls, boxes, masks })
+        let warnings: Vec<String> = serde_json::from_value(h["warnings"].clone()).unwrap_or_default();
+        Ok(Sample { id: h["id"].as_str().unwrap_or(&record.id).to_string(), height, width, image, image_dims, cls, boxes, masks, warnings })
     }
 
     fn warnings(&self) -> Vec<String> {

@@ -39,7 +39,7 @@ pub fn load_inputs(inputs: &[PathBuf], img_size: i64) -> Result<Tensor> {
     let mut pixels = Vec::with_capacity(inputs.len() * s * s);
     for p in inputs {
         let g = fx_data::input::decode(p, &Default::default()).map_err(|e| anyhow!(e))?;
-        let sample = Sample { id: String::new(), height: g.height, width: g.width, image: g.pixels, image_dims: None, cls: vec![], boxes: vec![], masks: vec![] };
+        let sample = Sample { id: String::new(), height: g.height, width: g.width, image: g.pixels, image_dims: None, cls: vec![], boxes: vec![], masks: vec![], warnings: vec![] };
         let out = augment::warp(&sample, &augment::resize(g.width, g.height, s), s);
         pixels.extend_from_slice(&out.image);
     }

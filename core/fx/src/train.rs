@@ -229,6 +229,8 @@ pub struct Trainer {
     loss_history: Vec<f64>,
     /// The plugins the run was opened with, for datasets added while it trains.
     registry: Registry,
+    /// (dataset, sample id) whose load warnings this process has recorded: once each, not every epoch.
+    warned: std::collections::HashSet<(String, String)>,
 }
 
 fn model_pair(exp: &Experiment, device: Device, heads: &Heads) -> Result<(Model, Option<Model>)> {
@@ -533,6 +535,7 @@ impl Trainer {
             t0: Instant::now(),
             loss_history: Vec::new(),
             registry: registry.clone(),
+            warned: Default::default(),
         })
     }
 
@@ -729,6 +732,13 @@ impl Trainer {
         let mut window_t = Instant::now();
         let mut skipped = 0usize;
         for (step, batch) in loader.enumerate() {
+            for (id, what) in &batch.warnings {
+                if self.warned.insert((plan.dataset.clone(), id.clone())) {
+                    let msg = format!("{}: sample {id}: {what}", plan.dataset);
+                    self.run.event("warn", "sample_warning", msg.clone(), serde_json::json!({ "dataset": plan.dataset, "id": id }))?;
+                    on(Progress::Warning(msg));
+                }
+            }
             for (id, why) in &batch.skipped {
                 skipped += 1;
                 if skipped <= 20 {

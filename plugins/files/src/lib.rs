@@ -221,12 +221,12 @@ impl CocoDataset {
         let set = self.sets[k].as_ref().unwrap();
         let im = &set.images[i];
         let (w, h) = (im.width as usize, im.height as usize);
-        let (image, image_dims) = if with_pixels {
+        let (image, image_dims, warnings) = if with_pixels {
             let g = self.pixels.load(path, Some((w, h)))?;
             let dims = g.reduced();
-            (g.pixels, dims)
+            (g.pixels, dims, g.warnings)
         } else {
-            (Vec::new(), None)
+            (Vec::new(), None, Vec::new())
         };
         let boxes = set.boxes_of(i, false);
         let mut masks = Vec::new();
@@ -245,7 +245,7 @@ impl CocoDataset {
             }
         }
         let cls = if self.cls_from_boxes { cls_of(&boxes, self.desc.loc_labels.len()) } else { Vec::new() };
-        Ok(Sample { id: record.id.clone(), height: h, width: w, image, image_dims, cls, boxes, masks })
+        Ok(Sample { id: record.id.clone(), height: h, width: w, image, image_dims, cls, boxes, masks, warnings })
     }
 }
 
@@ -363,13 +363,13 @@ impl BoxCsvDataset {
             return Err(PluginError::config(&self.desc.name, format!("sample {} is not a file", record.id)));
         };
         let &i = self.by_path.get(path).ok_or_else(|| PluginError::input(path.display(), "not an image of the box list"))?;
-        let (width, height, image, image_dims) = if with_pixels {
+        let (width, height, image, image_dims, warnings) = if with_pixels {
             let g = self.pixels.load(path, None)?;
             let dims = g.reduced();
-            (g.width, g.height, g.pixels, dims)
+            (g.width, g.height, g.pixels, dims, g.warnings)
         } else {
             let (w, h) = self.pixels.dimensions(path, None)?;
-            (w, h, Vec::new(), None)
+            (w, h, Vec::new(), None, Vec::new())
         };
         // A CSV has no image sizes: boxes are checked against the image's own size here.
         let (w, h) = (width as f32, height as f32);
@@ -384,7 +384,7 @@ impl BoxCsvDataset {
             boxes.push(LabeledBox { x0: b.x0.max(0.0), y0: b.y0.max(0.0), x1: b.x1.min(w), y1: b.y1.min(h), ..b });
         }
         let cls = if self.cls_from_boxes { cls_of(&boxes, self.desc.loc_labels.len()) } else { Vec::new() };
-        Ok(Sample { id: record.id.clone(), height, width, image, image_dims, cls, boxes, masks: Vec::new() })
+        Ok(Sample { id: record.id.clone(), height, width, image, image_dims, cls, boxes, masks: Vec::new(), warnings })
     }
 }
 

@@ -142,3 +142,48 @@ fn box_csv_splits_by_seed_and_checks_boxes_against_the_image() {
     let e = open(root, "box-csv", serde_json::json!({ "csv": "metadata.csv", "format": "nodes" })).err().unwrap();
     assert!(e.contains("options.format"), "{e}");
 }
+
+/// RSNA-style box CSV over DICOM fixtures (fixtures/images): decoded through fx_data::input with
+/// the dataset's window, the multi-frame file's warning reaches the sample, and with a cache the
+/// pixels come back reduced while boxes stay in original pixels.
+#[test]
+fn box_csv_reads_dicom_with_its_window_warnings_and_the_cache() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    let images = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/images");
+    std::fs::create_dir_all(root.join("img")).unwrap();
+    for (id, file) in [("p1", "dx_u12_explicit_le.dcm"), ("p2", "dx_u12_multiframe.dcm"), ("p3", "cr_u16_monochrome1.dcm")] {
+        std::fs::copy(images.join(file), root.join("img").join(format!("{id}.dcm"))).unwrap();
+    }
+    std::fs::write(root.join("labels.csv"), "patientId,x,y,width,height,Target\np1,4,6,20,10,1\np2,,,,,0\np3,,,,,0\n").unwrap();
+    let opts = serde_json::json!({ "csv": "labels.csv", "images": "img", "extension": ".dcm", "format": "rsna",
+                                   "split": [1.0, 0.0, 0.0], "window": "minmax" });
+    let ds = open(root, "box-csv", opts.clone()).unwrap();
+    let train = ds.index(Split::Train).unwrap();
+    assert_eq!(train.len(), 3);
+    let by_id = |id: &str| train.iter().find(|r| r.id == id).unwrap().clone();
+    let p1 = ds.load(&by_id("p1"), 64).unwrap();
+    assert_eq!((p1.width, p1.height, p1.image_dims), (40, 32, None));
+    let lo = p1.image.iter().cloned().fold(f32::INFINITY, f32::min);
+    let hi = p1.image.iter().cloned().fold(f32::NEG_INFINITY, f32::max);
+    assert!(lo == 0.0 && hi == 1.0, "minmax window: {lo}..{hi}");
+    assert!(p1.warnings.is_empty());
+    let p2 = ds.load(&by_id("p2"), 64).unwrap();
+    assert!(p2.warnings.iter().any(|w| w.contains("multi-frame") && w.contains("p2.dcm")), "{:?}", p2.warnings);
+    // Labels without decoding: the header gives the size.
+    let l = ds.labels(&by_id("p1"), 64).unwrap();
+    assert!(l.image.is_empty() && (l.width, l.height) == (40, 32) && l.boxes == p1.boxes);
+    // An unknown window is a named option error.
+    let mut bad = opts.clone();
+    bad["window"] = "auto".into();
+    assert!(open(root, "box-csv", bad).err().unwrap().contains("options.window"));
+    // Through the cache: reduced pixels, original-pixel boxes.
+    let entry = fx_files::plugins().into_iter().find(|e| e.name == "box-csv").unwrap();
+    let mut s = spec(root, "box-csv", opts);
+    s.cache = Some(fx_plugin::CacheSpec { dir: root.join("cache"), longest_side: 20 });
+    let cached = (entry.open)(&s).unwrap();
+    let c1 = cached.load(&by_id("p1"), 64).unwrap();
+    assert_eq!((c1.width, c1.height, c1.image_dims), (40, 32, Some((20, 16))));
+    assert_eq!(c1.image.len(), 20 * 16);
+    assert_eq!(c1.boxes, p1.boxes);
+}

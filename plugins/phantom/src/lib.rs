@@ -268,7 +268,7 @@ impl Dataset for PhantomDataset {
                 Target::Organ(o) => p.organ_masks[o.index()].clone(),
             })
             .collect();
-        Ok(Sample { id: record.id.clone(), height: size, width: size, image: p.image, image_dims: None, cls, boxes, masks })
+        Ok(Sample { id: record.id.clone(), height: size, width: size, image: p.image, image_dims: None, cls, boxes, masks, warnings: vec![] })
     }
 }
 

@@ -106,6 +106,7 @@ impl Dataset for Stripes {
             cls: vec![if vertical { 1.0 } else { 0.0 }],
             boxes: vec![b],
             masks: vec![],
+            warnings: vec![],
         })
     }
 }
