@@ -12,7 +12,7 @@ Writes (relative to the repository root) fixtures/datasets/ — deleted and recr
   coco-tbx/        TBX11K: imgs/{tb,health,sick}/<name>.png (RGB, R=G=B) and
                    annotations/json/TBX11K_{train,val,test}.json (COCO, as the TBX11K
                    code/make_json_anno.py writes it), lists/TBX11K_{train,val,test}.txt
-  <dataset>/expected.jsonl   one line per image that exists on disk AND is named by the label
+  <dataset>/expected-files.jsonl   one line per image that exists on disk AND is named by the label
                    files, sorted by id:
                    {"dataset", "split", "id", "width", "height", "cls", "boxes", "masks"}
   experiment.toml  an fx experiment over the three (plugins box-csv, box-csv, coco)
@@ -24,7 +24,7 @@ check that they hold what was meant (size, pixels, rows).
 
 Deliberate anomalies (RSNA only): the LAST row of stage_2_train_labels.csv names a patient whose
 .dcm is missing from disk, and one .dcm on disk is named by no CSV row. Neither is in
-expected.jsonl.
+expected-files.jsonl.
 
 Deterministic (fixed seeds, UUID-5 patient ids and UIDs, fixed dates), idempotent, self-checking.
 Run:
@@ -153,7 +153,7 @@ def write_expected(folder, lines):
     ids = [d["id"] for d in lines]
     assert len(ids) == len(set(ids)), "duplicate ids"
     text = "".join(json.dumps(d, separators=(", ", ": ")) + "\n" for d in lines)
-    (folder / "expected.jsonl").write_text(text)
+    (folder / "expected-files.jsonl").write_text(text)
     # self-check: the exact shape
     keys = ["dataset", "split", "id", "width", "height", "cls", "boxes", "masks"]
     for line in text.splitlines():
@@ -324,7 +324,7 @@ def make_rsna():
 
     lines = write_expected(root, expected)
     n_pos = sum(1 for e in lines if e["boxes"])
-    print(f"  expected.jsonl: {len(lines)} images ({n_pos} with boxes, "
+    print(f"  expected-files.jsonl: {len(lines)} images ({n_pos} with boxes, "
           f"{sum(len(e['boxes']) for e in lines)} boxes)")
     return {"missing": missing[0], "unlisted": unlisted[0], "lines": len(lines)}
 
@@ -398,7 +398,7 @@ def make_node21():
         assert [(b["x"], b["y"], b["w"], b["h"]) for b in e["boxes"]] == got[e["id"].split("/")[-1] + ".mha"]
 
     lines = write_expected(root, expected)
-    print(f"  expected.jsonl: {len(lines)} images ({sum(1 for e in lines if e['boxes'])} with boxes, "
+    print(f"  expected-files.jsonl: {len(lines)} images ({sum(1 for e in lines if e['boxes'])} with boxes, "
           f"{sum(len(e['boxes']) for e in lines)} boxes)")
     return {"lines": len(lines)}
 
@@ -499,7 +499,7 @@ def make_tbx():
                 assert pic.size == (im["width"], im["height"])
 
     lines = write_expected(root, expected)
-    print(f"  expected.jsonl: {len(lines)} images ({sum(1 for e in lines if e['boxes'])} with boxes, "
+    print(f"  expected-files.jsonl: {len(lines)} images ({sum(1 for e in lines if e['boxes'])} with boxes, "
           f"{sum(len(e['boxes']) for e in lines)} boxes)")
     return {"lines": len(lines)}
 
@@ -573,7 +573,7 @@ by hand. Everything is deterministic (fixed seeds, UUID-5 ids and UIDs, fixed da
 Images are small and non-square (58–70 wide × 44–52 high): a gradient, some texture and noise, and a
 bright blob inside every box. Every box lies fully inside its image.
 
-`<dataset>/expected.jsonl` holds one line per image that exists on disk AND is named by the label
+`<dataset>/expected-files.jsonl` holds one line per image that exists on disk AND is named by the label
 files, sorted by `id`, computed by the script from the values it wrote (never read back through fx):
 
 ```
@@ -597,7 +597,7 @@ rsna-pneumonia/
 ├── stage_2_detailed_class_info.csv   patientId,class
 ├── stage_2_train_images/
 │   └── <patientId>.dcm               one DICOM per patient
-└── expected.jsonl                    ({rsna['lines']} lines; dataset "rsna", label "pneumonia")
+└── expected-files.jsonl                    ({rsna['lines']} lines; dataset "rsna", label "pneumonia")
 ```
 
 Source: the competition's Data page,
@@ -618,9 +618,9 @@ strings (RSNA's are UUIDs too).
 - **Missing image**: the LAST row of `stage_2_train_labels.csv` (and of
   `stage_2_detailed_class_info.csv`) names patient `{rsna['missing']}` (negative,
   `Normal`), whose `stage_2_train_images/{rsna['missing']}.dcm` does not exist. A reader must
-  skip it (and count or report it); it is not in `expected.jsonl`.
+  skip it (and count or report it); it is not in `expected-files.jsonl`.
 - **Unlisted image**: `stage_2_train_images/{rsna['unlisted']}.dcm` is a valid DICOM (with a
-  visible blob) that no CSV row names. A reader must ignore it; it is not in `expected.jsonl`.
+  visible blob) that no CSV row names. A reader must ignore it; it is not in `expected-files.jsonl`.
 
 ## node21 — NODE21 (nodule detection), preprocessed images
 
@@ -632,7 +632,7 @@ node21/
 │       └── images/
 │           ├── n0001.mha … n0004.mha nodule images
 │           └── c0001.mha … c0004.mha controls (no nodule)
-└── expected.jsonl                    ({node21['lines']} lines; dataset "node21", label "nodule")
+└── expected-files.jsonl                    ({node21['lines']} lines; dataset "node21", label "nodule")
 ```
 
 Sources: the NODE21 Zenodo record (https://zenodo.org/record/4725881 and the newer version it
@@ -665,7 +665,7 @@ coco-tbx/
 │   ├── TBX11K_val.json
 │   └── TBX11K_test.json              (not public in the real dataset; annotated here)
 ├── lists/TBX11K_{{train,val,test}}.txt   image lists relative to imgs/
-└── expected.jsonl                    ({tbx['lines']} lines; dataset "tbx", split train/val/test)
+└── expected-files.jsonl                    ({tbx['lines']} lines; dataset "tbx", split train/val/test)
 ```
 
 Sources: the TBX11K README and code (github.com/yun-liu/Tuberculosis; `code/make_json_anno.py` and

@@ -416,7 +416,7 @@ fn data_jsonl_equals_what_the_published_layouts_hold() {
     let got = jsonl(&o.stdout);
     let mut want = Vec::new();
     for d in ["rsna-pneumonia", "node21", "coco-tbx"] {
-        want.extend(jsonl(&std::fs::read(repo().join("fixtures/datasets").join(d).join("expected.jsonl")).unwrap()));
+        want.extend(jsonl(&std::fs::read(repo().join("fixtures/datasets").join(d).join("expected-files.jsonl")).unwrap()));
     }
     want.sort_by_key(|x| (x["dataset"].as_str().unwrap().to_string(), x["id"].as_str().unwrap().to_string()));
     assert_eq!(got.len(), 29, "{}", text(&o));

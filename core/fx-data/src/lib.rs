@@ -1,6 +1,7 @@
 //! fx-data: samples, augmentation, the parallel loader and the PHANTOM generator.
 pub mod augment;
 pub mod coco;
+pub mod dataset;
 pub mod cache;
 pub mod input;
 pub mod loader;

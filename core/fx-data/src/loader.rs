@@ -266,7 +266,7 @@ mod tests {
     #[test]
     fn ordered_batches_and_bad_samples_are_skipped_and_counted() {
         let ds: Arc<dyn Dataset> = Arc::new(Toy {
-            desc: DatasetDesc { name: "toy".into(), description: String::new(), cls_labels: vec!["a".into()], loc_labels: vec![], seg_labels: vec![], drawn_split: false },
+            desc: DatasetDesc { name: "toy".into(), description: String::new(), cls_labels: vec!["a".into()], loc_labels: vec![], seg_labels: vec![], drawn_split: false, eval_labels: vec![] },
         });
         let records = Arc::new(ds.index(Split::Train).unwrap());
         let order = pass_order(50, 1.0, 9, true);

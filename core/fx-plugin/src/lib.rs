@@ -87,6 +87,10 @@ pub struct DatasetDesc {
     /// True when the dataset ships no train/val/test split and the plugin drew one (seeded).
     #[serde(default)]
     pub drawn_split: bool,
+    /// The cls labels whose mean AUC is the dataset's reported metric (CheXpert and MIMIC-CXR:
+    /// the 5 competition labels); empty = all cls labels. Per-label AUCs are kept for all.
+    #[serde(default)]
+    pub eval_labels: Vec<String>,
 }
 
 impl DatasetDesc {

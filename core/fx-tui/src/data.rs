@@ -9,8 +9,8 @@ use anyhow::{bail, Result};
 use fx::config::Experiment;
 use fx::registry::Registry;
 use fx::train::{open_datasets, OpenedDataset};
+use fx_data::dataset::{data_line, public_id};
 use fx_plugin::{Sample, SampleRecord, SampleSource, Split};
-use serde_json::{json, Value};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
@@ -147,72 +147,6 @@ fn hms(secs: f64) -> String {
     }
 }
 
-/// The sample's id as `data` reports it: its image's path relative to the dataset root without
-/// extension (the record id for generated samples).
-fn public_id(root: Option<&Path>, record: &SampleRecord) -> String {
-    match (&record.source, root) {
-        (SampleSource::File(p), Some(root)) => {
-            let rel = p.strip_prefix(root).unwrap_or(p);
-            rel.with_extension("").to_string_lossy().into_owned()
-        }
-        (SampleSource::File(p), None) => p.with_extension("").to_string_lossy().into_owned(),
-        (SampleSource::Phantom(_), _) => record.id.clone(),
-    }
-}
-
-/// A JSON object with its keys in the given order.
-fn object(fields: &[(String, String)]) -> String {
-    let body: Vec<String> = fields.iter().map(|(k, v)| format!("{}: {v}", Value::String(k.clone()))).collect();
-    format!("{{{}}}", body.join(", "))
-}
-
-/// One JSON line per sample, in original pixels, keys in the documented order (labels in the
-/// dataset's order).
-fn sample_json(d: &OpenedDataset, split: Option<Split>, id: &str, s: &Sample) -> String {
-    let desc = d.dataset.desc();
-    let cls: Vec<(String, String)> = desc
-        .cls_labels
-        .iter()
-        .zip(&s.cls)
-        .map(|(l, v)| {
-            let v = if v.is_nan() {
-                "null".to_string()
-            } else if *v == 0.0 || *v == 1.0 {
-                (*v as i64).to_string()
-            } else {
-                json!(*v).to_string()
-            };
-            (l.clone(), v)
-        })
-        .collect();
-    let boxes: Vec<String> = s
-        .boxes
-        .iter()
-        .map(|b| {
-            let label = desc.loc_labels.get(b.label).cloned().unwrap_or_else(|| b.label.to_string());
-            object(&[
-                ("label".into(), json!(label).to_string()),
-                ("x".into(), json!(b.x0).to_string()),
-                ("y".into(), json!(b.y0).to_string()),
-                ("w".into(), json!(b.x1 - b.x0).to_string()),
-                ("h".into(), json!(b.y1 - b.y0).to_string()),
-            ])
-        })
-        .collect();
-    let masks: Vec<(String, String)> =
-        desc.seg_labels.iter().zip(&s.masks).map(|(l, m)| (l.clone(), m.iter().filter(|v| **v != 0).count().to_string())).collect();
-    object(&[
-        ("dataset".into(), json!(d.name).to_string()),
-        ("split".into(), json!(split.map(|s| s.as_str())).to_string()),
-        ("id".into(), json!(id).to_string()),
-        ("width".into(), s.width.to_string()),
-        ("height".into(), s.height.to_string()),
-        ("cls".into(), object(&cls)),
-        ("boxes".into(), format!("[{}]", boxes.join(", "))),
-        ("masks".into(), object(&masks)),
-    ])
-}
-
 /// Per (dataset, split): what the text summary counts.
 #[derive(Default)]
 struct Tally {
@@ -305,7 +239,7 @@ pub fn run(args: &DataArgs, registry: &Registry) -> Result<i32> {
                     let root = roots.get(&it.dataset.name).cloned().flatten();
                     let id = public_id(root.as_deref(), &it.record);
                     let split = (!it.dataset.dataset.desc().drawn_split).then_some(it.split);
-                    writeln!(out, "{}", sample_json(it.dataset, split, &id, s))?;
+                    writeln!(out, "{}", data_line(&it.dataset.name, it.dataset.dataset.desc(), split, &id, s))?;
                 }
                 Err(e) => eprintln!("fx data: skipped {} {}: {e}", it.dataset.name, it.record.id),
             }

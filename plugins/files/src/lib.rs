@@ -178,6 +178,7 @@ impl CocoDataset {
             loc_labels: labels.clone(),
             seg_labels: if masks { labels } else { Vec::new() },
             drawn_split: false,
+            eval_labels: vec![],
         };
         Ok(CocoDataset { desc, sets, by_path, images, masks, cls_from_boxes, warnings, pixels })
     }
@@ -314,6 +315,7 @@ impl BoxCsvDataset {
                 loc_labels: csv.labels.clone(),
                 seg_labels: Vec::new(),
                 drawn_split: true,
+            eval_labels: vec![],
             },
             csv,
             images,

@@ -179,6 +179,7 @@ impl PhantomDataset {
             loc_labels: loc.iter().map(|t| t.name().to_string()).collect(),
             seg_labels: seg.iter().map(|t| t.name().to_string()).collect(),
             drawn_split: false,
+            eval_labels: vec![],
         };
         Ok(PhantomDataset { desc, preset, loc, seg, style, prevalence, seed, sizes, corrupt })
     }

@@ -50,6 +50,7 @@ impl Stripes {
                 loc_labels: vec!["block".into()],
                 seg_labels: vec![],
                 drawn_split: false,
+            eval_labels: vec![],
             },
             sizes: [num("train", 200)? as usize, num("val", 20)? as usize, num("test", 50)? as usize],
             seed: num("seed", 1)?,
