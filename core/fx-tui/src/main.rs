@@ -198,10 +198,15 @@ enum Command {
     },
 }
 
+/// The built-in plugins plus every plugin library beside this executable and in FX_PLUGIN_PATH.
 fn registry() -> Registry {
     let mut plugins = fx_phantom::plugins();
     plugins.extend(fx_files::plugins());
-    Registry::new(plugins)
+    let mut r = Registry::new(plugins);
+    for w in r.discover(&fx::registry::plugin_dirs()) {
+        eprintln!("fx: warning: {w}");
+    }
+    r
 }
 
 extern "C" fn on_stop_signal(_: libc::c_int) {
@@ -654,8 +659,9 @@ fn main() {
                 libs.extend(Experiment::load(e, &[])?.plugins);
             }
             let r = registry().with_libraries("--load", &libs)?;
+            println!("plugin ABI {} — libraries are searched beside fx-tui and in FX_PLUGIN_PATH", fx_plugin::ABI_VERSION);
             for (name, summary, from) in r.describe() {
-                println!("{name:16} {from:12} {summary}");
+                println!("{name:16} {from}\n{:16} {summary}", "");
             }
             Ok(())
         })(),

@@ -23,6 +23,14 @@ pub struct Library {
 impl Library {
     /// Loads a plugin library and checks that it speaks this fx's plugin ABI.
     pub fn open(path: &Path) -> Result<Arc<Library>> {
+        // dlopen reads a bare file name as "search the system library path": make it a path.
+        let local;
+        let path = if path.components().count() == 1 {
+            local = Path::new(".").join(path);
+            local.as_path()
+        } else {
+            path
+        };
         let p = path.display();
         if !path.is_file() {
             bail!("{p}: no such plugin library");

@@ -6,7 +6,18 @@ use crate::config::DatasetConfig;
 use crate::dynlib::{DynDataset, Library};
 use anyhow::{anyhow, bail, Result};
 use fx_plugin::{Dataset, DatasetSpec, PluginEntry};
-use std::path::Path;
+use std::path::{Path, PathBuf};
+
+/// Where plugin libraries are found without a `plugins = [...]` line: the folder of the running
+/// executable (where `cargo build` puts the workspace's plugin libraries beside fx-tui), then each
+/// folder of `FX_PLUGIN_PATH` (':'-separated).
+pub fn plugin_dirs() -> Vec<PathBuf> {
+    let mut dirs: Vec<PathBuf> = std::env::current_exe().ok().and_then(|e| e.parent().map(Path::to_path_buf)).into_iter().collect();
+    if let Some(p) = std::env::var_os("FX_PLUGIN_PATH") {
+        dirs.extend(std::env::split_paths(&p).filter(|d| !d.as_os_str().is_empty()));
+    }
+    dirs
+}
 use std::sync::Arc;
 
 #[derive(Clone)]
@@ -49,8 +60,21 @@ impl Registry {
             .collect()
     }
 
-    /// Loads a plugin library and adds its plugins; a name already taken is an error.
+    /// Loads a plugin library and adds its plugins; a name already taken is an error. The same
+    /// file loaded twice (discovered and also listed by an experiment) is loaded once.
     pub fn load_library(&mut self, path: &Path) -> Result<Vec<String>> {
+        let same = |p: &Path| std::fs::canonicalize(p).ok().is_some_and(|c| Some(c) == std::fs::canonicalize(path).ok());
+        let already: Vec<String> = self
+            .entries
+            .iter()
+            .filter_map(|e| match e {
+                Source::Library { name, lib, .. } if same(lib.path()) => Some(name.clone()),
+                _ => None,
+            })
+            .collect();
+        if !already.is_empty() {
+            return Ok(already);
+        }
         let lib = Library::open(path)?;
         let mut added = Vec::new();
         for (name, summary) in lib.entries()? {
@@ -64,6 +88,30 @@ impl Registry {
             bail!("{}: the library offers no plugin", path.display());
         }
         Ok(added)
+    }
+
+    /// Loads every plugin library (`libfx_*.so`) found in `dirs`, in name order; returns one
+    /// warning per library that could not be loaded (the others stay usable).
+    pub fn discover(&mut self, dirs: &[PathBuf]) -> Vec<String> {
+        let mut warnings = Vec::new();
+        for dir in dirs {
+            let Ok(entries) = std::fs::read_dir(dir) else { continue };
+            let mut libs: Vec<PathBuf> = entries
+                .flatten()
+                .map(|e| e.path())
+                .filter(|p| {
+                    let n = p.file_name().and_then(|n| n.to_str()).unwrap_or("");
+                    n.starts_with("libfx_") && (n.ends_with(".so") || n.ends_with(".dylib"))
+                })
+                .collect();
+            libs.sort();
+            for lib in libs {
+                if let Err(e) = self.load_library(&lib) {
+                    warnings.push(format!("plugin library not loaded: {e:#}"));
+                }
+            }
+        }
+        warnings
     }
 
     /// This registry plus the experiment's plugin libraries.

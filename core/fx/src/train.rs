@@ -962,6 +962,8 @@ impl Trainer {
                     ids.extend(b.ids.iter().cloned());
                 }
                 let (per, mean) = mean_auc(&scores, &labels, c);
+                let eval_labels = &self.dataset(&name).dataset.desc().eval_labels;
+                let mean = crate::eval::auc::reported_mean(&per, &labels_names, eval_labels, mean);
                 self.write_predictions(role, &name, &labels_names, &ids, &scores, &labels)?;
                 let Some(mean) = mean else {
                     self.run.event(

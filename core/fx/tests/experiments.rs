@@ -1,6 +1,7 @@
-//! Every experiment file in experiments/ (recursively) parses and validates, and each of its
-//! datasets served by the phantom plugins opens with its options: a typo in a shipped file fails
-//! here, not when someone starts a run.
+//! Every experiment file in experiments/ (recursively) parses and validates, names only plugins
+//! that exist (built in or one of the workspace's plugin libraries), and each of its datasets
+//! served by the phantom plugins opens with its options: a typo in a shipped file fails here, not
+//! when someone starts a run.
 
 use fx::config::Experiment;
 use fx::registry::Registry;
@@ -25,8 +26,18 @@ fn every_experiment_file_loads_and_its_phantom_datasets_open() {
     files.sort();
     assert!(files.iter().any(|f| f.ends_with("demo.toml")), "experiments/ not found at {}", root.display());
     let registry = Registry::new(fx_phantom::plugins());
+    let all = every_plugin();
     for f in &files {
         let exp = Experiment::load(f, &[]).unwrap_or_else(|e| panic!("{e:#}"));
+        for (i, d) in exp.datasets.iter().enumerate() {
+            assert!(
+                all.names().contains(&d.plugin),
+                "{}: datasets[{i}] names plugin `{}`, which neither fx nor a plugin library of the workspace offers ({})",
+                f.display(),
+                d.plugin,
+                all.names().join(", ")
+            );
+        }
         // Real-dataset plugins are not linked into this test; their files only have to parse.
         for (i, d) in exp.datasets.iter().enumerate().filter(|(_, d)| registry.names().contains(&d.plugin)) {
             if let Err(e) = registry.open(&f.display().to_string(), i, d, None) {
@@ -40,6 +51,33 @@ fn every_experiment_file_loads_and_its_phantom_datasets_open() {
             assert!(!fx::schedule::plan(&exp, &fx::train::tasks_of(&ds)).is_empty());
         }
     }
+}
+
+/// The built-in plugins and every plugin library of the workspace (target/release/libfx_*.so,
+/// built by `make setup`; built here when a bare `cargo test` ran first).
+fn every_plugin() -> Registry {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let release = root.join("target/release");
+    if !release.join("libfx_chexpert.so").is_file() {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let ok = std::process::Command::new(cargo).args(["build", "--release", "--workspace", "--lib"]).current_dir(&root).status().is_ok_and(|s| s.success());
+        assert!(ok, "could not build the plugin libraries");
+    }
+    let mut plugins = fx_phantom::plugins();
+    plugins.extend(fx_files::plugins());
+    let mut r = Registry::new(plugins);
+    let warnings = r.discover(&[release]);
+    assert!(warnings.is_empty(), "{warnings:?}");
+    r
+}
+
+#[test]
+fn an_experiment_naming_a_plugin_that_does_not_exist_is_caught() {
+    let r = every_plugin();
+    for p in ["chexpert", "nih-cxr14", "vindr-cxr", "shenzhen", "mimic-cxr", "tbx11k", "node21", "rsna-pneumonia", "candid-ptx", "chestx-det", "siim-acr", "chexmask", "vindr-ribcxr", "montgomery", "jsrt"] {
+        assert!(r.names().iter().any(|n| n == p), "plugin {p} missing: {:?}", r.names());
+    }
+    assert!(!r.names().iter().any(|n| n == "chexpert-v2"));
 }
 
 fn experiments() -> PathBuf {

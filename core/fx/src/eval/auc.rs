@@ -48,9 +48,28 @@ pub fn mean_auc(scores: &[f64], labels: &[f32], classes: usize) -> (Vec<Option<f
     (per, mean)
 }
 
+/// The reported mean: over the `eval` labels only when the dataset names some (CheXpert and
+/// MIMIC-CXR report 5 of their 14), else over every label with a defined AUC.
+pub fn reported_mean(per: &[Option<f64>], names: &[String], eval: &[String], all: Option<f64>) -> Option<f64> {
+    if eval.is_empty() {
+        return all;
+    }
+    let v: Vec<f64> = names.iter().zip(per).filter(|(n, _)| eval.contains(n)).filter_map(|(_, a)| *a).collect();
+    (!v.is_empty()).then(|| v.iter().sum::<f64>() / v.len() as f64)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_reported_mean_covers_the_eval_labels_only() {
+        let names: Vec<String> = ["a", "b", "c"].iter().map(|s| s.to_string()).collect();
+        let per = [Some(0.5), Some(0.9), None];
+        assert_eq!(reported_mean(&per, &names, &[], Some(0.7)), Some(0.7));
+        assert_eq!(reported_mean(&per, &names, &["b".into(), "c".into()], Some(0.7)), Some(0.9));
+        assert_eq!(reported_mean(&per, &names, &["c".into()], Some(0.7)), None);
+    }
 
     #[test]
     fn small_cases_by_hand() {
