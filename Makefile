@@ -49,6 +49,7 @@ fixtures:
 	$(PYTHON) -m pip install --quiet pydicom==3.0.2 numpy SimpleITK==2.5.7 pillow pylibjpeg==2.1.0 pylibjpeg-openjpeg==2.6.0 pylibjpeg-libjpeg==2.5.0 python-gdcm==3.2.6 pyjpegls==1.5.1
 	$(PYTHON) scripts/make_image_fixtures.py
 	$(PYTHON) scripts/make_dataset_fixtures.py
+	for f in scripts/dataset_fixtures/*.py; do $(PYTHON) $$f || exit 1; done
 
 clean:
 	$(CARGO) clean

@@ -687,9 +687,12 @@ the test split uses the class folders and is annotated so that it is usable. The
 def main():
     gen = versions()
     print("generator:", json.dumps(gen))
-    if OUT.exists():
-        shutil.rmtree(OUT)
-    OUT.mkdir(parents=True)
+    # Only this script's folders: the dataset plugins' fixtures (scripts/dataset_fixtures/*.py)
+    # live beside them, and node21.py / rsna_pneumonia.py add their expected.jsonl to these two.
+    for d in ("rsna-pneumonia", "node21", "coco-tbx"):
+        if (OUT / d).exists():
+            shutil.rmtree(OUT / d)
+    OUT.mkdir(parents=True, exist_ok=True)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
         rsna = make_rsna()

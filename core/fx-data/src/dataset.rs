@@ -129,10 +129,10 @@ impl FileDataset {
             let dims = g.reduced();
             (g.width, g.height, g.pixels, dims, g.warnings)
         } else {
-            let (w, h) = match e.size {
-                Some(s) if !path.is_file() => s,
-                _ => input::dimensions(path, &self.decode).map_err(named)?,
-            };
+            if !path.is_file() {
+                return Err(PluginError::input(path.display(), "the image named by the labels is missing"));
+            }
+            let (w, h) = input::dimensions(path, &self.decode).map_err(named)?;
             (w, h, Vec::new(), None, Vec::new())
         };
         if let Some((ew, eh)) = e.size {

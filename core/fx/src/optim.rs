@@ -23,17 +23,20 @@ impl AdamW {
         AdamW { beta1, beta2, eps, weight_decay, lr, state: BTreeMap::new() }
     }
 
-    /// One update of the given parameters (name, tensor), each with its group's learning rate.
-    /// Every operation stays on the device: no host synchronisation.
     /// Scales every group's rate for the coming steps (the schedule's factor of the epoch).
     pub fn set_factor(&mut self, base: &BTreeMap<Group, f64>, factor: f64) {
         self.lr = base.iter().map(|(g, lr)| (*g, lr * factor)).collect();
     }
 
-    pub fn step(&mut self, params: &[(String, Group, Tensor)]) {
+    /// One update of the given parameters (name, tensor), each with its group's learning rate.
+    /// Every operation stays on the device: no host synchronisation.
+    /// `grads[i]` is the gradient of `params[i]` from [`gradients`]; an undefined one (the
+    /// parameter did not take part in this step's loss) leaves the parameter and its moments
+    /// untouched — the same in a long-lived process and in one resumed from a checkpoint.
+    pub fn step(&mut self, params: &[(String, Group, Tensor)], grads: &[Tensor]) {
+        assert_eq!(params.len(), grads.len(), "one gradient per parameter");
         tch::no_grad(|| {
-            for (name, group, p) in params {
-                let g = p.grad();
+            for ((name, group, p), g) in params.iter().zip(grads) {
                 if !g.defined() {
                     continue;
                 }
@@ -55,14 +58,21 @@ impl AdamW {
         });
     }
 
-    /// Resets the gradients of the given parameters (kept allocated, zeroed on the device).
-    pub fn zero_grad(params: &[(String, Group, Tensor)]) {
-        for (_, _, p) in params {
-            let mut p = p.shallow_clone();
-            p.zero_grad();
-        }
-    }
+}
 
+/// The gradients of `loss` with respect to each parameter, WITHOUT accumulating into `.grad`:
+/// a parameter the loss does not reach gets an undefined tensor, so it is not stepped. (Zeroed
+/// `.grad` tensors kept from earlier steps would make AdamW move unused parameters through
+/// momentum and weight decay in a long-lived process but not in a resumed one.)
+pub fn gradients(loss: &Tensor, params: &[(String, Group, Tensor)]) -> Vec<Tensor> {
+    if params.is_empty() {
+        return Vec::new();
+    }
+    let inputs: Vec<&Tensor> = params.iter().map(|(_, _, p)| p).collect();
+    Tensor::run_backward(&[loss], &inputs, false, false)
+}
+
+impl AdamW {
     pub fn save(&self, path: &Path) -> Result<()> {
         let mut tensors: Vec<(String, Tensor)> = Vec::new();
         for (name, (m, v, t)) in &self.state {
@@ -114,9 +124,8 @@ mod tests {
         let (mut m, mut v) = ([0.0f64; 3], [0.0f64; 3]);
         for t in 1..=3 {
             let loss = (&p * &p).sum(Kind::Float);
-            loss.backward();
-            opt.step(&params);
-            AdamW::zero_grad(&params);
+            let grads = gradients(&loss, &params);
+            opt.step(&params, &grads);
             for i in 0..3 {
                 let g = 2.0 * x[i];
                 m[i] = 0.9 * m[i] + 0.1 * g;
@@ -142,5 +151,28 @@ mod tests {
         assert_eq!(t1, t2);
         assert!(m1.equal(m2) && v1.equal(v2));
         std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    /// A parameter the loss does not reach is neither decayed nor moved, step after step.
+    #[test]
+    fn an_unused_parameter_is_never_stepped() {
+        let used = Tensor::from_slice(&[1.0f32, 2.0]).set_requires_grad(true);
+        let unused = Tensor::from_slice(&[3.0f32]).set_requires_grad(true);
+        let mut lr = BTreeMap::new();
+        lr.insert(Group::Backbone, 0.1);
+        let mut opt = AdamW::new(0.9, 0.999, 1e-8, 0.1, lr);
+        let params = vec![("a".to_string(), Group::Backbone, used.shallow_clone()), ("b".to_string(), Group::Backbone, unused.shallow_clone())];
+        // One step that uses both, then steps that use only `a`.
+        let grads = gradients(&(&used.sum(Kind::Float) + &unused.sum(Kind::Float)), &params);
+        opt.step(&params, &grads);
+        let after_first = unused.detach().copy();
+        for _ in 0..3 {
+            let grads = gradients(&used.sum(Kind::Float), &params);
+            assert!(grads[0].defined() && !grads[1].defined());
+            opt.step(&params, &grads);
+        }
+        assert!(unused.detach().equal(&after_first));
+        assert_eq!(opt.state["b"].2, 1);
+        assert_eq!(opt.state["a"].2, 4);
     }
 }

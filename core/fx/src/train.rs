@@ -707,7 +707,6 @@ impl Trainer {
 
     fn train_epoch(&mut self, plan: &EpochPlan, on: &mut dyn FnMut(Progress)) -> Result<(usize, bool)> {
         let active = self.activate(plan);
-        let clip_params: Vec<Tensor> = active.iter().map(|a| a.2.shallow_clone()).collect();
         self.opt.set_factor(&lr_map(&self.exp), plan.lr_factor);
         let epoch = plan.epoch as u64;
         tch::manual_seed(mix(&[self.exp.seed, epoch, 0]) as i64 & i64::MAX);
@@ -757,12 +756,11 @@ impl Trainer {
                     Task::Loc => self.loc_step(plan, &batch, w, mix(&[self.exp.seed, epoch, step as u64, 3]))?,
                     Task::Seg => self.seg_step(plan, &batch, w)?,
                 };
-                loss.backward();
+                let grads = crate::optim::gradients(&loss, &active);
                 if plan.task == Task::Loc {
-                    criterion::clip_grad_norm(&clip_params, self.exp.model.dino.clip_max_norm);
+                    criterion::clip_grad_norm(&grads, self.exp.model.dino.clip_max_norm);
                 }
-                self.opt.step(&active);
-                AdamW::zero_grad(&active);
+                self.opt.step(&active, &grads);
                 loss_acc += loss.detach();
                 window_steps += 1;
                 window_images += batch.len();
