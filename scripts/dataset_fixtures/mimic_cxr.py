@@ -26,7 +26,7 @@ fx's default options: uncertain = "ones" (-1 -> 1), blank -> 0, views = "frontal
 AP), split train/validate/test -> train/val/test.
 
 Deliberate anomalies:
-  * dicom 'MISSING' (subject 19999987): in split and metadata, its study has labels, but its .jpg is
+  * the image of key 'MISSING' (subject 19999987, study 55555555): in split and metadata, its study has labels, but its .jpg is
     not on disk -> skipped at load, not in expected.jsonl;
   * study 56666666 (subject 19999987) has an image on disk but NO row in the chexpert file (real
     MIMIC-CXR-JPG has 227,835 studies but 227,827 labelled ones) -> not a sample;

@@ -48,6 +48,9 @@ fn reads_what_the_fixture_script_wrote() {
     assert!(train.iter().any(|i| i.ends_with("patient00004/study1/view1_frontal.jpg")));
     assert!(!train.iter().any(|i| i.contains("patient00006")));
     assert!(!train.iter().any(|i| i.contains("lateral")));
+    // Decoding (not only the header): every JPEG of the index that exists.
+    let loaded = ds.index(Split::Test).unwrap().iter().map(|r| ds.load(r, 64).unwrap()).filter(|s| s.image.len() == s.width * s.height).count();
+    assert_eq!(loaded, 3);
 }
 
 #[test]

@@ -12,9 +12,11 @@
 //!                                         (`All247images/All247images/` is accepted too.)
 //!   scratch/                              the SCR archive (or `options.scr`)
 //!     fold1/masks/<organ>/<JSRT stem>.gif organ: heart, left lung, right lung, left clavicle,
-//!     fold2/masks/<organ>/<JSRT stem>.gif right clavicle; 1024 × 1024 GIFs, 0/255. fold1 holds the
-//!                                         odd-numbered images (124), fold2 the even-numbered (123).
-//!                                         (SCR also ships landmark point files; not read.)
+//!     fold2/masks/<organ>/<JSRT stem>.gif right clavicle; 1024 × 1024 GIFs, 0/255. The SCR paper
+//!                                         puts the odd-numbered images in one fold (124) and the
+//!                                         even-numbered in the other (123); fx takes each image's
+//!                                         fold from where its masks are. (SCR also ships landmark
+//!                                         point files; not read.)
 //! ```
 //!
 //! The SCR masks are half the image's size; fx resizes each to its image by nearest neighbour
@@ -35,9 +37,11 @@
 //! `drawn_split = true`). `test_fold = 1 | 2` uses SCR's folds instead: that fold is the test
 //! split, the other the training split, val stays empty (`drawn_split = false`).
 //!
-//! Options: `split`, `seed`, `test_fold`, `nodule_cls` (default false), `scr` (the folder holding
-//! fold1/ and fold2/, relative to ROOT or absolute; default `scratch`, `SCR/scratch` or ROOT
-//! itself), and the image-input `raw` and `window`.
+//! Options: `split`, `seed`, `test_fold`, `nodule_cls` (default false), `labels` (the seg labels to
+//! keep, in this order, e.g. `["left clavicle", "right clavicle"]` for the paper's few-shot
+//! clavicle task; default all five), `scr` (the folder holding fold1/ and fold2/, relative to ROOT
+//! or absolute; default `scratch`, `SCR/scratch` or ROOT itself), and the image-input `raw` and
+//! `window`.
 
 use fx_data::dataset::{draw_split, find_file, Entry, FileDataset, MaskSource, Options, SPLITS};
 use fx_plugin::{DatasetDesc, DatasetSpec, PluginEntry, PluginError, Split};
@@ -49,8 +53,19 @@ pub const ORGANS: [&str; 5] = ["heart", "left lung", "right lung", "left clavicl
 pub const NODULE: &str = "nodule";
 
 pub fn open(spec: &DatasetSpec) -> Result<FileDataset, PluginError> {
-    let opts = Options::new(spec, "jsrt", &["split", "seed", "test_fold", "nodule_cls", "scr"])?;
+    let opts = Options::new(spec, "jsrt", &["split", "seed", "test_fold", "nodule_cls", "scr", "labels"])?;
     let root = opts.root("jsrt")?;
+    let all: Vec<String> = ORGANS.iter().map(|s| s.to_string()).collect();
+    let organs: Vec<String> = match opts.strings("labels", &all)? {
+        None => all.clone(),
+        Some(l) if l.is_empty() => return Err(opts.err("options.labels must name at least one SCR organ")),
+        Some(l) => {
+            if let Some(d) = l.iter().enumerate().find(|(i, x)| l[..*i].contains(x)) {
+                return Err(opts.err(format!("options.labels names `{}` twice", d.1)));
+            }
+            l
+        }
+    };
     let test_fold = opts.u64("test_fold", 0)?;
     if test_fold > 2 {
         return Err(opts.err(format!("options.test_fold must be 1 or 2 (SCR's folds), got {test_fold}")));
@@ -101,7 +116,7 @@ pub fn open(spec: &DatasetSpec) -> Result<FileDataset, PluginError> {
         };
         let mut e = Entry::new(stem.clone(), image);
         let masks = scr.join(format!("fold{fold}")).join("masks");
-        e.masks = ORGANS.iter().map(|o| MaskSource::File(masks.join(o).join(format!("{stem}.gif")))).collect();
+        e.masks = organs.iter().map(|o| MaskSource::File(masks.join(o).join(format!("{stem}.gif")))).collect();
         if nodule_cls {
             e.cls = vec![if stem.starts_with("JPCLN") {
                 1.0
@@ -145,7 +160,7 @@ pub fn open(spec: &DatasetSpec) -> Result<FileDataset, PluginError> {
         description: format!("JSRT database with the SCR masks under {}", root.display()),
         cls_labels: if nodule_cls { vec![NODULE.to_string()] } else { vec![] },
         loc_labels: vec![],
-        seg_labels: ORGANS.iter().map(|s| s.to_string()).collect(),
+        seg_labels: organs,
         drawn_split: test_fold == 0,
         eval_labels: vec![],
     };

@@ -80,3 +80,26 @@ fn missing_masks_missing_images_and_a_bad_option_are_named() {
     let e = fx_jsrt::open(&spec(root(), serde_json::json!({ "folds": 2 }))).err().unwrap().to_string();
     assert!(e.contains("unknown option `folds`"), "{e}");
 }
+
+#[test]
+fn labels_keep_a_subset_of_the_organs() {
+    let ds = fx_jsrt::open(&spec(root(), serde_json::json!({ "labels": ["right clavicle", "left clavicle"] }))).unwrap();
+    assert_eq!(ds.desc().seg_labels, vec!["right clavicle", "left clavicle"]);
+    let text = std::fs::read_to_string(root().join("expected.jsonl")).unwrap();
+    let want: std::collections::HashMap<String, serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .map(|v| (v["id"].as_str().unwrap().trim_start_matches("All247images/").to_string(), v["masks"].clone()))
+        .collect();
+    let mut seen = 0;
+    for r in records(&ds) {
+        let Some(m) = want.get(&r.id) else { continue };
+        let s = ds.labels(&r, 64).unwrap();
+        let counts: Vec<u64> = s.masks.iter().map(|m| m.iter().filter(|v| **v != 0).count() as u64).collect();
+        assert_eq!(counts, vec![m["right clavicle"].as_u64().unwrap(), m["left clavicle"].as_u64().unwrap()], "{}", r.id);
+        seen += 1;
+    }
+    assert_eq!(seen, 9);
+    let e = fx_jsrt::open(&spec(root(), serde_json::json!({ "labels": ["clavicle"] }))).err().unwrap().to_string();
+    assert!(e.contains("`clavicle` is not one of"), "{e}");
+}

@@ -44,6 +44,13 @@ fn reads_what_the_fixture_script_wrote() {
     // not, and is reported.
     assert_eq!(count(&ds), [4, 2, 3]);
     assert!(ds.warnings().iter().any(|w| w.contains("1 images belong to studies without a label row")), "{:?}", ds.warnings());
+    // Decoding: the val JPEGs load at their size; the missing test image is an error naming its path.
+    for r in ds.index(Split::Val).unwrap() {
+        let s = ds.load(&r, 64).unwrap();
+        assert_eq!(s.image.len(), s.width * s.height);
+    }
+    let errs: Vec<String> = ds.index(Split::Test).unwrap().iter().filter_map(|r| ds.load(r, 64).err()).map(|e| e.to_string()).collect();
+    assert!(errs.len() == 1 && errs[0].contains("files/p19/p19999987/s55555555/"), "{errs:?}");
 }
 
 #[test]

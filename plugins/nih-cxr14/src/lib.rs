@@ -25,7 +25,8 @@
 //! Atelectasis, Cardiomegaly, Effusion, Infiltration, Mass, Nodule, Pneumonia, Pneumothorax. The box
 //! file's `Infiltrate` is named **Infiltration**, the cls label's name (as TorchXRayVision does), so
 //! one finding has one name. Boxes exist for ~880 images only; every other image has no box, which
-//! a loc task reads as "nothing to find" — see the crate's report: fx has no per-task subset yet.
+//! a loc task reads as "nothing to find" (fx has no per-task sample subset yet, so a loc epoch on
+//! this dataset visits every image of the split, boxed or not).
 //! `loc = false` drops the loc task (the paper pretrains on NIH with cls only).
 //!
 //! Split (official, `drawn_split = false`): test_list.txt → test; train_val_list.txt → train, with a

@@ -50,6 +50,10 @@ fn reads_what_the_fixture_script_wrote() {
     assert!(ds.labels(&ds.index(Split::Train).unwrap().into_iter().find(|r| r.id == "00000005_000.png").unwrap(), 64).is_err());
     assert!(!train.iter().chain(&ids(&ds, Split::Test)).any(|i| i.starts_with("00000010")));
     assert!(ds.warnings().is_empty(), "{:?}", ds.warnings());
+    // Decoding, the RGBA PNG included.
+    let rgba = ds.index(Split::Train).unwrap().into_iter().find(|r| r.id == "00000003_000.png").unwrap();
+    let s = ds.load(&rgba, 64).unwrap();
+    assert_eq!((s.width, s.height, s.image.len()), (52, 62, 52 * 62));
 }
 
 #[test]
