@@ -21,6 +21,7 @@ fn reads_what_the_fixture_script_wrote() {
     let ds = fx_candid_ptx::open(&spec(root(), serde_json::json!({}))).unwrap();
     let n = check_expected(&ds, "candid-ptx", &root(), &root().join("expected.jsonl")).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(n, 10, "{n} samples compared");
+    assert_eq!(loads_like_labels(&ds), 10);
     assert!(ds.desc().drawn_split);
     assert_eq!(ds.desc().cls_labels, vec!["Pneumothorax"]);
     let w = ds.warnings();
@@ -32,6 +33,7 @@ fn findings_all_adds_chest_tubes_and_rib_fractures() {
     let ds = fx_candid_ptx::open(&spec(root(), serde_json::json!({ "findings": "all" }))).unwrap();
     let n = check_expected(&ds, "candid-ptx", &root(), &root().join("expected-all.jsonl")).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(n, 10);
+    assert_eq!(loads_like_labels(&ds), 10);
     assert_eq!(ds.desc().seg_labels, vec!["Pneumothorax", "Chest Tube", "Rib Fracture"]);
     assert_eq!(ds.desc().loc_labels, ds.desc().seg_labels);
     // The chest_tube.csv row for an image that no report row lists is ignored, with a warning.
@@ -104,4 +106,19 @@ fn missing_label_files_and_a_bad_option_are_named() {
     let e = fx_candid_ptx::open(&spec(root(), serde_json::json!({ "findings": "tubes" }))).err().unwrap().to_string();
     assert!(e.contains("findings") && e.contains("pneumothorax"), "{e}");
     std::fs::remove_dir_all(&empty).ok();
+}
+
+/// Every sample that reads also decodes, at the same size and with the same labels.
+fn loads_like_labels(ds: &dyn Dataset) -> usize {
+    let mut n = 0;
+    for s in [Split::Train, Split::Val, Split::Test] {
+        for r in ds.index(s).unwrap() {
+            let Ok(l) = ds.labels(&r, 64) else { continue };
+            let p = ds.load(&r, 64).unwrap_or_else(|e| panic!("{}: {e}", r.id));
+            assert_eq!((p.width, p.height, &p.cls, &p.boxes, &p.masks), (l.width, l.height, &l.cls, &l.boxes, &l.masks), "{}", r.id);
+            assert!(!p.image.is_empty());
+            n += 1;
+        }
+    }
+    n
 }

@@ -11,8 +11,10 @@
 //!   stage_2_images/<ImageId>.dcm    stage 2 test (no labels anywhere: never read)
 //! ```
 //!
-//! (The Kaggle re-uploads keep these names, sometimes one folder down, e.g. `siim/train-rle.csv`
-//! and `siim/dicom-images-train/...` in "siim-train-test": options `csv` / `images` reach them.)
+//! (Kaggle re-uploads keep these names, sometimes one folder down: `siim/` in
+//! "seesee/siim-train-test"; `pneumothorax/` as users describe the copy the paper cites,
+//! "jesperdramsch/siim-acr-pneumothorax-segmentation-data". Both are looked for; options `csv` /
+//! `images` reach any other place.)
 //! The DICOMs are 1024 × 1024, 8-bit MONOCHROME2, JPEG Baseline (Secondary Capture, CR).
 //!
 //! Labels: one CSV row per pneumothorax (several rows for an image with several: their masks are
@@ -34,9 +36,10 @@
 //! Split: there is no labelled official test, so a seeded draw BY IMAGE (the DICOM PatientIDs are
 //! per-image anonymised ids, and reading 12k headers at open is not worth it): `split = [train,
 //! val, test]` fractions (default 0.7, 0.1, 0.2), `seed` (default 0). `split = "stage1"` gives the
-//! partition whose counts the paper's Table 1 prints (9,607 / 1,068 / 1,372): test = the stage 1
-//! test images (those under `dicom-images-test/`, labelled in stage_2_train.csv), train/val = a
-//! seeded 90/10 draw of the others.
+//! partition the paper's Table 1 counts point to (9,607 / 1,068 / 1,372 = a 90/10 cut of the 10,675
+//! labelled stage 1 train images and the 1,372 stage 1 test images labelled in stage 2): test =
+//! the labelled images under `dicom-images-test/` (needs stage_2_train.csv), train/val = a seeded
+//! 90/10 draw of the others (9,608 / 1,067 by fx's rounding).
 //!
 //! Options: `csv` (label CSV relative to the root; default `stage_2_train.csv` when present,
 //! else `train-rle.csv`, also looked for under `siim/`), `images` (folder to index, default the
@@ -52,7 +55,8 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 pub const LABEL: &str = "Pneumothorax";
-pub const CSV_CANDIDATES: [&str; 4] = ["stage_2_train.csv", "train-rle.csv", "siim/stage_2_train.csv", "siim/train-rle.csv"];
+pub const CSV_CANDIDATES: [&str; 6] =
+    ["stage_2_train.csv", "train-rle.csv", "siim/stage_2_train.csv", "siim/train-rle.csv", "pneumothorax/stage_2_train.csv", "pneumothorax/train-rle.csv"];
 const STAGE1_TEST_DIR: &str = "dicom-images-test";
 
 enum SplitRule {

@@ -24,6 +24,7 @@ fn reads_what_the_fixture_script_wrote() {
     let ds = fx_siim_acr::open(&spec(root(), serde_json::json!({}))).unwrap();
     let n = check_expected(&ds, "siim-acr", &root(), &root().join("expected.jsonl")).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(n, 10, "{n} samples compared");
+    assert_eq!(loads_like_labels(&ds), 10);
     assert!(ds.desc().drawn_split);
     assert_eq!(ds.desc().loc_labels, ds.desc().seg_labels);
     // The labelled image that exists nowhere is indexed (skipped at load) and reported at open.
@@ -82,4 +83,19 @@ fn a_missing_label_file_and_a_bad_option_are_named() {
     let e = fx_siim_acr::open(&spec(root(), serde_json::json!({ "split": "official" }))).err().unwrap().to_string();
     assert!(e.contains("stage1"), "{e}");
     std::fs::remove_dir_all(&empty).ok();
+}
+
+/// Every sample that reads also decodes, at the same size and with the same labels.
+fn loads_like_labels(ds: &dyn Dataset) -> usize {
+    let mut n = 0;
+    for s in [Split::Train, Split::Val, Split::Test] {
+        for r in ds.index(s).unwrap() {
+            let Ok(l) = ds.labels(&r, 64) else { continue };
+            let p = ds.load(&r, 64).unwrap_or_else(|e| panic!("{}: {e}", r.id));
+            assert_eq!((p.width, p.height, &p.cls, &p.boxes, &p.masks), (l.width, l.height, &l.cls, &l.boxes, &l.masks), "{}", r.id);
+            assert!(!p.image.is_empty());
+            n += 1;
+        }
+    }
+    n
 }

@@ -139,7 +139,20 @@ pub fn dimensions(path: &Path, opts: &DecodeOptions) -> Result<(usize, usize), S
     match format_of(path) {
         Format::Dicom => dicom::dimensions(path).map_err(named),
         Format::MetaImage => metaimage::dimensions(path).map_err(named),
-        Format::Raw => Ok((opts.raw.width, opts.raw.height)),
+        Format::Raw => {
+            // No header: the geometry is the option's; the file must hold exactly that many words.
+            let len = std::fs::metadata(path).map_err(|e| named(format!("cannot open: {e}")))?.len();
+            let want = (opts.raw.width * opts.raw.height * 2) as u64;
+            if len != want {
+                return Err(named(format!(
+                    "{}: {len} bytes, but {}×{} 16-bit words need {want} (options.raw gives the geometry)",
+                    if len < want { "truncated raw image" } else { "not a raw image of this geometry" },
+                    opts.raw.width,
+                    opts.raw.height
+                )));
+            }
+            Ok((opts.raw.width, opts.raw.height))
+        }
         Format::Picture => image::image_dimensions(path)
             .map(|(w, h)| (w as usize, h as usize))
             .map_err(|e| named(format!("cannot read the image header: {e}"))),
