@@ -360,17 +360,23 @@ pub fn cls_from_boxes(boxes: &[LabeledBox], labels: usize) -> Vec<f32> {
 // ------------------------------------------------------------------------------------ data lines
 
 /// The sample's id as `data` reports it: its image's path relative to the dataset root without
-/// extension (the record id for generated samples).
+/// its image extension (the record id for generated samples). Only known image extensions are
+/// dropped: CANDID-PTX names its DICOMs by SOP Instance UID without extension, and those UIDs
+/// contain dots.
 pub fn public_id(root: Option<&Path>, record: &SampleRecord) -> String {
-    match (&record.source, root) {
-        (SampleSource::File(p), Some(root)) => {
-            let rel = p.strip_prefix(root).unwrap_or(p);
-            rel.with_extension("").to_string_lossy().into_owned()
+    match &record.source {
+        SampleSource::File(p) => {
+            let rel = root.and_then(|r| p.strip_prefix(r).ok()).unwrap_or(p);
+            let is_image = rel.extension().and_then(|e| e.to_str()).is_some_and(|e| IMAGE_EXTENSIONS.contains(&e.to_ascii_lowercase().as_str()));
+            let rel = if is_image { rel.with_extension("") } else { rel.to_path_buf() };
+            rel.to_string_lossy().into_owned()
         }
-        (SampleSource::File(p), None) => p.with_extension("").to_string_lossy().into_owned(),
-        (SampleSource::Phantom(_), _) => record.id.clone(),
+        SampleSource::Phantom(_) => record.id.clone(),
     }
 }
+
+/// Extensions of the image files fx reads.
+pub const IMAGE_EXTENSIONS: [&str; 9] = ["png", "jpg", "jpeg", "dcm", "dicom", "dic", "mha", "mhd", "img"];
 
 /// A JSON object with its keys in the given order.
 fn object(fields: &[(String, String)]) -> String {

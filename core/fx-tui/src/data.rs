@@ -9,7 +9,7 @@ use anyhow::{bail, Result};
 use fx::config::Experiment;
 use fx::registry::Registry;
 use fx::train::{open_datasets, OpenedDataset};
-use fx_data::dataset::{data_line, public_id};
+use fx_data::dataset::{data_line, public_id, IMAGE_EXTENSIONS};
 use fx_plugin::{Sample, SampleRecord, SampleSource, Split};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::io::{IsTerminal, Write};
@@ -33,8 +33,6 @@ pub enum DataFormat {
 
 const SPLITS: [Split; 3] = [Split::Train, Split::Val, Split::Test];
 
-/// Extensions of the image files fx reads, for "on disk but in no label file".
-const IMAGE_EXTENSIONS: [&str; 9] = ["png", "jpg", "jpeg", "dcm", "dicom", "dic", "mha", "mhd", "img"];
 
 /// One sample of one split of one dataset.
 struct Item<'a> {

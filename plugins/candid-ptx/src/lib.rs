@@ -19,7 +19,9 @@
 //!
 //! Every mask is run-length coded in the SIIM-ACR convention (pairs `start length`, starts
 //! relative to the end of the previous run, pixels counted column-major; several rows OR'ed) and
-//! is decoded at the image's own size ([`fx_data::masks::siim_rle_decode`]).
+//! is decoded at the image's own size ([`fx_data::masks::siim_rle_decode`]). The DICOMs are
+//! 1024 × 1024 (every public loader decodes the codes at 1024 × 1024; the publisher's page of the
+//! sibling CANDID-II dataset states that size for its DICOMs), so the two agree.
 //!
 //! Tasks. Default (`findings = "pneumothorax"`, the paper's Table 1: CANDID-PTX = Pneumothorax):
 //! cls, seg and loc `Pneumothorax` — cls 1 when the image has a row with a mask, 0 when its rows
