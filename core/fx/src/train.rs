@@ -1020,9 +1020,10 @@ impl Trainer {
                     for (c, label) in labels.iter().enumerate() {
                         let off = (i * k + c) * px;
                         let mask: Vec<u8> = probs[off..off + px].iter().map(|&v| (v > 0.5) as u8).collect();
-                        let file = format!("{id}-{label}.png");
+                        // Ids are often paths (CheXpert, SIIM) and labels may hold '/' ("Nodule/Mass").
+                        let file = format!("{}-{}.png", file_part(id), file_part(label));
                         fx_data::masks::write_mask_png(&dir.join(&file), &mask, b.size, b.size).map_err(|e| anyhow!(e))?;
-                        index.push_str(&format!("{id},{label},{file},{}x{}\n", b.size, b.size));
+                        index.push_str(&format!("{},{},{file},{}x{}\n", csv_field(id), csv_field(label), b.size, b.size));
                     }
                 }
             }
@@ -1142,14 +1143,14 @@ impl Trainer {
         let c = labels.len();
         let mut csv = String::from("id");
         for l in labels {
-            csv.push_str(&format!(",label_{l}"));
+            csv.push_str(&format!(",{}", csv_field(&format!("label_{l}"))));
         }
         for l in labels {
-            csv.push_str(&format!(",score_{l}"));
+            csv.push_str(&format!(",{}", csv_field(&format!("score_{l}"))));
         }
         csv.push('\n');
         for (i, id) in ids.iter().enumerate() {
-            csv.push_str(id);
+            csv.push_str(&csv_field(id));
             for k in 0..c {
                 let y = truth[i * c + k];
                 if y.is_nan() {
@@ -1315,6 +1316,22 @@ pub fn soft_dice_loss(logits: &Tensor, target: &Tensor) -> Tensor {
 /// Unit L2 norm over the channel dimension (dim 1) of an NCHW map.
 pub fn l2_normalised(x: &Tensor) -> Tensor {
     x / x.norm_scalaropt_dim(2, [1i64].as_slice(), true).clamp_min(1e-6)
+}
+
+/// A CSV field, quoted when it holds a comma, a quote or a line break (RFC 4180).
+pub fn csv_field(s: &str) -> String {
+    if s.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", s.replace('"', "\"\""))
+    } else {
+        s.to_string()
+    }
+}
+
+/// A sample id or label as one file-name component: path separators and other characters that
+/// are not portable become '_', so an id can never leave its folder.
+pub fn file_part(s: &str) -> String {
+    let out: String = s.chars().map(|c| if c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.') { c } else { '_' }).collect();
+    out.trim_start_matches('.').to_string()
 }
 
 pub fn num_cpus() -> usize {
