@@ -449,6 +449,7 @@ fn data_text_warns_and_check_exits_1_on_an_unreadable_image() {
         "split as published",
         "1 image(s) named by the label files are missing on disk",
         "b2b18eb5-71a9-5634-bfed-b2012e2cca9d.dcm",
+        "not used by this dataset",
         "ObsoletePulmonaryTuberculosis",
         "pneumonia",
     ] {
@@ -562,4 +563,41 @@ fn the_papers_eleven_datasets_are_listed_and_train_one_cycle_from_their_official
         assert!(has_row || undefined, "{d}/{task}: neither a metric row nor an undefined-metric event");
     }
     assert!(rows.len() >= 16 * 29, "{} rows", rows.len());
+}
+
+/// The finetuning experiments read their 5 datasets (VinDr-CXR lesions, CheXmask over VinDr-CXR,
+/// VinDr-RibCXR, Montgomery, JSRT) from the miniature official layouts.
+#[test]
+fn the_finetuning_experiments_read_their_datasets() {
+    let cases: [(&str, &[&str], &[&str]); 5] = [
+        ("experiments/finetune_vindr_lesions.toml", &["datasets.0.root=\"fixtures/datasets/vindr-cxr\""], &["Nodule/Mass", "Aortic enlargement"]),
+        (
+            "experiments/organs_ls_chexmask.toml",
+            &[
+                "datasets.0.root=\"fixtures/datasets/chexmask\"",
+                "datasets.1.root=\"fixtures/datasets/chexmask\"",
+                "datasets.2.root=\"fixtures/datasets/chexmask\"",
+                "datasets.0.options.images=\"VinDr-CXR\"",
+                "datasets.1.options.images=\"VinDr-CXR\"",
+                "datasets.2.options.images=\"VinDr-CXR\"",
+            ],
+            &["dataset heart (plugin chexmask", "dataset right_lung (plugin chexmask", "Left Lung"],
+        ),
+        ("experiments/finetune/vindr_ribcxr.toml", &["datasets.0.root=\"fixtures/datasets/vindr-ribcxr\""], &["R10", "L1 "]),
+        ("experiments/finetune/montgomery.toml", &["datasets.0.root=\"fixtures/datasets/montgomery\""], &["Right Lung"]),
+        (
+            "experiments/finetune/jsrt.toml",
+            &["datasets.0.root=\"fixtures/datasets/jsrt\"", "datasets.0.options.raw={ width = 60, height = 50 }"],
+            &["left clavicle", "heart"],
+        ),
+    ];
+    for (exp, sets, want) in cases {
+        let args: Vec<&str> = sets.iter().flat_map(|s| ["--set", s]).collect();
+        let o = fx().current_dir(repo()).args(["data", exp]).args(&args).output().unwrap();
+        assert!(o.status.success(), "{exp}: {}", text(&o));
+        let t = String::from_utf8_lossy(&o.stdout);
+        for w in want {
+            assert!(t.contains(w), "{exp}: `{w}` missing in\n{t}");
+        }
+    }
 }

@@ -369,7 +369,7 @@ fn print_text(
         let unlisted = unlisted_images(&referenced);
         if !unlisted.is_empty() {
             warnings.push(format!(
-                "{} image file(s) on disk are in no label file, e.g. {}",
+                "{} image file(s) beside its images are not used by this dataset (in no label file, or filtered out by its options), e.g. {}",
                 unlisted.len(),
                 unlisted.iter().take(3).map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ")
             ));

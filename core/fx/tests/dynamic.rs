@@ -82,8 +82,14 @@ fn a_plugin_library_serves_a_dataset_that_trains_cls_and_loc() {
     let mut r = Registry::new(fx_phantom::plugins());
     assert_eq!(r.load_library(&lib).unwrap(), ["stripes"]);
     assert!(r.describe().iter().any(|(n, _, from)| n == "stripes" && from.ends_with("libfx_stripes.so")));
-    // Loading it twice is a name clash.
-    assert!(format!("{:#}", r.load_library(&lib).unwrap_err()).contains("already registered"));
+    // The same file again (discovered beside fx-tui and listed by an experiment) loads once...
+    assert_eq!(r.load_library(&lib).unwrap(), ["stripes"]);
+    assert_eq!(r.names().iter().filter(|n| *n == "stripes").count(), 1);
+    // ...another library offering the same plugin name is a clash.
+    let dir = tempfile::tempdir().unwrap();
+    let copy = dir.path().join("libfx_stripes_copy.so");
+    std::fs::copy(&lib, &copy).unwrap();
+    assert!(format!("{:#}", r.load_library(&copy).unwrap_err()).contains("already registered"));
 }
 
 #[test]

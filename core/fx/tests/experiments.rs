@@ -141,3 +141,21 @@ fn a_real_data_experiment_without_its_data_lists_every_missing_root_and_its_twin
     // 20 tasks per cycle; 9 of them (loc and seg) are a Lock and a Release epoch: 29 epochs.
     assert_eq!(plan.iter().filter(|p| p.cycle == 1).count(), 29);
 }
+
+/// docs/DATASETS.md is generated from the plugins' crate docs (scripts/make_datasets_doc.py):
+/// every dataset plugin's doc must appear in it as written.
+#[test]
+fn the_dataset_guide_holds_every_plugins_crate_doc() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let guide = std::fs::read_to_string(root.join("docs/DATASETS.md")).unwrap();
+    for name in ["chexpert", "nih-cxr14", "vindr-cxr", "shenzhen", "mimic-cxr", "tbx11k", "node21", "rsna-pneumonia", "candid-ptx", "chestx-det", "siim-acr", "chexmask", "vindr-ribcxr", "montgomery", "jsrt"] {
+        let src = std::fs::read_to_string(root.join("plugins").join(name).join("src/lib.rs")).unwrap();
+        let doc: Vec<&str> = src
+            .lines()
+            .take_while(|l| l.starts_with("//!"))
+            .map(|l| l.strip_prefix("//! ").unwrap_or(l.strip_prefix("//!").unwrap()))
+            .collect();
+        let doc = doc.join("\n");
+        assert!(guide.contains(&format!("## {name}\n\n{}", doc.trim())), "docs/DATASETS.md is stale for {name}: run python3 scripts/make_datasets_doc.py");
+    }
+}
