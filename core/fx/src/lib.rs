@@ -10,6 +10,7 @@ pub mod features;
 pub mod matcher;
 pub mod model;
 pub mod optim;
+pub mod predict;
 pub mod registry;
 pub mod schedule;
 pub mod store;

@@ -165,6 +165,22 @@ pub fn swin_config(exp: &Experiment) -> Result<SwinConfig> {
     Ok(c)
 }
 
+/// model.json: architecture, parameter counts per component, and the label names of every
+/// dataset's heads (what `predict` and `export-model` need to rebuild the model without the data).
+pub fn model_json(exp: &Experiment, student: &Model, datasets: &[OpenedDataset]) -> serde_json::Value {
+    let parameters: serde_json::Map<String, serde_json::Value> =
+        student.component_params().into_iter().map(|(k, v)| (k, serde_json::json!(v))).collect();
+    let labels: BTreeMap<String, crate::predict::HeadLabels> = datasets
+        .iter()
+        .map(|d| {
+            let desc = d.dataset.desc();
+            let of = |t: Task| if d.tasks.contains(&t) { desc.labels(t).to_vec() } else { Vec::new() };
+            (d.name.clone(), crate::predict::HeadLabels { cls: of(Task::Cls), loc: of(Task::Loc), seg: of(Task::Seg) })
+        })
+        .collect();
+    serde_json::json!({ "arch": exp.model.arch, "image_size": exp.model.image_size, "parameters": parameters, "labels": labels })
+}
+
 /// The heads the experiment needs: one per (dataset, task) it trains.
 pub fn heads(exp: &Experiment, datasets: &[OpenedDataset]) -> Heads {
     let of = |task: Task| {
@@ -396,8 +412,8 @@ fn newest_run(prefix: &Path) -> Result<PathBuf> {
 /// Copies every variable of the pretrained file that this model has with the same shape.
 pub fn load_pretrained(model: &Model, from: &Path) -> Result<Pretrained> {
     let path = pretrained_file(from)?;
-    let file: BTreeMap<String, Tensor> =
-        Tensor::read_safetensors(&path).with_context(|| format!("reading {}", path.display()))?.into_iter().collect();
+    // A checkpoint, or a model file from `fx-tui export-model` (its names map back to fx's).
+    let file: BTreeMap<String, Tensor> = crate::predict::read_model_tensors(&path)?;
     let mut out = Pretrained { file: path.display().to_string(), ..Default::default() };
     tch::no_grad(|| {
         for (name, var) in model.named_variables() {
@@ -504,9 +520,7 @@ impl Trainer {
             }
         };
         let dropped = run.truncate_metrics(next)?;
-        let parameters: serde_json::Map<String, serde_json::Value> =
-            student.component_params().into_iter().map(|(k, v)| (k, serde_json::json!(v))).collect();
-        run.write_json("model.json", &serde_json::json!({ "arch": exp.model.arch, "image_size": exp.model.image_size, "parameters": parameters }))?;
+        run.write_json("model.json", &model_json(&exp, &student, &datasets))?;
         let previous = run.read_json::<RunInfo>("run.json").ok();
         let started = previous.as_ref().map(|r| r.started.clone()).unwrap_or_else(crate::store::now);
         // A run that never started (prepared for a detached trainer) is not a resume.
@@ -1252,9 +1266,7 @@ impl Trainer {
         let resolved = toml::to_string(&exp).context("serialising the experiment")?;
         crate::store::write_atomic(&self.run.path("experiment.toml"), resolved.as_bytes())?;
         self.run.write_json("plan.json", &plan)?;
-        let parameters: serde_json::Map<String, serde_json::Value> =
-            self.student.component_params().into_iter().map(|(k, v)| (k, serde_json::json!(v))).collect();
-        self.run.write_json("model.json", &serde_json::json!({ "arch": exp.model.arch, "image_size": exp.model.image_size, "parameters": parameters }))?;
+        self.run.write_json("model.json", &model_json(&exp, &self.student, &datasets))?;
         let names: Vec<String> = new.iter().map(|d| format!("{} ({})", d.name, d.tasks.iter().map(|t| t.as_str()).collect::<Vec<_>>().join("+"))).collect();
         let epochs = plan.len() - self.plan.len();
         self.exp = exp;
