@@ -29,7 +29,7 @@ use std::sync::Once;
 /// `dejavu` crate.
 pub const FONT_FAMILY: &str = "sans-serif";
 
-fn fonts() {
+pub(crate) fn fonts() {
     static ONCE: Once = Once::new();
     ONCE.call_once(|| {
         // The fonts are the crate's own bytes: parsing cannot fail at run time unless the crate is

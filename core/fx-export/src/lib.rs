@@ -15,6 +15,7 @@
 //! `ab_glyph` backend, so charts look the same on every machine and never look for system fonts.
 
 mod chart;
+pub mod overlay;
 mod data;
 mod run;
 mod table;

@@ -12,6 +12,7 @@ mod data;
 mod export;
 mod headless;
 mod plan;
+mod predict;
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand, ValueEnum};
@@ -91,6 +92,44 @@ enum Command {
         experiment: PathBuf,
         #[arg(long = "set", value_name = "KEY=VALUE")]
         set: Vec<String>,
+    },
+    /// Run a trained model on new images (DICOM, PNG, JPEG, MetaImage, or folders of them):
+    /// classification scores, detections and masks in ORIGINAL pixels, and an overlay per image.
+    Predict {
+        /// A run directory (its last checkpoint), a checkpoint file, or a model file (export-model).
+        model: PathBuf,
+        #[arg(required = true)]
+        inputs: Vec<PathBuf>,
+        #[arg(long, default_value = "predictions")]
+        out: PathBuf,
+        /// Only these datasets' heads (repeatable; default: every head of the model).
+        #[arg(long = "dataset", value_name = "NAME")]
+        datasets: Vec<String>,
+        #[arg(long, default_value = "cls,loc,seg")]
+        tasks: String,
+        /// Detections scoring below this are dropped.
+        #[arg(long, default_value_t = 0.3)]
+        threshold: f32,
+        /// Which model of a run: teacher (the paper's) or student.
+        #[arg(long = "model", value_name = "teacher|student", default_value = "teacher")]
+        role: String,
+        #[arg(long, default_value = "auto")]
+        device: String,
+        #[arg(long, default_value_t = 16)]
+        batch_size: usize,
+        /// Skip the overlay PNGs.
+        #[arg(long)]
+        no_overlays: bool,
+    },
+    /// Write a run's teacher (or student) as one portable .safetensors model file: backbone under
+    /// timm's names, heads and the model card (architecture, datasets, labels, preprocessing,
+    /// provenance, final metrics) in it; usable by predict, features and `[finetune] from`.
+    ExportModel {
+        run: PathBuf,
+        #[arg(long)]
+        out: PathBuf,
+        #[arg(long = "model", value_name = "teacher|student", default_value = "teacher")]
+        role: String,
     },
     /// Re-attach the live viewer to a running or finished run (default: the newest in --runs-dir).
     Attach {
@@ -597,6 +636,14 @@ fn print_runs(runs_dir: &Path) -> Result<()> {
     Ok(())
 }
 
+fn model_role(s: &str) -> Result<fx::config::ModelRole> {
+    match s {
+        "teacher" => Ok(fx::config::ModelRole::Teacher),
+        "student" => Ok(fx::config::ModelRole::Student),
+        other => anyhow::bail!("--model must be teacher or student, got `{other}`"),
+    }
+}
+
 fn main() {
     fx::assert_cuda_linked();
     let cli = Cli::parse();
@@ -677,6 +724,22 @@ fn main() {
             }
         }
         Some(Command::Prepare { experiment, set }) => data::prepare(experiment, set, &registry()),
+        Some(Command::Predict { model, inputs, out, datasets, tasks, threshold, role, device, batch_size, no_overlays }) => (|| {
+            let args = predict::PredictArgs {
+                model,
+                inputs,
+                out,
+                datasets,
+                tasks,
+                threshold: *threshold,
+                role: model_role(role)?,
+                device: resolve_device(device)?,
+                batch_size: *batch_size,
+                overlays: !no_overlays,
+            };
+            predict::run(&args)
+        })(),
+        Some(Command::ExportModel { run, out, role }) => (|| predict::export_model(run, model_role(role)?, out))(),
         None => train(&cli),
     };
     if let Err(e) = result {

@@ -478,7 +478,8 @@ pub fn load_timm_weights(vs: &nn::VarStore, prefix: &str, path: &Path) -> Result
         }
         Ok(())
     })?;
-    report.unexpected = file.keys().filter(|k| !want.contains_key(*k)).cloned().collect();
+    // An fx model file (export-model) also holds its branches and heads under `fx.`: not part of a backbone.
+    report.unexpected = file.keys().filter(|k| !want.contains_key(*k) && !k.starts_with("fx.")).cloned().collect();
     Ok(report)
 }
 
