@@ -601,3 +601,103 @@ fn the_finetuning_experiments_read_their_datasets() {
         }
     }
 }
+
+fn csv_rows(path: &Path) -> Vec<Vec<String>> {
+    std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display())).lines().map(|l| l.split(',').map(str::to_string).collect()).collect()
+}
+
+/// predict on the DICOM (RSNA) and MetaImage (NODE21) fixtures gives what the run's own
+/// evaluation gave for the same test images; export-model → predict round-trips; the exported
+/// backbone keeps timm's names and values (features equal timm's on the committed fixture).
+#[test]
+fn predict_equals_the_evaluation_and_an_exported_model_round_trips() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = format!("output_dir=\"{}\"", dir.path().join("runs").display());
+    // Backbone from the timm fixture, frozen by a zero learning rate: the exported backbone must
+    // still be timm's tensors.
+    let sets = [
+        out.as_str(),
+        "device=\"cpu\"",
+        "data.cache=false",
+        "model.weights=\"fixtures/swin/weights_timm_new.safetensors\"",
+        "optimizer.lr.backbone=0.0",
+    ];
+    let args: Vec<&str> = sets.iter().flat_map(|s| ["--set", s]).collect();
+    let o = fx().current_dir(repo()).args(["fixtures/datasets/experiment.toml", "--headless"]).args(&args).output().unwrap();
+    assert!(o.status.success(), "{}", text(&o));
+    let run = only_run(dir.path());
+    let preds = dir.path().join("pred");
+    // The RSNA test images, as the run's evaluation scored them.
+    let eval = csv_rows(&run.join("predictions/teacher-rsna-cls.csv"));
+    let ids: Vec<String> = eval[1..].iter().map(|r| r[0].clone()).collect();
+    assert!(!ids.is_empty());
+    let files: Vec<String> = ids.iter().map(|id| format!("fixtures/datasets/rsna-pneumonia/stage_2_train_images/{id}.dcm")).collect();
+    let node21_gt: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(run.join("predictions/teacher-node21-loc-ground_truth.json")).unwrap()).unwrap();
+    let node21_file = node21_gt["images"][0]["file_name"].as_str().unwrap().to_string();
+    let node21_path = format!("fixtures/datasets/node21/cxr_images/proccessed_data/images/{node21_file}");
+    let mut cmd = vec!["predict".to_string(), run.display().to_string(), "--out".into(), preds.display().to_string(), "--threshold".into(), "0".into()];
+    cmd.extend(files.iter().cloned());
+    cmd.push(node21_path.clone());
+    let o = fx().current_dir(repo()).args(&cmd).output().unwrap();
+    assert!(o.status.success(), "{}", text(&o));
+    let got = csv_rows(&preds.join("cls/rsna.csv"));
+    assert_eq!(got[0][1], "pneumonia");
+    for (id, row) in ids.iter().zip(&eval[1..]) {
+        let p = got.iter().find(|r| r[0].contains(id.as_str())).unwrap_or_else(|| panic!("{id} not predicted"));
+        let (a, b): (f64, f64) = (p[1].parse().unwrap(), row[2].parse().unwrap());
+        assert!((a - b).abs() < 1e-4, "{id}: predict {a} vs evaluation {b}");
+    }
+    // NODE21 (.mha): the best detection of the first test image, in original pixels.
+    let eval_dets: Vec<serde_json::Value> =
+        serde_json::from_str(&std::fs::read_to_string(run.join("predictions/teacher-node21-loc-detections.json")).unwrap()).unwrap();
+    let first = eval_dets.iter().filter(|d| d["image_id"] == node21_gt["images"][0]["id"]).max_by(|a, b| a["score"].as_f64().partial_cmp(&b["score"].as_f64()).unwrap()).unwrap();
+    let images: Vec<serde_json::Value> = serde_json::from_str(&std::fs::read_to_string(preds.join("loc/images.json")).unwrap()).unwrap();
+    let img = images.iter().find(|i| i["file_name"].as_str().unwrap().ends_with(&node21_file)).unwrap();
+    let dets: Vec<serde_json::Value> = serde_json::from_str(&std::fs::read_to_string(preds.join("loc/node21-detections.json")).unwrap()).unwrap();
+    let best = dets.iter().filter(|d| d["image_id"] == img["id"]).max_by(|a, b| a["score"].as_f64().partial_cmp(&b["score"].as_f64()).unwrap()).unwrap();
+    assert!((best["score"].as_f64().unwrap() - first["score"].as_f64().unwrap()).abs() < 1e-4, "{best} vs {first}");
+    for k in 0..4 {
+        let (a, b) = (best["bbox"][k].as_f64().unwrap(), first["bbox"][k].as_f64().unwrap());
+        assert!((a - b).abs() < 1e-2, "{best} vs {first}");
+    }
+    // Overlays at the original size.
+    let ov = image::open(preds.join("overlays").join(format!("{}.png", fx::train::file_part(node21_path.trim_end_matches(".mha"))))).unwrap();
+    assert_eq!((ov.width(), ov.height()), (img["width"].as_u64().unwrap() as u32, img["height"].as_u64().unwrap() as u32));
+
+    // export-model → predict gives the same scores; the backbone is timm's.
+    let model = dir.path().join("fx-model.safetensors");
+    let o = run_in_repo(&["export-model", run.to_str().unwrap(), "--out", model.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", text(&o));
+    let again = dir.path().join("pred2");
+    let mut cmd2 = vec!["predict".to_string(), model.display().to_string(), "--out".into(), again.display().to_string(), "--tasks".into(), "cls".into()];
+    cmd2.extend(files.iter().cloned());
+    let o = fx().current_dir(repo()).args(&cmd2).output().unwrap();
+    assert!(o.status.success(), "{}", text(&o));
+    // (Equal up to float rounding: the batches differ — this run predicts cls only.)
+    let back = csv_rows(&again.join("cls/rsna.csv"));
+    assert_eq!(back.len(), files.len() + 1);
+    for (a, b) in back[1..].iter().zip(&got[1..]) {
+        assert_eq!(a[0], b[0]);
+        assert!((a[1].parse::<f64>().unwrap() - b[1].parse::<f64>().unwrap()).abs() < 1e-5, "{a:?} vs {b:?}");
+    }
+    let feats = dir.path().join("f.safetensors");
+    let o = run_in_repo(&["features", "--weights", model.to_str().unwrap(), "--arch", "swin_nano", "--out", feats.to_str().unwrap(), "fixtures/swin/io.safetensors"]);
+    assert!(o.status.success() && !text(&o).contains("not part of the backbone"), "{}", text(&o));
+    let f = tch::Tensor::read_safetensors(&feats).unwrap();
+    let io = tch::Tensor::read_safetensors(fixtures().join("swin/io.safetensors")).unwrap();
+    let find = |v: &[(String, tch::Tensor)], n: &str| v.iter().find(|(k, _)| k == n).unwrap().1.shallow_clone();
+    let d = (find(&f, "pooled") - find(&io, "pooled")).abs().max().double_value(&[]);
+    assert!(d < 1e-4, "the exported backbone's features differ from timm's by {d}");
+    // Errors: no such run, a safetensors without a model card outside a run, an unknown dataset.
+    let o = run_in_repo(&["predict", "runs/no-such-run", "fixtures/images/png_gray8.png"]);
+    assert!(!o.status.success() && text(&o).contains("no such run directory"), "{}", text(&o));
+    let o = run_in_repo(&["predict", "fixtures/swin/weights_timm_new.safetensors", "fixtures/images/png_gray8.png"]);
+    assert!(!o.status.success() && text(&o).contains("neither an fx model file"), "{}", text(&o));
+    let o = run_in_repo(&["predict", model.to_str().unwrap(), "fixtures/images/png_gray8.png", "--dataset", "nope"]);
+    assert!(!o.status.success() && text(&o).contains("no head for dataset `nope`"), "{}", text(&o));
+}
+
+fn run_in_repo(args: &[&str]) -> Output {
+    fx().current_dir(repo()).args(args).output().unwrap()
+}
