@@ -1,7 +1,7 @@
 //! Series and tables derived from the metric rows.
 
 use crate::run::Run;
-use crate::table::{Cell, Column, Table};
+use crate::table::{mean_std, Cell, Column, Table};
 use fx_view::facts::{self, Point};
 use fx_view::model::MetricRow;
 use fx_view::store::Store;
@@ -314,9 +314,36 @@ pub fn differing_keys(configs: &[BTreeMap<String, String>]) -> Vec<String> {
         .collect()
 }
 
+/// Runs whose experiments differ only in `seed`, in first-seen order.
+pub fn seed_groups(configs: &[BTreeMap<String, String>]) -> Vec<Vec<usize>> {
+    let without_seed = |c: &BTreeMap<String, String>| -> BTreeMap<String, String> {
+        c.iter().filter(|(k, _)| k.as_str() != "seed" && !NOT_SWITCHES.contains(&k.as_str())).map(|(k, v)| (k.clone(), v.clone())).collect()
+    };
+    let mut groups: Vec<(BTreeMap<String, String>, Vec<usize>)> = Vec::new();
+    for (i, c) in configs.iter().enumerate() {
+        let key = without_seed(c);
+        match groups.iter_mut().find(|(k, _)| *k == key) {
+            Some((_, g)) => g.push(i),
+            None => groups.push((key, vec![i])),
+        }
+    }
+    groups.into_iter().map(|(_, g)| g).collect()
+}
+
 pub fn ablation(runs: &[Run]) -> Ablation {
     let configs: Vec<BTreeMap<String, String>> =
         runs.iter().map(|r| r.config.as_ref().map(flatten).unwrap_or_default()).collect();
+    let groups = seed_groups(&configs);
+    // Seed groups only when some setting was run with several seeds (identical runs stay rows).
+    let several_seeds = |g: &Vec<usize>| {
+        let mut s: Vec<Option<&String>> = g.iter().map(|&i| configs[i].get("seed")).collect();
+        s.sort();
+        s.dedup();
+        s.len() > 1
+    };
+    if runs.len() > 1 && groups.iter().any(several_seeds) {
+        return ablation_over_seeds(runs, &configs, &groups);
+    }
     let differing = if runs.len() > 1 { differing_keys(&configs) } else { Vec::new() };
 
     // Row labels: the experiment's name, with the directory's name where two runs share a name.
@@ -404,6 +431,78 @@ pub fn ablation(runs: &[Run]) -> Ablation {
     }
     if runs.len() > 1 {
         let first_num = 2 + differing.len();
+        for c in first_num..table.columns.len() {
+            table.bold_max(c);
+        }
+    }
+    Ablation { table, labels, differing }
+}
+
+/// The ablation with one row per seed group: each metric as mean ± sample std over the group's
+/// runs (and n), the columns the experiment keys other than `seed` in which the groups differ.
+fn ablation_over_seeds(runs: &[Run], configs: &[BTreeMap<String, String>], groups: &[Vec<usize>]) -> Ablation {
+    let reps: Vec<BTreeMap<String, String>> = groups
+        .iter()
+        .map(|g| configs[g[0]].iter().filter(|(k, _)| k.as_str() != "seed").map(|(k, v)| (k.clone(), v.clone())).collect())
+        .collect();
+    let differing = if groups.len() > 1 { differing_keys(&reps) } else { Vec::new() };
+    let mut keys_all: Vec<Key> = Vec::new();
+    for r in runs {
+        for k in keys(&r.store) {
+            if k.metric == facts::default_metric(&k.task) && !keys_all.contains(&k) {
+                keys_all.push(k);
+            }
+        }
+    }
+    let model_of = |r: &Run| if r.store.metrics.iter().any(|m| m.model == "teacher") { "teacher" } else { "student" };
+    let finals: Vec<BTreeMap<Key, f64>> = runs
+        .iter()
+        .map(|r| keys_all.iter().filter_map(|k| points(&r.store.metrics, k, model_of(r)).last().map(|p| (k.clone(), p.value))).collect())
+        .collect();
+    let mean_keys: Vec<&Key> = keys_all.iter().filter(|k| finals.iter().all(|f| f.contains_key(*k))).collect();
+    let mut columns = vec![Column::text("", "run", "run")];
+    for k in &differing {
+        columns.push(Column::text("", k, k));
+    }
+    columns.push(Column::text("", "seeds", "seeds"));
+    columns.push(Column::text("", "n", "n"));
+    columns.push(Column::text("", "model", "model"));
+    for k in &keys_all {
+        columns.push(Column::num(&k.dataset, &format!("{} {}", k.task, k.metric), &format!("{}/{}/{}", k.dataset, k.task, k.metric)));
+    }
+    columns.push(Column::num("", "mean", "mean"));
+    let caption = format!(
+        "Metrics of each setting's final models at their last epoch, in %: mean ± sample standard deviation over its seeds \
+         (n runs); mean over the {} (dataset, task) pair(s) every run has; best mean of each column in bold",
+        mean_keys.len()
+    );
+    let mut table = Table::new(caption, "tab:fx-ablation-seeds", columns);
+    let mut labels = Vec::new();
+    for (gi, g) in groups.iter().enumerate() {
+        let first = &runs[g[0]];
+        labels.push(first.name.clone());
+        let mut row = vec![Cell::Text(first.name.clone())];
+        for k in &differing {
+            row.push(Cell::Text(reps[gi].get(k).cloned().unwrap_or_else(|| "-".into())));
+        }
+        let seeds: Vec<String> = g.iter().map(|&i| configs[i].get("seed").cloned().unwrap_or_else(|| "0".into())).collect();
+        row.push(Cell::Text(seeds.join(" ")));
+        row.push(Cell::Text(g.len().to_string()));
+        row.push(Cell::Text(model_of(first).to_string()));
+        for k in &keys_all {
+            let v: Vec<f64> = g.iter().filter_map(|&i| finals[i].get(k).copied()).collect();
+            row.push(Cell::Stat(mean_std(&v)));
+        }
+        let means: Vec<f64> = if mean_keys.is_empty() {
+            Vec::new()
+        } else {
+            g.iter().map(|&i| mean_keys.iter().map(|k| finals[i][*k]).sum::<f64>() / mean_keys.len() as f64).collect()
+        };
+        row.push(Cell::Stat(mean_std(&means)));
+        table.rows.push(row);
+    }
+    if groups.len() > 1 {
+        let first_num = 4 + differing.len();
         for c in first_num..table.columns.len() {
             table.bold_max(c);
         }

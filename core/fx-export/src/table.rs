@@ -36,15 +36,30 @@ pub enum Cell {
     Num(Option<f64>),
     /// An epoch; `None` = none.
     Int(Option<usize>),
+    /// Mean and sample standard deviation over a seed group (`None` std: a single run); CSV
+    /// writes them as two columns `<key>_mean`, `<key>_std`.
+    Stat(Option<(f64, Option<f64>)>),
 }
 
 impl Cell {
     fn num(&self) -> Option<f64> {
         match self {
             Cell::Num(v) => *v,
+            Cell::Stat(v) => v.map(|(m, _)| m),
             _ => None,
         }
     }
+}
+
+/// Mean and sample standard deviation (n − 1 in the denominator, numpy's `std(ddof=1)`).
+pub fn mean_std(v: &[f64]) -> Option<(f64, Option<f64>)> {
+    if v.is_empty() {
+        return None;
+    }
+    let n = v.len() as f64;
+    let mean = v.iter().sum::<f64>() / n;
+    let std = (v.len() > 1).then(|| (v.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1.0)).sqrt());
+    Some((mean, std))
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -91,7 +106,14 @@ impl Table {
     /// values of metrics.jsonl; missing values are empty fields.
     pub fn csv(&self) -> String {
         let mut s = String::new();
-        let header: Vec<String> = self.columns.iter().map(|c| csv_field(&c.key)).collect();
+        // A column of mean ± std cells becomes two CSV columns.
+        let stat = |c: usize| self.rows.iter().any(|r| matches!(r.get(c), Some(Cell::Stat(_))));
+        let header: Vec<String> = self
+            .columns
+            .iter()
+            .enumerate()
+            .map(|(i, c)| if stat(i) { format!("{},{}", csv_field(&format!("{}_mean", c.key)), csv_field(&format!("{}_std", c.key))) } else { csv_field(&c.key) })
+            .collect();
         s.push_str(&header.join(","));
         s.push('\n');
         for row in &self.rows {
@@ -101,6 +123,10 @@ impl Table {
                     Cell::Text(t) => csv_field(t),
                     Cell::Num(v) => v.map(|v| format!("{v}")).unwrap_or_default(),
                     Cell::Int(v) => v.map(|v| v.to_string()).unwrap_or_default(),
+                    Cell::Stat(v) => match v {
+                        Some((m, s)) => format!("{m},{}", s.map(|s| s.to_string()).unwrap_or_default()),
+                        None => ",".into(),
+                    },
                 })
                 .collect();
             s.push_str(&fields.join(","));
@@ -114,6 +140,9 @@ impl Table {
             Cell::Text(t) => t.clone(),
             Cell::Num(v) => v.map(|v| format!("{v:.2}")).unwrap_or_else(|| MISSING.into()),
             Cell::Int(v) => v.map(|v| v.to_string()).unwrap_or_else(|| MISSING.into()),
+            Cell::Stat(Some((m, Some(s)))) => format!("{m:.2} ± {s:.2}"),
+            Cell::Stat(Some((m, None))) => format!("{m:.2}"),
+            Cell::Stat(None) => MISSING.into(),
         }
     }
 
@@ -186,8 +215,12 @@ impl Table {
         for r in 0..self.rows.len() {
             let cells: Vec<String> = (0..self.columns.len())
                 .map(|c| {
-                    let t = tex_escape(&self.shown(r, c));
-                    if self.is_bold(r, c) {
+                    let t = match &self.rows[r][c] {
+                        Cell::Stat(Some((m, Some(s)))) if self.is_bold(r, c) => format!("$\\mathbf{{{m:.2} \\pm {s:.2}}}$"),
+                        Cell::Stat(Some((m, Some(s)))) => format!("${m:.2} \\pm {s:.2}$"),
+                        _ => tex_escape(&self.shown(r, c)),
+                    };
+                    if self.is_bold(r, c) && !t.starts_with('$') {
                         format!("\\textbf{{{t}}}")
                     } else {
                         t

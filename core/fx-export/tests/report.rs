@@ -155,3 +155,72 @@ fn a_run_without_experiment_toml_shows_its_switches_as_missing() {
     let (header, rows) = csv(&fs::read_to_string(tmp.path().join("r/ablation.csv")).unwrap());
     assert_eq!(col(&header, &rows[1], "student_teacher.enabled"), "-");
 }
+
+/// A copy of the finished fixture run with every metric value shifted by `offset` (a seed's
+/// result), its seed and student-teacher switch set.
+fn seeded(dir: &Path, seed: u64, student_teacher: bool, offset: f64) -> PathBuf {
+    let d = variant("finished", dir, |t| {
+        let t = replace(t, "seed = 7", &format!("seed = {seed}"));
+        if student_teacher { t } else { replace(t, "[student_teacher]\nenabled = true", "[student_teacher]\nenabled = false") }
+    });
+    let p = d.join("metrics.jsonl");
+    let rows: Vec<String> = fs::read_to_string(&p)
+        .unwrap()
+        .lines()
+        .map(|l| {
+            let mut v: serde_json::Value = serde_json::from_str(l).unwrap();
+            v["value"] = serde_json::json!(v["value"].as_f64().unwrap() + offset);
+            v.to_string()
+        })
+        .collect();
+    fs::write(&p, rows.join("\n") + "\n").unwrap();
+    d
+}
+
+#[test]
+fn runs_differing_only_in_seed_become_one_row_with_mean_and_std() {
+    let tmp = tempfile::tempdir().unwrap();
+    let runs = vec![
+        seeded(&tmp.path().join("a0"), 0, true, 0.0),
+        seeded(&tmp.path().join("a1"), 1, true, 1.0),
+        seeded(&tmp.path().join("a2"), 2, true, 3.0),
+        seeded(&tmp.path().join("b0"), 0, false, 0.5),
+        seeded(&tmp.path().join("b1"), 1, false, 2.5),
+    ];
+    let out = tmp.path().join("report");
+    let s = report(&runs, &out).unwrap();
+    assert_eq!(s.differing, ["student_teacher.enabled"]);
+    let (header, rows) = csv(&fs::read_to_string(out.join("ablation.csv")).unwrap());
+    assert_eq!(&header[..5], ["run", "student_teacher.enabled", "seeds", "n", "model"]);
+    assert!(header[5].ends_with("_mean") && header[6].ends_with("_std"), "{header:?}");
+    assert_eq!(rows.len(), 2);
+    assert_eq!(rows[0][1..4], ["true", "0 1 2", "3"]);
+    assert_eq!(rows[1][1..4], ["false", "0 1", "2"]);
+    // The same base value v in every run: means v + mean(offsets), stds those of the offsets.
+    // Reference: numpy 2.4, np.std([0, 1, 3], ddof=1) and np.std([0.5, 2.5], ddof=1).
+    let base = fx_view_final(&runs[0], &header[5]);
+    let (m0, s0): (f64, f64) = (rows[0][5].parse().unwrap(), rows[0][6].parse().unwrap());
+    let (m1, s1): (f64, f64) = (rows[1][5].parse().unwrap(), rows[1][6].parse().unwrap());
+    assert!((m0 - (base + 1.3333333333333333)).abs() < 1e-9, "{m0} vs {base}");
+    assert!((s0 - 1.5275252316519468).abs() < 1e-9, "{s0}");
+    assert!((m1 - (base + 1.5)).abs() < 1e-9 && (s1 - 1.4142135623730951).abs() < 1e-9, "{m1} {s1}");
+    let md = fs::read_to_string(out.join("ablation.md")).unwrap();
+    assert!(md.contains(&format!("{:.2} ± 1.53", base + 1.3333333333333333)), "{md}");
+    // Best mean in bold, LaTeX as $m \pm s$.
+    assert!(md.contains(&format!("**{:.2} ± 1.41**", base + 1.5)), "{md}");
+    let tex = fs::read_to_string(out.join("ablation.tex")).unwrap();
+    assert!(tex.contains(&format!("${:.2} \\pm 1.53$", base + 1.3333333333333333)) && tex.contains("\\mathbf{"), "{tex}");
+}
+
+/// The final teacher value of `column` ("dataset/task/metric_mean") in a run's metrics.jsonl.
+fn fx_view_final(run: &Path, column: &str) -> f64 {
+    let key = column.trim_end_matches("_mean");
+    let parts: Vec<&str> = key.split('/').collect();
+    let rows: Vec<serde_json::Value> = fs::read_to_string(run.join("metrics.jsonl")).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    rows.iter()
+        .filter(|r| r["eval"]["dataset"] == parts[0] && r["eval"]["task"] == parts[1] && r["metric"] == parts[2] && r["model"] == "teacher")
+        .max_by_key(|r| r["epoch"].as_u64().unwrap())
+        .unwrap()["value"]
+        .as_f64()
+        .unwrap()
+}
