@@ -303,18 +303,22 @@ fn branches_and_sweep() {
         exp.to_str().unwrap(),
         "--grid",
         "student_teacher=true,false",
+        "--seeds",
+        "3,4",
         "--set",
         "datasets.1.options.corrupt=0.0",
     ]);
     assert!(o.status.success(), "{}", text(&o));
     let runs: Vec<_> = std::fs::read_dir(dir.path().join("runs")).unwrap().flatten().map(|e| e.file_name()).collect();
-    assert_eq!(runs.len(), 4, "two runs, the report and the sweep's state: {runs:?}");
+    assert_eq!(runs.len(), 6, "four runs, the report and the sweep's state: {runs:?}");
     let state: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(dir.path().join("runs/tiny-sweep.json")).unwrap()).unwrap();
-    assert_eq!((state["status"].as_str(), state["total"].as_u64()), (Some("finished"), Some(2)));
+    assert_eq!((state["status"].as_str(), state["total"].as_u64()), (Some("finished"), Some(4)));
+    // Two seeds per cell: one row per cell, each metric as mean ± std over its seeds.
     let md = std::fs::read_to_string(dir.path().join("runs/tiny-sweep-report/ablation.md")).unwrap();
     assert!(md.contains("student_teacher.enabled") && !md.contains("lock_release.enabled"), "{md}");
     assert_eq!(md.lines().filter(|l| l.starts_with("| tiny-")).count(), 2, "{md}");
+    assert!(md.contains(" ± ") && md.contains("| 3 4 | 2 |"), "{md}");
 }
 
 /// A second trainer on a run that is being trained is refused with a pointer to `attach`.

@@ -149,8 +149,12 @@ enum Command {
     Sweep {
         experiment: PathBuf,
         /// KEY=V1,V2,...; `lock_release` and `student_teacher` mean their `.enabled` switch.
-        #[arg(long = "grid", value_name = "KEY=V1,V2", required = true)]
+        #[arg(long = "grid", value_name = "KEY=V1,V2", required_unless_present = "seeds")]
         grid: Vec<String>,
+        /// Run every cell with each of these seeds (the same as --grid seed=0,1,2); the report
+        /// then shows each cell as mean ± std over its seeds.
+        #[arg(long, value_name = "S1,S2,...")]
+        seeds: Option<String>,
         #[arg(long = "set", value_name = "KEY=VALUE")]
         set: Vec<String>,
         #[arg(long)]
@@ -692,7 +696,12 @@ fn main() {
             view(&dir, *ascii)
         })(),
         Some(Command::Runs { runs_dir }) => print_runs(runs_dir),
-        Some(Command::Sweep { experiment, grid, set, device, headless, ascii }) => {
+        Some(Command::Sweep { experiment, grid, seeds, set, device, headless, ascii }) => {
+            let mut grid = grid.clone();
+            if let Some(s) = seeds {
+                grid.push(format!("seed={s}"));
+            }
+            let grid = &grid;
             let tty = std::io::stdout().is_terminal() && std::io::stdin().is_terminal();
             if *headless || !tty {
                 sweep(experiment, grid, set, device.as_deref())
