@@ -666,7 +666,7 @@ fn predict_equals_the_evaluation_and_an_exported_model_round_trips() {
         assert!((a - b).abs() < 1e-2, "{best} vs {first}");
     }
     // Overlays at the original size.
-    let ov = image::open(preds.join("overlays").join(format!("{}.png", fx::train::file_part(node21_path.trim_end_matches(".mha"))))).unwrap();
+    let ov = image::open(preds.join("overlays").join(format!("{}.png", node21_file.trim_end_matches(".mha")))).unwrap();
     assert_eq!((ov.width(), ov.height()), (img["width"].as_u64().unwrap() as u32, img["height"].as_u64().unwrap() as u32));
 
     // export-model → predict gives the same scores; the backbone is timm's.

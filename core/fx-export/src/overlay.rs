@@ -68,6 +68,8 @@ pub fn overlay_png(path: &Path, gray: &[f32], w: usize, h: usize, boxes: &[Overl
     }
     crate::chart::fonts();
     let side = w.min(h) as f64;
+    // Text needs room: on images under 128 px a side only boxes and masks are drawn.
+    let text = side >= 128.0;
     let font_px = (side / 40.0).clamp(11.0, 48.0);
     let thick = ((side / 300.0).round() as u32).max(1);
     {
@@ -79,6 +81,9 @@ pub fn overlay_png(path: &Path, gray: &[f32], w: usize, h: usize, boxes: &[Overl
             let c = RGBColor(r, g, bl);
             let [x0, y0, x1, y1] = b.rect.map(|v| v.round() as i32);
             area.draw(&Rectangle::new([(x0, y0), (x1 - 1, y1 - 1)], c.stroke_width(thick))).map_err(|e| anyhow!("{e}"))?;
+            if !text {
+                continue;
+            }
             let text = format!("{} {:.2}", legend.get(b.legend).map(|s| short(s)).unwrap_or("?"), b.score);
             let ty = (y0 - font_px as i32 - 2).max(0);
             let tw = (text.chars().count() as f64 * font_px * 0.6) as i32;
@@ -92,6 +97,7 @@ pub fn overlay_png(path: &Path, gray: &[f32], w: usize, h: usize, boxes: &[Overl
             u.dedup();
             u
         };
+        let used = if text { used } else { Vec::new() };
         let line = font_px as i32 + 4;
         if !used.is_empty() {
             let width = used.iter().map(|&i| legend.get(i).map(|s| s.chars().count()).unwrap_or(1)).max().unwrap_or(1) as f64 * font_px * 0.6 + font_px * 2.0;

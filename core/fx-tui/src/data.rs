@@ -196,6 +196,10 @@ pub struct DataArgs<'a> {
     pub split: SplitArg,
     pub format: DataFormat,
     pub check: bool,
+    /// Write each sample's decoded image (8-bit PNG, as fx sees it) under this folder.
+    pub save_images: Option<&'a Path>,
+    /// At most this many samples per dataset and split.
+    pub limit: Option<usize>,
 }
 
 /// Returns the process's exit status: 1 when `--check` found an unreadable image.
@@ -213,7 +217,34 @@ pub fn run(args: &DataArgs, registry: &Registry) -> Result<i32> {
         datasets.retain(|d| args.datasets.contains(&d.name));
     }
     let roots: HashMap<String, Option<PathBuf>> = exp.datasets.iter().map(|d| (d.name().to_string(), d.root.clone())).collect();
-    let items = items(&datasets, args.split)?;
+    let mut items = items(&datasets, args.split)?;
+    if let Some(n) = args.limit {
+        let mut seen: HashMap<(String, Split), usize> = HashMap::new();
+        items.retain(|it| {
+            let c = seen.entry((it.dataset.name.clone(), it.split)).or_default();
+            *c += 1;
+            *c <= n
+        });
+    }
+    if let Some(dir) = args.save_images {
+        let size = exp.model.image_size.max(1) as usize;
+        let saved = par_map(&items, "saving images", false, |it| -> Result<PathBuf, String> {
+            let s = it.dataset.dataset.load(&it.record, size).map_err(|e| e.to_string())?;
+            let (w, h) = s.image_dims.unwrap_or((s.width, s.height));
+            let root = roots.get(&it.dataset.name).cloned().flatten();
+            let id = public_id(root.as_deref(), &it.record);
+            let p = dir.join(fx::train::file_part(&it.dataset.name)).join(format!("{}.png", fx::train::file_part(&id)));
+            std::fs::create_dir_all(p.parent().unwrap()).map_err(|e| e.to_string())?;
+            let px: Vec<u8> = s.image.iter().map(|v| (v.clamp(0.0, 1.0) * 255.0).round() as u8).collect();
+            image::GrayImage::from_raw(w as u32, h as u32, px).ok_or("image size")?.save(&p).map_err(|e| format!("{}: {e}", p.display()))?;
+            Ok(p)
+        });
+        let ok = saved.iter().filter(|r| r.is_ok()).count();
+        eprintln!("saved {ok} decoded image(s) under {}", dir.display());
+        for e in saved.iter().filter_map(|r| r.as_ref().err()).take(10) {
+            eprintln!("  not saved: {e}");
+        }
+    }
     let size = exp.model.image_size.max(1) as usize;
     let labels = par_map(&items, "reading labels", false, |it| it.dataset.dataset.labels(&it.record, size).map_err(|e| e.to_string()));
     let decoded: Option<Vec<Result<(), String>>> = args.check.then(|| {

@@ -83,6 +83,13 @@ enum Command {
         /// Decode every image (all cores) and list the unreadable ones; exit status 1 if any.
         #[arg(long)]
         check: bool,
+        /// Also write each sample's decoded image as fx sees it (8-bit PNG after the DICOM LUTs
+        /// and window) under DIR/<dataset>/ — to look at, or to feed `predict`.
+        #[arg(long, value_name = "DIR")]
+        save_images: Option<PathBuf>,
+        /// At most N samples per dataset and split.
+        #[arg(long, value_name = "N")]
+        limit: Option<usize>,
         #[arg(long = "set", value_name = "KEY=VALUE")]
         set: Vec<String>,
     },
@@ -725,8 +732,17 @@ fn main() {
         Some(Command::Ctl { run, command }) => control::send(run, command).map(|reply| println!("{reply}")),
         Some(Command::Export { run, out, student }) => export::print_export(run, out, *student),
         Some(Command::Report { runs, out }) => export::print_report(runs, out),
-        Some(Command::Data { experiment, datasets, split, format, check, set }) => {
-            let args = data::DataArgs { experiment, set, datasets, split: *split, format: *format, check: *check };
+        Some(Command::Data { experiment, datasets, split, format, check, save_images, limit, set }) => {
+            let args = data::DataArgs {
+                experiment,
+                set,
+                datasets,
+                split: *split,
+                format: *format,
+                check: *check,
+                save_images: save_images.as_deref(),
+                limit: *limit,
+            };
             match data::run(&args, &registry()) {
                 Ok(code) => std::process::exit(code),
                 Err(e) => Err(e),

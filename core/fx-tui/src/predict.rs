@@ -30,8 +30,9 @@ pub struct PredictArgs<'a> {
     pub overlays: bool,
 }
 
-/// Every image file named or found (recursively) under the named folders, sorted.
-pub fn expand(inputs: &[PathBuf]) -> Result<Vec<PathBuf>> {
+/// Every image file named or found (recursively) under the named folders, sorted, with the name
+/// its outputs take: the file's stem, or its path below the named folder (without extension).
+pub fn expand(inputs: &[PathBuf]) -> Result<Vec<(PathBuf, String)>> {
     fn walk(d: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
         for e in std::fs::read_dir(d).with_context(|| format!("{}: cannot list", d.display()))?.flatten() {
             let p = e.path();
@@ -44,14 +45,18 @@ pub fn expand(inputs: &[PathBuf]) -> Result<Vec<PathBuf>> {
         Ok(())
     }
     let mut out = Vec::new();
+    let stem = |p: &Path| file_part(&p.with_extension("").to_string_lossy());
     for i in inputs {
         if i.is_dir() {
             let mut found = Vec::new();
             walk(i, &mut found)?;
             found.sort();
-            out.extend(found);
+            out.extend(found.into_iter().map(|p| {
+                let name = stem(p.strip_prefix(i).unwrap_or(&p));
+                (p, name)
+            }));
         } else if i.exists() {
-            out.push(i.clone());
+            out.push((i.clone(), stem(Path::new(i.file_name().unwrap_or_default()))));
         } else {
             bail!("{}: no such file or folder", i.display());
         }
@@ -110,7 +115,7 @@ pub fn run(a: &PredictArgs) -> Result<()> {
     let start = Instant::now();
     let mut done = 0usize;
     for chunk in files.chunks(a.batch_size.max(1)) {
-        let decoded = par_map(chunk, "decoding", false, |f| -> Result<Decoded, String> {
+        let decoded = par_map(chunk, "decoding", false, |(f, _)| -> Result<Decoded, String> {
             let g = decode(f, &DecodeOptions::default())?;
             let sample = fx_plugin::Sample {
                 id: String::new(),
@@ -126,27 +131,27 @@ pub fn run(a: &PredictArgs) -> Result<()> {
             let r = augment::warp(&sample, &augment::resize(g.width, g.height, s), s);
             Ok(Decoded { width: g.width, height: g.height, gray: sample.image, resized: r.image })
         });
-        let mut ok: Vec<(&PathBuf, Decoded)> = Vec::new();
-        for (f, d) in chunk.iter().zip(decoded) {
+        let mut ok: Vec<(&PathBuf, &String, Decoded)> = Vec::new();
+        for ((f, name), d) in chunk.iter().zip(decoded) {
             match d {
-                Ok(d) => ok.push((f, d)),
+                Ok(d) => ok.push((f, name, d)),
                 Err(e) => unreadable.push(e),
             }
         }
         if ok.is_empty() {
             continue;
         }
-        let gray: Vec<f32> = ok.iter().flat_map(|(_, d)| d.resized.iter().copied()).collect();
-        let originals: Vec<(usize, usize)> = ok.iter().map(|(_, d)| (d.width, d.height)).collect();
+        let gray: Vec<f32> = ok.iter().flat_map(|(_, _, d)| d.resized.iter().copied()).collect();
+        let originals: Vec<(usize, usize)> = ok.iter().map(|(_, _, d)| (d.width, d.height)).collect();
         let preds = fx::predict::infer(&loaded, &gray, &originals, &opts)?;
-        for (i, (file, d)) in ok.iter().enumerate() {
-            let stem = file_part(&file.with_extension("").to_string_lossy());
+        for (i, (file, stem, d)) in ok.iter().enumerate() {
+            let stem = stem.as_str();
             let image_id = writer.image(file, d.width, d.height);
             let (mut boxes, mut masks) = (Vec::new(), Vec::new());
             for (dataset, per) in &preds {
                 let p = &per[i];
                 let heads = &card.datasets[dataset];
-                writer.prediction(dataset, file, image_id, p, heads, &stem, d.width, d.height)?;
+                writer.prediction(dataset, file, image_id, p, heads, stem, d.width, d.height)?;
                 for &(label, score, rect) in &p.boxes {
                     boxes.push(OverlayBox { legend: legend_of[&(dataset.clone(), heads.loc[label].clone())], score, rect });
                 }
