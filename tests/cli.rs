@@ -693,6 +693,14 @@ fn predict_equals_the_evaluation_and_an_exported_model_round_trips() {
     let find = |v: &[(String, tch::Tensor)], n: &str| v.iter().find(|(k, _)| k == n).unwrap().1.shallow_clone();
     let d = (find(&f, "pooled") - find(&io, "pooled")).abs().max().double_value(&[]);
     assert!(d < 1e-4, "the exported backbone's features differ from timm's by {d}");
+    // export also draws a gallery: one grid of overlays per dataset, from its test images.
+    let report = dir.path().join("report");
+    let o = run_in_repo(&["export", run.to_str().unwrap(), "--out", report.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", text(&o));
+    for d in ["rsna", "node21", "tbx"] {
+        let g = image::open(report.join("gallery").join(format!("{d}.png"))).unwrap_or_else(|e| panic!("{d}: {e}\n{}", text(&o)));
+        assert!(g.width() >= 256, "{d}");
+    }
     // Errors: no such run, a safetensors without a model card outside a run, an unknown dataset.
     let o = run_in_repo(&["predict", "runs/no-such-run", "fixtures/images/png_gray8.png"]);
     assert!(!o.status.success() && text(&o).contains("no such run directory"), "{}", text(&o));

@@ -730,7 +730,7 @@ fn main() {
         })(),
         Some(Command::Add { run, file }) => add_datasets(run, file),
         Some(Command::Ctl { run, command }) => control::send(run, command).map(|reply| println!("{reply}")),
-        Some(Command::Export { run, out, student }) => export::print_export(run, out, *student),
+        Some(Command::Export { run, out, student }) => export::print_export(run, out, *student, &registry()),
         Some(Command::Report { runs, out }) => export::print_report(runs, out),
         Some(Command::Data { experiment, datasets, split, format, check, save_images, limit, set }) => {
             let args = data::DataArgs {
