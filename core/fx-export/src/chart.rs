@@ -60,6 +60,8 @@ pub struct ChartSpec {
     pub epochs: usize,
     /// (first epoch, cycle) of every cycle after the first.
     pub cycle_starts: Vec<(usize, usize)>,
+    /// For a seed group: (epoch, mean − std, mean + std), drawn as a shaded band behind the mean.
+    pub band: Vec<(usize, f64, f64)>,
 }
 
 impl ChartSpec {
@@ -142,7 +144,9 @@ fn draw<DB: DrawingBackend>(
 
     let epochs = spec.epochs.max(spec.points.iter().map(|p| p.epoch).max().unwrap_or(1)).max(1);
     let x_range = 0.5..epochs as f64 + 0.5;
-    let (lo, hi) = y_range(&spec.points);
+    let mut range_pts = spec.points.clone();
+    range_pts.extend(spec.band.iter().flat_map(|&(e, a, b)| [Point { epoch: e, value: a, focused: false }, Point { epoch: e, value: b, focused: false }]));
+    let (lo, hi) = y_range(&range_pts);
     let label_font = font_px(14.0, s, 10.0);
     let mut chart = ChartBuilder::on(&plot)
         .caption(spec.title(), (FONT_FAMILY, font_px(21.0, s, 12.0)).into_font().style(FontStyle::Bold))
@@ -186,6 +190,12 @@ fn draw<DB: DrawingBackend>(
         chart.draw_series(std::iter::once(label)).map_err(err)?;
     }
 
+    // A seed group's ± std band, behind everything else.
+    if spec.band.len() > 1 {
+        let mut poly: Vec<(f64, f64)> = spec.band.iter().map(|&(e, _, hi_v)| (e as f64, hi_v.min(hi))).collect();
+        poly.extend(spec.band.iter().rev().map(|&(e, lo_v, _)| (e as f64, lo_v.max(lo))));
+        chart.draw_series(std::iter::once(Polygon::new(poly, OTHER.mix(0.3).filled()))).map_err(err)?;
+    }
     let xy = |p: &Point| (p.epoch as f64, p.value);
     let pts: Vec<&Point> = spec.points.iter().filter(|p| p.value.is_finite()).collect();
     // Every epoch: thin line, hollow circles where another task was trained.

@@ -143,6 +143,7 @@ pub fn export(run_dir: &Path, out: &Path, opts: &ExportOptions) -> Result<Export
                 points,
                 epochs,
                 cycle_starts: cycle_starts.clone(),
+                band: Vec::new(),
             });
         }
         for spec in &specs {
@@ -207,11 +208,18 @@ pub fn report(runs: &[PathBuf], out: &Path) -> Result<ReportSummary> {
         }
     }
     let ablation = data::ablation(&opened);
-    let files = vec![
+    let mut files = vec![
         ("ablation.csv".to_string(), ablation.table.csv().into_bytes()),
         ("ablation.md".to_string(), ablation.table.markdown().into_bytes()),
         ("ablation.tex".to_string(), ablation.table.latex().into_bytes()),
     ];
+    // Seed groups: the paper's Figure 2 per (dataset, task) with the mean over the seeds and a
+    // shaded ± std band, in seeds/<setting>/.
+    for (name, spec) in data::seed_group_charts(&opened) {
+        let stem = format!("seeds/{}/{}-{}", file_part(&name), file_part(&spec.key.dataset), file_part(&spec.key.task));
+        files.push((format!("{stem}.png"), chart::png(&spec, 800, 500)?));
+        files.push((format!("{stem}.svg"), chart::svg(&spec, 800, 500)?.into_bytes()));
+    }
     let written = write::all(out, &files).with_context(|| format!("writing the report into {}", out.display()))?;
     Ok(ReportSummary {
         out: out.to_path_buf(),

@@ -25,8 +25,11 @@ pub fn all(out: &Path, files: &[(String, Vec<u8>)]) -> Result<Vec<PathBuf>> {
 }
 
 fn atomic(dir: &Path, name: &str, bytes: &[u8]) -> Result<PathBuf> {
+    // A name may hold sub-folders ("seeds/<setting>/<chart>.png").
     let path = dir.join(name);
-    let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
+    let (dir, file) = (path.parent().unwrap_or(dir).to_path_buf(), path.file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_default());
+    fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    let tmp = dir.join(format!(".{file}.{}.tmp", std::process::id()));
     let res = (|| -> std::io::Result<()> {
         let mut f = fs::File::create(&tmp)?;
         f.write_all(bytes)?;

@@ -210,6 +210,10 @@ fn runs_differing_only_in_seed_become_one_row_with_mean_and_std() {
     assert!(md.contains(&format!("**{:.2} ± 1.41**", base + 1.5)), "{md}");
     let tex = fs::read_to_string(out.join("ablation.tex")).unwrap();
     assert!(tex.contains(&format!("${:.2} \\pm 1.53$", base + 1.3333333333333333)) && tex.contains("\\mathbf{"), "{tex}");
+    // Figure 2 of each seed group: the mean with a ± std band, PNG and SVG.
+    let charts: Vec<String> = s.files.iter().map(|f| f.display().to_string()).filter(|f| f.contains("/seeds/")).collect();
+    assert!(charts.iter().any(|f| f.contains("seeds/demo-1/") && f.ends_with(".png")), "{charts:?}");
+    assert!(charts.iter().any(|f| f.contains("seeds/demo-2/") && f.ends_with(".svg")), "{charts:?}");
 }
 
 /// The final teacher value of `column` ("dataset/task/metric_mean") in a run's metrics.jsonl.
