@@ -713,3 +713,25 @@ fn predict_equals_the_evaluation_and_an_exported_model_round_trips() {
 fn run_in_repo(args: &[&str]) -> Output {
     fx().current_dir(repo()).args(args).output().unwrap()
 }
+
+/// Argument ranges of `features` and shapes of its tensor input are named errors, not panics;
+/// a closed stdout never makes a command panic.
+#[test]
+fn bad_feature_arguments_and_a_closed_pipe_are_handled() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("f.safetensors");
+    let w = fixtures().join("swin/weights_timm_new.safetensors");
+    for size in ["0", "-64", "65536"] {
+        let o = run(&["features", "--weights", w.to_str().unwrap(), "--arch", "swin_nano", &format!("--image-size={size}"), "--out", out.to_str().unwrap(), fixtures().join("images/png_gray8.png").to_str().unwrap()]);
+        assert!(!o.status.success() && text(&o).contains("--image-size must be a multiple of 32") && !text(&o).contains("panicked"), "{}", text(&o));
+    }
+    let t = dir.path().join("t.safetensors");
+    tch::Tensor::write_safetensors(&[("input", tch::Tensor::zeros([1, 3, 64, 32], (tch::Kind::Float, tch::Device::Cpu)))], &t).unwrap();
+    let o = run(&["features", "--weights", w.to_str().unwrap(), "--arch", "swin_nano", "--out", out.to_str().unwrap(), t.to_str().unwrap()]);
+    assert!(!o.status.success() && text(&o).contains("(N, 3, S, S)") && !text(&o).contains("panicked"), "{}", text(&o));
+    // stdout closed before the command writes.
+    let mut child = fx().arg("plugins").stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped()).spawn().unwrap();
+    drop(child.stdout.take());
+    let o = child.wait_with_output().unwrap();
+    assert!(!String::from_utf8_lossy(&o.stderr).contains("panicked"), "{}", String::from_utf8_lossy(&o.stderr));
+}

@@ -2,6 +2,16 @@
 //! directories (the fx-export library).
 
 use anyhow::Result;
+
+/// A line on stdout that never panics: a sweep prints its report after training with SIGPIPE
+/// ignored, and a reader that went away must not turn a finished sweep into a crash.
+macro_rules! say {
+    ($($t:tt)*) => {{
+        use std::io::Write;
+        let _ = writeln!(std::io::stdout(), $($t)*);
+    }};
+}
+pub(crate) use say;
 use std::path::{Path, PathBuf};
 
 /// Writes the run's charts (teacher and student) and tables into `out`; returns how many files.
@@ -16,20 +26,20 @@ pub fn print_export(run_dir: &Path, out: &Path, student: bool, registry: &fx::re
         opts = opts.with_student();
     }
     let s = fx_export::export(run_dir, out, &opts)?;
-    println!("{}: {} charts after epoch {} → {}", s.name, s.charts, s.last_epoch, out.display());
+    say!("{}: {} charts after epoch {} → {}", s.name, s.charts, s.last_epoch, out.display());
     for f in &s.files {
-        println!("  {}", f.display());
+        say!("  {}", f.display());
     }
     for w in &s.warnings {
-        println!("  warning: {w}");
+        say!("  warning: {w}");
     }
     match gallery(run_dir, &out.join("gallery"), registry, GALLERY_IMAGES) {
         Ok(files) => {
             for f in files {
-                println!("  {}", f.display());
+                say!("  {}", f.display());
             }
         }
-        Err(e) => println!("  warning: no gallery of overlays: {e:#}"),
+        Err(e) => say!("  warning: no gallery of overlays: {e:#}"),
     }
     Ok(())
 }
@@ -117,13 +127,13 @@ pub fn gallery(run_dir: &Path, out: &Path, registry: &fx::registry::Registry, n:
 
 pub fn print_report(runs: &[PathBuf], out: &Path) -> Result<()> {
     let s = fx_export::report(runs, out)?;
-    println!("{} runs: {}", s.runs.len(), s.runs.join(", "));
-    println!("keys that differ: {}", if s.differing.is_empty() { "none".to_string() } else { s.differing.join(", ") });
+    say!("{} runs: {}", s.runs.len(), s.runs.join(", "));
+    say!("keys that differ: {}", if s.differing.is_empty() { "none".to_string() } else { s.differing.join(", ") });
     for f in &s.files {
-        println!("  {}", f.display());
+        say!("  {}", f.display());
     }
     for w in &s.warnings {
-        println!("  warning: {w}");
+        say!("  warning: {w}");
     }
     Ok(())
 }

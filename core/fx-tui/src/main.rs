@@ -492,7 +492,7 @@ fn sweep(path: &Path, grid: &[String], set: &[String], device: Option<&str>) -> 
     for (k, (combo, mut exp)) in exps.into_iter().enumerate() {
         let tag: Vec<String> = combo.iter().map(|o| o.replace(".enabled", "").replace('=', "-")).collect();
         exp.name = format!("{}-{}", exp.name, tag.join("-"));
-        println!("sweep {}/{total}: {} ({})", k + 1, exp.name, combo.join(" "));
+        export::say!("sweep {}/{total}: {} ({})", k + 1, exp.name, combo.join(" "));
         let device = match device {
             Some(d) => resolve_device(d)?,
             None => resolve_device(&exp.device)?,
@@ -509,7 +509,7 @@ fn sweep(path: &Path, grid: &[String], set: &[String], device: Option<&str>) -> 
         let _ = std::fs::remove_file(control::socket_path(&trainer.run_dir()));
         if status != "finished" {
             write_sweep_state(&state_file, &runs, total, "stopped")?;
-            println!("sweep stopped during {}", trainer.run_dir().display());
+            export::say!("sweep stopped during {}", trainer.run_dir().display());
             break;
         }
     }
@@ -656,6 +656,11 @@ fn model_role(s: &str) -> Result<fx::config::ModelRole> {
 }
 
 fn main() {
+    // A closed pipe (`fx-tui runs | head -1`) ends a one-shot command quietly, as it does `cat`;
+    // training ignores SIGPIPE (install_signal_handlers) and never panics on a closed stdout.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     fx::assert_cuda_linked();
     let cli = Cli::parse();
     let result = match &cli.command {

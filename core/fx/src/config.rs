@@ -480,6 +480,25 @@ fn located(path: &Path, text: &str, err: &toml::de::Error) -> anyhow::Error {
     anyhow!("{place}: {}{}", msg, did_you_mean(msg))
 }
 
+/// (line, column) of `key` (dotted: "train.batch_size") in a TOML text: the line that assigns its
+/// last segment inside the table of the others, or a dotted assignment at the top level.
+fn key_position(text: &str, key: &str) -> Option<(usize, usize)> {
+    let (table, field) = key.rsplit_once('.').unwrap_or(("", key));
+    let mut current = String::new();
+    for (i, line) in text.lines().enumerate() {
+        let t = line.trim_start();
+        if let Some(h) = t.strip_prefix('[') {
+            current = h.trim_start_matches('[').split(']').next().unwrap_or("").trim().to_string();
+            continue;
+        }
+        let assigned = |k: &str| t.strip_prefix(k).is_some_and(|r| r.trim_start().starts_with('='));
+        if (current == table && assigned(field)) || (current.is_empty() && assigned(key)) {
+            return Some((i + 1, line.len() - t.len() + 1));
+        }
+    }
+    None
+}
+
 fn line_col(text: &str, offset: usize) -> (usize, usize) {
     let before = &text[..offset.min(text.len())];
     let line = before.matches('\n').count() + 1;
@@ -601,8 +620,77 @@ impl Experiment {
             let label = PathBuf::from(format!("{} (after {})", path.display(), if extended { "extends and --set" } else { "--set" }));
             toml::from_str(&merged).map_err(|e| located(&label, &merged, &e))?
         };
+        if let Some((key, what)) = exp.out_of_range() {
+            let (label, text) = match (overrides.is_empty() && !extended, toml::to_string(&doc)) {
+                (true, _) => (path.display().to_string(), text.to_string()),
+                (false, Ok(merged)) => (format!("{} (after {})", path.display(), if extended { "extends and --set" } else { "--set" }), merged),
+                (false, Err(_)) => (path.display().to_string(), String::new()),
+            };
+            let place = match key_position(&text, &key) {
+                Some((line, col)) => format!("{label}:{line}:{col}"),
+                None => label,
+            };
+            bail!("{place}: {key} {what}");
+        }
         exp.validate(path)?;
         Ok(exp)
+    }
+
+    /// The first numeric key outside its range (key, what it must be), before anything uses it:
+    /// sizes within what the architecture and memory allow, finite non-negative rates,
+    /// probabilities in [0, 1], bounded counts, a run name that is one path component.
+    pub fn out_of_range(&self) -> Option<(String, String)> {
+        let mut problems: Vec<(String, String)> = Vec::new();
+        let mut check = |ok: bool, key: &str, what: String| {
+            if !ok && problems.is_empty() {
+                problems.push((key.to_string(), what));
+            }
+        };
+        let n = &self.name;
+        check(
+            !n.is_empty() && n != "." && n != ".." && !n.contains(['/', '\\', '\0']),
+            "name",
+            format!("must be a single folder name (it names the run under output_dir), got \"{n}\""),
+        );
+        let s = self.model.image_size;
+        check((32..=4096).contains(&s) && s % 32 == 0, "model.image_size", format!("must be a multiple of 32 within 32..=4096 (Swin's patches and merges), got {s}"));
+        if let Some(dp) = self.model.drop_path {
+            check(dp.is_finite() && (0.0..1.0).contains(&dp), "model.drop_path", format!("must be within [0, 1), got {dp}"));
+        }
+        for (k, v) in [("model.ppm_channels", self.model.ppm_channels), ("model.fpn_channels", self.model.fpn_channels)] {
+            check((1..=8192).contains(&v), k, format!("must be within 1..=8192, got {v}"));
+        }
+        let t = &self.train;
+        check((1..=4096).contains(&t.batch_size), "train.batch_size", format!("must be within 1..=4096, got {}", t.batch_size));
+        check((1..=100_000).contains(&t.cycles), "train.cycles", format!("must be within 1..=100000, got {}", t.cycles));
+        check(t.log_every >= 1, "train.log_every", format!("must be at least 1, got {}", t.log_every));
+        check(t.workers <= 256, "train.workers", format!("must be within 0..=256 (0 = one per core), got {}", t.workers));
+        check((1..=256).contains(&t.prefetch), "train.prefetch", format!("must be within 1..=256, got {}", t.prefetch));
+        let o = &self.optimizer;
+        check(o.weight_decay.is_finite() && (0.0..1.0).contains(&o.weight_decay), "optimizer.weight_decay", format!("must be a finite number within [0, 1), got {}", o.weight_decay));
+        check(o.eps.is_finite() && o.eps > 0.0, "optimizer.eps", format!("must be a finite positive number, got {}", o.eps));
+        for (k, b) in [("optimizer.beta1", o.beta1), ("optimizer.beta2", o.beta2)] {
+            check(b.is_finite() && (0.0..1.0).contains(&b), k, format!("must be within [0, 1), got {b}"));
+        }
+        let lr = &o.lr;
+        for (k, v) in [
+            ("optimizer.lr.backbone", lr.backbone),
+            ("optimizer.lr.cls_head", lr.cls_head),
+            ("optimizer.lr.loc_encoder", lr.loc_encoder),
+            ("optimizer.lr.loc_decoder", lr.loc_decoder),
+            ("optimizer.lr.seg_decoder", lr.seg_decoder),
+            ("optimizer.lr.seg_head", lr.seg_head),
+        ] {
+            check(v.is_finite() && (0.0..=10.0).contains(&v), k, format!("must be a finite learning rate within [0, 10], got {v}"));
+        }
+        check(self.optimizer.lr_schedule.warmup_cycles <= 100_000, "optimizer.lr_schedule.warmup_cycles", "must be at most 100000".into());
+        let e = &self.eval;
+        check((1..=4096).contains(&e.batch_size), "eval.batch_size", format!("must be within 1..=4096, got {}", e.batch_size));
+        check((1..=16).contains(&self.data.cache_scale), "data.cache_scale", format!("must be within 1..=16, got {}", self.data.cache_scale));
+        let st = &self.student_teacher;
+        check(st.momentum.is_finite(), "student_teacher.momentum", "must be a finite number".into());
+        check(self.finetune.shots <= 1_000_000, "finetune.shots", format!("must be at most 1000000, got {}", self.finetune.shots));
+        problems.pop()
     }
 
     fn validate(&self, path: &Path) -> Result<()> {
@@ -670,7 +758,6 @@ impl Experiment {
         Ok(())
     }
 
-    /// The models evaluated after each epoch: without a teacher, only the student exists.
     /// Where and at what size file datasets cache their decoded images (None: no cache).
     pub fn cache_spec(&self) -> Option<fx_plugin::CacheSpec> {
         if !self.data.cache {
@@ -680,6 +767,7 @@ impl Experiment {
         Some(fx_plugin::CacheSpec { dir, longest_side: self.data.cache_scale.max(1) * self.model.image_size.max(1) as usize })
     }
 
+    /// The models evaluated after each epoch: without a teacher, only the student exists.
     pub fn eval_models(&self) -> Vec<ModelRole> {
         let mut v: Vec<ModelRole> = self
             .eval
@@ -799,6 +887,32 @@ plugin = "phantom-cxp"
         let err = Experiment::parse(Path::new("x.toml"), MINIMAL, &["student_teacher.momentum=1.5".into()]).unwrap_err().to_string();
         assert!(err.contains("student_teacher.momentum"), "{err}");
         let err = Experiment::parse(Path::new("x.toml"), MINIMAL, &["model.image_size=30".into()]).unwrap_err().to_string();
-        assert!(err.contains("image size 30"), "{err}");
+        assert!(err.contains("model.image_size") && err.contains("got 30"), "{err}");
+    }
+
+    /// Every case of issue #17's list gets a named range error with its place, before anything
+    /// (a planner, a loader thread, an allocation) can panic on it.
+    #[test]
+    fn out_of_range_values_are_named_errors_with_their_place() {
+        for (set, key) in [
+            ("model.image_size=0", "model.image_size"),
+            ("model.image_size=-64", "model.image_size"),
+            ("model.image_size=1000000", "model.image_size"),
+            ("train.cycles=100000000", "train.cycles"),
+            ("optimizer.lr.backbone=nan", "optimizer.lr.backbone"),
+            ("optimizer.lr.cls_head=-1e-3", "optimizer.lr.cls_head"),
+            ("optimizer.weight_decay=-0.1", "optimizer.weight_decay"),
+            ("model.drop_path=5.0", "model.drop_path"),
+            ("train.workers=100000000", "train.workers"),
+            ("name=\"../../x\"", "name"),
+        ] {
+            let err = Experiment::parse(Path::new("x.toml"), MINIMAL, &[set.to_string()]).unwrap_err().to_string();
+            assert!(err.contains(key) && err.contains("x.toml (after --set):"), "{set}: {err}");
+        }
+        // In the file itself the error points at the line.
+        let text = MINIMAL.replace("[model]", "[train]\nbatch_size = 0\n[model]");
+        let err = Experiment::parse(Path::new("x.toml"), &text, &[]).unwrap_err().to_string();
+        let line = text.lines().position(|l| l.starts_with("batch_size")).unwrap() + 1;
+        assert!(err.starts_with(&format!("x.toml:{line}:1: train.batch_size")), "{err}");
     }
 }

@@ -30,8 +30,8 @@ pub fn load_inputs(inputs: &[PathBuf], img_size: i64) -> Result<Tensor> {
             None if ts.len() == 1 => ts.pop().unwrap().1,
             None => bail!("{}: holds {} tensors and none is named `input`", p.display(), ts.len()),
         };
-        if t.dim() != 4 || t.size()[1] != 3 {
-            bail!("{}: the input tensor must be (N, 3, H, W), got {:?}", p.display(), t.size());
+        if t.dim() != 4 || t.size()[1] != 3 || t.size()[2] != t.size()[3] || t.size()[2] % 32 != 0 || t.size()[2] > 4096 {
+            bail!("{}: the input tensor must be (N, 3, S, S) with S a multiple of 32 up to 4096, got {:?}", p.display(), t.size());
         }
         return Ok(t.to_kind(Kind::Float));
     }
@@ -50,6 +50,9 @@ pub fn load_inputs(inputs: &[PathBuf], img_size: i64) -> Result<Tensor> {
 }
 
 pub fn extract(weights: &Path, arch: &str, img_size: i64, inputs: &[PathBuf], out: &Path, device: Device) -> Result<FeatureReport> {
+    if !(32..=4096).contains(&img_size) || img_size % 32 != 0 {
+        bail!("--image-size must be a multiple of 32 within 32..=4096 (Swin's patches and merges), got {img_size}");
+    }
     let x = load_inputs(inputs, img_size)?;
     let size = x.size()[2];
     let cfg = SwinConfig::named(arch, size)?;
