@@ -228,8 +228,11 @@ pub fn parse_coco(text: &str, file: &str) -> Result<CocoSet, String> {
         let file_name = match o.get("file_name") {
             Some(Value::String(s)) => s.clone(),
             Some(v) => return Err(err(&format!("{at}.file_name"), format!("expected a string, found {}", kind(v)))),
-            None => String::new(),
+            None => return Err(err(&format!("{at}.file_name"), "missing: every image needs the file it is read from".to_string())),
         };
+        if file_name.trim().is_empty() {
+            return Err(err(&format!("{at}.file_name"), "empty: every image needs the file it is read from".to_string()));
+        }
         let size = |key: &str| -> Result<u32, String> {
             let n = int_field(o, key).map_err(|w| err(&format!("{at}.{key}"), w))?;
             u32::try_from(n).map_err(|_| {
@@ -655,6 +658,9 @@ pub fn parse_box_csv(text: &str, file: &str, columns: &BoxCsvColumns) -> Result<
         }
         out.boxes.push(CsvBox { image, label, xyxy: [x0 as f32, y0 as f32, x1 as f32, y1 as f32], line });
     }
+    if out.images.is_empty() {
+        return Err(format!("{file}: the box list has a header but no rows: no image to read"));
+    }
     Ok(out)
 }
 
@@ -869,11 +875,15 @@ mod tests {
 
         let e = err_of(
             "dup.json",
-            r#"{"images": [{"id": 1, "width": 2, "height": 2}, {"id": 1, "width": 2, "height": 2}]}"#,
+            r#"{"images": [{"id": 1, "file_name": "a.png", "width": 2, "height": 2}, {"id": 1, "file_name": "b.png", "width": 2, "height": 2}]}"#,
         );
         assert!(e.contains("dup.json: images[1].id: image id 1 is also the id of images[0]"), "{e}");
-        let e = err_of("size.json", r#"{"images": [{"id": 1, "width": -2, "height": 2}]}"#);
+        let e = err_of("size.json", r#"{"images": [{"id": 1, "file_name": "a.png", "width": -2, "height": 2}]}"#);
         assert!(e.contains("images[0].width: -2 is not a valid size"), "{e}");
+        let e = err_of("nofile.json", r#"{"images": [{"id": 1, "width": 2, "height": 2}]}"#);
+        assert!(e.contains("nofile.json: images[0].file_name: missing"), "{e}");
+        let e = parse_box_csv("img_name,x,y,width,height,label\n", "meta.csv", &BoxCsvColumns::node21()).unwrap_err();
+        assert!(e.contains("meta.csv") && e.contains("no rows"), "{e}");
         let e = err_of("top.json", "[1, 2]");
         assert!(e.contains("top.json: (top level)"), "{e}");
         let e = read_coco(Path::new("/nonexistent/fx/coco.json")).unwrap_err();

@@ -284,9 +284,18 @@ impl RunStore {
         if !last.exists() {
             return Ok(None);
         }
-        let v: serde_json::Value = serde_json::from_str(&fs::read_to_string(&last)?).with_context(|| format!("{}: malformed", last.display()))?;
-        let dir = ck.join(v["dir"].as_str().ok_or_else(|| anyhow!("{}: no `dir`", last.display()))?);
-        let state: CheckpointState = serde_json::from_str(&fs::read_to_string(dir.join("state.json"))?)?;
+        let text = fs::read_to_string(&last).with_context(|| format!("{}: cannot read", last.display()))?;
+        let v: serde_json::Value = serde_json::from_str(&text).with_context(|| format!("{}: malformed", last.display()))?;
+        let name = v["dir"].as_str().ok_or_else(|| anyhow!("{}: no `dir`", last.display()))?;
+        // A checkpoint is a folder of this run's checkpoints/: nothing else is ever followed.
+        let one_folder = !name.is_empty() && name != "." && name != ".." && !name.contains(['/', '\\']);
+        if !one_folder {
+            bail!("{}: `dir` = {name:?} is not a folder of {}", last.display(), ck.display());
+        }
+        let dir = ck.join(name);
+        let state_file = dir.join("state.json");
+        let state_text = fs::read_to_string(&state_file).with_context(|| format!("{}: cannot read the checkpoint's state", state_file.display()))?;
+        let state: CheckpointState = serde_json::from_str(&state_text).with_context(|| format!("{}: malformed", state_file.display()))?;
         Ok(Some((dir, state)))
     }
 }
@@ -359,5 +368,21 @@ mod tests {
         assert!(dir.join("student.safetensors").exists());
         assert!(!run.path("checkpoints/epoch-0001").exists());
         let _ = fs::remove_dir_all(&tmp);
+    }
+
+    /// last.json may only name a folder of the run's checkpoints/, and a missing state.json is
+    /// an error naming its path.
+    #[test]
+    fn last_checkpoint_is_confined_and_named() {
+        let tmp = tempfile::tempdir().unwrap();
+        let run = RunStore::create(tmp.path(), "t", "name='t'").unwrap();
+        let ck = run.path("checkpoints");
+        std::fs::create_dir_all(ck.join("epoch-0001")).unwrap();
+        std::fs::write(ck.join("last.json"), r#"{"dir": "../.."}"#).unwrap();
+        let e = format!("{:#}", run.last_checkpoint().unwrap_err());
+        assert!(e.contains("last.json") && e.contains("is not a folder of"), "{e}");
+        std::fs::write(ck.join("last.json"), r#"{"dir": "epoch-0001"}"#).unwrap();
+        let e = format!("{:#}", run.last_checkpoint().unwrap_err());
+        assert!(e.contains("epoch-0001/state.json"), "{e}");
     }
 }
