@@ -90,6 +90,10 @@ pub struct CheckpointState {
     pub seed: u64,
     pub wall_time: f64,
     pub skipped_samples: usize,
+    /// The resolved experiment the checkpoint was trained under (JSON): `--resume` refuses an
+    /// experiment.toml edited since, except for the keys that cannot change the results.
+    #[serde(default, skip_serializing_if = "serde_json::Value::is_null")]
+    pub experiment: serde_json::Value,
 }
 
 pub struct RunStore {
@@ -359,7 +363,7 @@ mod tests {
         let run = RunStore::create(&tmp, "t", "name='t'").unwrap();
         assert!(run.last_checkpoint().unwrap().is_none());
         for epoch in 1..=2 {
-            let st = CheckpointState { epoch, seed: 1, wall_time: 0.0, skipped_samples: 0 };
+            let st = CheckpointState { epoch, seed: 1, wall_time: 0.0, skipped_samples: 0, experiment: serde_json::Value::Null };
             let w = |p: &Path| -> Result<()> { Ok(fs::write(p, b"x")?) };
             run.save_checkpoint(&st, &[("student.safetensors", &w)]).unwrap();
         }

@@ -165,6 +165,43 @@ pub fn swin_config(exp: &Experiment) -> Result<SwinConfig> {
     Ok(c)
 }
 
+/// Experiment keys a resumed run may change: they cannot change what is trained or measured.
+pub const SAFE_TO_CHANGE: [&str; 7] = ["train.log_every", "train.workers", "train.prefetch", "device", "eval.batch_size", "data", "output_dir"];
+
+/// "key: old → new" for every leaf that differs between two experiments (as JSON), except
+/// [`SAFE_TO_CHANGE`] and datasets hot-added after the old one (they carry `joined_cycle`). An
+/// old checkpoint without its experiment (Null) compares as equal.
+pub fn changed_keys(old: &serde_json::Value, new: &serde_json::Value) -> Vec<String> {
+    fn flat(prefix: &str, v: &serde_json::Value, out: &mut BTreeMap<String, String>) {
+        match v {
+            serde_json::Value::Object(m) => m.iter().for_each(|(k, v)| flat(&if prefix.is_empty() { k.clone() } else { format!("{prefix}.{k}") }, v, out)),
+            serde_json::Value::Array(a) if a.iter().any(|x| x.is_object()) => a.iter().enumerate().for_each(|(i, v)| flat(&format!("{prefix}.{i}"), v, out)),
+            other => {
+                out.insert(prefix.to_string(), other.to_string());
+            }
+        }
+    }
+    if old.is_null() {
+        return Vec::new();
+    }
+    let (mut a, mut b) = (BTreeMap::new(), BTreeMap::new());
+    flat("", old, &mut a);
+    flat("", new, &mut b);
+    let old_n = old["datasets"].as_array().map(|a| a.len()).unwrap_or(0);
+    let added: Vec<String> = new["datasets"]
+        .as_array()
+        .map(|a| a.iter().enumerate().filter(|(i, d)| *i >= old_n && !d["joined_cycle"].is_null()).map(|(i, _)| format!("datasets.{i}.")).collect())
+        .unwrap_or_default();
+    let safe = |k: &str| SAFE_TO_CHANGE.iter().any(|s| k == *s || k.starts_with(&format!("{s}."))) || added.iter().any(|p| k.starts_with(p.as_str()));
+    let mut keys: Vec<&String> = a.keys().chain(b.keys()).collect();
+    keys.sort();
+    keys.dedup();
+    keys.into_iter()
+        .filter(|k| !safe(k) && a.get(*k) != b.get(*k))
+        .map(|k| format!("{k}: {} → {}", a.get(k).map(String::as_str).unwrap_or("(absent)"), b.get(k).map(String::as_str).unwrap_or("(absent)")))
+        .collect()
+}
+
 /// model.json: architecture, parameter counts per component, and the label names of every
 /// dataset's heads (what `predict` and `export-model` need to rebuild the model without the data).
 pub fn model_json(exp: &Experiment, student: &Model, datasets: &[OpenedDataset]) -> serde_json::Value {
@@ -497,6 +534,16 @@ impl Trainer {
         let mut opt = AdamW::new(o.beta1, o.beta2, o.eps, o.weight_decay, lr_map(&exp));
         let (next, wall_offset, skipped_total) = match run.last_checkpoint()? {
             Some((ck, state)) => {
+                let changed = changed_keys(&state.experiment, &serde_json::to_value(&exp)?);
+                if !changed.is_empty() {
+                    bail!(
+                        "{}: experiment.toml differs from the experiment its last checkpoint was trained under, in {}; \
+                         restore those values to resume, or start a new run (only {} may change)",
+                        file.display(),
+                        changed.join(", "),
+                        SAFE_TO_CHANGE.join(", ")
+                    );
+                }
                 // Heads of a dataset added after this checkpoint keep their fresh initialisation
                 // (the teacher's copied from the student's).
                 let added = |name: &str| exp.datasets.iter().filter(|d| d.joined_cycle.is_some()).any(|d| head_of(name, d.name()));
@@ -1276,7 +1323,13 @@ impl Trainer {
     }
 
     fn checkpoint(&mut self, wall_time: f64) -> Result<()> {
-        let state = CheckpointState { epoch: self.next, seed: self.exp.seed, wall_time, skipped_samples: self.skipped_total };
+        let state = CheckpointState {
+            epoch: self.next,
+            seed: self.exp.seed,
+            wall_time,
+            skipped_samples: self.skipped_total,
+            experiment: serde_json::to_value(&self.exp)?,
+        };
         let student = |p: &Path| write_vars(&self.student, p);
         let opt = |p: &Path| self.opt.save(p);
         let teacher = |p: &Path| match &self.teacher {

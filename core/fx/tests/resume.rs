@@ -55,6 +55,10 @@ options = {{ train = 16, test = 8 }}
     Experiment::parse(Path::new("r.toml"), &text, &[]).unwrap()
 }
 
+/// libtorch's random generator is one per process: two trainers of this file running at once
+/// (the test harness's threads) would draw from each other's streams. One at a time.
+static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 fn registry() -> Registry {
     Registry::new(fx_phantom::plugins())
 }
@@ -79,6 +83,7 @@ fn last_checkpoint(run: &Path) -> PathBuf {
 
 #[test]
 fn resuming_after_every_epoch_reproduces_the_straight_run_on_all_three_branches() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let a = tempfile::tempdir().unwrap();
     let mut straight = Trainer::create(experiment(a.path()), "r.toml", &registry(), Device::Cpu).unwrap();
     let epochs = straight.plan.len();
@@ -107,4 +112,25 @@ fn resuming_after_every_epoch_reproduces_the_straight_run_on_all_three_branches(
     for f in ["student.safetensors", "teacher.safetensors", "optimizer.safetensors"] {
         assert!(std::fs::read(ca.join(f)).unwrap() == std::fs::read(cb.join(f)).unwrap(), "{f} differs");
     }
+}
+
+/// An experiment.toml edited after the last checkpoint (here: a dataset's size) is refused on
+/// resume with the keys that changed; keys that cannot change results (log_every) may change.
+#[test]
+fn resume_refuses_an_edited_experiment_and_names_what_changed() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = tempfile::tempdir().unwrap();
+    let mut t = Trainer::create(experiment(dir.path()), "r.toml", &registry(), Device::Cpu).unwrap();
+    assert!(t.run_epoch(&mut |_| {}).unwrap());
+    let run = t.run_dir();
+    drop(t);
+    let file = run.join("experiment.toml");
+    let text = std::fs::read_to_string(&file).unwrap();
+    std::fs::write(&file, text.replace("log_every = 10", "log_every = 3")).unwrap();
+    assert!(Trainer::resume(&run, &registry(), Some(Device::Cpu)).is_ok(), "log_every may change");
+    let edited = text.replacen("train = 16", "train = 24", 1);
+    assert_ne!(edited, text);
+    std::fs::write(&file, edited).unwrap();
+    let e = format!("{:#}", Trainer::resume(&run, &registry(), Some(Device::Cpu)).err().unwrap());
+    assert!(e.contains("experiment.toml differs") && e.contains("datasets.0.options.train: 16 → 24"), "{e}");
 }
