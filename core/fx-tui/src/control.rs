@@ -61,10 +61,8 @@ fn handle(run_dir: &Path, cmd: &str) -> String {
 
 /// Whether the process that wrote run.json is alive.
 pub fn trainer_alive(run_dir: &Path) -> Option<bool> {
-    let info: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(run_dir.join("run.json")).ok()?).ok()?;
-    let pid = info["pid"].as_i64()? as libc::pid_t;
-    // Signal 0 checks existence without delivering anything.
-    Some(unsafe { libc::kill(pid, 0) } == 0)
+    // The trainer's run lock, not its pid: a pid can be reused, a dead process holds no lock.
+    fx::store::RunStore::open(run_dir).ok().map(|s| s.is_locked())
 }
 
 /// Sends one command and returns the trainer's reply.

@@ -279,11 +279,13 @@ fn interactive(args: &TrainArgs) -> bool {
 }
 
 /// Two trainers on one run directory would interleave their rows: refuse a run whose trainer lives.
+/// (The trainer itself takes the run's lock; this check only gives the viewer's parent the same
+/// answer before it spawns anything.)
 fn ensure_no_live_trainer(run_dir: &Path) -> Result<()> {
-    let info: Option<fx::store::RunInfo> = fx::store::RunStore::open(run_dir)?.read_json("run.json").ok();
+    let store = fx::store::RunStore::open(run_dir)?;
+    let info: Option<fx::store::RunInfo> = store.read_json("run.json").ok();
     if let Some(i) = info {
-        let owner_alive = (i.status == "running" || i.status == "paused") && control::trainer_alive(run_dir) == Some(true);
-        if owner_alive && i.pid != std::process::id() {
+        if store.is_locked() {
             anyhow::bail!(
                 "{} is being trained by pid {} (status {}); attach to it with: fx-tui attach {}",
                 run_dir.display(),
@@ -360,7 +362,11 @@ fn spawn_trainer(run_dir: &Path, device: Option<&str>) -> Result<u32> {
             Ok(())
         });
     }
-    Ok(cmd.spawn().context("starting the trainer process")?.id())
+    let mut child = cmd.spawn().context("starting the trainer process")?;
+    let pid = child.id();
+    // Reap it when it ends (a viewer left open would otherwise keep a zombie).
+    std::thread::spawn(move || child.wait());
+    Ok(pid)
 }
 
 /// The live viewer on a run directory; quitting asks detach or stop when the trainer runs.

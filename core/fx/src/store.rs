@@ -100,6 +100,16 @@ pub struct RunStore {
     pub dir: PathBuf,
 }
 
+/// The trainer's exclusive hold on a run: an advisory lock (flock) on `RUN/trainer.lock`, held for
+/// the trainer's lifetime and released by the kernel when the process ends in any way (kill -9
+/// included). "Is a trainer alive?" asks the lock, never a pid that may have been reused.
+pub struct RunLock {
+    _file: fs::File,
+}
+
+/// The lock file's name in a run directory.
+pub const LOCK_FILE: &str = "trainer.lock";
+
 pub fn now() -> String {
     chrono::Local::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, false)
 }
@@ -204,6 +214,31 @@ impl RunStore {
             bail!("{}: not a run directory (no experiment.toml)", dir.display());
         }
         Ok(RunStore { dir: dir.to_path_buf() })
+    }
+
+    /// Takes the run's lock, or says which process holds it.
+    pub fn lock(&self) -> Result<RunLock> {
+        use std::os::unix::io::AsRawFd;
+        let path = self.path(LOCK_FILE);
+        let file = fs::OpenOptions::new().create(true).truncate(false).read(true).write(true).open(&path).with_context(|| format!("{}: cannot open the run lock", path.display()))?;
+        // SAFETY: flock on a descriptor this function owns.
+        if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+            let pid = self.read_json::<RunInfo>("run.json").map(|i| i.pid.to_string()).unwrap_or_else(|_| "?".into());
+            bail!("{} is being trained by another process (pid {pid}, holding {}); attach to it with: fx-tui attach {}", self.dir.display(), path.display(), self.dir.display());
+        }
+        Ok(RunLock { _file: file })
+    }
+
+    /// Whether a trainer holds the run's lock now.
+    pub fn is_locked(&self) -> bool {
+        use std::os::unix::io::AsRawFd;
+        let Ok(file) = fs::OpenOptions::new().read(true).open(self.path(LOCK_FILE)) else { return false };
+        // SAFETY: as above; a successful probe is released at once.
+        let free = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0;
+        if free {
+            unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_UN) };
+        }
+        !free
     }
 
     pub fn path(&self, name: &str) -> PathBuf {

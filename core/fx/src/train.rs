@@ -284,6 +284,8 @@ pub struct Trainer {
     registry: Registry,
     /// (dataset, sample id) whose load warnings this process has recorded: once each, not every epoch.
     warned: std::collections::HashSet<(String, String)>,
+    /// Held while this trainer lives: no second trainer on the same run.
+    _lock: crate::store::RunLock,
 }
 
 fn model_pair(exp: &Experiment, device: Device, heads: &Heads) -> Result<(Model, Option<Model>)> {
@@ -516,6 +518,8 @@ impl Trainer {
     /// epoch that never reached its checkpoint are dropped, so none is lost or duplicated.
     pub fn resume(dir: &Path, registry: &Registry, device_override: Option<Device>) -> Result<Trainer> {
         let run = RunStore::open(dir)?;
+        // First of all: two trainers would interleave rows and checkpoints.
+        let lock = run.lock()?;
         let file = run.path("experiment.toml");
         let exp = Experiment::load(&file, &[])?;
         let device = match device_override {
@@ -597,6 +601,7 @@ impl Trainer {
             loss_history: Vec::new(),
             registry: registry.clone(),
             warned: Default::default(),
+            _lock: lock,
         })
     }
 

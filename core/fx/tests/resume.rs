@@ -134,3 +134,20 @@ fn resume_refuses_an_edited_experiment_and_names_what_changed() {
     let e = format!("{:#}", Trainer::resume(&run, &registry(), Some(Device::Cpu)).err().unwrap());
     assert!(e.contains("experiment.toml differs") && e.contains("datasets.0.options.train: 16 → 24"), "{e}");
 }
+
+/// A trainer holds its run's lock for its lifetime: a second one (another `--resume`, another
+/// process) is refused at once; once the first is gone — however it ended — the run resumes.
+#[test]
+fn one_trainer_per_run() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = tempfile::tempdir().unwrap();
+    let first = Trainer::create(experiment(dir.path()), "r.toml", &registry(), Device::Cpu).unwrap();
+    let run = first.run_dir();
+    let store = fx::store::RunStore::open(&run).unwrap();
+    assert!(store.is_locked());
+    let e = format!("{:#}", Trainer::resume(&run, &registry(), Some(Device::Cpu)).err().unwrap());
+    assert!(e.contains("is being trained by another process") && e.contains("trainer.lock"), "{e}");
+    drop(first);
+    assert!(!store.is_locked());
+    assert!(Trainer::resume(&run, &registry(), Some(Device::Cpu)).is_ok());
+}
