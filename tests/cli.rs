@@ -339,10 +339,33 @@ fn resume_refuses_a_run_with_a_live_trainer() {
         assert!(t0.elapsed() < Duration::from_secs(60), "no run started");
     };
     let o = run(&["--resume", run_dir.to_str().unwrap(), "--headless"]);
+    // The control socket: owner-only, bounded, never echoing, one slow client blocks nobody.
+    let sock = run_dir.join("control.sock");
+    while !sock.exists() {
+        std::thread::sleep(Duration::from_millis(20));
+        assert!(t0.elapsed() < Duration::from_secs(60), "no control socket");
+    }
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(std::fs::metadata(&sock).unwrap().permissions().mode() & 0o777, 0o600);
+    assert_eq!(std::fs::metadata(&run_dir).unwrap().permissions().mode() & 0o777, 0o700);
+    let _slow = std::os::unix::net::UnixStream::connect(&sock).unwrap();
+    let ping = run(&["ctl", run_dir.to_str().unwrap(), "ping"]);
+    assert!(text(&ping).contains("pong"), "{}", text(&ping));
+    let ask = |req: &[u8]| -> String {
+        use std::io::{Read, Write};
+        let mut s = std::os::unix::net::UnixStream::connect(&sock).unwrap();
+        let _ = s.write_all(req);
+        let mut reply = String::new();
+        let _ = s.read_to_string(&mut reply);
+        reply
+    };
+    assert!(ask(&vec![b'x'; 100_000]).contains("request too long"));
+    let r = ask(b"bogus-XYZ\n");
+    assert!(r.contains("unknown command") && !r.contains("XYZ"), "{r}");
     child.kill().unwrap();
     child.wait().unwrap();
     assert!(!o.status.success());
-    assert!(text(&o).contains("is being trained by pid") && text(&o).contains("fx-tui attach"), "{}", text(&o));
+    assert!(text(&o).contains("is being trained by") && text(&o).contains("fx-tui attach"), "{}", text(&o));
 }
 
 /// `fx-tui add RUN FILE` checks the datasets against the run, then queues them for the trainer.

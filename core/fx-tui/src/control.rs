@@ -13,26 +13,64 @@ pub fn socket_path(run_dir: &Path) -> PathBuf {
     run_dir.join("control.sock")
 }
 
-/// Serves the control socket on a background thread for as long as the process lives.
-/// `export` runs the exporter in that thread, so the training loop never waits for it.
+/// The longest request read: the commands are a few bytes.
+const MAX_REQUEST: u64 = 4096;
+
+/// Serves the control socket on a background thread for as long as the process lives. The socket
+/// is the owner's only (mode 0600, whatever the umask) and a client of another user (root
+/// excepted) is refused by its peer credentials; every client gets its own short-lived thread
+/// and read timeout, so a slow or hostile client blocks nobody; requests are bounded and never
+/// echoed. `export` runs on the client's thread, never on the training loop.
 pub fn serve(run_dir: &Path) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt;
     let path = socket_path(run_dir);
     let _ = std::fs::remove_file(&path);
     let listener = UnixListener::bind(&path).with_context(|| format!("binding the control socket {}", path.display()))?;
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).with_context(|| format!("{}: cannot make it owner-only", path.display()))?;
     let run_dir = run_dir.to_path_buf();
     std::thread::spawn(move || {
         for stream in listener.incoming().flatten() {
-            let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
-            let mut line = String::new();
-            if BufReader::new(&stream).read_line(&mut line).is_err() {
-                continue;
-            }
-            let reply = handle(&run_dir, line.trim());
-            let mut w = &stream;
-            let _ = writeln!(w, "{reply}");
+            let run_dir = run_dir.clone();
+            std::thread::spawn(move || serve_client(&run_dir, stream));
         }
     });
     Ok(())
+}
+
+fn serve_client(run_dir: &Path, stream: UnixStream) {
+    let mut w = &stream;
+    // SAFETY: getuid has no preconditions.
+    let me = unsafe { libc::getuid() };
+    match peer_uid(&stream) {
+        Some(uid) if uid == me || uid == 0 => {}
+        _ => {
+            let _ = writeln!(w, "refused: the control socket serves its owner only");
+            return;
+        }
+    }
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
+    let _ = stream.set_write_timeout(Some(Duration::from_secs(5)));
+    let mut line = String::new();
+    let mut reader = BufReader::new(std::io::Read::take(&stream, MAX_REQUEST));
+    if reader.read_line(&mut line).is_err() {
+        return;
+    }
+    let reply = if line.len() as u64 >= MAX_REQUEST && !line.ends_with('\n') {
+        "request too long; expected pause, resume, stop, export or ping".to_string()
+    } else {
+        handle(run_dir, line.trim())
+    };
+    let _ = writeln!(w, "{reply}");
+}
+
+/// The uid of the process at the other end (SO_PEERCRED).
+fn peer_uid(stream: &UnixStream) -> Option<u32> {
+    use std::os::unix::io::AsRawFd;
+    let mut cred = libc::ucred { pid: 0, uid: 0, gid: 0 };
+    let mut len = std::mem::size_of::<libc::ucred>() as libc::socklen_t;
+    // SAFETY: getsockopt writes at most `len` bytes into `cred`, a ucred.
+    let r = unsafe { libc::getsockopt(stream.as_raw_fd(), libc::SOL_SOCKET, libc::SO_PEERCRED, &mut cred as *mut libc::ucred as *mut libc::c_void, &mut len) };
+    (r == 0).then_some(cred.uid)
 }
 
 fn handle(run_dir: &Path, cmd: &str) -> String {
@@ -55,7 +93,8 @@ fn handle(run_dir: &Path, cmd: &str) -> String {
             Err(e) => format!("export failed: {e:#}"),
         },
         "ping" => "pong".into(),
-        other => format!("unknown command `{other}`; expected pause, resume, stop, export or ping"),
+        // The request is not echoed: a reply never carries what a client sent.
+        _ => "unknown command; expected pause, resume, stop, export or ping".into(),
     }
 }
 

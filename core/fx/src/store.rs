@@ -205,6 +205,11 @@ impl RunStore {
         }
         fs::create_dir_all(dir.join("checkpoints"))?;
         fs::create_dir_all(dir.join("predictions"))?;
+        // The owner's only, whatever the umask: the run holds its control socket.
+        {
+            use std::os::unix::fs::PermissionsExt;
+            fs::set_permissions(&dir, fs::Permissions::from_mode(0o700)).with_context(|| format!("{}: cannot make it owner-only", dir.display()))?;
+        }
         write_atomic(&dir.join("experiment.toml"), experiment_toml.as_bytes())?;
         Ok(RunStore { dir })
     }
