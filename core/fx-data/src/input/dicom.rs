@@ -80,10 +80,14 @@ pub fn decode(path: &Path, window: Window) -> Result<Gray, String> {
         return Err(format!("Rows × Columns = {rows} × {cols} is not an image size fx reads"));
     }
     let frames = obj.element_opt(tags::NUMBER_OF_FRAMES).ok().flatten().and_then(|e| e.to_int::<i64>().ok()).unwrap_or(1);
-    let pd = obj.decode_pixel_data_frame(0).map_err(|e| {
-        let name = dicom_transfer_syntax_name(&ts);
-        format!("cannot decode the pixel data of transfer syntax {ts}{name}: {}", chain(&e))
-    })?;
+    // dicom-rs's codecs can panic on damaged data (an RLE segment cut short indexes past its end):
+    // a damaged file is an error, never a crash.
+    let decoded = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| obj.decode_pixel_data_frame(0)));
+    let name = dicom_transfer_syntax_name(&ts);
+    let pd = match decoded {
+        Ok(r) => r.map_err(|e| format!("cannot decode the pixel data of transfer syntax {ts}{name}: {}", chain(&e)))?,
+        Err(_) => return Err(format!("damaged or truncated pixel data: the {ts}{name} decoder failed on it")),
+    };
     let spp = pd.samples_per_pixel() as usize;
     let bits_allocated = pd.bits_allocated() as usize;
     let bits_stored = (pd.bits_stored() as u32).clamp(1, bits_allocated as u32);

@@ -119,7 +119,8 @@ pub fn decode(path: &Path, window: Window) -> Result<Gray, String> {
     };
     let want = w * hh * size;
     let data = if h.truthy("CompressedData") {
-        let mut out = Vec::with_capacity(want);
+        // No allocation from the header's word: the stream itself must deliver the bytes.
+        let mut out = Vec::new();
         // Bounded: a hostile stream cannot inflate past the declared image.
         flate2::read::ZlibDecoder::new(stored.as_slice())
             .take(want as u64 + 1)
