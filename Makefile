@@ -5,7 +5,7 @@ CARGO ?= cargo
 TORCH_VERSION := 2.11.0
 FX := target/release/fx-tui
 
-.PHONY: setup libtorch tools build demo test bench fixtures clean
+.PHONY: setup libtorch tools build demo test bench fixtures fuzz stress clean
 
 setup: libtorch tools build
 
@@ -41,6 +41,14 @@ bench: setup
 	$(PYTHON) -m pip install --quiet pydicom==3.0.2 pylibjpeg==2.1.0 pylibjpeg-openjpeg==2.6.0 SimpleITK==2.5.7 pillow numpy
 	$(PYTHON) scripts/make_bench_images.py target/bench-images
 	$(FX) bench --task input --images target/bench-images --image-size 224
+
+# Thousands of generated inputs per parser (make test runs a few hundred).
+fuzz: setup
+	PROPTEST_CASES=5000 $(CARGO) test --release -p fx --test fuzz
+
+# kill -9 at random moments of a cls+loc+seg run, 20 times, then compare with a straight run.
+stress: setup
+	FX_STRESS_KILLS=20 $(CARGO) test --release -p fx-tui --test cli -- --ignored stress --nocapture
 
 # Regenerates the committed parity fixtures (needs timm + scikit-learn, pydicom & co.; never needed by the tests).
 fixtures:

@@ -758,3 +758,92 @@ fn bad_feature_arguments_and_a_closed_pipe_are_handled() {
     let o = child.wait_with_output().unwrap();
     assert!(!String::from_utf8_lossy(&o.stderr).contains("panicked"), "{}", String::from_utf8_lossy(&o.stderr));
 }
+
+/// `make stress`: a cls + loc + seg run with teacher and student, killed with SIGKILL at random
+/// moments (FX_STRESS_KILLS times, default 20) and resumed each time, ends with exactly the
+/// metric rows and byte-identical checkpoints of the same run trained without interruption.
+#[test]
+#[ignore = "long: run by `make stress`"]
+fn stress_kill_9_and_resume_reproduce_the_straight_run() {
+    let kills: usize = std::env::var("FX_STRESS_KILLS").ok().and_then(|v| v.parse().ok()).unwrap_or(20);
+    let extra = r#"
+[model.dino]
+hidden_dim = 32
+heads = 4
+points = 2
+encoder_layers = 1
+decoder_layers = 2
+ffn_dim = 64
+num_queries = 12
+dn_number = 6
+num_select = 20
+gn_groups = 8
+"#;
+    let with_ptx = |dir: &Path| -> PathBuf {
+        let p = tiny(dir, 3, &format!("{extra}\n[[datasets]]\nplugin = \"phantom-ptx\"\noptions = {{ train = 32, test = 16 }}\n"));
+        let text = std::fs::read_to_string(&p).unwrap().replace("image_size = 32", "image_size = 64");
+        std::fs::write(&p, text).unwrap();
+        p
+    };
+    let clean = |run: &Path| -> Vec<serde_json::Value> {
+        metric_rows(run)
+            .into_iter()
+            .map(|mut r| {
+                r.as_object_mut().unwrap().remove("wall_time");
+                r
+            })
+            .collect()
+    };
+    let a = tempfile::tempdir().unwrap();
+    let o = run(&[with_ptx(a.path()).to_str().unwrap(), "--headless"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let straight = only_run(a.path());
+    let b = tempfile::tempdir().unwrap();
+    let exp = with_ptx(b.path());
+    let mut rng = 0x9e3779b97f4a7c15u64;
+    let mut done = false;
+    let mut killed = 0;
+    let mut first = true;
+    while !done {
+        let mut cmd = fx();
+        if first {
+            cmd.args([exp.to_str().unwrap(), "--headless"]);
+        } else {
+            cmd.args(["--resume", only_run(b.path()).to_str().unwrap(), "--headless"]);
+        }
+        let mut child = cmd.stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null()).spawn().unwrap();
+        first = false;
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        let wait = Duration::from_millis(300 + rng % 2500);
+        let t0 = Instant::now();
+        loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                assert!(status.success(), "a run ended with {status}");
+                done = true;
+                break;
+            }
+            if killed < kills && t0.elapsed() >= wait {
+                child.kill().unwrap();
+                child.wait().unwrap();
+                killed += 1;
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+    let resumed = only_run(b.path());
+    let (x, y) = (clean(&straight), clean(&resumed));
+    assert_eq!(x.len(), y.len(), "rows lost or duplicated after {killed} kills");
+    let differ = x.iter().zip(&y).filter(|(p, q)| p != q).count();
+    assert_eq!(differ, 0, "{differ} of {} rows differ after {killed} kills", x.len());
+    let last = |run: &Path| -> PathBuf {
+        let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(run.join("checkpoints/last.json")).unwrap()).unwrap();
+        run.join("checkpoints").join(v["dir"].as_str().unwrap())
+    };
+    for f in ["student.safetensors", "teacher.safetensors", "optimizer.safetensors"] {
+        assert!(std::fs::read(last(&straight).join(f)).unwrap() == std::fs::read(last(&resumed).join(f)).unwrap(), "{f} differs");
+    }
+    eprintln!("stress: {killed} kills, {} rows, 0 lost, 0 duplicated, 0 different", x.len());
+}
