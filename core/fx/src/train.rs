@@ -165,6 +165,23 @@ pub fn swin_config(exp: &Experiment) -> Result<SwinConfig> {
     Ok(c)
 }
 
+/// A hot-add's new experiment.toml and plan.json, written before either of them.
+const HOT_ADD_JOURNAL: &str = "hot_add.json";
+
+/// Writes the experiment and plan a hot-add journal holds, then removes the journal.
+fn complete_hot_add(run: &RunStore) -> Result<()> {
+    let path = run.path(HOT_ADD_JOURNAL);
+    if !path.exists() {
+        return Ok(());
+    }
+    let j: serde_json::Value = run.read_json(HOT_ADD_JOURNAL)?;
+    let exp = j["experiment"].as_str().ok_or_else(|| anyhow!("{}: no experiment", path.display()))?;
+    crate::store::write_atomic(&run.path("experiment.toml"), exp.as_bytes())?;
+    run.write_json("plan.json", &j["plan"])?;
+    std::fs::remove_file(&path).with_context(|| format!("removing {}", path.display()))?;
+    Ok(())
+}
+
 /// Experiment keys a resumed run may change: they cannot change what is trained or measured.
 pub const SAFE_TO_CHANGE: [&str; 7] = ["train.log_every", "train.workers", "train.prefetch", "device", "eval.batch_size", "data", "output_dir"];
 
@@ -520,6 +537,7 @@ impl Trainer {
         let run = RunStore::open(dir)?;
         // First of all: two trainers would interleave rows and checkpoints.
         let lock = run.lock()?;
+        complete_hot_add(&run)?;
         let file = run.path("experiment.toml");
         let exp = Experiment::load(&file, &[])?;
         let device = match device_override {
@@ -664,7 +682,24 @@ impl Trainer {
             }
             Err(e) => {
                 let msg = format!("{e:#}");
-                let _ = self.run.write_json("run.json", &self.info("failed", Some(msg.clone())));
+                // A full disk may refuse the first tries (the checkpoint that failed may still be
+                // releasing space): retry, then say so where a person will see it.
+                let mut recorded = false;
+                for attempt in 0..3 {
+                    if self.run.write_json("run.json", &self.info("failed", Some(msg.clone()))).is_ok() {
+                        recorded = true;
+                        break;
+                    }
+                    std::thread::sleep(std::time::Duration::from_millis(200 << attempt));
+                }
+                if !recorded {
+                    eprintln!(
+                        "fx: could not record the failure in {} (disk full?); the trainer has stopped and released the run: \
+                         free space, then fx-tui --resume {}",
+                        self.run.path("run.json").display(),
+                        self.run.dir.display()
+                    );
+                }
                 let _ = self.run.event("error", "failed", msg, serde_json::Value::Null);
             }
         }
@@ -1316,8 +1351,11 @@ impl Trainer {
             }
         }
         let resolved = toml::to_string(&exp).context("serialising the experiment")?;
-        crate::store::write_atomic(&self.run.path("experiment.toml"), resolved.as_bytes())?;
-        self.run.write_json("plan.json", &plan)?;
+        // experiment.toml and plan.json change together: a journal holds both first, so a crash
+        // between the two writes is completed by the next --resume instead of leaving a run whose
+        // experiment and plan disagree.
+        self.run.write_json(HOT_ADD_JOURNAL, &serde_json::json!({ "experiment": resolved, "plan": plan }))?;
+        complete_hot_add(&self.run)?;
         self.run.write_json("model.json", &model_json(&exp, &self.student, &datasets))?;
         let names: Vec<String> = new.iter().map(|d| format!("{} ({})", d.name, d.tasks.iter().map(|t| t.as_str()).collect::<Vec<_>>().join("+"))).collect();
         let epochs = plan.len() - self.plan.len();

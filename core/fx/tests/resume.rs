@@ -151,3 +151,23 @@ fn one_trainer_per_run() {
     assert!(!store.is_locked());
     assert!(Trainer::resume(&run, &registry(), Some(Device::Cpu)).is_ok());
 }
+
+/// A hot-add that crashed between writing experiment.toml and plan.json: its journal holds both,
+/// and the next resume completes it before reading either.
+#[test]
+fn resume_completes_an_interrupted_hot_add_from_its_journal() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = tempfile::tempdir().unwrap();
+    let t = Trainer::create(experiment(dir.path()), "r.toml", &registry(), Device::Cpu).unwrap();
+    let run = t.run_dir();
+    drop(t);
+    let exp = std::fs::read_to_string(run.join("experiment.toml")).unwrap();
+    let plan: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(run.join("plan.json")).unwrap()).unwrap();
+    std::fs::write(run.join("hot_add.json"), serde_json::json!({ "experiment": exp, "plan": plan }).to_string()).unwrap();
+    // The crash left a half state: plan.json gone, experiment.toml cut.
+    std::fs::remove_file(run.join("plan.json")).unwrap();
+    std::fs::write(run.join("experiment.toml"), &exp[..exp.len() / 2]).unwrap();
+    assert!(Trainer::resume(&run, &registry(), Some(Device::Cpu)).is_ok());
+    assert!(!run.join("hot_add.json").exists());
+    assert_eq!(std::fs::read_to_string(run.join("experiment.toml")).unwrap(), exp);
+}
