@@ -847,3 +847,55 @@ gn_groups = 8
     }
     eprintln!("stress: {killed} kills, {} rows, 0 lost, 0 duplicated, 0 different", x.len());
 }
+
+/// A plugin library run in its own process (`plugin_isolation = "process"`) that aborts while
+/// loading a sample takes only that process down: it is restarted a bounded number of times, then
+/// its dataset is disabled (its samples skipped and counted) while the other datasets train on.
+#[test]
+fn a_crashing_isolated_plugin_leaves_the_trainer_running() {
+    let dir = tempfile::tempdir().unwrap();
+    let lib = repo().join("target/release/libfx_stripes.so");
+    assert!(lib.is_file(), "{} (built by make setup)", lib.display());
+    let exp = dir.path().join("crash.toml");
+    std::fs::write(
+        &exp,
+        format!(
+            r#"
+name = "crash"
+device = "cpu"
+output_dir = "{out}"
+plugins = ["{lib}"]
+plugin_isolation = "process"
+[model]
+arch = "swin_nano"
+image_size = 64
+[train]
+batch_size = 8
+cycles = 5
+[eval]
+models = ["teacher"]
+[[datasets]]
+plugin = "stripes"
+tasks = ["cls"]
+options = {{ train = 24, test = 8, abort_on = "train-0003" }}
+[[datasets]]
+plugin = "phantom-cxp"
+options = {{ train = 16, test = 8 }}
+"#,
+            out = dir.path().join("runs").display(),
+            lib = lib.display()
+        ),
+    )
+    .unwrap();
+    let o = run(&[exp.to_str().unwrap(), "--headless"]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(text(&o).contains("the plugin process died") && text(&o).contains("restarting it (1/3)"), "{}", text(&o));
+    let run_dir = only_run(dir.path());
+    let rows = metric_rows(&run_dir);
+    assert!(rows.iter().any(|r| r["eval"]["dataset"] == "phantom-cxp"), "the other dataset trained and was evaluated");
+    let events = std::fs::read_to_string(run_dir.join("events.jsonl")).unwrap();
+    assert!(events.contains("sample_skipped") && events.contains("train-0003"), "{events}");
+    // Crashing in every one of its 5 epochs: after 3 restarts the dataset is disabled.
+    assert!(events.contains("disabled for the rest of the run"), "{events}");
+    assert!(rows.iter().filter(|r| r["eval"]["dataset"] == "phantom-cxp").count() >= 10);
+}

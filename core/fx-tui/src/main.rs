@@ -138,6 +138,9 @@ enum Command {
         #[arg(long = "model", value_name = "teacher|student", default_value = "teacher")]
         role: String,
     },
+    /// (internal) Serve a plugin library's datasets to an fx process over stdin/stdout.
+    #[command(hide = true)]
+    PluginHost { library: PathBuf },
     /// Re-attach the live viewer to a running or finished run (default: the newest in --runs-dir).
     Attach {
         run: Option<PathBuf>,
@@ -760,6 +763,7 @@ fn main() {
             }
         }
         Some(Command::Prepare { experiment, set }) => data::prepare(experiment, set, &registry()),
+        Some(Command::PluginHost { library }) => fx::dynlib::serve_plugin_host(library),
         Some(Command::Predict { model, inputs, out, datasets, tasks, threshold, role, device, batch_size, no_overlays }) => (|| {
             let args = predict::PredictArgs {
                 model,

@@ -45,6 +45,10 @@ pub struct Experiment {
     /// may name, besides the built-in ones.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub plugins: Vec<PathBuf>,
+    /// Where plugin libraries' code runs: "auto" (a child process for libraries that are not
+    /// part of this fx build, so a crash in one cannot take the trainer down), "process", "none".
+    #[serde(default)]
+    pub plugin_isolation: crate::dynlib::Isolation,
     /// For an experiment on real datasets: its phantom twin, named when dataset roots are missing.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub phantom_twin: Option<PathBuf>,

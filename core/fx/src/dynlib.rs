@@ -14,14 +14,195 @@ type FreeFn = unsafe extern "C" fn(*mut u8, usize);
 
 pub struct Library {
     path: PathBuf,
-    call: CallFn,
-    free: FreeFn,
-    // Last: the function pointers above point into it.
-    _lib: libloading::Library,
+    transport: Transport,
+}
+
+/// How requests reach the library's code.
+enum Transport {
+    /// Loaded into this process: a crash in it is a crash of fx.
+    InProcess {
+        call: CallFn,
+        free: FreeFn,
+        // Last: the function pointers above point into it.
+        _lib: libloading::Library,
+    },
+    /// Loaded into a child process (`fx-tui plugin-host LIB`) that speaks the same ABI over its
+    /// stdin/stdout: a segfault or abort kills the child only; it is restarted (its datasets
+    /// re-opened) up to [`MAX_RESTARTS`] times, then the library's datasets are disabled.
+    Child(std::sync::Mutex<ChildHost>),
+}
+
+/// Restarts of a crashed plugin process before its datasets are disabled.
+pub const MAX_RESTARTS: usize = 3;
+
+struct ChildHost {
+    exe: PathBuf,
+    child: Option<(std::process::Child, std::process::ChildStdin, std::process::ChildStdout)>,
+    /// The open/close requests so far, replayed into a restarted child so handles stay valid.
+    log: Vec<Vec<u8>>,
+    restarts: usize,
+    disabled: Option<String>,
+}
+
+impl ChildHost {
+    fn spawn(&mut self, lib: &Path) -> std::io::Result<()> {
+        let mut child = std::process::Command::new(&self.exe)
+            .arg("plugin-host")
+            .arg(lib)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::inherit())
+            .spawn()?;
+        let (stdin, stdout) = (child.stdin.take().unwrap(), child.stdout.take().unwrap());
+        self.child = Some((child, stdin, stdout));
+        Ok(())
+    }
+
+    /// One request/response on the pipes; an I/O error means the child died.
+    fn exchange(&mut self, req: &[u8]) -> std::io::Result<Vec<u8>> {
+        use std::io::{Read, Write};
+        let (_, stdin, stdout) = self.child.as_mut().ok_or_else(|| std::io::Error::other("no plugin process"))?;
+        stdin.write_all(&(req.len() as u32).to_le_bytes())?;
+        stdin.write_all(req)?;
+        stdin.flush()?;
+        let mut len = [0u8; 4];
+        stdout.read_exact(&mut len)?;
+        let n = u32::from_le_bytes(len) as usize;
+        if n > 1 << 30 {
+            return Err(std::io::Error::other(format!("a response of {n} bytes")));
+        }
+        let mut buf = vec![0u8; n];
+        stdout.read_exact(&mut buf)?;
+        Ok(buf)
+    }
+
+    /// A request. A child that dies on it is restarted (its opens replayed) and the request fails
+    /// — a sample that crashes the plugin is skipped, not retried; after [`MAX_RESTARTS`]
+    /// restarts the library's datasets are disabled.
+    fn call(&mut self, lib: &Path, req: &[u8], logged: bool) -> Result<Vec<u8>, String> {
+        if let Some(why) = &self.disabled {
+            return Err(why.clone());
+        }
+        if self.child.is_none() {
+            self.restart(lib)?;
+        }
+        match self.exchange(req) {
+            Ok(r) => {
+                if logged {
+                    self.log.push(req.to_vec());
+                }
+                Ok(r)
+            }
+            Err(e) => {
+                // The child died (or broke the protocol): reap it, then start a fresh one for the
+                // requests to come.
+                if let Some((mut c, _, _)) = self.child.take() {
+                    let _ = c.kill();
+                    let _ = c.wait();
+                }
+                self.restarts += 1;
+                if self.restarts > MAX_RESTARTS {
+                    let why = format!("its plugin process crashed {} times; its datasets are disabled for the rest of the run", self.restarts);
+                    self.disabled = Some(why.clone());
+                    return Err(why);
+                }
+                eprintln!("fx: warning: {}: the plugin process died ({e}); restarting it ({}/{MAX_RESTARTS})", lib.display(), self.restarts);
+                self.restart(lib)?;
+                Err(format!("the plugin process crashed on this request (restarted, {}/{MAX_RESTARTS})", self.restarts))
+            }
+        }
+    }
+
+    /// A new child with the open datasets of the previous one (same handles).
+    fn restart(&mut self, lib: &Path) -> Result<(), String> {
+        self.spawn(lib).map_err(|e| format!("{}: cannot start its plugin process {}: {e}", lib.display(), self.exe.display()))?;
+        for r in self.log.clone() {
+            self.exchange(&r).map_err(|e| format!("{}: its plugin process died while re-opening its datasets: {e}", lib.display()))?;
+        }
+        Ok(())
+    }
+}
+
+impl Drop for ChildHost {
+    fn drop(&mut self) {
+        if let Some((mut c, stdin, _)) = self.child.take() {
+            drop(stdin);
+            let _ = c.wait();
+        }
+    }
+}
+
+/// Which process runs a plugin library's code.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Isolation {
+    /// A child process for libraries that are not part of this fx build (not beside the fx-tui
+    /// executable); in process for the workspace's own plugin libraries.
+    #[default]
+    Auto,
+    Process,
+    None,
+}
+
+/// The executable that hosts isolated plugins: this one when it is fx-tui, or FX_PLUGIN_HOST.
+fn host_exe() -> Option<PathBuf> {
+    if let Some(p) = std::env::var_os("FX_PLUGIN_HOST") {
+        return Some(PathBuf::from(p));
+    }
+    let exe = std::env::current_exe().ok()?;
+    (exe.file_name()? == "fx-tui").then_some(exe)
+}
+
+/// Whether a library is part of this fx build: it lies beside the running executable.
+fn beside_exe(path: &Path) -> bool {
+    let dir = |p: &Path| p.parent().and_then(|d| std::fs::canonicalize(d).ok());
+    match (std::env::current_exe().ok(), std::fs::canonicalize(path).ok()) {
+        (Some(exe), Some(lib)) => dir(&exe).is_some() && dir(&exe) == dir(&lib),
+        _ => false,
+    }
+}
+
+/// The child side of an isolated plugin: loads the library and answers framed requests on
+/// stdin/stdout until stdin closes (`fx-tui plugin-host LIB`).
+pub fn serve_plugin_host(path: &Path) -> Result<()> {
+    use std::io::{Read, Write};
+    let lib = Library::open(path)?;
+    let (mut input, mut output) = (std::io::stdin().lock(), std::io::stdout().lock());
+    loop {
+        let mut len = [0u8; 4];
+        if input.read_exact(&mut len).is_err() {
+            return Ok(());
+        }
+        let mut req = vec![0u8; u32::from_le_bytes(len) as usize];
+        input.read_exact(&mut req)?;
+        let resp = lib.call_raw(&req)?;
+        output.write_all(&(resp.len() as u32).to_le_bytes())?;
+        output.write_all(&resp)?;
+        output.flush()?;
+    }
 }
 
 impl Library {
-    /// Loads a plugin library and checks that it speaks this fx's plugin ABI.
+    /// A library with the given isolation: in a child process when asked (or, by default, when
+    /// it is not part of this fx build) and an fx-tui executable can host it.
+    pub fn open_isolated(path: &Path, isolation: Isolation) -> Result<Arc<Library>> {
+        let local = Library::open(path)?;
+        let isolate = match isolation {
+            Isolation::None => false,
+            Isolation::Process => true,
+            Isolation::Auto => !beside_exe(&local.path),
+        };
+        let exe = match (isolate, host_exe()) {
+            (true, Some(exe)) => exe,
+            _ => return Ok(local),
+        };
+        // The library was checked in process (ABI version, entry points); its datasets are served
+        // by the child from now on.
+        let host = ChildHost { exe, child: None, log: Vec::new(), restarts: 0, disabled: None };
+        Ok(Arc::new(Library { path: local.path.clone(), transport: Transport::Child(std::sync::Mutex::new(host)) }))
+    }
+
+    /// Loads a plugin library into this process and checks that it speaks this fx's plugin ABI.
     pub fn open(path: &Path) -> Result<Arc<Library>> {
         // dlopen reads a bare file name as "search the system library path": make it a path.
         let local;
@@ -45,7 +226,35 @@ impl Library {
         }
         let call = *unsafe { lib.get::<CallFn>(b"fx_plugin_call\0") }.map_err(|_| anyhow!("{p}: fx plugin without fx_plugin_call"))?;
         let free = *unsafe { lib.get::<FreeFn>(b"fx_plugin_free\0") }.map_err(|_| anyhow!("{p}: fx plugin without fx_plugin_free"))?;
-        Ok(Arc::new(Library { path: path.to_path_buf(), call, free, _lib: lib }))
+        Ok(Arc::new(Library { path: path.to_path_buf(), transport: Transport::InProcess { call, free, _lib: lib } }))
+    }
+
+    /// Whether the library's code runs in a child process.
+    pub fn isolated(&self) -> bool {
+        matches!(self.transport, Transport::Child(_))
+    }
+
+    /// One framed response for one request, whichever process runs the code.
+    fn call_raw(&self, bytes: &[u8]) -> Result<Vec<u8>> {
+        match &self.transport {
+            Transport::InProcess { call, free, .. } => {
+                let mut len = 0usize;
+                // SAFETY: the ABI: request bytes in, a response this library allocated out, freed below.
+                let ptr = unsafe { call(bytes.as_ptr(), bytes.len(), &mut len) };
+                if ptr.is_null() {
+                    bail!("{}: the plugin returned no response", self.path.display());
+                }
+                let owned = unsafe { std::slice::from_raw_parts(ptr, len) }.to_vec();
+                unsafe { free(ptr, len) };
+                Ok(owned)
+            }
+            Transport::Child(host) => {
+                // Opens and closes change the child's state: a restarted child replays them.
+                let logged = serde_json::from_slice::<Value>(bytes).ok().is_some_and(|v| matches!(v["op"].as_str(), Some("open") | Some("close")));
+                let mut h = host.lock().unwrap_or_else(|e| e.into_inner());
+                h.call(&self.path, bytes, logged).map_err(|e| anyhow!(e))
+            }
+        }
     }
 
     pub fn path(&self) -> &Path {
@@ -55,14 +264,7 @@ impl Library {
     /// One request; `Ok((header, payload))` or the plugin's error.
     fn call(&self, req: &Value) -> std::result::Result<(Value, Vec<u8>), PluginError> {
         let bytes = req.to_string().into_bytes();
-        let mut len = 0usize;
-        // SAFETY: the ABI: request bytes in, a response this library allocated out, freed below.
-        let ptr = unsafe { (self.call)(bytes.as_ptr(), bytes.len(), &mut len) };
-        if ptr.is_null() {
-            return Err(PluginError::config("", format!("{}: the plugin returned no response", self.path.display())));
-        }
-        let owned = unsafe { std::slice::from_raw_parts(ptr, len) }.to_vec();
-        unsafe { (self.free)(ptr, len) };
+        let owned = self.call_raw(&bytes).map_err(|e| PluginError::input(self.path.display(), format!("{e:#}")))?;
         let (ok, header, payload) =
             unframe(&owned).map_err(|e| PluginError::config("", format!("{}: {e}", self.path.display())))?;
         if ok {

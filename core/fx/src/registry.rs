@@ -3,7 +3,7 @@
 //! through the C ABI of `fx_plugin::abi`.
 
 use crate::config::DatasetConfig;
-use crate::dynlib::{DynDataset, Library};
+use crate::dynlib::{DynDataset, Isolation, Library};
 use anyhow::{anyhow, bail, Result};
 use fx_plugin::{Dataset, DatasetSpec, PluginEntry};
 use std::path::{Path, PathBuf};
@@ -38,11 +38,13 @@ impl Source {
 #[derive(Clone)]
 pub struct Registry {
     entries: Vec<Source>,
+    /// Which process runs the code of the libraries loaded from now on.
+    pub isolation: Isolation,
 }
 
 impl Registry {
     pub fn new(entries: Vec<PluginEntry>) -> Registry {
-        Registry { entries: entries.into_iter().map(Source::Static).collect() }
+        Registry { entries: entries.into_iter().map(Source::Static).collect(), isolation: Isolation::Auto }
     }
 
     pub fn names(&self) -> Vec<String> {
@@ -72,10 +74,16 @@ impl Registry {
                 _ => None,
             })
             .collect();
-        if !already.is_empty() {
+        // Loaded in process before (discovered beside fx-tui) but asked for in a child process
+        // now: serve it from a child from here on.
+        let in_process_but_isolation_asked = self.isolation == Isolation::Process
+            && self.entries.iter().any(|e| matches!(e, Source::Library { lib, .. } if same(lib.path()) && !lib.isolated()));
+        if in_process_but_isolation_asked {
+            self.entries.retain(|e| !matches!(e, Source::Library { lib, .. } if same(lib.path())));
+        } else if !already.is_empty() {
             return Ok(already);
         }
-        let lib = Library::open(path)?;
+        let lib = Library::open_isolated(path, self.isolation)?;
         let mut added = Vec::new();
         for (name, summary) in lib.entries()? {
             if self.entries.iter().any(|e| e.name() == name) {

@@ -47,7 +47,9 @@ pub fn open_datasets(exp: &Experiment, file: &str, registry: &Registry) -> Resul
     let registry = if exp.plugins.is_empty() {
         registry
     } else {
-        extended = registry.with_libraries(file, &exp.plugins)?;
+        let mut r = registry.clone();
+        r.isolation = exp.plugin_isolation;
+        extended = r.with_libraries(file, &exp.plugins)?;
         &extended
     };
     // Every missing root at once, before any plugin runs: a real-data experiment on a machine
@@ -909,7 +911,12 @@ impl Trainer {
             )?;
         }
         if seen == 0 {
-            bail!("{}: every sample of the epoch failed to load (see events.jsonl)", plan.dataset);
+            // A dataset whose every sample fails (its plugin disabled after repeated crashes, its
+            // files gone) trains nothing this epoch; the others go on. The reasons are the
+            // sample_skipped events above.
+            let msg = format!("{}: every sample of the epoch failed to load; the epoch trained nothing (see the sample_skipped events)", plan.dataset);
+            self.run.event("error", "epoch_without_samples", msg.clone(), serde_json::json!({ "dataset": plan.dataset, "epoch": plan.epoch }))?;
+            on(Progress::Warning(msg));
         }
         for (name, var) in self.student.named_variables() {
             if !crate::model::is_buffer(&name) {

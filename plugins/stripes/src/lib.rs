@@ -14,6 +14,9 @@ struct Stripes {
     desc: DatasetDesc,
     sizes: [usize; 3],
     seed: u64,
+    /// A sample id whose loading aborts the process: to show (and test) that an isolated plugin
+    /// that crashes takes only its own process down.
+    abort_on: Option<String>,
 }
 
 /// splitmix64: enough randomness for an example, no dependency.
@@ -32,7 +35,7 @@ fn unit(s: &mut u64) -> f32 {
 impl Stripes {
     fn open(spec: &DatasetSpec) -> Result<Stripes, PluginError> {
         let opts = spec.options.as_object().cloned().unwrap_or_default();
-        let known = ["train", "val", "test", "seed"];
+        let known = ["train", "val", "test", "seed", "abort_on"];
         if let Some(k) = opts.keys().find(|k| !known.contains(&k.as_str())) {
             return Err(PluginError::config(&spec.name, format!("unknown option `{k}` for plugin stripes; expected one of {}", known.join(", "))));
         }
@@ -54,6 +57,7 @@ impl Stripes {
             },
             sizes: [num("train", 200)? as usize, num("val", 20)? as usize, num("test", 50)? as usize],
             seed: num("seed", 1)?,
+            abort_on: opts.get("abort_on").and_then(|v| v.as_str()).map(str::to_string),
         })
     }
 }
@@ -78,6 +82,9 @@ impl Dataset for Stripes {
     }
 
     fn load(&self, record: &SampleRecord, size_hint: usize) -> Result<Sample, PluginError> {
+        if self.abort_on.as_deref() == Some(record.id.as_str()) {
+            std::process::abort();
+        }
         let SampleSource::Phantom(seed) = record.source else {
             return Err(PluginError::config(&self.desc.name, format!("sample {} is not generated", record.id)));
         };
