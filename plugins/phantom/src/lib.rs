@@ -133,9 +133,11 @@ impl PhantomDataset {
         let mut sizes = SPLIT_SIZES.map(|(_, n)| n);
         for (split, _) in SPLIT_SIZES {
             if let Some(v) = opts.get(split.as_str()) {
+                // Bounded: an index of this many records is built at open.
                 sizes[split_pos(split)] = v
                     .as_u64()
-                    .ok_or_else(|| err(format!("options.{} must be a non-negative integer, got {v}", split.as_str())))?
+                    .filter(|n| *n <= 10_000_000)
+                    .ok_or_else(|| err(format!("options.{} must be an integer within 0..=10000000, got {v}", split.as_str())))?
                     as usize;
             }
         }
@@ -301,6 +303,8 @@ mod tests {
         assert_eq!(plugins().len(), PRESETS.len());
         for p in plugins() {
             let ds = (p.open)(&spec(p.name, serde_json::json!({"train": 5, "test": 3}))).unwrap();
+            let huge = (p.open)(&spec(p.name, serde_json::json!({"train": 18446744073709551615u64}))).err().unwrap().to_string();
+            assert!(huge.contains("options.train must be an integer within 0..=10000000"), "{huge}");
             assert_eq!(ds.index(Split::Train).unwrap().len(), 5);
             let test = ds.index(Split::Test).unwrap();
             assert_eq!(test.len(), 3);
