@@ -66,12 +66,20 @@ pub fn entry_path(path: &Path, opts: &DecodeOptions, cache: &CacheSpec) -> Resul
     let abs = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
     let meta = std::fs::metadata(path).map_err(|e| format!("{}: cannot open: {e}", path.display()))?;
     let mtime = meta.modified().ok().and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok()).map(|d| d.as_nanos()).unwrap_or(0);
+    let identity = |p: &Path| -> String {
+        let m = std::fs::metadata(p).ok();
+        let t = m.as_ref().and_then(|m| m.modified().ok()).and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok()).map(|d| d.as_nanos()).unwrap_or(0);
+        format!("{}:{}:{t}", p.display(), m.map(|m| m.len()).unwrap_or(0))
+    };
+    // An .mhd header's pixels live in its data file: that file's identity is part of the key.
+    let companions: Vec<String> = input::companions(path).iter().map(|p| identity(p)).collect();
     let key = format!(
-        "v{VERSION}\0{}\0{}\0{mtime}\0{}\0{}",
+        "v{VERSION}\0{}\0{}\0{mtime}\0{}\0{}\0{}",
         abs.display(),
         meta.len(),
         serde_json::to_string(opts).unwrap_or_default(),
-        cache.longest_side
+        cache.longest_side,
+        companions.join("\0")
     );
     let h = fnv128(key.as_bytes());
     let hex = format!("{h:032x}");
@@ -272,6 +280,29 @@ mod tests {
         // No temporary file is left behind.
         let leftovers: Vec<_> = walk(&cache.dir).into_iter().filter(|f| f.to_string_lossy().ends_with(".tmp")).collect();
         assert!(leftovers.is_empty(), "{leftovers:?}");
+    }
+
+    /// An .mhd header's pixels live in its data file: changing only that file is a new entry;
+    /// a data file outside the header's folder is refused.
+    #[test]
+    fn mhd_data_files_are_part_of_the_key_and_confined() {
+        let dir = tempfile::tempdir().unwrap();
+        let hdr = dir.path().join("a.mhd");
+        std::fs::write(&hdr, "ObjectType = Image\nNDims = 2\nDimSize = 2 2\nElementType = MET_UCHAR\nElementDataFile = a.raw\n").unwrap();
+        std::fs::write(dir.path().join("a.raw"), [0u8, 10, 20, 30]).unwrap();
+        let cache = CacheSpec { dir: dir.path().join("cache"), longest_side: 8 };
+        let opts = DecodeOptions::default();
+        let before = entry_path(&hdr, &opts, &cache).unwrap();
+        let a = read_image(&hdr, &opts, Some(&cache)).unwrap();
+        std::fs::write(dir.path().join("a.raw"), [30u8, 20, 10, 0, 0]).unwrap();
+        assert_ne!(entry_path(&hdr, &opts, &cache).unwrap(), before);
+        let b = read_image(&hdr, &opts, Some(&cache)).unwrap();
+        assert_ne!(a.pixels, b.pixels);
+        for bad in ["/etc/passwd", "../a.raw"] {
+            std::fs::write(&hdr, format!("ObjectType = Image\nNDims = 2\nDimSize = 2 2\nElementType = MET_UCHAR\nElementDataFile = {bad}\n")).unwrap();
+            let e = input::decode(&hdr, &opts).unwrap_err();
+            assert!(e.contains("must name a file beside the header"), "{e}");
+        }
     }
 
     fn walk(d: &Path) -> Vec<PathBuf> {

@@ -35,17 +35,26 @@ enum Transport {
 /// Restarts of a crashed plugin process before its datasets are disabled.
 pub const MAX_RESTARTS: usize = 3;
 
+/// The longest wait for a plugin process's reply (indexing a large dataset included).
+const REPLY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(600);
+
 struct ChildHost {
     exe: PathBuf,
     child: Option<(std::process::Child, std::process::ChildStdin, std::process::ChildStdout)>,
-    /// The open/close requests so far, replayed into a restarted child so handles stay valid.
-    log: Vec<Vec<u8>>,
+    /// The successful open/close requests so far with their replies, replayed into a restarted
+    /// child so that handles stay valid.
+    log: Vec<(Vec<u8>, Vec<u8>)>,
     restarts: usize,
     disabled: Option<String>,
 }
 
 impl ChildHost {
     fn spawn(&mut self, lib: &Path) -> std::io::Result<()> {
+        // Writing to a child that died must be an error here, not a SIGPIPE that ends fx.
+        // SAFETY: setting a signal disposition.
+        unsafe {
+            libc::signal(libc::SIGPIPE, libc::SIG_IGN);
+        }
         let mut child = std::process::Command::new(&self.exe)
             .arg("plugin-host")
             .arg(lib)
@@ -58,13 +67,21 @@ impl ChildHost {
         Ok(())
     }
 
-    /// One request/response on the pipes; an I/O error means the child died.
+    /// One request/response on the pipes; an I/O error means the child died or hung: a reply
+    /// must begin within `REPLY_TIMEOUT` (a decoder stuck on one file must not stop training).
     fn exchange(&mut self, req: &[u8]) -> std::io::Result<Vec<u8>> {
         use std::io::{Read, Write};
+        use std::os::unix::io::AsRawFd;
         let (_, stdin, stdout) = self.child.as_mut().ok_or_else(|| std::io::Error::other("no plugin process"))?;
         stdin.write_all(&(req.len() as u32).to_le_bytes())?;
         stdin.write_all(req)?;
         stdin.flush()?;
+        let mut pfd = libc::pollfd { fd: stdout.as_raw_fd(), events: libc::POLLIN, revents: 0 };
+        // SAFETY: poll on one descriptor this struct owns.
+        let ready = unsafe { libc::poll(&mut pfd, 1, REPLY_TIMEOUT.as_millis() as libc::c_int) };
+        if ready <= 0 {
+            return Err(std::io::Error::other(format!("no reply within {} s", REPLY_TIMEOUT.as_secs())));
+        }
         let mut len = [0u8; 4];
         stdout.read_exact(&mut len)?;
         let n = u32::from_le_bytes(len) as usize;
@@ -74,6 +91,14 @@ impl ChildHost {
         let mut buf = vec![0u8; n];
         stdout.read_exact(&mut buf)?;
         Ok(buf)
+    }
+
+    /// Kills and reaps the current child, if any.
+    fn kill(&mut self) {
+        if let Some((mut c, _, _)) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
     }
 
     /// A request. A child that dies on it is restarted (its opens replayed) and the request fails
@@ -88,18 +113,18 @@ impl ChildHost {
         }
         match self.exchange(req) {
             Ok(r) => {
-                if logged {
-                    self.log.push(req.to_vec());
+                // Only requests that succeeded changed the child's state (an open that failed
+                // allotted no handle): those are replayed into a restarted child.
+                let ok = fx_plugin::abi::unframe(&r).map(|(ok, _, _)| ok).unwrap_or(false);
+                if logged && ok {
+                    self.log.push((req.to_vec(), r.clone()));
                 }
                 Ok(r)
             }
             Err(e) => {
-                // The child died (or broke the protocol): reap it, then start a fresh one for the
-                // requests to come.
-                if let Some((mut c, _, _)) = self.child.take() {
-                    let _ = c.kill();
-                    let _ = c.wait();
-                }
+                // The child died, hung or broke the protocol: reap it, then start a fresh one for
+                // the requests to come.
+                self.kill();
                 self.restarts += 1;
                 if self.restarts > MAX_RESTARTS {
                     let why = format!("its plugin process crashed {} times; its datasets are disabled for the rest of the run", self.restarts);
@@ -113,11 +138,22 @@ impl ChildHost {
         }
     }
 
-    /// A new child with the open datasets of the previous one (same handles).
-    fn restart(&mut self, lib: &Path) -> Result<(), String> {
-        self.spawn(lib).map_err(|e| format!("{}: cannot start its plugin process {}: {e}", lib.display(), self.exe.display()))?;
-        for r in self.log.clone() {
-            self.exchange(&r).map_err(|e| format!("{}: its plugin process died while re-opening its datasets: {e}", lib.display()))?;
+    /// A new child with the open datasets of the previous one: every replayed request must give
+    /// the reply it gave before (the same handles), or the library is disabled — a shifted handle
+    /// would serve one dataset's samples as another's.
+    fn restart(&mut self, _lib: &Path) -> Result<(), String> {
+        self.spawn(_lib).map_err(|e| format!("cannot start its plugin process {}: {e}", self.exe.display()))?;
+        for (req, before) in self.log.clone() {
+            let same = match self.exchange(&req) {
+                Ok(now) => now == before,
+                Err(_) => false,
+            };
+            if !same {
+                self.kill();
+                let why = "its restarted plugin process did not re-open its datasets as before; its datasets are disabled for the rest of the run".to_string();
+                self.disabled = Some(why.clone());
+                return Err(why);
+            }
         }
         Ok(())
     }
@@ -126,7 +162,15 @@ impl ChildHost {
 impl Drop for ChildHost {
     fn drop(&mut self) {
         if let Some((mut c, stdin, _)) = self.child.take() {
+            // Closing its stdin ends a healthy child; a hung one is killed after a grace period.
             drop(stdin);
+            for _ in 0..50 {
+                if matches!(c.try_wait(), Ok(Some(_))) {
+                    return;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            let _ = c.kill();
             let _ = c.wait();
         }
     }
@@ -166,8 +210,19 @@ fn beside_exe(path: &Path) -> bool {
 /// stdin/stdout until stdin closes (`fx-tui plugin-host LIB`).
 pub fn serve_plugin_host(path: &Path) -> Result<()> {
     use std::io::{Read, Write};
+    use std::os::unix::io::FromRawFd;
+    // The protocol gets a private copy of stdout; fd 1 becomes stderr, so a plugin's println!
+    // lands in the log instead of corrupting a reply.
+    // SAFETY: dup/dup2 on the process's standard descriptors; the File owns the new one.
+    let mut output = unsafe {
+        let fd = libc::dup(1);
+        if fd < 0 || libc::dup2(2, 1) < 0 {
+            bail!("cannot set up the plugin host's descriptors");
+        }
+        std::fs::File::from_raw_fd(fd)
+    };
     let lib = Library::open(path)?;
-    let (mut input, mut output) = (std::io::stdin().lock(), std::io::stdout().lock());
+    let mut input = std::io::stdin().lock();
     loop {
         let mut len = [0u8; 4];
         if input.read_exact(&mut len).is_err() {
@@ -192,8 +247,12 @@ impl Library {
             Isolation::Process => true,
             Isolation::Auto => !beside_exe(&local.path),
         };
-        let exe = match (isolate, host_exe()) {
-            (true, Some(exe)) => exe,
+        let exe = match (isolate, host_exe(), isolation) {
+            (true, Some(exe), _) => exe,
+            (true, None, Isolation::Process) => bail!(
+                "{}: plugin_isolation = \"process\" needs an fx-tui executable to host it (run fx-tui, or set FX_PLUGIN_HOST)",
+                path.display()
+            ),
             _ => return Ok(local),
         };
         // The library was checked in process (ABI version, entry points); its datasets are served
@@ -317,9 +376,13 @@ impl Dataset for DynDataset {
         let (height, width) = (h["height"].as_u64().ok_or_else(|| bad("no height"))? as usize, h["width"].as_u64().ok_or_else(|| bad("no width"))? as usize);
         let masks = h["masks"].as_u64().unwrap_or(0) as usize;
         let image_dims: Option<(usize, usize)> = serde_json::from_value(h["image_dims"].clone()).map_err(|_| bad("bad image_dims"))?;
+        let side_ok = |v: usize| (1..=65536).contains(&v);
+        if !side_ok(height) || !side_ok(width) || image_dims.is_some_and(|(w, h)| !side_ok(w) || !side_ok(h)) || masks > 4096 {
+            return Err(bad(&format!("image {width}×{height} (pixels {image_dims:?}) with {masks} mask(s) is out of range")));
+        }
         let px = height * width;
         let ipx = image_dims.map(|(w, h)| w * h).unwrap_or(px);
-        if payload.len() != ipx * 4 + masks * px {
+        if Some(payload.len()) != ipx.checked_mul(4).and_then(|a| masks.checked_mul(px).and_then(|b| a.checked_add(b))) {
             return Err(bad(&format!("{} payload bytes for a {width}×{height} image with {masks} mask(s)", payload.len())));
         }
         let image = payload[..ipx * 4].chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();

@@ -211,7 +211,16 @@ pub fn changed_keys(old: &serde_json::Value, new: &serde_json::Value) -> Vec<Str
         .as_array()
         .map(|a| a.iter().enumerate().filter(|(i, d)| *i >= old_n && !d["joined_cycle"].is_null()).map(|(i, _)| format!("datasets.{i}.")).collect())
         .unwrap_or_default();
-    let safe = |k: &str| SAFE_TO_CHANGE.iter().any(|s| k == *s || k.starts_with(&format!("{s}."))) || added.iter().any(|p| k.starts_with(p.as_str()));
+    // A hot-add may also bring plugin libraries: the list may grow with the datasets.
+    let plugins_grew = !added.is_empty() && {
+        let (o, n) = (old["plugins"].as_array().cloned().unwrap_or_default(), new["plugins"].as_array().cloned().unwrap_or_default());
+        n.len() >= o.len() && n[..o.len()] == o[..]
+    };
+    let safe = |k: &str| {
+        SAFE_TO_CHANGE.iter().any(|s| k == *s || k.starts_with(&format!("{s}.")))
+            || added.iter().any(|p| k.starts_with(p.as_str()))
+            || (k == "plugins" && plugins_grew)
+    };
     let mut keys: Vec<&String> = a.keys().chain(b.keys()).collect();
     keys.sort();
     keys.dedup();
@@ -558,7 +567,13 @@ impl Trainer {
         let mut opt = AdamW::new(o.beta1, o.beta2, o.eps, o.weight_decay, lr_map(&exp));
         let (next, wall_offset, skipped_total) = match run.last_checkpoint()? {
             Some((ck, state)) => {
-                let changed = changed_keys(&state.experiment, &serde_json::to_value(&exp)?);
+                // The checkpoint's experiment read back through this build (defaults of keys added
+                // since filled in) before comparing.
+                let old = serde_json::from_value::<Experiment>(state.experiment.clone())
+                    .ok()
+                    .and_then(|e| serde_json::to_value(e).ok())
+                    .unwrap_or(serde_json::Value::Null);
+                let changed = changed_keys(&old, &serde_json::to_value(&exp)?);
                 if !changed.is_empty() {
                     bail!(
                         "{}: experiment.toml differs from the experiment its last checkpoint was trained under, in {}; \

@@ -90,6 +90,9 @@ pub fn decode(path: &Path, window: Window) -> Result<Gray, String> {
     };
     let spp = pd.samples_per_pixel() as usize;
     let bits_allocated = pd.bits_allocated() as usize;
+    if !matches!(bits_allocated, 8 | 16 | 32) {
+        return Err(format!("BitsAllocated = {bits_allocated} is not read (8, 16 or 32)"));
+    }
     let bits_stored = (pd.bits_stored() as u32).clamp(1, bits_allocated as u32);
     // Stored bits end at HighBit (normally BitsStored − 1).
     let shift = (pd.high_bit() as u32 + 1).saturating_sub(bits_stored).min(bits_allocated as u32 - bits_stored);
@@ -141,13 +144,18 @@ pub fn decode(path: &Path, window: Window) -> Result<Gray, String> {
     // 2. Modality LUT.
     let slope = float_opt(&obj, tags::RESCALE_SLOPE).map(|v| v[0]).unwrap_or(1.0);
     let intercept = float_opt(&obj, tags::RESCALE_INTERCEPT).map(|v| v[0]).unwrap_or(0.0);
+    if !slope.is_finite() || !intercept.is_finite() {
+        return Err(format!("RescaleSlope/RescaleIntercept {slope}/{intercept} are not finite numbers"));
+    }
     let values: Vec<f64> = raw.iter().map(|v| v * slope + intercept).collect();
     // 3. VOI.
     let mut pixels: Vec<f32> = match window {
         Window::Dicom => match voi_lut(&obj)? {
             Some(lut) => values.iter().map(|&x| lut.apply(x)).collect(),
             None => match (float_opt(&obj, tags::WINDOW_CENTER), float_opt(&obj, tags::WINDOW_WIDTH)) {
-                (Some(c), Some(w)) if w[0] >= 1.0 => values.iter().map(|&x| linear_window(x, c[0], w[0])).collect(),
+                (Some(c), Some(w)) if w[0] >= 1.0 && w[0].is_finite() && c[0].is_finite() => {
+                    values.iter().map(|&x| linear_window(x, c[0], w[0])).collect()
+                }
                 _ => minmax_of(&values),
             },
         },

@@ -67,6 +67,36 @@ impl Header {
     }
 }
 
+/// The data file of an `.mhd` header: a plain file beside the header (no absolute path, no `..`,
+/// no device or pipe), as MetaIO writes it.
+pub fn data_file(header: &Path, file: &str) -> Result<std::path::PathBuf, String> {
+    if file.starts_with("LIST") || file.contains('%') {
+        return Err(format!("ElementDataFile = {file}: file lists and patterns are not read; one data file per image"));
+    }
+    let rel = Path::new(file);
+    if rel.is_absolute() || rel.components().any(|c| matches!(c, std::path::Component::ParentDir)) {
+        return Err(format!("ElementDataFile = {file}: must name a file beside the header"));
+    }
+    let data = header.parent().unwrap_or(Path::new(".")).join(rel);
+    if !data.is_file() {
+        return Err(format!("its ElementDataFile {} is not a regular file", data.display()));
+    }
+    Ok(data)
+}
+
+/// The separate data file an `.mhd` header names (None for `.mha` and LOCAL data).
+pub fn separate_data_file(path: &Path) -> Option<std::path::PathBuf> {
+    let mut f = std::fs::File::open(path).ok()?;
+    let mut head = Vec::new();
+    f.by_ref().take(MAX_HEADER as u64).read_to_end(&mut head).ok()?;
+    let h = parse_header(&head).ok()?;
+    let file = h.get("ElementDataFile")?;
+    if file.eq_ignore_ascii_case("LOCAL") {
+        return None;
+    }
+    data_file(path, file).ok()
+}
+
 pub fn dimensions(path: &Path) -> Result<(usize, usize), String> {
     let mut f = std::fs::File::open(path).map_err(|e| format!("cannot open: {e}"))?;
     let mut head = Vec::new();
@@ -111,11 +141,14 @@ pub fn decode(path: &Path, window: Window) -> Result<Gray, String> {
     let stored: Vec<u8> = if file.eq_ignore_ascii_case("LOCAL") {
         bytes[h.data_offset..].to_vec()
     } else {
-        if file.starts_with("LIST") || file.contains('%') {
-            return Err(format!("ElementDataFile = {file}: file lists and patterns are not read; one data file per image"));
-        }
-        let data = path.parent().unwrap_or(Path::new(".")).join(file);
-        std::fs::read(&data).map_err(|e| format!("its ElementDataFile {}: {e}", data.display()))?
+        let data = data_file(path, file)?;
+        // At most what the image can use (the compressed size when compressed).
+        let limit = if h.truthy("CompressedData") { h.get("CompressedDataSize").and_then(|v| v.parse::<u64>().ok()).unwrap_or(1 << 31) } else { (w * hh * size) as u64 };
+        let mut out = Vec::new();
+        std::fs::File::open(&data)
+            .and_then(|f| f.take(limit).read_to_end(&mut out))
+            .map_err(|e| format!("its ElementDataFile {}: {e}", data.display()))?;
+        out
     };
     let want = w * hh * size;
     let data = if h.truthy("CompressedData") {

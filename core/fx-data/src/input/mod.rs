@@ -116,6 +116,15 @@ pub fn format_of(path: &Path) -> Format {
     }
 }
 
+/// Files besides `path` whose content the decoded image depends on (an `.mhd` header's data file),
+/// for cache keys.
+pub fn companions(path: &Path) -> Vec<std::path::PathBuf> {
+    match format_of(path) {
+        Format::MetaImage => metaimage::separate_data_file(path).into_iter().collect(),
+        _ => Vec::new(),
+    }
+}
+
 /// Decodes an image file at its original size.
 pub fn decode(path: &Path, opts: &DecodeOptions) -> Result<Gray, String> {
     let named = |e: String| format!("{}: {e}", path.display());
