@@ -899,3 +899,23 @@ options = {{ train = 16, test = 8 }}
     assert!(events.contains("disabled for the rest of the run"), "{events}");
     assert!(rows.iter().filter(|r| r["eval"]["dataset"] == "phantom-cxp").count() >= 10);
 }
+
+/// A headless sweep whose stdout was closed finishes every run, its state and its report.
+#[test]
+fn a_sweep_with_a_closed_stdout_finishes() {
+    let dir = tempfile::tempdir().unwrap();
+    let exp = tiny(dir.path(), 1, "");
+    let mut child = fx()
+        .args(["sweep", exp.to_str().unwrap(), "--headless", "--grid", "student_teacher=true,false", "--set", "datasets.1.options.corrupt=0.0"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let o = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success() && !err.contains("panicked"), "{err}");
+    let state: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(dir.path().join("runs/tiny-sweep.json")).unwrap()).unwrap();
+    assert_eq!(state["status"], "finished");
+    assert!(dir.path().join("runs/tiny-sweep-report/ablation.md").is_file());
+}
