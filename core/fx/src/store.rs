@@ -235,8 +235,15 @@ impl RunStore {
         use std::os::unix::io::AsRawFd;
         let path = self.path(LOCK_FILE);
         let file = fs::OpenOptions::new().create(true).truncate(false).read(true).write(true).open(&path).with_context(|| format!("{}: cannot open the run lock", path.display()))?;
-        // SAFETY: flock on a descriptor this function owns.
-        if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+        // SAFETY: flock on a descriptor this function owns. A few tries: `is_locked` probes take
+        // the lock for an instant, and a trainer starting at that instant must not be refused.
+        let taken = (0..5).any(|i| {
+            if i > 0 {
+                std::thread::sleep(std::time::Duration::from_millis(25));
+            }
+            (unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) }) == 0
+        });
+        if !taken {
             let pid = self.read_json::<RunInfo>("run.json").map(|i| i.pid.to_string()).unwrap_or_else(|_| "?".into());
             bail!("{} is being trained by another process (pid {pid}, holding {}); attach to it with: fx-tui attach {}", self.dir.display(), path.display(), self.dir.display());
         }
