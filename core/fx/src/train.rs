@@ -1304,7 +1304,12 @@ impl Trainer {
             entries.flatten().map(|e| e.path()).filter(|p| p.extension().is_some_and(|e| e == "toml")).collect();
         files.sort();
         for file in files {
-            let outcome = self.add_dataset_file(&file);
+            // A file whose datasets are all in the run already: a hot-add that completed but
+            // crashed before moving its file (resume finished its journal).
+            let done = std::fs::read_to_string(&file).ok().and_then(|t| parse_added_datasets(&file, &t).ok()).is_some_and(|a| {
+                !a.datasets.is_empty() && a.datasets.iter().all(|d| self.exp.datasets.iter().any(|o| o.name() == d.name() && o.joined_cycle.is_some()))
+            });
+            let outcome = if done { Ok(format!("{}: its datasets were already added", file.display())) } else { self.add_dataset_file(&file) };
             let to = |sub: &str| -> Result<()> {
                 let d = dir.join(sub);
                 std::fs::create_dir_all(&d)?;
@@ -1378,7 +1383,10 @@ impl Trainer {
         // experiment and plan disagree.
         self.run.write_json(HOT_ADD_JOURNAL, &serde_json::json!({ "experiment": resolved, "plan": plan }))?;
         complete_hot_add(&self.run)?;
-        self.run.write_json("model.json", &model_json(&exp, &self.student, &datasets))?;
+        // The hot-add is applied (its journal completed): a failure from here on is not a refusal.
+        if let Err(e) = self.run.write_json("model.json", &model_json(&exp, &self.student, &datasets)) {
+            let _ = self.run.event("warn", "model_json", format!("model.json not rewritten: {e:#}"), serde_json::Value::Null);
+        }
         let names: Vec<String> = new.iter().map(|d| format!("{} ({})", d.name, d.tasks.iter().map(|t| t.as_str()).collect::<Vec<_>>().join("+"))).collect();
         let epochs = plan.len() - self.plan.len();
         self.exp = exp;
