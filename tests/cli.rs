@@ -362,6 +362,28 @@ fn resume_refuses_a_run_with_a_live_trainer() {
     assert!(ask(&vec![b'x'; 100_000]).contains("request too long"));
     let r = ask(b"bogus-XYZ\n");
     assert!(r.contains("unknown command") && !r.contains("XYZ"), "{r}");
+    // Another local user cannot stop the run (this project's machines run everything as root,
+    // so the test can become `nobody`).
+    {
+        use std::os::unix::process::CommandExt;
+        let mut other = fx();
+        other.args(["ctl", run_dir.to_str().unwrap(), "stop"]);
+        // SAFETY: setuid/setgid between fork and exec.
+        unsafe {
+            other.pre_exec(|| {
+                if libc::setgid(65534) != 0 || libc::setuid(65534) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        // (Where nobody may not even execute the binary, the attempt fails earlier: just as well.)
+        if let Ok(o) = other.output() {
+            assert!(!o.status.success(), "nobody stopped the run: {}", text(&o));
+        }
+        let ping = run(&["ctl", run_dir.to_str().unwrap(), "ping"]);
+        assert!(text(&ping).contains("pong"), "the trainer still runs: {}", text(&ping));
+    }
     child.kill().unwrap();
     child.wait().unwrap();
     assert!(!o.status.success());
@@ -918,4 +940,33 @@ fn a_sweep_with_a_closed_stdout_finishes() {
     let state: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(dir.path().join("runs/tiny-sweep.json")).unwrap()).unwrap();
     assert_eq!(state["status"], "finished");
     assert!(dir.path().join("runs/tiny-sweep-report/ablation.md").is_file());
+}
+
+/// A disk that refuses the checkpoint (here: a file-size limit, as a full disk refuses writes)
+/// ends the run as "failed" with the reason in run.json — never a run left "running" — and
+/// nothing half-written is taken for a checkpoint.
+#[test]
+fn a_refused_checkpoint_write_marks_the_run_failed_with_the_reason() {
+    use std::os::unix::process::CommandExt;
+    let dir = tempfile::tempdir().unwrap();
+    let exp = tiny(dir.path(), 2, "");
+    let mut cmd = fx();
+    cmd.args([exp.to_str().unwrap(), "--headless"]);
+    // SAFETY: only async-signal-safe calls between fork and exec.
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
+            let lim = libc::rlimit { rlim_cur: 512 * 1024, rlim_max: 512 * 1024 };
+            libc::setrlimit(libc::RLIMIT_FSIZE, &lim);
+            Ok(())
+        });
+    }
+    let o = cmd.output().unwrap();
+    assert!(!o.status.success(), "{}", text(&o));
+    assert!(!text(&o).contains("panicked"), "{}", text(&o));
+    let run = only_run(dir.path());
+    let info: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(run.join("run.json")).unwrap()).unwrap();
+    assert_eq!(info["status"], "failed", "{info}");
+    assert!(info.to_string().contains("safetensors") || info.to_string().contains("File too large"), "{info}");
+    assert!(!run.join("checkpoints/last.json").exists(), "a checkpoint that was never written is not pointed at");
 }
