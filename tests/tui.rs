@@ -213,3 +213,58 @@ options = {{ train = 48, test = 32 }}
     let state: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(runs.join("sw-sweep.json")).unwrap()).unwrap();
     assert_eq!((state["status"].as_str(), state["runs"].as_array().map(|a| a.len())), (Some("finished"), Some(2)));
 }
+
+/// The viewer that started a trainer reaps it when it ends: a finished trainer does not linger as
+/// a zombie while the viewer stays open (run.json's pid disappears from /proc).
+#[test]
+fn the_viewer_reaps_the_trainer_it_started() {
+    let dir = tempfile::tempdir().unwrap();
+    let runs = dir.path().join("runs");
+    let exp = dir.path().join("z.toml");
+    std::fs::write(
+        &exp,
+        format!(
+            r#"
+name = "zombie"
+device = "cpu"
+output_dir = "{}"
+[model]
+arch = "swin_nano"
+image_size = 32
+[train]
+batch_size = 16
+cycles = 1
+workers = 1
+[[datasets]]
+plugin = "phantom-cxp"
+options = {{ train = 16, test = 16 }}
+"#,
+            runs.display()
+        ),
+    )
+    .unwrap();
+    let bin = env!("CARGO_BIN_EXE_fx-tui");
+    let t = Tmux::new();
+    t.start("z", &format!("LANG=C.UTF-8 {bin} {}; sleep 60", exp.display()));
+    t.wait_for("z", "[1 Overview]", 30);
+    let run: PathBuf = std::fs::read_dir(&runs).unwrap().flatten().map(|e| e.path()).find(|p| p.join("experiment.toml").exists()).unwrap();
+    let t0 = Instant::now();
+    while status(&run) != "finished" {
+        assert!(t0.elapsed() < Duration::from_secs(120), "the run did not finish: {}", status(&run));
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let info: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(run.join("run.json")).unwrap()).unwrap();
+    let pid = info["pid"].as_u64().unwrap();
+    // The viewer is still open; the trainer's process must be gone, not a zombie.
+    let t1 = Instant::now();
+    loop {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        let state = stat.rsplit(')').next().and_then(|r| r.split_whitespace().next()).unwrap_or("");
+        if stat.is_empty() || !stat.contains("fx-tui") {
+            break;
+        }
+        assert!(t1.elapsed() < Duration::from_secs(20), "trainer {pid} still there in state {state} while its viewer runs");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    t.wait_for("z", "finished", 20);
+}
