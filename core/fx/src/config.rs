@@ -45,6 +45,10 @@ pub struct Experiment {
     /// may name, besides the built-in ones.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub plugins: Vec<PathBuf>,
+    /// Run directories readable by the owner's group (0750; viewers of teammates), instead of the
+    /// owner's only (0700). The control socket stays the owner's either way.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub share_with_group: bool,
     /// Where plugin libraries' code runs: "auto" (a child process for libraries that are not
     /// part of this fx build, so a crash in one cannot take the trainer down), "process", "none".
     #[serde(default)]

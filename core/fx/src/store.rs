@@ -214,10 +214,13 @@ impl RunStore {
         }
         fs::create_dir_all(dir.join("checkpoints"))?;
         fs::create_dir_all(dir.join("predictions"))?;
-        // The owner's only, whatever the umask: the run holds its control socket.
+        // The owner's only, whatever the umask (the run holds its control socket), unless the
+        // experiment shares its runs with its group (readable, for viewers; control stays the owner's).
         {
             use std::os::unix::fs::PermissionsExt;
-            fs::set_permissions(&dir, fs::Permissions::from_mode(0o700)).with_context(|| format!("{}: cannot make it owner-only", dir.display()))?;
+            let group = toml::from_str::<toml::Table>(experiment_toml).ok().and_then(|t| t.get("share_with_group").and_then(|v| v.as_bool())).unwrap_or(false);
+            let mode = if group { 0o750 } else { 0o700 };
+            fs::set_permissions(&dir, fs::Permissions::from_mode(mode)).with_context(|| format!("{}: cannot set its mode {mode:o}", dir.display()))?;
         }
         write_atomic(&dir.join("experiment.toml"), experiment_toml.as_bytes())?;
         Ok(RunStore { dir })
@@ -428,6 +431,17 @@ mod tests {
         assert!(dir.join("student.safetensors").exists());
         assert!(!run.path("checkpoints/epoch-0001").exists());
         let _ = fs::remove_dir_all(&tmp);
+    }
+
+    /// Run directories are the owner's only, or its group's too when the experiment says so.
+    #[test]
+    fn run_directories_are_private_unless_shared_with_the_group() {
+        use std::os::unix::fs::PermissionsExt;
+        let tmp = tempfile::tempdir().unwrap();
+        let private = RunStore::create(tmp.path(), "p", "name='p'").unwrap();
+        assert_eq!(fs::metadata(&private.dir).unwrap().permissions().mode() & 0o777, 0o700);
+        let shared = RunStore::create(tmp.path(), "s", "name='s'\nshare_with_group = true").unwrap();
+        assert_eq!(fs::metadata(&shared.dir).unwrap().permissions().mode() & 0o777, 0o750);
     }
 
     /// last.json may only name a folder of the run's checkpoints/, and a missing state.json is

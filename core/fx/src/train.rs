@@ -185,7 +185,8 @@ fn complete_hot_add(run: &RunStore) -> Result<()> {
 }
 
 /// Experiment keys a resumed run may change: they cannot change what is trained or measured.
-pub const SAFE_TO_CHANGE: [&str; 7] = ["train.log_every", "train.workers", "train.prefetch", "device", "eval.batch_size", "data", "output_dir"];
+pub const SAFE_TO_CHANGE: [&str; 9] =
+    ["train.log_every", "train.workers", "train.prefetch", "device", "eval.batch_size", "data", "output_dir", "plugin_isolation", "share_with_group"];
 
 /// "key: old → new" for every leaf that differs between two experiments (as JSON), except
 /// [`SAFE_TO_CHANGE`] and datasets hot-added after the old one (they carry `joined_cycle`). An
