@@ -1,5 +1,6 @@
 //! fx-data: samples, augmentation, the parallel loader and the PHANTOM generator.
 pub mod augment;
+pub mod chexpert_labels;
 pub mod coco;
 pub mod dataset;
 pub mod cache;

@@ -42,30 +42,12 @@
 //! ML Group; TorchXRayVision `datasets.py` (`CheX_Dataset`) and its copy of train.csv; the Foundation X
 //! code (`datasets_medical.py`, class `CheXpert`).
 
+use fx_data::chexpert_labels::ValueRules;
 use fx_data::dataset::{draw_split, find_file, Entry, FileDataset, Options, Table};
 use fx_plugin::{DatasetDesc, DatasetSpec, PluginEntry, PluginError, Split};
 use std::path::{Path, PathBuf};
 
-/// The 14 observations, in the CSV's column order.
-pub const LABELS: [&str; 14] = [
-    "No Finding",
-    "Enlarged Cardiomediastinum",
-    "Cardiomegaly",
-    "Lung Opacity",
-    "Lung Lesion",
-    "Edema",
-    "Consolidation",
-    "Pneumonia",
-    "Atelectasis",
-    "Pneumothorax",
-    "Pleural Effusion",
-    "Pleural Other",
-    "Fracture",
-    "Support Devices",
-];
-
-/// The five competition labels whose mean AUC is reported.
-pub const EVAL_LABELS: [&str; 5] = ["Atelectasis", "Cardiomegaly", "Consolidation", "Edema", "Pleural Effusion"];
+pub use fx_data::chexpert_labels::{EVAL_LABELS, LABELS};
 
 /// How a CSV's `Path` becomes a file under `root`.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -105,23 +87,8 @@ fn patient_of(rel: &str) -> Option<&str> {
 }
 
 struct Rules {
-    uncertain: f32,
-    blank: f32,
+    values: ValueRules,
     frontal_only: bool,
-}
-
-/// One CSV value: 1.0 / 0.0 / -1.0 / blank.
-fn value(t: &Table, r: usize, c: usize, rules: &Rules) -> Result<f32, PluginError> {
-    let s = t.get(r, c);
-    if s.is_empty() {
-        return Ok(rules.blank);
-    }
-    match s.parse::<f32>() {
-        Ok(v) if v == 1.0 => Ok(1.0),
-        Ok(v) if v == 0.0 => Ok(0.0),
-        Ok(v) if v == -1.0 => Ok(rules.uncertain),
-        _ => Err(PluginError::input(t.at(r), format!("`{s}` in column `{}` is not 1.0, 0.0, -1.0 or blank", t.header[c]))),
-    }
 }
 
 /// The rows of one CSV as (patient, entry), lateral rows dropped when only frontal views are read.
@@ -143,7 +110,7 @@ fn read_rows(t: &Table, root: &Path, rules: &Rules) -> Result<Vec<(String, Entry
         let image = resolve(root, rel, how).or_else(|| resolve(root, rel, Resolve::AsIs)).unwrap();
         let patient = patient_of(rel).unwrap_or(rel).to_string();
         let mut e = Entry::new(rel.to_string(), image);
-        e.cls = cols.iter().map(|&c| value(t, r, c, rules)).collect::<Result<_, _>>()?;
+        e.cls = cols.iter().map(|&c| rules.values.value(t, r, c)).collect::<Result<_, _>>()?;
         out.push((patient, e));
     }
     Ok(out)
@@ -153,12 +120,7 @@ pub fn open(spec: &DatasetSpec) -> Result<FileDataset, PluginError> {
     let opts = Options::new(spec, "chexpert", &["uncertain", "blank", "views", "val_fraction", "seed", "eval_labels"])?;
     let root = opts.root("chexpert")?;
     let rules = Rules {
-        uncertain: match opts.choice("uncertain", &["ones", "zeros", "ignore"])?.as_str() {
-            "ones" => 1.0,
-            "zeros" => 0.0,
-            _ => f32::NAN,
-        },
-        blank: if opts.choice("blank", &["zeros", "ignore"])? == "zeros" { 0.0 } else { f32::NAN },
+        values: ValueRules::from_options(&opts)?,
         frontal_only: opts.choice("views", &["frontal", "all"])? == "frontal",
     };
     let val_fraction = opts.f64("val_fraction", 0.1)?;

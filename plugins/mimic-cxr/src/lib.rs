@@ -39,29 +39,13 @@
 //! Johnson et al., arXiv:1901.07042; TorchXRayVision `datasets.py` (`MIMIC_Dataset`); the Foundation X
 //! code (`datasets_medical.py`, class `MIMIC`).
 
+use fx_data::chexpert_labels::ValueRules;
 use fx_data::dataset::{find_file, Entry, FileDataset, Options, Table};
 use fx_plugin::{DatasetDesc, DatasetSpec, PluginEntry, PluginError};
 use std::collections::HashMap;
 
 /// The 14 labels in fx's (CheXpert's) order; the CSV has them alphabetically.
-pub const LABELS: [&str; 14] = [
-    "No Finding",
-    "Enlarged Cardiomediastinum",
-    "Cardiomegaly",
-    "Lung Opacity",
-    "Lung Lesion",
-    "Edema",
-    "Consolidation",
-    "Pneumonia",
-    "Atelectasis",
-    "Pneumothorax",
-    "Pleural Effusion",
-    "Pleural Other",
-    "Fracture",
-    "Support Devices",
-];
-
-pub const EVAL_LABELS: [&str; 5] = ["Atelectasis", "Cardiomegaly", "Consolidation", "Edema", "Pleural Effusion"];
+pub use fx_data::chexpert_labels::{EVAL_LABELS, LABELS};
 
 fn table(root: &std::path::Path, stem: &str, what: &str) -> Result<Table, PluginError> {
     let gz = format!("{stem}.csv.gz");
@@ -72,12 +56,7 @@ fn table(root: &std::path::Path, stem: &str, what: &str) -> Result<Table, Plugin
 pub fn open(spec: &DatasetSpec) -> Result<FileDataset, PluginError> {
     let opts = Options::new(spec, "mimic-cxr", &["uncertain", "blank", "views", "eval_labels"])?;
     let root = opts.root("mimic-cxr")?;
-    let uncertain = match opts.choice("uncertain", &["ones", "zeros", "ignore"])?.as_str() {
-        "ones" => 1.0,
-        "zeros" => 0.0,
-        _ => f32::NAN,
-    };
-    let blank = if opts.choice("blank", &["zeros", "ignore"])? == "zeros" { 0.0 } else { f32::NAN };
+    let values = ValueRules::from_options(&opts)?;
     let frontal_only = opts.choice("views", &["frontal", "all"])? == "frontal";
     let labels: Vec<String> = LABELS.iter().map(|s| s.to_string()).collect();
     let eval_labels = opts.strings("eval_labels", &labels)?.unwrap_or_else(|| EVAL_LABELS.iter().map(|s| s.to_string()).collect());
@@ -92,24 +71,7 @@ pub fn open(spec: &DatasetSpec) -> Result<FileDataset, PluginError> {
     let cols: Vec<usize> = LABELS.iter().map(|l| chexpert.col(l)).collect::<Result<_, _>>()?;
     let mut study_labels: HashMap<(String, String), Vec<f32>> = HashMap::new();
     for r in 0..chexpert.rows.len() {
-        let mut v = Vec::with_capacity(cols.len());
-        for &c in &cols {
-            let s = chexpert.get(r, c);
-            v.push(match s {
-                "" => blank,
-                _ => match s.parse::<f32>() {
-                    Ok(x) if x == 1.0 => 1.0,
-                    Ok(x) if x == 0.0 => 0.0,
-                    Ok(x) if x == -1.0 => uncertain,
-                    _ => {
-                        return Err(PluginError::input(
-                            chexpert.at(r),
-                            format!("`{s}` in column `{}` is not 1.0, 0.0, -1.0 or blank", chexpert.header[c]),
-                        ))
-                    }
-                },
-            });
-        }
+        let v: Vec<f32> = cols.iter().map(|&c| values.value(&chexpert, r, c)).collect::<Result<_, _>>()?;
         study_labels.insert((chexpert.get(r, lsub).to_string(), chexpert.get(r, lstudy).to_string()), v);
     }
 
