@@ -7,5 +7,6 @@ pub mod cache;
 pub mod input;
 pub mod loader;
 pub mod masks;
+pub mod nlm_tb;
 pub mod phantom;
 pub mod rng;

@@ -30,7 +30,6 @@
 
 use fx_data::dataset::{draw_split, find_file, Entry, FileDataset, MaskSource, Options, SPLITS};
 use fx_plugin::{DatasetDesc, DatasetSpec, PluginEntry, PluginError};
-use std::path::Path;
 
 pub const CLS_LABELS: [&str; 1] = ["Tuberculosis"];
 pub const SEG_LABELS: [&str; 2] = ["Left Lung", "Right Lung"];
@@ -45,7 +44,7 @@ pub fn open(spec: &DatasetSpec) -> Result<FileDataset, PluginError> {
     let right = find_file(&set, &["ManualMask/rightMask"], "the right-lung masks")?;
     let (first, second) = if swap { (right, left) } else { (left, right) };
     let mut warnings = Vec::new();
-    let list = list_images(&images, "MCUCXR", &mut warnings)?;
+    let list = fx_data::nlm_tb::images(&images, "MCUCXR", &mut warnings)?;
     let stems: Vec<&str> = list.iter().map(|(s, _)| s.as_str()).collect();
     let split = draw_split(&stems, opts.fractions()?, opts.u64("seed", 0)?);
     let mut splits: [Vec<Entry>; 3] = Default::default();
@@ -68,50 +67,6 @@ pub fn open(spec: &DatasetSpec) -> Result<FileDataset, PluginError> {
     FileDataset::new(spec, desc, splits, opts.decode()?, false, warnings)
 }
 
-/// The `<PREFIX>_<nnnn>_<0|1>.png` files of a folder, sorted, with their label; other PNGs are
-/// named in a warning, other files ignored.
-pub fn list_images(dir: &Path, prefix: &str, warnings: &mut Vec<String>) -> Result<Vec<(String, f32)>, PluginError> {
-    let read = std::fs::read_dir(dir).map_err(|e| PluginError::input(dir.display(), format!("cannot list the image folder: {e}")))?;
-    let mut out = Vec::new();
-    let mut odd = Vec::new();
-    for entry in read {
-        let entry = entry.map_err(|e| PluginError::input(dir.display(), format!("cannot list the image folder: {e}")))?;
-        let name = entry.file_name().to_string_lossy().into_owned();
-        let Some(stem) = name.strip_suffix(".png").or_else(|| name.strip_suffix(".PNG")) else { continue };
-        match label_of(stem, prefix) {
-            Some(l) => out.push((stem.to_string(), l)),
-            None => odd.push(name),
-        }
-    }
-    if !odd.is_empty() {
-        odd.sort();
-        warnings.push(format!(
-            "{}: {} PNG file(s) not named {prefix}_<number>_<0|1>.png are not samples: {}",
-            dir.display(),
-            odd.len(),
-            odd.join(", ")
-        ));
-    }
-    if out.is_empty() {
-        return Err(PluginError::input(dir.display(), format!("no {prefix}_<number>_<0|1>.png images in this folder")));
-    }
-    out.sort_by(|a, b| a.0.cmp(&b.0));
-    Ok(out)
-}
-
-/// 1 for `..._1`, 0 for `..._0`; None when the name does not follow the set's pattern.
-fn label_of(stem: &str, prefix: &str) -> Option<f32> {
-    let rest = stem.strip_prefix(prefix)?.strip_prefix('_')?;
-    let (num, label) = rest.split_once('_')?;
-    if num.is_empty() || !num.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
-    }
-    match label {
-        "0" => Some(0.0),
-        "1" => Some(1.0),
-        _ => None,
-    }
-}
 
 pub fn plugins() -> Vec<PluginEntry> {
     vec![PluginEntry {
@@ -123,15 +78,3 @@ pub fn plugins() -> Vec<PluginEntry> {
 
 fx_plugin::export_plugins!(plugins);
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn labels_come_from_the_suffix() {
-        assert_eq!(label_of("MCUCXR_0001_0", "MCUCXR"), Some(0.0));
-        assert_eq!(label_of("MCUCXR_0399_1", "MCUCXR"), Some(1.0));
-        assert_eq!(label_of("MCUCXR_0399", "MCUCXR"), None);
-        assert_eq!(label_of("MCUCXR_x_1", "MCUCXR"), None);
-    }
-}

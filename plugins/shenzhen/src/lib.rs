@@ -43,7 +43,7 @@ pub fn open(spec: &DatasetSpec) -> Result<FileDataset, PluginError> {
     let root = opts.root("shenzhen")?;
     let images = find_file(&root, &["CXR_png", "ChinaSet_AllFiles/CXR_png"], "the image folder (its file names are the labels)")?;
     let mut warnings = Vec::new();
-    let list = list_images(&images, "CHNCXR", &mut warnings)?;
+    let list = fx_data::nlm_tb::images(&images, "CHNCXR", &mut warnings)?;
     let masks = match opts.string("masks")? {
         None => None,
         Some(m) => Some(mask_folder(&root.join(m)).map_err(|e| opts.err(e))?),
@@ -86,50 +86,6 @@ pub fn open(spec: &DatasetSpec) -> Result<FileDataset, PluginError> {
     FileDataset::new(spec, desc, splits, opts.decode()?, false, warnings)
 }
 
-/// The `<PREFIX>_<nnnn>_<0|1>.png` files of a folder, sorted, with their label; other PNGs are
-/// named in a warning, other files ignored.
-pub fn list_images(dir: &Path, prefix: &str, warnings: &mut Vec<String>) -> Result<Vec<(String, f32)>, PluginError> {
-    let read = std::fs::read_dir(dir).map_err(|e| PluginError::input(dir.display(), format!("cannot list the image folder: {e}")))?;
-    let mut out = Vec::new();
-    let mut odd = Vec::new();
-    for entry in read {
-        let entry = entry.map_err(|e| PluginError::input(dir.display(), format!("cannot list the image folder: {e}")))?;
-        let name = entry.file_name().to_string_lossy().into_owned();
-        let Some(stem) = name.strip_suffix(".png").or_else(|| name.strip_suffix(".PNG")) else { continue };
-        match label_of(stem, prefix) {
-            Some(l) => out.push((stem.to_string(), l)),
-            None => odd.push(name),
-        }
-    }
-    if !odd.is_empty() {
-        odd.sort();
-        warnings.push(format!(
-            "{}: {} PNG file(s) not named {prefix}_<number>_<0|1>.png are not samples: {}",
-            dir.display(),
-            odd.len(),
-            odd.join(", ")
-        ));
-    }
-    if out.is_empty() {
-        return Err(PluginError::input(dir.display(), format!("no {prefix}_<number>_<0|1>.png images in this folder")));
-    }
-    out.sort_by(|a, b| a.0.cmp(&b.0));
-    Ok(out)
-}
-
-/// 1 for `..._1`, 0 for `..._0`; None when the name does not follow the set's pattern.
-fn label_of(stem: &str, prefix: &str) -> Option<f32> {
-    let rest = stem.strip_prefix(prefix)?.strip_prefix('_')?;
-    let (num, label) = rest.split_once('_')?;
-    if num.is_empty() || !num.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
-    }
-    match label {
-        "0" => Some(0.0),
-        "1" => Some(1.0),
-        _ => None,
-    }
-}
 
 /// The folder that holds the mask PNGs: `dir`, or `dir/mask` when `dir` holds no PNG.
 fn mask_folder(dir: &Path) -> Result<PathBuf, String> {
@@ -155,16 +111,3 @@ pub fn plugins() -> Vec<PluginEntry> {
 
 fx_plugin::export_plugins!(plugins);
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn labels_come_from_the_suffix() {
-        assert_eq!(label_of("CHNCXR_0001_0", "CHNCXR"), Some(0.0));
-        assert_eq!(label_of("CHNCXR_0662_1", "CHNCXR"), Some(1.0));
-        assert_eq!(label_of("CHNCXR_0662_2", "CHNCXR"), None);
-        assert_eq!(label_of("CHNCXR_0001_0_mask", "CHNCXR"), None);
-        assert_eq!(label_of("MCUCXR_0001_0", "CHNCXR"), None);
-    }
-}
