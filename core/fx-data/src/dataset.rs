@@ -120,10 +120,7 @@ impl FileDataset {
     fn sample(&self, record: &SampleRecord, with_pixels: bool) -> Result<Sample, PluginError> {
         let e = self.entry(record)?;
         let path = &e.image;
-        let named = |err: String| {
-            let prefix = format!("{}: ", path.display());
-            PluginError::input(path.display(), err.strip_prefix(&prefix).unwrap_or(&err))
-        };
+        let named = |err: String| image_error(path, err);
         let (w, h, image, image_dims, warnings) = if with_pixels {
             let g = read_image(path, &self.decode, self.cache.as_ref()).map_err(named)?;
             let dims = g.reduced();
@@ -164,6 +161,13 @@ impl FileDataset {
         }
         Ok(Sample { id: record.id.clone(), height: h, width: w, image, image_dims, cls: e.cls.clone(), boxes, masks, warnings })
     }
+}
+
+/// A decoding error of an image as a plugin error: the decoders' messages already start with the
+/// file's path, said once.
+pub fn image_error(path: &Path, e: String) -> PluginError {
+    let prefix = format!("{}: ", path.display());
+    PluginError::input(path.display(), e.strip_prefix(&prefix).unwrap_or(&e))
 }
 
 /// A mask channel at (w, h).

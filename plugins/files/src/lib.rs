@@ -16,6 +16,7 @@
 
 use fx_data::coco::{read_box_csv, read_coco, BoxCsv, BoxCsvColumns, CocoSet};
 use fx_data::cache::{read_image, Image};
+use fx_data::dataset::image_error;
 use fx_data::input::{self, DecodeOptions};
 use fx_data::rng::{mix, Rng};
 use fx_plugin::{
@@ -76,23 +77,17 @@ impl Pixels {
     /// Decodes an image (through the cache) and checks it against the size the annotations were
     /// made on.
     fn load(&self, path: &Path, expect: Option<(usize, usize)>) -> Result<Image, PluginError> {
-        let g = read_image(path, &self.decode, self.cache.as_ref()).map_err(|e| input_error(path, e))?;
+        let g = read_image(path, &self.decode, self.cache.as_ref()).map_err(|e| image_error(path, e))?;
         check_size(path, (g.width, g.height), expect)?;
         Ok(g)
     }
 
     /// The image's size from its header only.
     fn dimensions(&self, path: &Path, expect: Option<(usize, usize)>) -> Result<(usize, usize), PluginError> {
-        let d = input::dimensions(path, &self.decode).map_err(|e| input_error(path, e))?;
+        let d = input::dimensions(path, &self.decode).map_err(|e| image_error(path, e))?;
         check_size(path, d, expect)?;
         Ok(d)
     }
-}
-
-/// The decoders' errors already start with the file's path; say it once.
-fn input_error(path: &Path, e: String) -> PluginError {
-    let prefix = format!("{}: ", path.display());
-    PluginError::input(path.display(), e.strip_prefix(&prefix).unwrap_or(&e))
 }
 
 fn check_size(path: &Path, (gw, gh): (usize, usize), expect: Option<(usize, usize)>) -> Result<(), PluginError> {
