@@ -16,7 +16,7 @@
 
 use fx_data::coco::{read_box_csv, read_coco, BoxCsv, BoxCsvColumns, CocoSet};
 use fx_data::cache::{read_image, Image};
-use fx_data::dataset::image_error;
+use fx_data::dataset::{cls_from_boxes, image_error, Options, SPLITS};
 use fx_data::input::{self, DecodeOptions};
 use fx_data::rng::{mix, Rng};
 use fx_plugin::{
@@ -25,40 +25,8 @@ use fx_plugin::{
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-const SPLITS: [Split; 3] = [Split::Train, Split::Val, Split::Test];
-
 fn split_pos(s: Split) -> usize {
     SPLITS.iter().position(|x| *x == s).unwrap()
-}
-
-/// Options as a JSON object, rejecting keys the plugin does not know.
-fn options(spec: &DatasetSpec, plugin: &str, known: &[&str]) -> Result<serde_json::Map<String, serde_json::Value>, PluginError> {
-    let opts = spec.options.as_object().cloned().unwrap_or_default();
-    let known: Vec<&str> = known.iter().chain(input::OPTION_KEYS.iter()).copied().collect();
-    if let Some(k) = opts.keys().find(|k| !known.contains(&k.as_str())) {
-        return Err(PluginError::config(&spec.name, format!("unknown option `{k}` for plugin {plugin}; expected one of {}", known.join(", "))));
-    }
-    Ok(opts)
-}
-
-fn string_opt(spec: &DatasetSpec, opts: &serde_json::Map<String, serde_json::Value>, key: &str) -> Result<Option<String>, PluginError> {
-    match opts.get(key) {
-        None => Ok(None),
-        Some(serde_json::Value::String(s)) => Ok(Some(s.clone())),
-        Some(v) => Err(PluginError::config(&spec.name, format!("options.{key} must be a string (a path relative to the root), got {v}"))),
-    }
-}
-
-fn bool_opt(spec: &DatasetSpec, opts: &serde_json::Map<String, serde_json::Value>, key: &str) -> Result<Option<bool>, PluginError> {
-    match opts.get(key) {
-        None => Ok(None),
-        Some(serde_json::Value::Bool(b)) => Ok(Some(*b)),
-        Some(v) => Err(PluginError::config(&spec.name, format!("options.{key} must be true or false, got {v}"))),
-    }
-}
-
-fn root(spec: &DatasetSpec, plugin: &str) -> Result<PathBuf, PluginError> {
-    spec.root.clone().ok_or_else(|| PluginError::config(&spec.name, format!("plugin {plugin} needs `root`, the dataset's folder")))
 }
 
 /// How a dataset's images are decoded and cached.
@@ -69,9 +37,8 @@ struct Pixels {
 }
 
 impl Pixels {
-    fn of(spec: &DatasetSpec, opts: &serde_json::Map<String, serde_json::Value>) -> Result<Pixels, PluginError> {
-        let decode = DecodeOptions::from_options(opts).map_err(|e| PluginError::config(&spec.name, e))?;
-        Ok(Pixels { decode, cache: spec.cache.clone() })
+    fn of(spec: &DatasetSpec, opts: &Options) -> Result<Pixels, PluginError> {
+        Ok(Pixels { decode: opts.decode()?, cache: spec.cache.clone() })
     }
 
     /// Decodes an image (through the cache) and checks it against the size the annotations were
@@ -99,11 +66,6 @@ fn check_size(path: &Path, (gw, gh): (usize, usize), expect: Option<(usize, usiz
     Ok(())
 }
 
-/// Image-level labels from boxes: 1 when the image has a box of that label, else 0.
-fn cls_of(boxes: &[LabeledBox], labels: usize) -> Vec<f32> {
-    (0..labels).map(|l| if boxes.iter().any(|b| b.label == l) { 1.0 } else { 0.0 }).collect()
-}
-
 // ---------------------------------------------------------------- coco
 
 pub struct CocoDataset {
@@ -120,14 +82,14 @@ pub struct CocoDataset {
 
 impl CocoDataset {
     pub fn open(spec: &DatasetSpec) -> Result<Self, PluginError> {
-        let opts = options(spec, "coco", &["train", "val", "test", "images", "masks", "cls_from_boxes"])?;
-        let root = root(spec, "coco")?;
+        let opts = Options::new(spec, "coco", &["train", "val", "test", "images", "masks", "cls_from_boxes"])?;
+        let root = opts.root("coco")?;
         let pixels = Pixels::of(spec, &opts)?;
-        let images = root.join(string_opt(spec, &opts, "images")?.unwrap_or_else(|| ".".into()));
+        let images = root.join(opts.string("images")?.unwrap_or_else(|| ".".into()));
         let mut sets: [Option<CocoSet>; 3] = [None, None, None];
         let mut warnings = Vec::new();
         for split in SPLITS {
-            let Some(file) = string_opt(spec, &opts, split.as_str())? else {
+            let Some(file) = opts.string(split.as_str())? else {
                 if split != Split::Val {
                     return Err(PluginError::config(
                         &spec.name,
@@ -155,8 +117,8 @@ impl CocoDataset {
             }
         }
         let has_masks = sets.iter().flatten().any(|s| s.annotations.iter().any(|a| a.segmentation != fx_data::coco::CocoSegmentation::None));
-        let masks = bool_opt(spec, &opts, "masks")?.unwrap_or(has_masks);
-        let cls_from_boxes = bool_opt(spec, &opts, "cls_from_boxes")?.unwrap_or(false);
+        let masks = opts.bool("masks", has_masks)?;
+        let cls_from_boxes = opts.bool("cls_from_boxes", false)?;
         let labels: Vec<String> = names.iter().map(|(_, n)| n.clone()).collect();
         let mut by_path = HashMap::new();
         for (k, set) in sets.iter().enumerate() {
@@ -240,7 +202,7 @@ impl CocoDataset {
                 }
             }
         }
-        let cls = if self.cls_from_boxes { cls_of(&boxes, self.desc.loc_labels.len()) } else { Vec::new() };
+        let cls = if self.cls_from_boxes { cls_from_boxes(&boxes, self.desc.loc_labels.len()) } else { Vec::new() };
         Ok(Sample { id: record.id.clone(), height: h, width: w, image, image_dims, cls, boxes, masks, warnings })
     }
 }
@@ -260,12 +222,12 @@ pub struct BoxCsvDataset {
 
 impl BoxCsvDataset {
     pub fn open(spec: &DatasetSpec) -> Result<Self, PluginError> {
-        let opts = options(spec, "box-csv", &["csv", "images", "format", "extension", "split", "seed", "cls_from_boxes"])?;
-        let root = root(spec, "box-csv")?;
+        let opts = Options::new(spec, "box-csv", &["csv", "images", "format", "extension", "split", "seed", "cls_from_boxes"])?;
+        let root = opts.root("box-csv")?;
         let pixels = Pixels::of(spec, &opts)?;
-        let file = string_opt(spec, &opts, "csv")?
+        let file = opts.string("csv")?
             .ok_or_else(|| PluginError::config(&spec.name, "plugin box-csv needs options.csv = \"<the box list, relative to the root>\""))?;
-        let columns = match string_opt(spec, &opts, "format")?.as_deref() {
+        let columns = match opts.string("format")?.as_deref() {
             Some("node21") => BoxCsvColumns::node21(),
             Some("rsna") => BoxCsvColumns::rsna(),
             Some("vindr") => BoxCsvColumns::vindr(),
@@ -277,20 +239,10 @@ impl BoxCsvDataset {
             }
         };
         let csv = read_box_csv(&root.join(&file), &columns).map_err(|e| PluginError::input(root.join(&file).display(), e))?;
-        let images = root.join(string_opt(spec, &opts, "images")?.unwrap_or_else(|| ".".into()));
-        let extension = string_opt(spec, &opts, "extension")?.unwrap_or_default();
-        let fractions: Vec<f64> = match opts.get("split") {
-            None => vec![0.7, 0.1, 0.2],
-            Some(v) => v
-                .as_array()
-                .map(|a| a.iter().filter_map(|x| x.as_f64()).collect::<Vec<_>>())
-                .filter(|a| a.len() == 3 && a.iter().all(|x| *x >= 0.0) && (a.iter().sum::<f64>() - 1.0).abs() < 1e-6)
-                .ok_or_else(|| PluginError::config(&spec.name, format!("options.split must be [train, val, test] fractions summing to 1, got {v}")))?,
-        };
-        let seed = match opts.get("seed") {
-            None => 0,
-            Some(v) => v.as_u64().ok_or_else(|| PluginError::config(&spec.name, format!("options.seed must be a non-negative integer, got {v}")))?,
-        };
+        let images = root.join(opts.string("images")?.unwrap_or_else(|| ".".into()));
+        let extension = opts.string("extension")?.unwrap_or_default();
+        let fractions = opts.fractions()?;
+        let seed = opts.u64("seed", 0)?;
         // A seeded 70/10/20 draw of the images (the paper's rule where no official split exists).
         let mut order: Vec<usize> = (0..csv.images.len()).collect();
         Rng::new(mix(&[seed, 0x5b11])).shuffle(&mut order);
@@ -301,7 +253,7 @@ impl BoxCsvDataset {
         for s in &mut splits {
             s.sort_unstable();
         }
-        let cls_from_boxes = bool_opt(spec, &opts, "cls_from_boxes")?.unwrap_or(false);
+        let cls_from_boxes = opts.bool("cls_from_boxes", false)?;
         let mut out = BoxCsvDataset {
             desc: DatasetDesc {
                 name: spec.name.clone(),
@@ -380,7 +332,7 @@ impl BoxCsvDataset {
             }
             boxes.push(LabeledBox { x0: b.x0.max(0.0), y0: b.y0.max(0.0), x1: b.x1.min(w), y1: b.y1.min(h), ..b });
         }
-        let cls = if self.cls_from_boxes { cls_of(&boxes, self.desc.loc_labels.len()) } else { Vec::new() };
+        let cls = if self.cls_from_boxes { cls_from_boxes(&boxes, self.desc.loc_labels.len()) } else { Vec::new() };
         Ok(Sample { id: record.id.clone(), height, width, image, image_dims, cls, boxes, masks: Vec::new(), warnings })
     }
 }
