@@ -41,6 +41,8 @@ bench: setup
 	$(PYTHON) -m pip install --quiet pydicom==3.0.2 pylibjpeg==2.1.0 pylibjpeg-openjpeg==2.6.0 SimpleITK==2.5.7 pillow numpy
 	$(PYTHON) scripts/make_bench_images.py target/bench-images
 	$(FX) bench --task input --images target/bench-images --image-size 224
+	# The runs browser over 500 fabricated run directories: index + first frame, an idle refresh.
+	$(CARGO) test --release -p fx-view --test browser five_hundred -- --nocapture
 
 # Thousands of generated inputs per parser (make test runs a few hundred).
 fuzz: setup

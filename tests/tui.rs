@@ -212,6 +212,65 @@ options = {{ train = 48, test = 32 }}
     assert!(runs.join("sw-sweep-report/ablation.csv").is_file());
     let state: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(runs.join("sw-sweep.json")).unwrap()).unwrap();
     assert_eq!((state["status"].as_str(), state["runs"].as_array().map(|a| a.len())), (Some("finished"), Some(2)));
+    // The runs browser groups the sweep's runs, and Enter on the sweep compares its cells.
+    t.start("b", &format!("LANG=C.UTF-8 {bin} runs --dir {}; sleep 30", runs.display()));
+    t.wait_for("b", "2 of 2 shown", 10);
+    t.keys("b", "g");
+    t.wait_for("b", "sweep sw (2 runs)", 10);
+    t.keys("b", "Enter");
+    let cmp = t.wait_for("b", "compare 2 runs", 10);
+    assert!(cmp.contains("student_teacher=true") && cmp.contains("student_teacher=false"), "{cmp}");
+}
+
+/// The runs browser as a person uses it: three runs, filter by a tag, mark two, compare them,
+/// back, open a run in the viewer, back to the browser, quit.
+#[test]
+fn the_runs_browser_filters_marks_compares_and_opens_a_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let runs = dir.path().join("runs");
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fx-view/tests/data/finished");
+    for (name, seed) in [("demo-a", 1), ("demo-b", 2), ("demo-c", 3)] {
+        let d = runs.join(name);
+        std::fs::create_dir_all(&d).unwrap();
+        for e in std::fs::read_dir(&fixture).unwrap().flatten() {
+            std::fs::copy(e.path(), d.join(e.file_name())).unwrap();
+        }
+        let toml = std::fs::read_to_string(d.join("experiment.toml")).unwrap().replacen("seed = 7", &format!("seed = {seed}"), 1);
+        std::fs::write(d.join("experiment.toml"), toml).unwrap();
+    }
+    std::fs::write(runs.join("demo-c/tags"), "keep\n").unwrap();
+    let bin = env!("CARGO_BIN_EXE_fx-tui");
+    let t = Tmux::new();
+    // `fx-tui` alone in a terminal opens the browser over ./runs.
+    t.start("r", &format!("cd {} && LANG=C.UTF-8 {bin}; sleep 30", dir.path().display()));
+    t.wait_for("r", "3 of 3 shown", 10);
+    t.keys("r", "/");
+    for k in ["k", "e", "e", "p", "Enter"] {
+        t.keys("r", k);
+    }
+    let one = t.wait_for("r", "1 of 3 shown", 10);
+    assert!(one.contains("demo-c") && !one.contains("demo-a"), "{one}");
+    t.keys("r", "/");
+    t.keys("r", "Escape");
+    t.wait_for("r", "3 of 3 shown", 10);
+    t.keys("r", "Space");
+    t.keys("r", "Space");
+    t.wait_for("r", "2 marked", 10);
+    t.keys("r", "c");
+    let cmp = t.wait_for("r", "compare 2 runs", 10);
+    assert!(cmp.contains("seed=") && cmp.contains("phantom-cxp"), "{cmp}");
+    t.keys("r", "Escape");
+    t.wait_for("r", "3 of 3 shown", 10);
+    t.keys("r", "Enter");
+    t.wait_for("r", "[1 Overview]", 10);
+    t.keys("r", "q");
+    t.wait_for("r", "back from", 10);
+    t.keys("r", "q");
+    let t0 = Instant::now();
+    while t.screen("r").contains("3 of 3 shown") {
+        assert!(t0.elapsed() < Duration::from_secs(10), "q did not leave the browser");
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }
 
 /// The viewer that started a trainer reaps it when it ends: a finished trainer does not linger as

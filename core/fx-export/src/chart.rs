@@ -47,8 +47,8 @@ const FOCUS: RGBColor = RGBColor(0xb0, 0x30, 0x20);
 /// post-processing keys on it.
 const BEST: RGBColor = RGBColor(0x22, 0x22, 0x22);
 const BEST_SVG: &str = "#222222";
-const CYCLE: RGBColor = RGBColor(0xa8, 0xa8, 0xa8);
-const GRID: RGBColor = RGBColor(0xe6, 0xe6, 0xe6);
+pub(crate) const CYCLE: RGBColor = RGBColor(0xa8, 0xa8, 0xa8);
+pub(crate) const GRID: RGBColor = RGBColor(0xe6, 0xe6, 0xe6);
 
 /// One chart: a key's points for one model.
 #[derive(Clone, Debug, PartialEq)]
@@ -70,7 +70,7 @@ impl ChartSpec {
     }
 }
 
-fn y_desc(metric: &str) -> String {
+pub(crate) fn y_desc(metric: &str) -> String {
     match metric {
         "auc" => "AUC (%)".into(),
         "dice" => "Dice (%)".into(),
@@ -84,7 +84,7 @@ fn y_desc(metric: &str) -> String {
 
 /// The value range shown: the data's, at least 2 points wide, padded, on whole numbers, kept
 /// within 0..100 when the data is.
-fn y_range(points: &[Point]) -> (f64, f64) {
+pub(crate) fn y_range(points: &[Point]) -> (f64, f64) {
     let vals = points.iter().map(|p| p.value).filter(|v| v.is_finite());
     let (lo, hi) = vals.fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), v| (a.min(v), b.max(v)));
     if !lo.is_finite() {
@@ -108,22 +108,22 @@ fn x_labels(epochs: usize) -> usize {
     epochs.clamp(2, 12)
 }
 
-type DrawResult<T> = std::result::Result<T, String>;
+pub(crate) type DrawResult<T> = std::result::Result<T, String>;
 
-fn err<E: std::fmt::Debug>(e: E) -> String {
+pub(crate) fn err<E: std::fmt::Debug>(e: E) -> String {
     format!("{e:?}")
 }
 
 /// The pixel scale of texts and strokes for an area (1.0 at 800×500).
-fn scale(w: u32, h: u32) -> f64 {
+pub(crate) fn scale(w: u32, h: u32) -> f64 {
     (h as f64 / 500.0).min(w as f64 / 800.0).max(0.3)
 }
 
-fn px(v: f64, s: f64) -> u32 {
+pub(crate) fn px(v: f64, s: f64) -> u32 {
     (v * s).round().max(1.0) as u32
 }
 
-fn font_px(v: f64, s: f64, min: f64) -> f64 {
+pub(crate) fn font_px(v: f64, s: f64, min: f64) -> f64 {
     (v * s).max(min)
 }
 
@@ -289,7 +289,7 @@ fn dash_svg(svg: String, s: f64) -> String {
     svg.replace(&needle, &dash)
 }
 
-fn encode_png(buf: Vec<u8>, w: u32, h: u32) -> Result<Vec<u8>> {
+pub(crate) fn encode_png(buf: Vec<u8>, w: u32, h: u32) -> Result<Vec<u8>> {
     use image::ImageEncoder;
     let mut out = Vec::new();
     image::codecs::png::PngEncoder::new(&mut out)

@@ -7,18 +7,8 @@ use fx_view::model::MetricRow;
 use fx_view::store::Store;
 use std::collections::BTreeMap;
 
-/// One (dataset, task, metric): a row of the final table, a column of the ablation table; for
-/// charts, the metric is the task's main one.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct Key {
-    pub dataset: String,
-    pub task: String,
-    pub metric: String,
-}
-
-fn matches(m: &MetricRow, k: &Key) -> bool {
-    m.eval.dataset == k.dataset && m.eval.task == k.task && m.metric == k.metric
-}
+// What the viewer's comparison screen and the exports share: one definition, in fx-view.
+pub use fx_view::compare::{best_focused, differing_keys, flatten, keys, matches, points, seed_groups, Best, Key};
 
 /// The models with rows, teacher first, student next, then any others.
 pub fn models(rows: &[MetricRow]) -> Vec<String> {
@@ -36,26 +26,6 @@ pub fn models(rows: &[MetricRow]) -> Vec<String> {
     out
 }
 
-/// Every (dataset, task, metric) with rows: pairs in fx-view's order (experiment, then plan and
-/// metrics), each task's main metric first, then the others in the order met.
-pub fn keys(store: &Store) -> Vec<Key> {
-    let mut out = Vec::new();
-    for (dataset, task) in facts::pairs(store) {
-        let mut metrics: Vec<String> = Vec::new();
-        for m in store.metrics.iter().filter(|m| m.eval.dataset == dataset && m.eval.task == task) {
-            if !metrics.contains(&m.metric) {
-                metrics.push(m.metric.clone());
-            }
-        }
-        let main = facts::default_metric(&task);
-        metrics.sort_by_key(|m| m != main);
-        for metric in metrics {
-            out.push(Key { dataset: dataset.clone(), task: task.clone(), metric });
-        }
-    }
-    out
-}
-
 /// The charted keys: every (dataset, task) with rows, with its main metric (auc, dice, map40), or
 /// the first metric met when the main one has no rows.
 pub fn chart_pairs(store: &Store) -> Vec<Key> {
@@ -66,18 +36,6 @@ pub fn chart_pairs(store: &Store) -> Vec<Key> {
         }
     }
     out
-}
-
-/// The points of one key and model, by epoch (one per epoch: the first row written).
-pub fn points(rows: &[MetricRow], key: &Key, model: &str) -> Vec<Point> {
-    let mut points: Vec<Point> = rows
-        .iter()
-        .filter(|m| m.model == model && matches(m, key))
-        .map(|m| Point { epoch: m.epoch, value: m.value, focused: m.focused })
-        .collect();
-    points.sort_by_key(|p| p.epoch);
-    points.dedup_by_key(|p| p.epoch);
-    points
 }
 
 /// The x extent of the charts: the planned epochs (so a running run's charts keep their scale),
@@ -91,23 +49,6 @@ pub fn cycle_starts(store: &Store) -> Vec<(usize, usize)> {
     let mut plan: Vec<(usize, usize)> = store.plan.iter().map(|p| (p.epoch, p.cycle)).collect();
     plan.sort();
     plan.windows(2).filter(|w| w[1].1 != w[0].1).map(|w| (w[1].0, w[1].1)).collect()
-}
-
-/// The best focused value and the (first) epoch it was reached.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub struct Best {
-    pub value: f64,
-    pub epoch: usize,
-}
-
-pub fn best_focused(points: &[Point]) -> Option<Best> {
-    let mut best: Option<Best> = None;
-    for p in points.iter().filter(|p| p.focused && p.value.is_finite()) {
-        if best.is_none_or(|b| p.value > b.value) {
-            best = Some(Best { value: p.value, epoch: p.epoch });
-        }
-    }
-    best
 }
 
 /// The best focused value so far at each epoch from the first focused one on, as a step line:
@@ -251,83 +192,6 @@ pub struct Ablation {
     pub table: Table,
     pub labels: Vec<String>,
     pub differing: Vec<String>,
-}
-
-/// Keys never compared: where the run was written and what it is called (the row label).
-const NOT_SWITCHES: [&str; 2] = ["output_dir", "name"];
-
-/// `experiment.toml` flattened to dotted keys as `--set` addresses them (`datasets.0.plugin`).
-pub fn flatten(table: &toml::Table) -> BTreeMap<String, String> {
-    fn walk(prefix: &str, v: &toml::Value, out: &mut BTreeMap<String, String>) {
-        let key = |k: &str| if prefix.is_empty() { k.to_string() } else { format!("{prefix}.{k}") };
-        match v {
-            toml::Value::Table(t) => {
-                for (k, v) in t {
-                    walk(&key(k), v, out);
-                }
-            }
-            toml::Value::Array(a) if !a.is_empty() && a.iter().all(|x| x.is_table()) => {
-                for (i, v) in a.iter().enumerate() {
-                    walk(&key(&i.to_string()), v, out);
-                }
-            }
-            other => {
-                out.insert(prefix.to_string(), show(other));
-            }
-        }
-    }
-    let mut out = BTreeMap::new();
-    for (k, v) in table {
-        walk(k, v, &mut out);
-    }
-    out
-}
-
-/// A TOML value as a table cell: strings without quotes, floats in their shortest exact form.
-fn show(v: &toml::Value) -> String {
-    match v {
-        toml::Value::String(s) => s.clone(),
-        toml::Value::Integer(i) => i.to_string(),
-        // Configs resolved from f32 fields hold values like 0.800000011920929: show them as the
-        // f32 they came from when that is exact.
-        toml::Value::Float(f) if (*f as f32) as f64 == *f => format!("{:?}", *f as f32),
-        toml::Value::Float(f) => format!("{f:?}"),
-        toml::Value::Boolean(b) => b.to_string(),
-        toml::Value::Datetime(d) => d.to_string(),
-        toml::Value::Array(a) => format!("[{}]", a.iter().map(show).collect::<Vec<_>>().join(", ")),
-        toml::Value::Table(t) => {
-            format!("{{{}}}", t.iter().map(|(k, v)| format!("{k} = {}", show(v))).collect::<Vec<_>>().join(", "))
-        }
-    }
-}
-
-/// The experiment keys whose values differ between the configs (a key missing from some runs
-/// differs from one present), sorted.
-pub fn differing_keys(configs: &[BTreeMap<String, String>]) -> Vec<String> {
-    let mut all: Vec<&String> = configs.iter().flat_map(|c| c.keys()).collect();
-    all.sort();
-    all.dedup();
-    all.into_iter()
-        .filter(|k| !NOT_SWITCHES.contains(&k.as_str()))
-        .filter(|k| configs.windows(2).any(|w| w[0].get(*k) != w[1].get(*k)))
-        .cloned()
-        .collect()
-}
-
-/// Runs whose experiments differ only in `seed`, in first-seen order.
-pub fn seed_groups(configs: &[BTreeMap<String, String>]) -> Vec<Vec<usize>> {
-    let without_seed = |c: &BTreeMap<String, String>| -> BTreeMap<String, String> {
-        c.iter().filter(|(k, _)| k.as_str() != "seed" && !NOT_SWITCHES.contains(&k.as_str())).map(|(k, v)| (k.clone(), v.clone())).collect()
-    };
-    let mut groups: Vec<(BTreeMap<String, String>, Vec<usize>)> = Vec::new();
-    for (i, c) in configs.iter().enumerate() {
-        let key = without_seed(c);
-        match groups.iter_mut().find(|(k, _)| *k == key) {
-            Some((_, g)) => g.push(i),
-            None => groups.push((key, vec![i])),
-        }
-    }
-    groups.into_iter().map(|(_, g)| g).collect()
 }
 
 pub fn ablation(runs: &[Run]) -> Ablation {

@@ -15,6 +15,7 @@
 //! `ab_glyph` backend, so charts look the same on every machine and never look for system fonts.
 
 mod chart;
+mod compare;
 pub mod overlay;
 mod data;
 mod run;
@@ -23,6 +24,7 @@ mod text;
 mod write;
 
 pub use chart::FONT_FAMILY;
+pub use compare::{compare, parse_metric, CompareOptions, CompareSummary};
 pub use data::{Best, Key};
 pub use run::Run;
 pub use table::{Cell, Column, Table};
@@ -231,7 +233,7 @@ pub fn report(runs: &[PathBuf], out: &Path) -> Result<ReportSummary> {
 }
 
 /// A name made safe for a file name: anything but letters, digits, `.`, `_` and `-` becomes `_`.
-fn file_part(s: &str) -> String {
+pub(crate) fn file_part(s: &str) -> String {
     let t: String = s.chars().map(|c| if c.is_ascii_alphanumeric() || "._-".contains(c) { c } else { '_' }).collect();
     if t.is_empty() || t.starts_with('.') {
         format!("_{t}")

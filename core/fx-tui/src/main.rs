@@ -13,6 +13,7 @@ mod export;
 mod headless;
 mod plan;
 mod predict;
+mod runs;
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand, ValueEnum};
@@ -24,7 +25,7 @@ use std::path::{Path, PathBuf};
 
 #[derive(Parser)]
 #[command(name = "fx-tui", version, about = "Foundation X: one model for chest X-ray classification, localization and segmentation")]
-#[command(args_conflicts_with_subcommands = true, arg_required_else_help = true)]
+#[command(args_conflicts_with_subcommands = true)]
 struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
@@ -149,10 +150,30 @@ enum Command {
         #[arg(long)]
         ascii: bool,
     },
-    /// List runs with status, progress and heartbeat age.
+    /// The runs browser (in a terminal; `fx-tui` alone opens it too): every run under the output
+    /// folders with status, progress, latest metrics and tags; filter, sort, group by sweep, open,
+    /// pause/resume/stop, tag, delete, and compare marked runs. Piped: a plain table.
     Runs {
-        #[arg(long, default_value = "runs")]
-        runs_dir: PathBuf,
+        /// Output folders to list (repeatable).
+        #[arg(long = "dir", visible_alias = "runs-dir", value_name = "DIR", default_value = "runs")]
+        dirs: Vec<PathBuf>,
+        #[arg(long)]
+        ascii: bool,
+    },
+    /// Compare runs: an overlay chart per metric (PNG + SVG, one line per run, the legend naming
+    /// the experiment keys in which the runs differ), config-diff.md, and the final and best
+    /// values (CSV, Markdown, LaTeX).
+    Compare {
+        #[arg(required = true, num_args = 2..)]
+        runs: Vec<PathBuf>,
+        /// DATASET/TASK[/METRIC] to chart (repeatable; default: every main metric).
+        #[arg(long, value_name = "DATASET/TASK/METRIC")]
+        metric: Vec<String>,
+        /// teacher or student (default: the teacher when the runs have its rows).
+        #[arg(long)]
+        model: Option<String>,
+        #[arg(long, default_value = "compare")]
+        out: PathBuf,
     },
     /// Run every combination of --grid values as its own run, one after another (headless), then
     /// write the ablation report over them into <output_dir>/<name>-sweep-report.
@@ -615,47 +636,6 @@ fn sweep_in_viewer(path: &Path, grid: &[String], set: &[String], device: Option<
     }
 }
 
-/// Run directories under `runs_dir`, newest first (by their experiment.toml's time).
-fn list_runs(runs_dir: &Path) -> Result<Vec<PathBuf>> {
-    let mut runs: Vec<(std::time::SystemTime, PathBuf)> = std::fs::read_dir(runs_dir)
-        .with_context(|| format!("reading {}", runs_dir.display()))?
-        .flatten()
-        .filter_map(|e| {
-            let t = e.path().join("experiment.toml").metadata().and_then(|m| m.modified()).ok()?;
-            Some((t, e.path()))
-        })
-        .collect();
-    runs.sort_by(|a, b| b.0.cmp(&a.0).then(b.1.cmp(&a.1)));
-    Ok(runs.into_iter().map(|(_, p)| p).collect())
-}
-
-fn print_runs(runs_dir: &Path) -> Result<()> {
-    let runs = list_runs(runs_dir)?;
-    if runs.is_empty() {
-        println!("no runs in {}", runs_dir.display());
-        return Ok(());
-    }
-    println!("{:40} {:20} {:>9} {:>10}", "run", "status", "epochs", "heartbeat");
-    for r in runs {
-        let info: Option<fx::store::RunInfo> = fx::store::RunStore::open(&r).ok().and_then(|s| s.read_json("run.json").ok());
-        let name = r.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
-        match info {
-            Some(i) => {
-                let age = chrono::DateTime::parse_from_rfc3339(&i.heartbeat)
-                    .map(|t| format!("{}s ago", (chrono::Local::now().timestamp() - t.timestamp()).max(0)))
-                    .unwrap_or_else(|_| "?".into());
-                let mut status = i.status.clone();
-                if (status == "running" || status == "paused") && control::trainer_alive(&r) == Some(false) {
-                    status.push_str(" (trainer gone)");
-                }
-                println!("{name:40} {status:20} {:>9} {age:>10}", format!("{}/{}", i.epochs_done, i.epochs_total));
-            }
-            None => println!("{name:40} {:20} {:>9} {:>10}", "not started", "-", "-"),
-        }
-    }
-    Ok(())
-}
-
 fn model_role(s: &str) -> Result<fx::config::ModelRole> {
     match s {
         "teacher" => Ok(fx::config::ModelRole::Teacher),
@@ -708,7 +688,7 @@ fn main() {
         Some(Command::Attach { run, runs_dir, ascii }) => (|| {
             let dir = match run {
                 Some(r) => r.clone(),
-                None => list_runs(runs_dir)?
+                None => runs::list(runs_dir)?
                     .into_iter()
                     .next()
                     .ok_or_else(|| anyhow::anyhow!("no runs in {}", runs_dir.display()))?,
@@ -716,7 +696,14 @@ fn main() {
             fx::store::RunStore::open(&dir)?;
             view(&dir, *ascii)
         })(),
-        Some(Command::Runs { runs_dir }) => print_runs(runs_dir),
+        Some(Command::Runs { dirs, ascii }) => {
+            if std::io::stdout().is_terminal() && std::io::stdin().is_terminal() {
+                runs::browse(dirs, *ascii)
+            } else {
+                runs::print(dirs)
+            }
+        }
+        Some(Command::Compare { runs: dirs, metric, model, out }) => runs::compare(dirs, metric, model.as_deref(), out),
         Some(Command::Sweep { experiment, grid, seeds, set, device, headless, ascii }) => {
             let mut grid = grid.clone();
             if let Some(s) = seeds {
@@ -780,6 +767,16 @@ fn main() {
             predict::run(&args)
         })(),
         Some(Command::ExportModel { run, out, role }) => (|| predict::export_model(run, model_role(role)?, out))(),
+        // `fx-tui` alone: the runs browser in a terminal, the usage otherwise.
+        None if cli.experiment.is_none() && cli.train.resume.is_none() => {
+            if std::io::stdout().is_terminal() && std::io::stdin().is_terminal() {
+                runs::browse(&[PathBuf::from("runs")], cli.train.ascii)
+            } else {
+                use clap::CommandFactory;
+                let _ = Cli::command().print_help();
+                std::process::exit(2);
+            }
+        }
         None => train(&cli),
     };
     if let Err(e) = result {

@@ -12,7 +12,9 @@
 //! crossterm reads from it, because crossterm 0.29 spins on a dead tty (crossterm issue #793);
 //! the viewer then returns an error instead of spinning.
 
+use crate::browser::{Browser, BrowserAction, Comparison};
 use crate::facts;
+use crate::runs::Runs;
 use crate::state::{Action, Drawn, State, ViewExit};
 use crate::store::Store;
 use crate::theme::Theme;
@@ -118,6 +120,134 @@ pub fn run(run_dir: &Path, opts: ViewOptions, control: Option<Control>) -> Resul
             }
         }
     }
+}
+
+/// What the runs browser asks of its caller (the binary owns the trainer's control socket and
+/// run lock; the viewer never links the engine).
+pub trait RunOps {
+    /// Delivers "pause", "resume" or "stop" to the run's trainer; its reply or why not.
+    fn send(&self, run: &Path, cmd: &str) -> Result<String, String>;
+    /// Whether the run's trainer process is alive (`None`: cannot tell).
+    fn alive(&self, run: &Path) -> Option<bool>;
+}
+
+/// How the browser ended.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum BrowseExit {
+    Quit,
+    /// Open this run in the viewer; call [`browse`] again with the same [`Browser`] to come back.
+    Open(std::path::PathBuf),
+}
+
+/// The runs browser over `runs.folders` until the user quits or opens a run. Refreshes when
+/// notify reports a change under the folders (at most 4 times a second) and, as the fallback
+/// for filesystems without change events, every `opts.poll × 8`.
+pub fn browse(browser: &mut Browser, runs: &mut Runs, opts: &ViewOptions, ops: &dyn RunOps) -> Result<BrowseExit> {
+    let tty = tty::Tty::open().context("the runs browser needs a terminal")?;
+    let _guard = TerminalGuard::enter().context("setting up the terminal")?;
+    let mut terminal = Terminal::new(CrosstermBackend::new(io::stdout())).context("setting up the terminal")?;
+    terminal.clear()?;
+    let theme = Theme::new(opts.ascii);
+    let changed = Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let _watcher = watch(&runs.folders, changed.clone());
+    let fallback = opts.poll * 8;
+    let mut last_full = Instant::now();
+    let mut dirty = true;
+    runs.mark_gone(&|d| ops.alive(d));
+    loop {
+        if dirty {
+            terminal.draw(|f| ui::draw_browser(f, browser, runs, &theme)).context("drawing")?;
+            dirty = false;
+        }
+        tty.wait(opts.poll).context("terminal closed")?;
+        while event::poll(Duration::ZERO).context("reading the terminal")? {
+            match event::read().context("reading the terminal")? {
+                Event::Key(k) if k.kind != KeyEventKind::Release => {
+                    let action = browser.handle_key(k, runs);
+                    if let Some(exit) = perform(action, browser, runs, ops) {
+                        return Ok(exit);
+                    }
+                    dirty = true;
+                }
+                Event::Resize(..) => {
+                    terminal.autoresize().context("resizing")?;
+                    dirty = true;
+                }
+                _ => {}
+            }
+        }
+        let notified = changed.swap(false, std::sync::atomic::Ordering::Relaxed);
+        if notified || last_full.elapsed() >= fallback {
+            let full = last_full.elapsed() >= fallback;
+            if full {
+                last_full = Instant::now();
+                dirty |= runs.mark_gone(&|d| ops.alive(d));
+            }
+            dirty |= runs.refresh();
+            dirty |= runs.mark_stale(unix_now());
+            if let Some(c) = &mut browser.comparison {
+                dirty |= c.refresh(runs);
+            }
+        }
+    }
+}
+
+/// Carries out what a key asked for; `Some` leaves the browser.
+fn perform(action: BrowserAction, b: &mut Browser, runs: &mut Runs, ops: &dyn RunOps) -> Option<BrowseExit> {
+    match action {
+        BrowserAction::None | BrowserAction::Redraw => {}
+        BrowserAction::Quit => return Some(BrowseExit::Quit),
+        BrowserAction::Open(dir) => return Some(BrowseExit::Open(dir)),
+        BrowserAction::Send(dir, cmd) => {
+            let name = dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+            b.message = Some(match ops.send(&dir, cmd) {
+                Ok(reply) => format!("{name}: {cmd}: {reply}"),
+                Err(why) => format!("{name}: {cmd} failed: {why}"),
+            });
+            runs.refresh();
+        }
+        BrowserAction::Tag(dir, text) => {
+            b.message = Some(match crate::runs::write_tags(&dir, &text) {
+                Ok(tags) if tags.is_empty() => "tags cleared".into(),
+                Ok(tags) => format!("tagged {}", tags.join(", ")),
+                Err(e) => format!("could not write the tags of {}: {e}", dir.display()),
+            });
+            runs.refresh();
+        }
+        BrowserAction::Trash(dir) => {
+            // Checked again here: the trainer may have started since the question was asked.
+            b.message = Some(if ops.alive(&dir) == Some(true) {
+                format!("{} has a live trainer: not deleted", dir.display())
+            } else {
+                match crate::runs::move_to_trash(&dir) {
+                    Ok(to) => {
+                        b.marked.remove(&dir);
+                        format!("moved to {}", to.display())
+                    }
+                    Err(e) => format!("could not move {} to the trash: {e}", dir.display()),
+                }
+            });
+            runs.refresh();
+        }
+        BrowserAction::Compare(dirs, sweep) => b.comparison = Some(Comparison::open(&dirs, sweep)),
+    }
+    None
+}
+
+/// A notify watcher over the folders (recursive: the run directories' files change inside them)
+/// that raises `flag` on every event; `None` when the platform or filesystem cannot watch (the
+/// caller's slow poll then does all the work).
+fn watch(folders: &[std::path::PathBuf], flag: Arc<std::sync::atomic::AtomicBool>) -> Option<notify::RecommendedWatcher> {
+    use notify::Watcher;
+    let mut w = notify::recommended_watcher(move |_: notify::Result<notify::Event>| {
+        flag.store(true, std::sync::atomic::Ordering::Relaxed);
+    })
+    .ok()?;
+    let mut any = false;
+    for f in folders {
+        any |= w.watch(f, notify::RecursiveMode::Recursive).is_ok();
+    }
+    any.then_some(w)
 }
 
 fn unix_now() -> i64 {

@@ -23,18 +23,18 @@ pub struct MetricChart<'a> {
 }
 
 /// Plot geometry: cell coordinates of epochs and values.
-struct Geo {
-    x0: u16,
-    y0: u16,
-    w: u16,
-    h: u16,
-    epochs: usize,
-    lo: f64,
-    hi: f64,
+pub(crate) struct Geo {
+    pub x0: u16,
+    pub y0: u16,
+    pub w: u16,
+    pub h: u16,
+    pub epochs: usize,
+    pub lo: f64,
+    pub hi: f64,
 }
 
 impl Geo {
-    fn col(&self, epoch: f64) -> u16 {
+    pub fn col(&self, epoch: f64) -> u16 {
         if self.epochs <= 1 || self.w <= 1 {
             return self.x0;
         }
@@ -42,7 +42,7 @@ impl Geo {
         self.x0 + (f.clamp(0.0, 1.0) * (self.w - 1) as f64).round() as u16
     }
 
-    fn row(&self, v: f64) -> u16 {
+    pub fn row(&self, v: f64) -> u16 {
         if self.h <= 1 {
             return self.y0;
         }
@@ -51,7 +51,7 @@ impl Geo {
     }
 
     /// The value at the middle of a row (for the y labels).
-    fn value_at(&self, row: u16) -> f64 {
+    pub fn value_at(&self, row: u16) -> f64 {
         if self.h <= 1 {
             return self.hi;
         }
@@ -60,7 +60,7 @@ impl Geo {
 }
 
 /// The y range: the data's, widened to at least 2 points and padded a little.
-fn y_range(points: &[Point]) -> (f64, f64) {
+pub(crate) fn y_range(points: &[Point]) -> (f64, f64) {
     let lo = points.iter().map(|p| p.value).fold(f64::INFINITY, f64::min);
     let hi = points.iter().map(|p| p.value).fold(f64::NEG_INFINITY, f64::max);
     if !lo.is_finite() || !hi.is_finite() {
@@ -76,13 +76,13 @@ fn y_range(points: &[Point]) -> (f64, f64) {
     ((lo - pad).floor(), (hi + pad).ceil())
 }
 
-fn put(buf: &mut Buffer, x: u16, y: u16, c: char, style: Style) {
+pub(crate) fn put(buf: &mut Buffer, x: u16, y: u16, c: char, style: Style) {
     if let Some(cell) = buf.cell_mut((x, y)) {
         cell.set_char(c).set_style(style);
     }
 }
 
-fn get(buf: &Buffer, x: u16, y: u16) -> char {
+pub(crate) fn get(buf: &Buffer, x: u16, y: u16) -> char {
     buf.cell((x, y)).and_then(|c| c.symbol().chars().next()).unwrap_or(' ')
 }
 

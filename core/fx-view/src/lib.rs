@@ -8,9 +8,12 @@
 //! changes, [`ui::draw`] draws one frame.
 
 pub mod app;
+pub mod browser;
 pub mod chart;
+pub mod compare;
 pub mod facts;
 pub mod model;
+pub mod runs;
 pub mod screens;
 pub mod state;
 pub mod store;

@@ -87,6 +87,8 @@ pub struct RunInfo {
     pub epochs_total: usize,
     pub fingerprint: String,
     pub error: Option<String>,
+    /// Processes training the run together; 0 (absent) means one.
+    pub world_size: usize,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Deserialize)]

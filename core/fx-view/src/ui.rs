@@ -148,3 +148,16 @@ pub fn epoch_line(store: &Store, t: &Theme) -> String {
         None => "no epoch yet".into(),
     }
 }
+
+/// One frame of the runs browser: the comparison when one is open, else the table.
+pub fn draw_browser(f: &mut Frame, b: &mut crate::browser::Browser, runs: &crate::runs::Runs, t: &Theme) {
+    let area = f.area();
+    if area.height < 6 || area.width < 30 {
+        f.render_widget(Paragraph::new("terminal too small"), area);
+        return;
+    }
+    match &b.comparison {
+        Some(c) => screens::compare::draw(f, area, c, t),
+        None => screens::runs::draw(f, area, b, runs, t),
+    }
+}

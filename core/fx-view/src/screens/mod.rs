@@ -1,9 +1,11 @@
 //! The five screens. Each draws into the area between the tab bar and the key bar.
 
 pub mod charts;
+pub mod compare;
 pub mod heads;
 pub mod log;
 pub mod overview;
+pub mod runs;
 pub mod schedule;
 
 use crate::theme::Theme;
