@@ -209,8 +209,8 @@ fn models_of(runs: &[Compared], k: &Key) -> Vec<String> {
     let mut out: Vec<String> = Vec::new();
     for r in runs {
         for m in r.store.metrics.iter().filter(|m| cmp::matches(m, k)) {
-            if !out.contains(&m.model) {
-                out.push(m.model.clone());
+            if !out.iter().any(|x| *x == m.model) {
+                out.push(m.model.to_string());
             }
         }
     }

@@ -14,8 +14,8 @@ pub use fx_view::compare::{best_focused, differing_keys, flatten, keys, matches,
 pub fn models(rows: &[MetricRow]) -> Vec<String> {
     let mut out: Vec<String> = Vec::new();
     for m in rows {
-        if !out.contains(&m.model) {
-            out.push(m.model.clone());
+        if !out.iter().any(|x| *x == m.model) {
+            out.push(m.model.to_string());
         }
     }
     out.sort_by_key(|m| match m.as_str() {
@@ -160,7 +160,7 @@ pub fn per_label_table(run: &Run) -> Table {
         };
         let (t, s) = (last_row("teacher"), last_row("student"));
         // Labels in the order of the rows (BTreeMap: alphabetical, as the trainer writes them).
-        let mut labels: Vec<&String> = Vec::new();
+        let mut labels: Vec<&fx_view::model::Sym> = Vec::new();
         for r in [t, s].into_iter().flatten() {
             for l in r.per_label.keys() {
                 if !labels.contains(&l) {
@@ -174,7 +174,7 @@ pub fn per_label_table(run: &Run) -> Table {
                 Cell::Text(key.dataset.clone()),
                 Cell::Text(key.task.clone()),
                 Cell::Text(key.metric.clone()),
-                Cell::Text(label.clone()),
+                Cell::Text(label.to_string()),
                 Cell::Int(epoch),
                 Cell::Num(t.and_then(|r| r.per_label.get(label).copied())),
             ];

@@ -113,9 +113,9 @@ pub fn overlay_png(path: &Path, gray: &[f32], w: usize, h: usize, boxes: &[Overl
         area.present().map_err(|e| anyhow!("{e}"))?;
     }
     let img = image::RgbImage::from_raw(w as u32, h as u32, buf).ok_or_else(|| anyhow!("overlay buffer size"))?;
-    let tmp = path.with_extension("png.tmp");
-    img.save_with_format(&tmp, image::ImageFormat::Png).map_err(|e| anyhow!("{}: {e}", path.display()))?;
-    std::fs::rename(&tmp, path).map_err(|e| anyhow!("{}: {e}", path.display()))?;
+    let mut png = Vec::new();
+    img.write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png).map_err(|e| anyhow!("{}: {e}", path.display()))?;
+    fx_run::write_atomic(path, &png)?;
     Ok(())
 }
 

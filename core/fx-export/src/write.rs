@@ -4,7 +4,6 @@
 
 use anyhow::{bail, Context, Result};
 use std::fs;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 /// Creates `out` when missing and writes every (file name, bytes) into it; returns the paths.
@@ -27,18 +26,9 @@ pub fn all(out: &Path, files: &[(String, Vec<u8>)]) -> Result<Vec<PathBuf>> {
 fn atomic(dir: &Path, name: &str, bytes: &[u8]) -> Result<PathBuf> {
     // A name may hold sub-folders ("seeds/<setting>/<chart>.png").
     let path = dir.join(name);
-    let (dir, file) = (path.parent().unwrap_or(dir).to_path_buf(), path.file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_default());
-    fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-    let tmp = dir.join(format!(".{file}.{}.tmp", std::process::id()));
-    let res = (|| -> std::io::Result<()> {
-        let mut f = fs::File::create(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-        fs::rename(&tmp, &path)
-    })();
-    if let Err(e) = res {
-        let _ = fs::remove_file(&tmp);
-        return Err(e).with_context(|| format!("writing {}", path.display()));
+    if let Some(parent) = path.parent() {
+        fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
     }
+    fx_run::write_atomic(&path, bytes).with_context(|| format!("writing {}", path.display()))?;
     Ok(path)
 }

@@ -1,17 +1,15 @@
-//! The control socket: `<run>/control.sock`, one line in, one line out. The trainer process serves
+//! The control socket's server: `<run>/control.sock`, one line in, one line out. The trainer process serves
 //! it (pause, resume, stop, export); viewers and `fx-tui ctl` are clients. A trainer that is gone
 //! is reported as such, never waited on.
 
-use anyhow::{anyhow, bail, Context, Result};
+use anyhow::{Context, Result};
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::net::{UnixListener, UnixStream};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-pub fn socket_path(run_dir: &Path) -> PathBuf {
-    run_dir.join("control.sock")
-}
+pub use fx_run::control::{send, socket_path, trainer_alive};
 
 /// The longest request read: the commands are a few bytes.
 const MAX_REQUEST: u64 = 4096;
@@ -98,27 +96,3 @@ fn handle(run_dir: &Path, cmd: &str) -> String {
     }
 }
 
-/// Whether the process that wrote run.json is alive.
-pub fn trainer_alive(run_dir: &Path) -> Option<bool> {
-    // The trainer's run lock, not its pid: a pid can be reused, a dead process holds no lock.
-    fx::store::RunStore::open(run_dir).ok().map(|s| s.is_locked())
-}
-
-/// Sends one command and returns the trainer's reply.
-pub fn send(run_dir: &Path, cmd: &str) -> Result<String> {
-    let path = socket_path(run_dir);
-    let stream = UnixStream::connect(&path).map_err(|e| match trainer_alive(run_dir) {
-        Some(false) => anyhow!("the trainer of {} is not running (its pid is gone)", run_dir.display()),
-        _ => anyhow!("cannot reach the trainer at {}: {e}", path.display()),
-    })?;
-    stream.set_read_timeout(Some(Duration::from_secs(30)))?;
-    stream.set_write_timeout(Some(Duration::from_secs(2)))?;
-    let mut w = &stream;
-    writeln!(w, "{cmd}")?;
-    let mut reply = String::new();
-    BufReader::new(&stream).read_line(&mut reply).context("waiting for the trainer's reply")?;
-    if reply.is_empty() {
-        bail!("the trainer closed the connection without a reply");
-    }
-    Ok(reply.trim().to_string())
-}

@@ -394,28 +394,35 @@ fn spawn_trainer(run_dir: &Path, device: Option<&str>) -> Result<u32> {
 }
 
 /// The live viewer on a run directory; quitting asks detach or stop when the trainer runs.
+/// The viewer on a run: this process becomes the light `fx-view` binary (see
+/// [`exec_light_viewer`]), so viewing never holds libtorch's memory.
 fn view(run_dir: &Path, ascii: bool) -> Result<()> {
+    let mut args = vec![run_dir.as_os_str().to_owned()];
+    if ascii {
+        args.push("--ascii".into());
+    }
+    exec_light_viewer(&args)?;
     view_until(run_dir, ascii, false).map(|_| ())
 }
 
-/// The viewer; with `until_done` it also returns when the run finishes.
+/// Replaces this process with `fx-view ARGS` from beside this executable (no libtorch: ~350 MB
+/// less on a machine with CUDA libraries). Returns only when there is no such binary, and the
+/// caller then shows the viewer in this process.
+pub(crate) fn exec_light_viewer(args: &[std::ffi::OsString]) -> Result<()> {
+    use std::os::unix::process::CommandExt;
+    let Some(bin) = std::env::current_exe().ok().and_then(|e| e.parent().map(|d| d.join("fx-view"))).filter(|b| b.is_file()) else {
+        return Ok(());
+    };
+    let err = std::process::Command::new(&bin).args(args).exec();
+    Err(anyhow::anyhow!("starting {}: {err}", bin.display()))
+}
+
+/// The viewer in this process; with `until_done` it also returns when the run finishes (a sweep
+/// then shows its next run).
 fn view_until(run_dir: &Path, ascii: bool, until_done: bool) -> Result<fx_view::ViewExit> {
     let opts =
         fx_view::ViewOptions { ascii: ascii || !fx_view::locale_is_utf8(), exit_when_done: until_done, ..Default::default() };
-    let send = |cmd: &str| control::send(run_dir, cmd).map_err(|e| format!("{e:#}"));
-    let exit = fx_view::run(run_dir, opts, Some(&send))?;
-    let dir = run_dir.display();
-    match exit {
-        fx_view::ViewExit::Quit | fx_view::ViewExit::Done => {}
-        fx_view::ViewExit::Detach => {
-            println!("detached; training goes on. Re-attach with: fx-tui attach {dir}")
-        }
-        fx_view::ViewExit::Stop => match control::send(run_dir, "stop") {
-            Ok(reply) => println!("{reply}. Resume with: fx-tui --resume {dir}"),
-            Err(e) => println!("could not stop the trainer: {e:#}"),
-        },
-    }
-    Ok(exit)
+    fx_view::attach(run_dir, opts)
 }
 
 /// `fx-tui add RUN FILE`: validates the datasets against the run (names free, plugins and

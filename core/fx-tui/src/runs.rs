@@ -3,23 +3,8 @@
 
 use crate::control;
 use anyhow::{Context, Result};
-use fx_view::app::{BrowseExit, RunOps};
-use fx_view::browser::Browser;
 use fx_view::runs::{Runs, Status};
 use std::path::{Path, PathBuf};
-
-/// The trainer's control socket and run lock, for the browser.
-struct Ops;
-
-impl RunOps for Ops {
-    fn send(&self, run: &Path, cmd: &str) -> Result<String, String> {
-        control::send(run, cmd).map_err(|e| format!("{e:#}"))
-    }
-
-    fn alive(&self, run: &Path) -> Option<bool> {
-        control::trainer_alive(run)
-    }
-}
 
 /// Run directories under `runs_dir`, newest first (by their experiment.toml's time).
 pub fn list(runs_dir: &Path) -> Result<Vec<PathBuf>> {
@@ -27,31 +12,19 @@ pub fn list(runs_dir: &Path) -> Result<Vec<PathBuf>> {
     Ok(Runs::open(&[runs_dir.to_path_buf()]).rows().iter().map(|r| r.dir.clone()).collect())
 }
 
-/// The browser until the user quits; a run opened from it shows in the viewer, and leaving the
-/// viewer comes back to the browser as it was.
+/// The browser until the user quits, in the light `fx-view` process when it is installed.
 pub fn browse(folders: &[PathBuf], ascii: bool) -> Result<()> {
-    let opts = fx_view::ViewOptions { ascii: ascii || !fx_view::locale_is_utf8(), ..Default::default() };
-    let mut browser = Browser::default();
-    let mut runs = Runs::open(folders);
-    loop {
-        match fx_view::app::browse(&mut browser, &mut runs, &opts, &Ops)? {
-            BrowseExit::Quit => return Ok(()),
-            BrowseExit::Open(dir) => {
-                let send = |cmd: &str| control::send(&dir, cmd).map_err(|e| format!("{e:#}"));
-                let exit = fx_view::run(&dir, opts.clone(), Some(&send))?;
-                let name = dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-                browser.message = Some(match exit {
-                    fx_view::ViewExit::Stop => match control::send(&dir, "stop") {
-                        Ok(reply) => format!("{name}: stop: {reply}"),
-                        Err(e) => format!("{name}: could not stop the trainer: {e:#}"),
-                    },
-                    fx_view::ViewExit::Detach => format!("{name}: detached, training goes on"),
-                    _ => format!("back from {name}"),
-                });
-                runs.refresh();
-            }
-        }
+    let mut args: Vec<std::ffi::OsString> = vec!["runs".into()];
+    for f in folders {
+        args.push("--dir".into());
+        args.push(f.as_os_str().to_owned());
     }
+    if ascii {
+        args.push("--ascii".into());
+    }
+    crate::exec_light_viewer(&args)?;
+    let opts = fx_view::ViewOptions { ascii: ascii || !fx_view::locale_is_utf8(), ..Default::default() };
+    fx_view::browse_runs(folders, opts)
 }
 
 /// The plain table (stdout is not a terminal): one line per run.

@@ -250,6 +250,63 @@ fn watch(folders: &[std::path::PathBuf], flag: Arc<std::sync::atomic::AtomicBool
     any.then_some(w)
 }
 
+/// The viewer on one run with the trainer's control socket wired in, and what to do after it:
+/// a stop asked in the viewer is sent, and the user is told how to come back. What `fx-tui
+/// EXPERIMENT`, `fx-tui attach` and the light `fx-view` binary all run.
+pub fn attach(run_dir: &Path, opts: ViewOptions) -> Result<ViewExit> {
+    let send = |cmd: &str| fx_run::control::send(run_dir, cmd).map_err(|e| format!("{e:#}"));
+    let exit = run(run_dir, opts, Some(&send))?;
+    let dir = run_dir.display();
+    match exit {
+        ViewExit::Quit | ViewExit::Done => {}
+        ViewExit::Detach => println!("detached; training goes on. Re-attach with: fx-tui attach {dir}"),
+        ViewExit::Stop => match fx_run::control::send(run_dir, "stop") {
+            Ok(reply) => println!("{reply}. Resume with: fx-tui --resume {dir}"),
+            Err(e) => println!("could not stop the trainer: {e:#}"),
+        },
+    }
+    Ok(exit)
+}
+
+/// The control socket and run lock of fx-run, for the browser.
+struct SocketOps;
+
+impl RunOps for SocketOps {
+    fn send(&self, run: &Path, cmd: &str) -> Result<String, String> {
+        fx_run::control::send(run, cmd).map_err(|e| format!("{e:#}"))
+    }
+
+    fn alive(&self, run: &Path) -> Option<bool> {
+        fx_run::control::trainer_alive(run)
+    }
+}
+
+/// The runs browser until the user quits; a run opened from it shows in the viewer, and leaving
+/// the viewer comes back to the browser as it was.
+pub fn browse_runs(folders: &[std::path::PathBuf], opts: ViewOptions) -> Result<()> {
+    let mut browser = Browser::default();
+    let mut runs = Runs::open(folders);
+    loop {
+        match browse(&mut browser, &mut runs, &opts, &SocketOps)? {
+            BrowseExit::Quit => return Ok(()),
+            BrowseExit::Open(dir) => {
+                let send = |cmd: &str| fx_run::control::send(&dir, cmd).map_err(|e| format!("{e:#}"));
+                let exit = run(&dir, opts.clone(), Some(&send))?;
+                let name = dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+                browser.message = Some(match exit {
+                    ViewExit::Stop => match fx_run::control::send(&dir, "stop") {
+                        Ok(reply) => format!("{name}: stop: {reply}"),
+                        Err(e) => format!("{name}: could not stop the trainer: {e:#}"),
+                    },
+                    ViewExit::Detach => format!("{name}: detached, training goes on"),
+                    _ => format!("back from {name}"),
+                });
+                runs.refresh();
+            }
+        }
+    }
+}
+
 fn unix_now() -> i64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64)
 }

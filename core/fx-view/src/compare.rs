@@ -30,8 +30,8 @@ pub fn keys(store: &Store) -> Vec<Key> {
     for (dataset, task) in facts::pairs(store) {
         let mut metrics: Vec<String> = Vec::new();
         for m in store.metrics.iter().filter(|m| m.eval.dataset == dataset && m.eval.task == task) {
-            if !metrics.contains(&m.metric) {
-                metrics.push(m.metric.clone());
+            if !metrics.iter().any(|x| *x == m.metric) {
+                metrics.push(m.metric.to_string());
             }
         }
         let main = facts::default_metric(&task);

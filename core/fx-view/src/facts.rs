@@ -95,9 +95,8 @@ pub fn pairs(store: &Store) -> Vec<(String, String)> {
     }
     // Tasks outside cls/loc/seg, should a trainer ever write them.
     for m in &store.metrics {
-        let p = (m.eval.dataset.clone(), m.eval.task.clone());
-        if !out.contains(&p) {
-            out.push(p);
+        if !out.iter().any(|(d, t)| m.eval.dataset == *d && m.eval.task == *t) {
+            out.push((m.eval.dataset.to_string(), m.eval.task.to_string()));
         }
     }
     out
@@ -201,7 +200,7 @@ pub fn latest(store: &Store) -> (Option<usize>, Vec<LatestRow>) {
         };
         let (best_teacher, best_student) = (best("teacher"), best("student"));
         out.push(LatestRow {
-            metric: rows[0].metric.clone(),
+            metric: rows[0].metric.to_string(),
             teacher: get("teacher"),
             student: get("student"),
             focused: rows.iter().any(|r| r.focused),
@@ -221,7 +220,7 @@ pub fn labels(store: &Store, dataset: &str, task: &str) -> Option<Vec<String>> {
         .iter()
         .rev()
         .find(|m| m.eval.dataset == dataset && m.eval.task == task && !m.per_label.is_empty())
-        .map(|m| m.per_label.keys().cloned().collect())
+        .map(|m| m.per_label.keys().map(|k| k.to_string()).collect())
 }
 
 /// Seconds since the Unix epoch of an RFC 3339 time such as `2026-11-27T19:22:47+01:00`.

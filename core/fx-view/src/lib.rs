@@ -20,6 +20,6 @@ pub mod store;
 pub mod theme;
 pub mod ui;
 
-pub use app::{run, Control, ViewOptions};
+pub use app::{attach, browse_runs, run, Control, ViewOptions};
 pub use state::ViewExit;
 pub use theme::locale_is_utf8;

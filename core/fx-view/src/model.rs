@@ -1,11 +1,14 @@
 //! The records of a run directory as the viewer reads them.
 //!
-//! These mirror what the trainer writes (`fx::store`, `fx::schedule`) but are the viewer's own,
-//! lenient copies: every field has a default, unknown fields are ignored, so a newer or older
-//! trainer never makes the viewer fail.
+//! run.json, metrics and events rows are fx-run's records (shared with the trainer). The plan,
+//! progress and experiment views below are the viewer's lenient readings of what fx::schedule
+//! and the trainer write: every field has a default, unknown fields are ignored, so a newer or
+//! older trainer never makes the viewer fail.
 
 use serde::Deserialize;
-use std::collections::BTreeMap;
+
+// The records both sides share (one definition, in the run-directory contract).
+pub use fx_run::{Evaluated, Event, MetricRow, PerLabel, RunInfo, Sym, Trained};
 
 /// The parameter groups, in the order the schedule and the screens show them.
 pub const GROUPS: [&str; 6] = ["backbone", "cls_head", "loc_encoder", "loc_decoder", "seg_decoder", "seg_head"];
@@ -71,66 +74,6 @@ pub struct EpochPlan {
     pub mode: String,
     pub fraction: f64,
     pub trainable: Trainable,
-}
-
-/// `run.json`.
-#[derive(Clone, Debug, Default, PartialEq, Deserialize)]
-#[serde(default)]
-pub struct RunInfo {
-    pub status: String,
-    pub pid: u32,
-    pub host: String,
-    pub started: String,
-    pub heartbeat: String,
-    pub device: String,
-    pub epochs_done: usize,
-    pub epochs_total: usize,
-    pub fingerprint: String,
-    pub error: Option<String>,
-    /// Processes training the run together; 0 (absent) means one.
-    pub world_size: usize,
-}
-
-#[derive(Clone, Debug, Default, PartialEq, Deserialize)]
-#[serde(default)]
-pub struct Trained {
-    pub dataset: String,
-    pub task: String,
-    pub mode: String,
-}
-
-#[derive(Clone, Debug, Default, PartialEq, Deserialize)]
-#[serde(default)]
-pub struct Evaluated {
-    pub dataset: String,
-    pub task: String,
-}
-
-/// One line of `metrics.jsonl`.
-#[derive(Clone, Debug, Default, PartialEq, Deserialize)]
-#[serde(default)]
-pub struct MetricRow {
-    pub epoch: usize,
-    pub cycle: usize,
-    pub trained: Trained,
-    pub eval: Evaluated,
-    pub model: String,
-    pub metric: String,
-    pub value: f64,
-    pub focused: bool,
-    pub per_label: BTreeMap<String, f64>,
-    pub wall_time: f64,
-}
-
-/// One line of `events.jsonl`.
-#[derive(Clone, Debug, Default, PartialEq, Deserialize)]
-#[serde(default)]
-pub struct Event {
-    pub time: String,
-    pub level: String,
-    pub kind: String,
-    pub message: String,
-    pub data: serde_json::Value,
 }
 
 /// `progress.json` (optional; written by the trainer while an epoch runs).

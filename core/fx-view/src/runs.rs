@@ -27,10 +27,10 @@ pub const TAIL_BYTES: u64 = 256 * 1024;
 pub const STALE_AFTER_S: i64 = 30 * 60;
 
 /// The file holding a run's tags, one per line.
-pub const TAGS_FILE: &str = "tags";
+pub const TAGS_FILE: &str = fx_run::files::TAGS;
 
 /// Where deleted runs go, inside their output folder.
-pub const TRASH_DIR: &str = ".trash";
+pub const TRASH_DIR: &str = fx_run::files::TRASH;
 
 /// A run's state as the browser shows and filters it.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -373,7 +373,7 @@ fn latest_main(path: &Path) -> BTreeMap<String, f64> {
     // Latest epoch's value per (dataset, task).
     let mut latest: BTreeMap<(String, String), (usize, f64)> = BTreeMap::new();
     for m in rows.iter().filter(|m| m.model == model && m.metric == default_metric(&m.eval.task) && m.value.is_finite()) {
-        let e = latest.entry((m.eval.dataset.clone(), m.eval.task.clone())).or_insert((m.epoch, m.value));
+        let e = latest.entry((m.eval.dataset.to_string(), m.eval.task.to_string())).or_insert((m.epoch, m.value));
         if m.epoch >= e.0 {
             *e = (m.epoch, m.value);
         }
@@ -408,9 +408,7 @@ pub fn write_tags(dir: &Path, text: &str) -> std::io::Result<Vec<String>> {
             _ => return Ok(tags),
         }
     }
-    let tmp = dir.join(format!(".{TAGS_FILE}.tmp"));
-    fs::write(&tmp, tags.join("\n") + "\n")?;
-    fs::rename(&tmp, &path)?;
+    fx_run::write_atomic(&path, (tags.join("\n") + "\n").as_bytes()).map_err(std::io::Error::other)?;
     Ok(tags)
 }
 

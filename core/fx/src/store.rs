@@ -15,71 +15,15 @@
 
 use anyhow::{anyhow, bail, Context, Result};
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
-use std::fs::{self, File, OpenOptions};
-use std::io::Write;
+use std::fs::{self, File};
 use std::path::{Path, PathBuf};
 
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct Trained {
-    pub dataset: String,
-    pub task: String,
-    pub mode: String,
-}
-
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct Evaluated {
-    pub dataset: String,
-    pub task: String,
-}
-
-/// One metric value of one model on one (dataset, task) after one epoch.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct MetricRow {
-    pub epoch: usize,
-    pub cycle: usize,
-    pub trained: Trained,
-    pub eval: Evaluated,
-    /// "teacher" or "student".
-    pub model: String,
-    /// "auc", "map40", "dice" (×100, as the paper reports them).
-    pub metric: String,
-    pub value: f64,
-    /// The epoch just trained this same dataset and task.
-    pub focused: bool,
-    /// Per-label values of the same metric, when the task has several labels.
-    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
-    pub per_label: std::collections::BTreeMap<String, f64>,
-    /// Seconds since the run started.
-    pub wall_time: f64,
-}
-
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct Event {
-    pub time: String,
-    /// "info", "warn" or "error".
-    pub level: String,
-    pub kind: String,
-    pub message: String,
-    #[serde(default, skip_serializing_if = "serde_json::Value::is_null")]
-    pub data: serde_json::Value,
-}
-
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct RunInfo {
-    /// "running", "finished", "stopped" or "failed".
-    pub status: String,
-    pub pid: u32,
-    pub host: String,
-    pub started: String,
-    pub heartbeat: String,
-    pub device: String,
-    /// Last epoch whose metrics and checkpoint are complete.
-    pub epochs_done: usize,
-    pub epochs_total: usize,
-    pub fingerprint: String,
-    #[serde(default)]
-    pub error: Option<String>,
-}
+// The run-directory contract (records, atomic writes, JSON-lines appends, the lock) is fx-run's;
+// the trainer writes through it.
+pub use fx_run::files::LOCK as LOCK_FILE;
+pub use fx_run::io::{append_lines, read_jsonl, write_atomic};
+pub use fx_run::lock::RunLock;
+pub use fx_run::{Evaluated, Event, MetricRow, PerLabel, RunInfo, Sym, Trained};
 
 /// What a checkpoint records beside the weights.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -100,105 +44,8 @@ pub struct RunStore {
     pub dir: PathBuf,
 }
 
-/// The trainer's exclusive hold on a run: an advisory lock (flock) on `RUN/trainer.lock`, held for
-/// the trainer's lifetime and released by the kernel when the process ends in any way (kill -9
-/// included). "Is a trainer alive?" asks the lock, never a pid that may have been reused.
-pub struct RunLock {
-    _file: fs::File,
-}
-
-/// The lock file's name in a run directory.
-pub const LOCK_FILE: &str = "trainer.lock";
-
 pub fn now() -> String {
     chrono::Local::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, false)
-}
-
-fn fsync_dir(dir: &Path) {
-    if let Ok(f) = File::open(dir) {
-        let _ = f.sync_all();
-    }
-}
-
-/// Writes a file atomically: temp file in the same folder, fsync, rename, fsync the folder.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    // A temporary name of this process and call: two writers never share one.
-    static SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-    let seq = SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    let tmp = path.with_file_name(format!(".{name}.{}.{seq}.tmp", std::process::id()));
-    let written = (|| -> Result<()> {
-        let mut f = File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
-        f.write_all(bytes).with_context(|| format!("writing {}", tmp.display()))?;
-        f.sync_all().with_context(|| format!("syncing {}", tmp.display()))?;
-        fs::rename(&tmp, path).with_context(|| format!("renaming {} to {}", tmp.display(), path.display()))
-    })();
-    if written.is_err() {
-        // Nothing half-written stays behind (a full disk retried would leave one per try).
-        let _ = fs::remove_file(&tmp);
-    }
-    written?;
-    if let Some(parent) = path.parent() {
-        fsync_dir(parent);
-    }
-    Ok(())
-}
-
-/// Reads a JSON-lines file; a torn (partial) LAST line is dropped, a bad line elsewhere is an error.
-pub fn read_jsonl<T: DeserializeOwned>(path: &Path) -> Result<Vec<T>> {
-    let text = match fs::read_to_string(path) {
-        Ok(t) => t,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(anyhow!("{}: {e}", path.display())),
-    };
-    let lines: Vec<&str> = text.split('\n').collect();
-    let mut out = Vec::new();
-    for (i, line) in lines.iter().enumerate() {
-        if line.trim().is_empty() {
-            continue;
-        }
-        match serde_json::from_str(line) {
-            Ok(v) => out.push(v),
-            // The last line without its newline is an append cut short by a crash.
-            Err(_) if i + 1 == lines.len() => break,
-            Err(e) => bail!("{}:{}: not a valid record: {e}", path.display(), i + 1),
-        }
-    }
-    Ok(out)
-}
-
-fn append_lines<T: Serialize>(path: &Path, items: &[T]) -> Result<()> {
-    if items.is_empty() {
-        return Ok(());
-    }
-    let mut buf = String::new();
-    for it in items {
-        buf.push_str(&serde_json::to_string(it)?);
-        buf.push('\n');
-    }
-    repair_torn_tail(path)?;
-    let mut f = OpenOptions::new().create(true).append(true).open(path).with_context(|| format!("opening {}", path.display()))?;
-    f.write_all(buf.as_bytes())?;
-    f.sync_data()?;
-    Ok(())
-}
-
-/// A crash in the middle of an append leaves a last line without its newline: cut it off before
-/// appending, so the fragment can never end up in the middle of the file.
-fn repair_torn_tail(path: &Path) -> Result<()> {
-    let bytes = match fs::read(path) {
-        Ok(b) => b,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-        Err(e) => return Err(anyhow!("{}: {e}", path.display())),
-    };
-    if bytes.is_empty() || bytes.ends_with(b"\n") {
-        return Ok(());
-    }
-    let keep = bytes.iter().rposition(|&b| b == b'\n').map(|i| i + 1).unwrap_or(0);
-    let f = OpenOptions::new().write(true).open(path)?;
-    f.set_len(keep as u64)?;
-    f.sync_all()?;
-    Ok(())
 }
 
 impl RunStore {
@@ -235,34 +82,12 @@ impl RunStore {
 
     /// Takes the run's lock, or says which process holds it.
     pub fn lock(&self) -> Result<RunLock> {
-        use std::os::unix::io::AsRawFd;
-        let path = self.path(LOCK_FILE);
-        let file = fs::OpenOptions::new().create(true).truncate(false).read(true).write(true).open(&path).with_context(|| format!("{}: cannot open the run lock", path.display()))?;
-        // SAFETY: flock on a descriptor this function owns. A few tries: `is_locked` probes take
-        // the lock for an instant, and a trainer starting at that instant must not be refused.
-        let taken = (0..5).any(|i| {
-            if i > 0 {
-                std::thread::sleep(std::time::Duration::from_millis(25));
-            }
-            (unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) }) == 0
-        });
-        if !taken {
-            let pid = self.read_json::<RunInfo>("run.json").map(|i| i.pid.to_string()).unwrap_or_else(|_| "?".into());
-            bail!("{} is being trained by another process (pid {pid}, holding {}); attach to it with: fx-tui attach {}", self.dir.display(), path.display(), self.dir.display());
-        }
-        Ok(RunLock { _file: file })
+        fx_run::lock::take(&self.dir)
     }
 
     /// Whether a trainer holds the run's lock now.
     pub fn is_locked(&self) -> bool {
-        use std::os::unix::io::AsRawFd;
-        let Ok(file) = fs::OpenOptions::new().read(true).open(self.path(LOCK_FILE)) else { return false };
-        // SAFETY: as above; a successful probe is released at once.
-        let free = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0;
-        if free {
-            unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_UN) };
-        }
-        !free
+        fx_run::lock::is_locked(&self.dir)
     }
 
     pub fn path(&self, name: &str) -> PathBuf {
@@ -329,7 +154,9 @@ impl RunStore {
         let dst = ck.join(&name);
         let _ = fs::remove_dir_all(&dst);
         fs::rename(&tmp, &dst)?;
-        fsync_dir(&ck);
+        if let Ok(d) = File::open(&ck) {
+            let _ = d.sync_all();
+        }
         write_atomic(&ck.join("last.json"), serde_json::json!({ "epoch": state.epoch, "dir": name }).to_string().as_bytes())?;
         for entry in fs::read_dir(&ck)?.flatten() {
             let n = entry.file_name().to_string_lossy().to_string();
@@ -365,6 +192,7 @@ impl RunStore {
 
 #[cfg(test)]
 mod tests {
+    use std::io::Write;
     use super::*;
 
     fn row(epoch: usize) -> MetricRow {
@@ -389,7 +217,7 @@ mod tests {
         let run = RunStore::create(&tmp, "t", "name='t'").unwrap();
         run.append_metrics(&[row(1), row(2)]).unwrap();
         // Simulate a crash in the middle of an append.
-        let mut f = OpenOptions::new().append(true).open(run.path("metrics.jsonl")).unwrap();
+        let mut f = std::fs::OpenOptions::new().append(true).open(run.path("metrics.jsonl")).unwrap();
         f.write_all(b"{\"epoch\":3,\"cyc").unwrap();
         drop(f);
         assert_eq!(run.metrics().unwrap().len(), 2);
@@ -405,7 +233,7 @@ mod tests {
         let _ = fs::remove_dir_all(&tmp);
         let run = RunStore::create(&tmp, "t", "name='t'").unwrap();
         run.append_metrics(&[row(1), row(2), row(3)]).unwrap();
-        let mut f = OpenOptions::new().append(true).open(run.path("metrics.jsonl")).unwrap();
+        let mut f = std::fs::OpenOptions::new().append(true).open(run.path("metrics.jsonl")).unwrap();
         f.write_all(b"{\"epoch\":4,").unwrap();
         drop(f);
         assert_eq!(run.truncate_metrics(2).unwrap(), 1);

@@ -657,6 +657,7 @@ impl Trainer {
             epochs_total: self.plan.len(),
             fingerprint: fingerprint(),
             error,
+            world_size: 0,
         }
     }
 
@@ -1099,8 +1100,8 @@ impl Trainer {
                 rows.push(MetricRow {
                     epoch: plan.epoch,
                     cycle: plan.cycle,
-                    trained: Trained { dataset: plan.dataset.clone(), task: plan.task.to_string(), mode: plan.mode.as_str().into() },
-                    eval: Evaluated { dataset: name.clone(), task: "cls".into() },
+                    trained: Trained { dataset: plan.dataset.as_str().into(), task: plan.task.as_str().into(), mode: plan.mode.as_str().into() },
+                    eval: Evaluated { dataset: name.as_str().into(), task: "cls".into() },
                     model: role.as_str().into(),
                     metric: Task::Cls.metric().into(),
                     value: mean * 100.0,
@@ -1153,7 +1154,7 @@ impl Trainer {
             }
             crate::store::write_atomic(&dir.join("index.csv"), index.as_bytes())?;
             let (per, mean) = acc.scores();
-            let trained = Trained { dataset: plan.dataset.clone(), task: plan.task.to_string(), mode: plan.mode.as_str().into() };
+            let trained = Trained { dataset: plan.dataset.as_str().into(), task: plan.task.as_str().into(), mode: plan.mode.as_str().into() };
             let focused = plan.dataset == name && plan.task == Task::Seg;
             for (metric, pick) in [("dice", 0usize), ("dice_global", 1)] {
                 let v = |d: &crate::eval::dice::DiceScores| if pick == 0 { d.per_image_mean } else { d.global };
@@ -1161,7 +1162,7 @@ impl Trainer {
                     epoch: plan.epoch,
                     cycle: plan.cycle,
                     trained: trained.clone(),
-                    eval: Evaluated { dataset: name.to_string(), task: "seg".into() },
+                    eval: Evaluated { dataset: name.into(), task: "seg".into() },
                     model: role.as_str().into(),
                     metric: metric.into(),
                     value: v(&mean) * 100.0,
@@ -1220,7 +1221,7 @@ impl Trainer {
             let stem = format!("{}-{name}-loc", role.as_str());
             crate::store::write_atomic(&dir.join(format!("{stem}-detections.json")), map::coco_results_json(&dets, &image_ids, &category_ids).as_bytes())?;
             crate::store::write_atomic(&dir.join(format!("{stem}-ground_truth.json")), map::coco_gt_json(&gt, &images, &categories).as_bytes())?;
-            let trained = Trained { dataset: plan.dataset.clone(), task: plan.task.to_string(), mode: plan.mode.as_str().into() };
+            let trained = Trained { dataset: plan.dataset.as_str().into(), task: plan.task.as_str().into(), mode: plan.mode.as_str().into() };
             let focused = plan.dataset == name && plan.task == Task::Loc;
             let Some(map40) = report.map40 else {
                 self.run.event(
@@ -1250,7 +1251,7 @@ impl Trainer {
                     epoch: plan.epoch,
                     cycle: plan.cycle,
                     trained: trained.clone(),
-                    eval: Evaluated { dataset: name.to_string(), task: "loc".into() },
+                    eval: Evaluated { dataset: name.into(), task: "loc".into() },
                     model: role.as_str().into(),
                     metric: metric.into(),
                     value: value * 100.0,
