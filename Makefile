@@ -43,6 +43,8 @@ bench: setup
 	$(FX) bench --task input --images target/bench-images --image-size 224
 	# The runs browser over 500 fabricated run directories: index + first frame, an idle refresh.
 	$(CARGO) test --release -p fx-view --test browser five_hundred -- --nocapture
+	# The viewer, export and report on a paper-scale run (20 cycles × 29 epochs, 20 pairs).
+	bash scripts/bench_tracking.sh
 
 # Thousands of generated inputs per parser (make test runs a few hundred).
 fuzz: setup

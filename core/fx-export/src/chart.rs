@@ -56,8 +56,11 @@ pub struct ChartSpec {
     pub key: Key,
     pub model: String,
     pub points: Vec<Point>,
-    /// Epochs on the x axis (the run's planned epochs).
+    /// Last epoch on the x axis (the run's planned epochs, or a window's last epoch).
     pub epochs: usize,
+    /// First epoch on the x axis: 1, or a window's first epoch (points before it are not drawn;
+    /// the best focused value reached before it carries into the best line).
+    pub first: usize,
     /// (first epoch, cycle) of every cycle after the first.
     pub cycle_starts: Vec<(usize, usize)>,
     /// For a seed group: (epoch, mean − std, mean + std), drawn as a shaded band behind the mean.
@@ -142,9 +145,11 @@ fn draw<DB: DrawingBackend>(
     let legend_h = if with_legend { legend_height(s) } else { 0 };
     let (plot, legend) = area.split_vertically(h.saturating_sub(legend_h));
 
-    let epochs = spec.epochs.max(spec.points.iter().map(|p| p.epoch).max().unwrap_or(1)).max(1);
-    let x_range = 0.5..epochs as f64 + 0.5;
-    let mut range_pts = spec.points.clone();
+    let first = spec.first.max(1);
+    let epochs = if first > 1 { spec.epochs.max(first) } else { spec.epochs.max(spec.points.iter().map(|p| p.epoch).max().unwrap_or(1)).max(1) };
+    let x_range = first as f64 - 0.5..epochs as f64 + 0.5;
+    let shown: Vec<Point> = spec.points.iter().copied().filter(|p| p.epoch >= first && p.epoch <= epochs).collect();
+    let mut range_pts = shown.clone();
     range_pts.extend(spec.band.iter().flat_map(|&(e, a, b)| [Point { epoch: e, value: a, focused: false }, Point { epoch: e, value: b, focused: false }]));
     let (lo, hi) = y_range(&range_pts);
     let label_font = font_px(14.0, s, 10.0);
@@ -165,7 +170,7 @@ fn draw<DB: DrawingBackend>(
         .y_desc(y_desc(&spec.key.metric))
         .label_style((FONT_FAMILY, label_font))
         .axis_desc_style((FONT_FAMILY, font_px(15.0, s, 10.5)))
-        .x_labels(x_labels(epochs))
+        .x_labels(x_labels(epochs + 1 - first))
         .x_label_formatter(&|x| if x.fract() == 0.0 { format!("{x:.0}") } else { String::new() })
         .y_label_formatter(&|y| format!("{y:.decimals$}"))
         .y_labels(7)
@@ -175,11 +180,20 @@ fn draw<DB: DrawingBackend>(
         .draw()
         .map_err(err)?;
 
-    // Cycle boundaries, labelled at the top.
+    // Cycle boundaries, labelled at the top: every k-th label when they would overlap.
     let small = (FONT_FAMILY, font_px(12.0, s, 9.0)).into_font().color(&CYCLE.mix(1.0));
+    let (pw, _) = plot.dim_in_pixel();
+    let visible = spec.cycle_starts.iter().filter(|&&(e, _)| e > first && e <= epochs).count().max(1);
+    let label_every = ((visible as f64 * font_px(12.0, s, 9.0) * 4.5) / (pw as f64 * 0.85)).ceil().max(1.0) as usize;
     for &(start, cycle) in &spec.cycle_starts {
         let x = start as f64 - 0.5;
-        if x <= 0.5 || x >= epochs as f64 + 0.5 {
+        if x <= first as f64 - 0.5 || x >= epochs as f64 + 0.5 {
+            continue;
+        }
+        if cycle % label_every != 0 {
+            chart
+                .draw_series(std::iter::once(PathElement::new(vec![(x, lo), (x, hi)], CYCLE.stroke_width(1))))
+                .map_err(err)?;
             continue;
         }
         chart
@@ -197,19 +211,24 @@ fn draw<DB: DrawingBackend>(
         chart.draw_series(std::iter::once(Polygon::new(poly, OTHER.mix(0.3).filled()))).map_err(err)?;
     }
     let xy = |p: &Point| (p.epoch as f64, p.value);
-    let pts: Vec<&Point> = spec.points.iter().filter(|p| p.value.is_finite()).collect();
-    // Every epoch: thin line, hollow circles where another task was trained.
+    let pts: Vec<&Point> = shown.iter().filter(|p| p.value.is_finite()).collect();
+    // Every epoch: thin line, hollow circles where another task was trained — unless the epochs
+    // are so many that circles would merge into a blob (more than one per 6 pixels): then the
+    // thin line alone carries them and the focused dots stay readable on top.
     chart.draw_series(LineSeries::new(pts.iter().map(|p| xy(p)), OTHER.stroke_width(px(1.2, s)))).map_err(err)?;
-    chart
-        .draw_series(pts.iter().filter(|p| !p.focused).map(|p| Circle::new(xy(p), px(3.5, s), WHITE.filled())))
-        .map_err(err)?;
-    chart
-        .draw_series(
-            pts.iter().filter(|p| !p.focused).map(|p| Circle::new(xy(p), px(3.5, s), OTHER.stroke_width(px(1.5, s)))),
-        )
-        .map_err(err)?;
-    // Best focused so far: dashed.
-    let steps = best_steps(&spec.points);
+    let sparse = (epochs + 1 - first) as f64 <= pw as f64 / 6.0;
+    if sparse {
+        chart
+            .draw_series(pts.iter().filter(|p| !p.focused).map(|p| Circle::new(xy(p), px(3.5, s), WHITE.filled())))
+            .map_err(err)?;
+        chart
+            .draw_series(
+                pts.iter().filter(|p| !p.focused).map(|p| Circle::new(xy(p), px(3.5, s), OTHER.stroke_width(px(1.5, s)))),
+            )
+            .map_err(err)?;
+    }
+    // Best focused so far: dashed; within a window it starts at the best reached before it.
+    let steps = crate::data::window_steps(&best_steps(&spec.points), first, epochs);
     if steps.len() > 1 {
         if svg_dash {
             chart.draw_series(LineSeries::new(steps, BEST.stroke_width(px(2.0, s)))).map_err(err)?;

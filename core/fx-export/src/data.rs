@@ -75,6 +75,22 @@ pub fn best_steps(points: &[Point]) -> Vec<(f64, f64)> {
     out
 }
 
+/// A step line cut to the epochs `first..=last`: the corners inside, preceded by the value
+/// the line had at `first` (the best reached before the window).
+pub fn window_steps(steps: &[(f64, f64)], first: usize, last: usize) -> Vec<(f64, f64)> {
+    let (a, b) = (first as f64, last as f64);
+    let before = steps.iter().rev().find(|(x, _)| *x < a).map(|&(_, v)| v);
+    let mut out: Vec<(f64, f64)> = before.map(|v| vec![(a, v)]).unwrap_or_default();
+    out.extend(steps.iter().copied().filter(|(x, _)| *x >= a && *x <= b));
+    if let (Some(v), Some(&(lx, _))) = (before, out.last()) {
+        // A window without corners of its own: the carried line spans it.
+        if out.len() == 1 && lx < b {
+            out.push((b, v));
+        }
+    }
+    out
+}
+
 /// The last point (by epoch) of a series.
 fn last(points: &[Point]) -> Option<&Point> {
     points.last()
@@ -334,6 +350,7 @@ pub fn seed_group_charts(runs: &[Run]) -> Vec<(String, crate::chart::ChartSpec)>
                     model: format!("{model}, mean ± std of {} seeds", g.len()),
                     points: pts,
                     epochs: epochs_extent(&first.store),
+                    first: 1,
                     cycle_starts: cycle_starts(&first.store),
                     band,
                 },

@@ -15,6 +15,7 @@
 //! `ab_glyph` backend, so charts look the same on every machine and never look for system fonts.
 
 mod chart;
+pub mod cli;
 mod compare;
 pub mod overlay;
 mod data;
@@ -43,11 +44,32 @@ pub struct ExportOptions {
     pub height: u32,
     /// Charts per row of the grid image (0 = choose: up to 3).
     pub grid_columns: usize,
+    /// Chart only these cycles: `A-B`, `A` or `last:N` (see [`parse_cycles`]); `None` = the
+    /// whole run. The tables always cover the whole run.
+    pub cycles: Option<String>,
+}
+
+/// Parses `--cycles`: `A-B`, `A` (one cycle) or `last:N` (the last N cycles of `total`).
+pub fn parse_cycles(s: &str, total: usize) -> Result<(usize, usize)> {
+    let bad = || anyhow::anyhow!("--cycles {s:?}: expected A-B, A or last:N (cycles are numbered 1..{total})");
+    let (a, b) = if let Some(n) = s.strip_prefix("last:") {
+        let n: usize = n.trim().parse().map_err(|_| bad())?;
+        (total.saturating_sub(n.max(1) - 1).max(1), total)
+    } else if let Some((a, b)) = s.split_once('-') {
+        (a.trim().parse().map_err(|_| bad())?, b.trim().parse().map_err(|_| bad())?)
+    } else {
+        let a: usize = s.trim().parse().map_err(|_| bad())?;
+        (a, a)
+    };
+    if a == 0 || b < a || a > total.max(1) {
+        return Err(bad());
+    }
+    Ok((a, b.min(total.max(a))))
 }
 
 impl Default for ExportOptions {
     fn default() -> Self {
-        ExportOptions { models: vec!["teacher".into()], width: 800, height: 500, grid_columns: 0 }
+        ExportOptions { models: vec!["teacher".into()], width: 800, height: 500, grid_columns: 0, cycles: None }
     }
 }
 
@@ -127,8 +149,21 @@ pub fn export(run_dir: &Path, out: &Path, opts: &ExportOptions) -> Result<Export
     // Everything is rendered in memory first: a failure writes nothing.
     let mut files: Vec<(String, Vec<u8>)> = Vec::new();
     let pairs = data::chart_pairs(&run.store);
-    let epochs = data::epochs_extent(&run.store);
+    let mut epochs = data::epochs_extent(&run.store);
     let cycle_starts = data::cycle_starts(&run.store);
+    // A window of cycles: its first and last planned epoch.
+    let mut first = 1;
+    let mut window = String::new();
+    if let Some(spec) = &opts.cycles {
+        let total = run.store.plan.iter().map(|p| p.cycle).max().unwrap_or(0);
+        let (a, b) = parse_cycles(spec, total).map_err(|e| anyhow::anyhow!("{}: {e}", run_dir.display()))?;
+        let in_window: Vec<usize> = run.store.plan.iter().filter(|p| p.cycle >= a && p.cycle <= b).map(|p| p.epoch).collect();
+        let (Some(&lo), Some(&hi)) = (in_window.iter().min(), in_window.iter().max()) else {
+            bail!("{}: the plan has no epochs in cycles {a}-{b} (it has {} cycles)", run_dir.display(), run.store.plan.iter().map(|p| p.cycle).max().unwrap_or(0));
+        };
+        (first, epochs) = (lo, hi);
+        window = if a == b { format!(" · cycle {a}") } else { format!(" · cycles {a}-{b}") };
+    }
     let last_epoch = metrics.iter().map(|m| m.epoch).max().unwrap_or(0);
     let mut charts = 0;
     for &model in &models {
@@ -144,6 +179,7 @@ pub fn export(run_dir: &Path, out: &Path, opts: &ExportOptions) -> Result<Export
                 model: model.clone(),
                 points,
                 epochs,
+                first,
                 cycle_starts: cycle_starts.clone(),
                 band: Vec::new(),
             });
@@ -158,7 +194,7 @@ pub fn export(run_dir: &Path, out: &Path, opts: &ExportOptions) -> Result<Export
             let cols = if opts.grid_columns > 0 { opts.grid_columns } else { specs.len().min(3) };
             let (w, h) = (opts.width * 3 / 4, opts.height * 3 / 4);
             let stem = format!("grid-{}", file_part(model));
-            let header = format!("{} · {model} · epoch {last_epoch} of {epochs}", run.name);
+            let header = format!("{} · {model} · epoch {last_epoch} of {}{window}", run.name, data::epochs_extent(&run.store));
             files.push((format!("{stem}.png"), chart::grid_png(&header, &specs, cols, w, h)?));
             files.push((format!("{stem}.svg"), chart::grid_svg(&header, &specs, cols, w, h)?.into_bytes()));
         }

@@ -3,12 +3,10 @@
 
 use anyhow::Result;
 
-/// A line on stdout that never panics: a sweep prints its report after training with SIGPIPE
-/// ignored, and a reader that went away must not turn a finished sweep into a crash.
+/// A line on stdout that never panics (see fx_export::cli::say).
 macro_rules! say {
     ($($t:tt)*) => {{
-        use std::io::Write;
-        let _ = writeln!(std::io::stdout(), $($t)*);
+        fx_export::cli::say(format!($($t)*));
     }};
 }
 pub(crate) use say;
@@ -20,19 +18,18 @@ pub fn export_run(run_dir: &Path, out: &Path) -> Result<usize> {
     Ok(summary.files.len())
 }
 
-pub fn print_export(run_dir: &Path, out: &Path, student: bool, registry: &fx::registry::Registry) -> Result<()> {
-    let mut opts = fx_export::ExportOptions::default();
+/// What `export` charts: the teacher (and the student when asked), over a window of cycles.
+pub fn options(student: bool, cycles: Option<String>) -> fx_export::ExportOptions {
+    let opts = fx_export::ExportOptions { cycles, ..Default::default() };
     if student {
-        opts = opts.with_student();
+        opts.with_student()
+    } else {
+        opts
     }
-    let s = fx_export::export(run_dir, out, &opts)?;
-    say!("{}: {} charts after epoch {} → {}", s.name, s.charts, s.last_epoch, out.display());
-    for f in &s.files {
-        say!("  {}", f.display());
-    }
-    for w in &s.warnings {
-        say!("  warning: {w}");
-    }
+}
+
+pub fn print_export(run_dir: &Path, out: &Path, opts: &fx_export::ExportOptions, registry: &fx::registry::Registry) -> Result<()> {
+    fx_export::cli::print_export(run_dir, out, opts)?;
     match gallery(run_dir, &out.join("gallery"), registry, GALLERY_IMAGES) {
         Ok(files) => {
             for f in files {
@@ -125,15 +122,3 @@ pub fn gallery(run_dir: &Path, out: &Path, registry: &fx::registry::Registry, n:
     Ok(written)
 }
 
-pub fn print_report(runs: &[PathBuf], out: &Path) -> Result<()> {
-    let s = fx_export::report(runs, out)?;
-    say!("{} runs: {}", s.runs.len(), s.runs.join(", "));
-    say!("keys that differ: {}", if s.differing.is_empty() { "none".to_string() } else { s.differing.join(", ") });
-    for f in &s.files {
-        say!("  {}", f.display());
-    }
-    for w in &s.warnings {
-        say!("  warning: {w}");
-    }
-    Ok(())
-}

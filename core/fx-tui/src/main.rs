@@ -220,6 +220,13 @@ enum Command {
         /// Also chart the student (the teacher is always charted).
         #[arg(long)]
         student: bool,
+        /// Charts and tables only: no gallery of the model's overlays (which loads the model;
+        /// without it the export runs in the small libtorch-free process).
+        #[arg(long)]
+        no_gallery: bool,
+        /// Chart only these cycles: A-B, A, or last:N (the tables cover the whole run).
+        #[arg(long, value_name = "A-B|A|last:N")]
+        cycles: Option<String>,
     },
     /// Ablation table across runs (e.g. Lock-Release × Student-Teacher): one row per run, the
     /// experiment keys that differ between them, and the final teacher metrics.
@@ -394,23 +401,24 @@ fn spawn_trainer(run_dir: &Path, device: Option<&str>) -> Result<u32> {
 }
 
 /// The live viewer on a run directory; quitting asks detach or stop when the trainer runs.
-/// The viewer on a run: this process becomes the light `fx-view` binary (see
-/// [`exec_light_viewer`]), so viewing never holds libtorch's memory.
+/// The viewer on a run: this process becomes the light `fx-light` process (see [`exec_light`]),
+/// so viewing never holds libtorch's memory.
 fn view(run_dir: &Path, ascii: bool) -> Result<()> {
-    let mut args = vec![run_dir.as_os_str().to_owned()];
+    let mut args: Vec<std::ffi::OsString> = vec!["view".into(), run_dir.as_os_str().to_owned()];
     if ascii {
         args.push("--ascii".into());
     }
-    exec_light_viewer(&args)?;
+    exec_light(&args)?;
     view_until(run_dir, ascii, false).map(|_| ())
 }
 
-/// Replaces this process with `fx-view ARGS` from beside this executable (no libtorch: ~350 MB
-/// less on a machine with CUDA libraries). Returns only when there is no such binary, and the
-/// caller then shows the viewer in this process.
-pub(crate) fn exec_light_viewer(args: &[std::ffi::OsString]) -> Result<()> {
+/// Replaces this process with `fx-light ARGS` from beside this executable: the commands that need
+/// no libtorch run without it (loading libtorch with its CUDA libraries costs ~350 MB before
+/// main). Returns only when there is no such binary (a partial build); the caller then does the
+/// work in this process.
+pub(crate) fn exec_light(args: &[std::ffi::OsString]) -> Result<()> {
     use std::os::unix::process::CommandExt;
-    let Some(bin) = std::env::current_exe().ok().and_then(|e| e.parent().map(|d| d.join("fx-view"))).filter(|b| b.is_file()) else {
+    let Some(bin) = std::env::current_exe().ok().and_then(|e| e.parent().map(|d| d.join("fx-light"))).filter(|b| b.is_file()) else {
         return Ok(());
     };
     let err = std::process::Command::new(&bin).args(args).exec();
@@ -553,7 +561,7 @@ fn sweep(path: &Path, grid: &[String], set: &[String], device: Option<&str>) -> 
     if runs.len() == total {
         write_sweep_state(&state_file, &runs, total, "finished")?;
     }
-    export::print_report(&runs, &base.output_dir.join(format!("{}-sweep-report", base.name)))
+    fx_export::cli::print_report(&runs, &base.output_dir.join(format!("{}-sweep-report", base.name)))
 }
 
 /// `<output_dir>/<name>-sweep.json`: the sweep's runs so far, for a viewer following it.
@@ -710,7 +718,19 @@ fn main() {
                 runs::print(dirs)
             }
         }
-        Some(Command::Compare { runs: dirs, metric, model, out }) => runs::compare(dirs, metric, model.as_deref(), out),
+        Some(Command::Compare { runs: dirs, metric, model, out }) => (|| {
+            let mut args: Vec<std::ffi::OsString> = vec!["compare".into()];
+            args.extend(dirs.iter().map(|r| r.as_os_str().to_owned()));
+            for m in metric {
+                args.extend(["--metric".into(), m.into()]);
+            }
+            if let Some(m) = model {
+                args.extend(["--model".into(), m.into()]);
+            }
+            args.extend(["--out".into(), out.as_os_str().to_owned()]);
+            exec_light(&args)?;
+            fx_export::cli::print_compare(dirs, metric, model.as_deref(), out)
+        })(),
         Some(Command::Sweep { experiment, grid, seeds, set, device, headless, ascii }) => {
             let mut grid = grid.clone();
             if let Some(s) = seeds {
@@ -738,8 +758,27 @@ fn main() {
         })(),
         Some(Command::Add { run, file }) => add_datasets(run, file),
         Some(Command::Ctl { run, command }) => control::send(run, command).map(|reply| println!("{reply}")),
-        Some(Command::Export { run, out, student }) => export::print_export(run, out, *student, &registry()),
-        Some(Command::Report { runs, out }) => export::print_report(runs, out),
+        Some(Command::Export { run, out, student, no_gallery: true, cycles }) => (|| {
+            let mut args: Vec<std::ffi::OsString> = vec!["export".into(), run.as_os_str().to_owned(), "--out".into(), out.as_os_str().to_owned()];
+            if *student {
+                args.push("--student".into());
+            }
+            if let Some(c) = cycles {
+                args.extend(["--cycles".into(), c.into()]);
+            }
+            exec_light(&args)?;
+            fx_export::cli::print_export(run, out, &export::options(*student, cycles.clone()))
+        })(),
+        Some(Command::Export { run, out, student, no_gallery: false, cycles }) => {
+            export::print_export(run, out, &export::options(*student, cycles.clone()), &registry())
+        }
+        Some(Command::Report { runs, out }) => (|| {
+            let mut args: Vec<std::ffi::OsString> = vec!["report".into()];
+            args.extend(runs.iter().map(|r| r.as_os_str().to_owned()));
+            args.extend(["--out".into(), out.as_os_str().to_owned()]);
+            exec_light(&args)?;
+            fx_export::cli::print_report(runs, out)
+        })(),
         Some(Command::Data { experiment, datasets, split, format, check, save_images, limit, set }) => {
             let args = data::DataArgs {
                 experiment,

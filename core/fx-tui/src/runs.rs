@@ -12,9 +12,9 @@ pub fn list(runs_dir: &Path) -> Result<Vec<PathBuf>> {
     Ok(Runs::open(&[runs_dir.to_path_buf()]).rows().iter().map(|r| r.dir.clone()).collect())
 }
 
-/// The browser until the user quits, in the light `fx-view` process when it is installed.
+/// The browser until the user quits, in the light `fx-light` process when it is installed.
 pub fn browse(folders: &[PathBuf], ascii: bool) -> Result<()> {
-    let mut args: Vec<std::ffi::OsString> = vec!["runs".into()];
+    let mut args: Vec<std::ffi::OsString> = vec!["browse".into()];
     for f in folders {
         args.push("--dir".into());
         args.push(f.as_os_str().to_owned());
@@ -22,7 +22,7 @@ pub fn browse(folders: &[PathBuf], ascii: bool) -> Result<()> {
     if ascii {
         args.push("--ascii".into());
     }
-    crate::exec_light_viewer(&args)?;
+    crate::exec_light(&args)?;
     let opts = fx_view::ViewOptions { ascii: ascii || !fx_view::locale_is_utf8(), ..Default::default() };
     fx_view::browse_runs(folders, opts)
 }
@@ -64,21 +64,3 @@ pub fn print(folders: &[PathBuf]) -> Result<()> {
     Ok(())
 }
 
-/// `fx-tui compare RUN... --metric D/T/M --model M --out DIR`.
-pub fn compare(runs: &[PathBuf], metrics: &[String], model: Option<&str>, out: &Path) -> Result<()> {
-    let keys = metrics.iter().map(|m| fx_export::parse_metric(m)).collect::<Result<Vec<_>>>()?;
-    let opts = fx_export::CompareOptions { keys, model: model.map(String::from), ..Default::default() };
-    let s = fx_export::compare(runs, &opts, out)?;
-    for w in &s.warnings {
-        eprintln!("fx: warning: {w}");
-    }
-    println!("compared {} runs:", s.runs.len());
-    for (r, l) in s.runs.iter().zip(&s.labels) {
-        println!("  {l:40} {}", r.display());
-    }
-    println!("{} files in {}", s.files.len(), s.out.display());
-    for f in &s.files {
-        println!("  {}", f.display());
-    }
-    Ok(())
-}

@@ -14,6 +14,10 @@ pub struct MetricChart<'a> {
     pub model: &'a str,
     /// Epochs on the x axis (the whole run).
     pub epochs: usize,
+    /// The epochs shown (a window of cycles); `None` = all of them.
+    pub window: Option<(usize, usize)>,
+    /// Per-label lines drawn under the series, each with its letter (a, b, c, …).
+    pub labels: &'a [(String, Vec<Point>)],
     /// First epoch of each cycle after the first (drawn as ticks in the detailed view).
     pub cycle_starts: &'a [usize],
     pub theme: &'a Theme,
@@ -28,17 +32,19 @@ pub(crate) struct Geo {
     pub y0: u16,
     pub w: u16,
     pub h: u16,
-    pub epochs: usize,
+    /// First and last epoch on the x axis.
+    pub first: usize,
+    pub last: usize,
     pub lo: f64,
     pub hi: f64,
 }
 
 impl Geo {
     pub fn col(&self, epoch: f64) -> u16 {
-        if self.epochs <= 1 || self.w <= 1 {
+        if self.last <= self.first || self.w <= 1 {
             return self.x0;
         }
-        let f = (epoch - 1.0) / (self.epochs - 1) as f64;
+        let f = (epoch - self.first as f64) / (self.last - self.first) as f64;
         self.x0 + (f.clamp(0.0, 1.0) * (self.w - 1) as f64).round() as u16
     }
 
@@ -74,6 +80,11 @@ pub(crate) fn y_range(points: &[Point]) -> (f64, f64) {
     }
     let pad = (hi - lo) * 0.05;
     ((lo - pad).floor(), (hi + pad).ceil())
+}
+
+/// The letter of the i-th per-label line.
+fn label_glyph(i: usize) -> char {
+    (b'a' + (i % 26) as u8) as char
 }
 
 pub(crate) fn put(buf: &mut Buffer, x: u16, y: u16, c: char, style: Style) {
@@ -125,9 +136,17 @@ impl Widget for MetricChart<'_> {
         let legend_rows = if self.detailed { 1 } else { 0 };
         let label_w = 5u16;
         let plot_h = inner.height - 1 - legend_rows;
-        let (lo, hi) = y_range(&s.points);
         let epochs = self.epochs.max(s.points.iter().map(|p| p.epoch).max().unwrap_or(1)).max(1);
-        let g = Geo { x0: inner.x + label_w + 1, y0: inner.y, w: inner.width - label_w - 1, h: plot_h, epochs, lo, hi };
+        let (first, last_epoch) = self.window.map(|(a, b)| (a.max(1), b.max(a.max(1)))).unwrap_or((1, epochs));
+        // The window's points; the best focused value reached before it carries into it.
+        let shown: Vec<Point> = s.points.iter().copied().filter(|p| p.epoch >= first && p.epoch <= last_epoch).collect();
+        let best_before = s.points.iter().filter(|p| p.focused && p.epoch < first).map(|p| p.value).fold(None, |a: Option<f64>, v| Some(a.map_or(v, |a| a.max(v))));
+        let mut ranged: Vec<Point> = if shown.is_empty() { s.points.clone() } else { shown.clone() };
+        for (_, pts) in self.labels {
+            ranged.extend(pts.iter().copied().filter(|p| p.epoch >= first && p.epoch <= last_epoch));
+        }
+        let (lo, hi) = y_range(&ranged);
+        let g = Geo { x0: inner.x + label_w + 1, y0: inner.y, w: inner.width - label_w - 1, h: plot_h, first, last: last_epoch, lo, hi };
 
         // Y axis and labels: top and bottom always; in detail about every 4 rows.
         let axis = if t.ascii { '|' } else { '│' };
@@ -142,9 +161,9 @@ impl Widget for MetricChart<'_> {
         }
         // X labels: first and last epoch; in detail also each cycle start.
         let xrow = g.y0 + g.h;
-        let mut marks: Vec<usize> = vec![1, epochs];
+        let mut marks: Vec<usize> = vec![first, last_epoch];
         if self.detailed {
-            marks.extend(self.cycle_starts.iter().copied());
+            marks.extend(self.cycle_starts.iter().copied().filter(|&e| e > first && e < last_epoch));
         }
         let mut taken_until = 0u16;
         marks.sort();
@@ -152,7 +171,7 @@ impl Widget for MetricChart<'_> {
         for e in marks {
             let text = e.to_string();
             let c = g.col(e as f64);
-            let x = if e == epochs { (c + 1).saturating_sub(text.len() as u16).max(g.x0) } else { c };
+            let x = if e == last_epoch { (c + 1).saturating_sub(text.len() as u16).max(g.x0) } else { c };
             if x < taken_until || x + text.len() as u16 > g.x0 + g.w {
                 continue;
             }
@@ -167,31 +186,63 @@ impl Widget for MetricChart<'_> {
                 buf.set_string(x, xrow, label, t.dim());
             }
         }
+        // More epochs than columns: each column shows the range of its unfocused values as a bar.
+        let dense = last_epoch + 1 - first > g.w as usize;
         if self.detailed {
+            let joined = if dense { format!("{} unfocused range", t.range) } else { format!("{}{} joined", t.line, t.line) };
             let legend = format!(
-                "{} focused  {} unfocused  {}{} joined  {}{} best focused so far  model: {} (t)",
-                t.focused, t.unfocused, t.line, t.line, t.best, t.best, self.model
+                "{} focused  {} unfocused  {joined}  {}{} best focused so far  model: {} (t)",
+                t.focused, t.unfocused, t.best, t.best, self.model
             );
+            let legend = if self.labels.is_empty() {
+                legend
+            } else {
+                self.labels.iter().enumerate().map(|(i, (l, _))| format!("{}={l}", label_glyph(i))).collect::<Vec<_>>().join(" ")
+            };
             buf.set_stringn(inner.x, xrow + 1, legend, inner.width as usize, Style::default());
         }
-
-        // 1. The dotted line joining consecutive points (lowest layer).
-        for pair in s.points.windows(2) {
-            let (a, b) = (pair[0], pair[1]);
-            let (ca, cb) = (g.col(a.epoch as f64), g.col(b.epoch as f64));
-            for c in ca + 1..cb {
-                let f = (c - ca) as f64 / (cb - ca) as f64;
-                let v = a.value + f * (b.value - a.value);
-                put(buf, c, g.row(v), t.line, t.unfocused_style());
+        // 0. Per-label lines (lowest layer): each label's values with its letter.
+        for (i, (_, pts)) in self.labels.iter().enumerate() {
+            for p in pts.iter().filter(|p| p.epoch >= first && p.epoch <= last_epoch) {
+                put(buf, g.col(p.epoch as f64), g.row(p.value), label_glyph(i), t.dim());
             }
         }
-        // 2. Best focused so far: a step line from the first focused point to the last point.
-        let last_col = g.col(last.map_or(1, |p| p.epoch) as f64);
-        let mut best: Option<f64> = None;
-        let focused: Vec<&Point> = s.points.iter().filter(|p| p.focused).collect();
+
+        if dense {
+            // 1. Per column: the bar from the lowest to the highest unfocused value.
+            let mut cols: std::collections::BTreeMap<u16, (f64, f64)> = Default::default();
+            for p in shown.iter().filter(|p| !p.focused && p.value.is_finite()) {
+                let e = cols.entry(g.col(p.epoch as f64)).or_insert((p.value, p.value));
+                e.0 = e.0.min(p.value);
+                e.1 = e.1.max(p.value);
+            }
+            for (c, (a, b)) in cols {
+                let (top, bottom) = (g.row(b), g.row(a));
+                for r in top..=bottom {
+                    put(buf, c, r, if r == top || r == bottom { t.unfocused } else { t.range }, t.unfocused_style());
+                }
+            }
+        } else {
+            // 1. The dotted line joining consecutive points (lowest layer).
+            for pair in shown.windows(2) {
+                let (a, b) = (pair[0], pair[1]);
+                let (ca, cb) = (g.col(a.epoch as f64), g.col(b.epoch as f64));
+                for c in ca + 1..cb {
+                    let f = (c - ca) as f64 / (cb - ca) as f64;
+                    let v = a.value + f * (b.value - a.value);
+                    put(buf, c, g.row(v), t.line, t.unfocused_style());
+                }
+            }
+        }
+        // 2. Best focused so far: a step line from the first focused point (or the window's start,
+        //    carrying the best reached before it) to the last point.
+        let last_col = g.col(shown.last().map_or(first, |p| p.epoch) as f64);
+        let mut best: Option<f64> = best_before;
+        let focused: Vec<&Point> = shown.iter().filter(|p| p.focused).collect();
         let mut fi = 0;
-        if let Some(first) = focused.first() {
-            for c in g.col(first.epoch as f64)..=last_col {
+        let start = if best_before.is_some() { Some(g.x0) } else { focused.first().map(|p| g.col(p.epoch as f64)) };
+        if let Some(start) = start {
+            for c in start..=last_col {
                 while fi < focused.len() && g.col(focused[fi].epoch as f64) <= c {
                     best = Some(best.map_or(focused[fi].value, |b: f64| b.max(focused[fi].value)));
                     fi += 1;
@@ -205,8 +256,10 @@ impl Widget for MetricChart<'_> {
             }
         }
         // 3. Points: unfocused, then focused on top (a focused point is never hidden).
-        for p in s.points.iter().filter(|p| !p.focused) {
-            put(buf, g.col(p.epoch as f64), g.row(p.value), t.unfocused, t.unfocused_style());
+        if !dense {
+            for p in shown.iter().filter(|p| !p.focused) {
+                put(buf, g.col(p.epoch as f64), g.row(p.value), t.unfocused, t.unfocused_style());
+            }
         }
         for p in focused {
             put(buf, g.col(p.epoch as f64), g.row(p.value), t.focused, t.focused_style());

@@ -223,6 +223,29 @@ pub fn labels(store: &Store, dataset: &str, task: &str) -> Option<Vec<String>> {
         .map(|m| m.per_label.keys().map(|k| k.to_string()).collect())
 }
 
+/// Each label's points of a chart's series (the per-label values of its metric rows for `model`),
+/// by label name.
+pub fn label_series(store: &Store, s: &Series, model: &str) -> Vec<(String, Vec<Point>)> {
+    let mut out: Vec<(String, Vec<Point>)> = Vec::new();
+    for m in store.metrics.iter().filter(|m| m.model == model && m.eval.dataset == s.dataset && m.eval.task == s.task && m.metric == s.metric) {
+        for (label, v) in m.per_label.iter() {
+            let i = match out.iter().position(|(l, _)| *l == *label) {
+                Some(i) => i,
+                None => {
+                    out.push((label.to_string(), Vec::new()));
+                    out.len() - 1
+                }
+            };
+            out[i].1.push(Point { epoch: m.epoch, value: *v, focused: m.focused });
+        }
+    }
+    for (_, pts) in &mut out {
+        pts.sort_by_key(|p| p.epoch);
+        pts.dedup_by_key(|p| p.epoch);
+    }
+    out
+}
+
 /// Seconds since the Unix epoch of an RFC 3339 time such as `2026-11-27T19:22:47+01:00`.
 pub fn parse_rfc3339(s: &str) -> Option<i64> {
     let s = s.trim();
@@ -314,4 +337,21 @@ mod tests {
         assert_eq!(parse_rfc3339("2026-11-27T19:22:47.123-00:30"), Some(1795807367 + 1800));
         assert_eq!(parse_rfc3339("garbage"), None);
     }
+}
+
+/// The epochs the charts' window covers, and a title for it ("cycles 19–20 of 20"); `None` for
+/// the whole run. The window is clamped to the cycles the plan has.
+pub fn window_epochs(store: &Store, w: crate::state::ChartWindow) -> Option<((usize, usize), String)> {
+    let span = w.span?;
+    let cycles = cycles_total(store).max(1);
+    let last_cycle = cycles.saturating_sub(w.back).max(span.min(cycles)).max(1);
+    let first_cycle = last_cycle.saturating_sub(span - 1).max(1);
+    let epochs: Vec<usize> = store.plan.iter().filter(|p| p.cycle >= first_cycle && p.cycle <= last_cycle).map(|p| p.epoch).collect();
+    let (a, b) = (*epochs.iter().min()?, *epochs.iter().max()?);
+    let title = if first_cycle == last_cycle {
+        format!("cycle {first_cycle} of {cycles}")
+    } else {
+        format!("cycles {first_cycle}-{last_cycle} of {cycles}")
+    };
+    Some(((a, b), title))
 }

@@ -136,13 +136,24 @@ pub struct Drawn {
     pub log_max_scroll: usize,
 }
 
+/// The cycles the charts show: all of them, or `span` cycles ending `back` cycles before the
+/// last one (the running one while training).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ChartWindow {
+    pub span: Option<usize>,
+    pub back: usize,
+}
+
 #[derive(Clone, Debug, PartialEq)]
 pub struct State {
     pub screen: Screen,
+    pub window: ChartWindow,
     pub overlay: Overlay,
     pub model: ModelSel,
     /// The selected chart fills the charts screen.
     pub zoom: bool,
+    /// The zoomed chart also draws one line per label (a, b, c, …).
+    pub per_label: bool,
     /// Selected chart (index into the charts screen's grid).
     pub chart: usize,
     pub level: LevelFilter,
@@ -168,9 +179,11 @@ impl State {
     pub fn new(can_stop: bool) -> State {
         State {
             screen: Screen::Overview,
+            window: ChartWindow::default(),
             overlay: Overlay::None,
             model: ModelSel::Teacher,
             zoom: false,
+            per_label: false,
             chart: 0,
             level: LevelFilter::All,
             log_scroll: 0,
@@ -262,6 +275,7 @@ impl State {
         match code {
             KeyCode::Enter => self.zoom = !self.zoom,
             KeyCode::Esc => self.zoom = false,
+            KeyCode::Char('L') if self.zoom => self.per_label = !self.per_label,
             KeyCode::Right => self.chart = (self.chart + 1) % n,
             KeyCode::Left => self.chart = (self.chart + n - 1) % n,
             KeyCode::Down if !self.zoom && self.chart + cols < n => self.chart += cols,
@@ -269,6 +283,12 @@ impl State {
             KeyCode::Down | KeyCode::Up if self.zoom => {
                 self.chart = if code == KeyCode::Down { (self.chart + 1) % n } else { (self.chart + n - 1) % n }
             }
+            // The window of cycles: w whole run / last 2 cycles, [ ] earlier / later, - + narrower / wider.
+            KeyCode::Char('w') => self.window = if self.window.span.is_some() { ChartWindow::default() } else { ChartWindow { span: Some(2), back: 0 } },
+            KeyCode::Char('[') if self.window.span.is_some() => self.window.back += 1,
+            KeyCode::Char(']') => self.window.back = self.window.back.saturating_sub(1),
+            KeyCode::Char('-') => self.window.span = Some(self.window.span.map_or(2, |s| s.saturating_sub(1).max(1))),
+            KeyCode::Char('+') | KeyCode::Char('=') if self.window.span.is_some() => self.window.span = self.window.span.map(|s| s + 1),
             _ => {}
         }
     }
@@ -323,6 +343,8 @@ pub const KEYS: &[(&str, &str)] = &[
     ("t", "charts: teacher or student"),
     ("arrows", "charts: select; schedule, log: scroll"),
     ("Enter Esc", "charts: zoom in, back to the grid"),
+    ("L", "zoomed chart: a line per label (a, b, c, …)"),
+    ("w [ ] - +", "charts: whole run / last 2 cycles, earlier / later, fewer / more cycles"),
     ("PgUp PgDn", "schedule, log: scroll a page"),
     ("c End", "schedule, log: follow the current epoch / newest"),
     ("Home", "schedule, log: top"),

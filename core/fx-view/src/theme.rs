@@ -15,6 +15,8 @@ pub struct Theme {
     pub line: char,
     /// The best focused value so far.
     pub best: char,
+    /// A column's range of unfocused values when epochs outnumber columns.
+    pub range: char,
     /// The current epoch's row marker.
     pub current: &'static str,
     /// A finished epoch's row marker.
@@ -47,6 +49,7 @@ impl Theme {
             unfocused: '•',
             line: '·',
             best: '─',
+            range: '┆',
             current: "▶",
             done: "✓",
             gauge_full: '█',
@@ -65,6 +68,7 @@ impl Theme {
             unfocused: 'o',
             line: '.',
             best: '-',
+            range: ':',
             current: ">",
             done: "+",
             gauge_full: '#',

@@ -80,9 +80,9 @@ fn keybar(f: &mut Frame, area: Rect, v: &View) {
         Screen::Overview => "",
         Screen::Charts => {
             if v.state.zoom {
-                "t teacher/student  arrows next  Esc grid  "
+                "t teacher/student  arrows next  Esc grid  w [ ] cycles  L labels  "
             } else {
-                "t teacher/student  arrows select  Enter zoom  "
+                "t teacher/student  arrows select  Enter zoom  w [ ] cycles  "
             }
         }
         Screen::Schedule => "arrows/PgUp/PgDn scroll  c follow  ",

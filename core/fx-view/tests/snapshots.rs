@@ -99,6 +99,8 @@ fn chart_focused_unfocused_distinguishable() {
             series: s,
             model: "teacher",
             epochs: 6,
+            window: None,
+            labels: &[],
             cycle_starts: &[4],
             theme: &theme,
             selected: false,

@@ -27,17 +27,21 @@ pub fn draw(f: &mut Frame, area: Rect, v: &View, drawn: &mut Drawn) {
         return;
     }
     let sel = v.state.chart.min(series.len() - 1);
+    let window = facts::window_epochs(v.store, v.state.window);
     if area.height < 2 {
         return;
     }
     if v.state.zoom {
         // The zoomed chart carries its own legend.
         drawn.chart_cols = 1;
+        let labels = if v.state.per_label { facts::label_series(v.store, &series[sel], model) } else { Vec::new() };
         f.render_widget(
             MetricChart {
                 series: &series[sel],
                 model,
                 epochs,
+                window: window.as_ref().map(|w| w.0),
+                labels: &labels,
                 cycle_starts: &cycle_starts,
                 theme: t,
                 selected: false,
@@ -50,21 +54,26 @@ pub fn draw(f: &mut Frame, area: Rect, v: &View, drawn: &mut Drawn) {
     // Legend on the last line.
     let legend_area = Rect { y: area.y + area.height - 1, height: 1, ..area };
     let grid = Rect { height: area.height - 1, ..area };
+    // As MetricChart decides: more epochs than plot columns (chart width less borders and labels).
+    let dense = window.as_ref().map_or(epochs, |w| w.0 .1 + 1 - w.0 .0) > (area.width / cols_for(area.width, series.len())).saturating_sub(8) as usize;
+    let joined = if dense { format!("{} range", t.range) } else { format!("{}{} joined", t.line, t.line) };
     let legend = Line::from(vec![
         Span::styled(format!("{} focused", t.focused), t.focused_style()),
         Span::raw("  "),
         Span::styled(format!("{} unfocused", t.unfocused), t.unfocused_style()),
         Span::raw("  "),
-        Span::styled(format!("{}{} joined", t.line, t.line), t.unfocused_style()),
+        Span::styled(joined, t.unfocused_style()),
         Span::raw("  "),
-        Span::styled(format!("{}{} best focused so far", t.best, t.best), t.best_style()),
+        Span::styled(format!("{}{} best so far", t.best, t.best), t.best_style()),
         Span::raw("  "),
-        Span::styled(format!("model: {model} (t)"), t.title()),
+        Span::styled(format!("{model} (t)"), t.title()),
+        Span::raw("  "),
+        Span::styled(window.as_ref().map(|w| format!("{} (w)", w.1)).unwrap_or_else(|| "whole run (w)".into()), t.title()),
     ]);
     f.render_widget(Paragraph::new(legend), legend_area);
 
     let n = series.len() as u16;
-    let cols = (grid.width / MIN_W).clamp(1, n.max(1));
+    let cols = cols_for(grid.width, series.len());
     let rows_total = n.div_ceil(cols);
     let rows_fit = (grid.height / MIN_H).max(1).min(rows_total);
     drawn.chart_cols = cols as usize;
@@ -87,6 +96,8 @@ pub fn draw(f: &mut Frame, area: Rect, v: &View, drawn: &mut Drawn) {
                     series: &series[i],
                     model,
                     epochs,
+                    window: window.as_ref().map(|w| w.0),
+                    labels: &[],
                     cycle_starts: &cycle_starts,
                     theme: t,
                     selected: i == sel,
@@ -96,4 +107,9 @@ pub fn draw(f: &mut Frame, area: Rect, v: &View, drawn: &mut Drawn) {
             );
         }
     }
+}
+
+/// Charts per row of the grid.
+fn cols_for(width: u16, charts: usize) -> u16 {
+    (width / MIN_W).clamp(1, (charts as u16).max(1))
 }

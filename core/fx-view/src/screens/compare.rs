@@ -102,7 +102,7 @@ impl Widget for Chart<'_> {
         }
         let (lo, hi) = y_range(&all);
         let epochs = self.epochs.max(all.iter().map(|p| p.epoch).max().unwrap_or(1)).max(1);
-        let g = Geo { x0: area.x + label_w + 1, y0: area.y, w: area.width - label_w - 1, h: area.height - 1, epochs, lo, hi };
+        let g = Geo { x0: area.x + label_w + 1, y0: area.y, w: area.width - label_w - 1, h: area.height - 1, first: 1, last: epochs, lo, hi };
         let axis = if t.ascii { '|' } else { '│' };
         let tick = if t.ascii { '+' } else { '┤' };
         for row in g.y0..g.y0 + g.h {
