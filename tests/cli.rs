@@ -62,8 +62,12 @@ options = {{ train = 48, test = 32, corrupt = 0.1 }}
 
 fn only_run(dir: &Path) -> PathBuf {
     // Run directories hold experiment.toml (the preprocessing cache's folder does not).
-    let runs: Vec<PathBuf> =
-        std::fs::read_dir(dir.join("runs")).unwrap().flatten().map(|e| e.path()).filter(|p| p.join("experiment.toml").exists()).collect();
+    let runs: Vec<PathBuf> = std::fs::read_dir(dir.join("runs"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.join("experiment.toml").exists())
+        .collect();
     assert_eq!(runs.len(), 1, "{runs:?}");
     runs[0].clone()
 }
@@ -154,7 +158,8 @@ fn tiny_run_writes_the_run_store() {
     }
     let snapshot = std::fs::read_to_string(run_dir.join("experiment.toml")).unwrap();
     assert!(snapshot.contains("seed = 5"), "the stored config has the override: {snapshot}");
-    let info: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(run_dir.join("run.json")).unwrap()).unwrap();
+    let info: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(run_dir.join("run.json")).unwrap()).unwrap();
     assert_eq!(info["status"], "finished");
     assert_eq!(info["epochs_done"], 4);
     let rows = metric_rows(&run_dir);
@@ -168,7 +173,8 @@ fn tiny_run_writes_the_run_store() {
     }
     let events = std::fs::read_to_string(run_dir.join("events.jsonl")).unwrap();
     assert!(events.contains("sample_skipped") && events.contains("simulated corrupt sample"), "{events}");
-    let last: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(run_dir.join("checkpoints/last.json")).unwrap()).unwrap();
+    let last: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(run_dir.join("checkpoints/last.json")).unwrap()).unwrap();
     let ck = run_dir.join("checkpoints").join(last["dir"].as_str().unwrap());
     for f in ["student.safetensors", "teacher.safetensors", "optimizer.safetensors", "state.json"] {
         assert!(ck.join(f).exists(), "{f}");
@@ -184,7 +190,8 @@ fn tiny_run_writes_the_run_store() {
 fn kill_9_then_resume_loses_and_duplicates_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let exp = tiny(dir.path(), 3, "");
-    let mut child = fx().args([exp.to_str().unwrap(), "--headless"]).stdout(std::process::Stdio::null()).spawn().unwrap();
+    let mut child =
+        fx().args([exp.to_str().unwrap(), "--headless"]).stdout(std::process::Stdio::null()).spawn().unwrap();
     let t0 = Instant::now();
     let run_dir = loop {
         std::thread::sleep(Duration::from_millis(50));
@@ -208,7 +215,13 @@ fn kill_9_then_resume_loses_and_duplicates_nothing() {
     let rows = metric_rows(&run_dir);
     let mut keys: Vec<(u64, String, String)> = rows
         .iter()
-        .map(|r| (r["epoch"].as_u64().unwrap(), r["eval"]["dataset"].as_str().unwrap().into(), r["model"].as_str().unwrap().into()))
+        .map(|r| {
+            (
+                r["epoch"].as_u64().unwrap(),
+                r["eval"]["dataset"].as_str().unwrap().into(),
+                r["model"].as_str().unwrap().into(),
+            )
+        })
         .collect();
     let n = keys.len();
     keys.sort();
@@ -224,7 +237,9 @@ fn kill_9_then_resume_loses_and_duplicates_nothing() {
     assert!(run(&[exp2.to_str().unwrap(), "--headless"]).status.success());
     let straight = metric_rows(&only_run(dir2.path()));
     let value = |rows: &[serde_json::Value], e: u64, d: &str, m: &str| {
-        rows.iter().find(|r| r["epoch"] == e && r["eval"]["dataset"] == d && r["model"] == m).unwrap()["value"].as_f64().unwrap()
+        rows.iter().find(|r| r["epoch"] == e && r["eval"]["dataset"] == d && r["model"] == m).unwrap()["value"]
+            .as_f64()
+            .unwrap()
     };
     for (e, d, m) in &keys {
         let (a, b) = (value(&rows, *e, d, m), value(&straight, *e, d, m));
@@ -277,7 +292,18 @@ fn features_from_timm_weights_match_timm() {
     assert!(o.status.success(), "{}", text(&o));
     // A corrupt image is named.
     std::fs::write(&b, b"not an image").unwrap();
-    let o = run(&["features", "--weights", fixtures().join("swin/weights_timm_new.safetensors").to_str().unwrap(), "--arch", "swin_nano", "--image-size", "64", "--out", out.to_str().unwrap(), b.to_str().unwrap()]);
+    let o = run(&[
+        "features",
+        "--weights",
+        fixtures().join("swin/weights_timm_new.safetensors").to_str().unwrap(),
+        "--arch",
+        "swin_nano",
+        "--image-size",
+        "64",
+        "--out",
+        out.to_str().unwrap(),
+        b.to_str().unwrap(),
+    ]);
     assert!(!o.status.success());
     assert!(text(&o).contains("b.png"), "{}", text(&o));
 }
@@ -326,7 +352,8 @@ fn branches_and_sweep() {
 fn resume_refuses_a_run_with_a_live_trainer() {
     let dir = tempfile::tempdir().unwrap();
     let exp = tiny(dir.path(), 300, "");
-    let mut child = fx().args([exp.to_str().unwrap(), "--headless"]).stdout(std::process::Stdio::null()).spawn().unwrap();
+    let mut child =
+        fx().args([exp.to_str().unwrap(), "--headless"]).stdout(std::process::Stdio::null()).spawn().unwrap();
     let t0 = Instant::now();
     let run_dir = loop {
         std::thread::sleep(Duration::from_millis(50));
@@ -412,7 +439,10 @@ fn add_checks_datasets_and_queues_them() {
     let typo = write("typo.toml", "[[datasets]]\nplugin = \"phantom-tbx\"\noptionz = {}\n");
     let t = text(&run(&["add", run_dir.to_str().unwrap(), typo.to_str().unwrap()]));
     assert!(t.contains("typo.toml") && t.contains("optionz"), "{t}");
-    let good = write("good.toml", "[[datasets]]\nplugin = \"phantom-tbx\"\ntasks = [\"cls\"]\noptions = { train = 32, test = 16 }\n");
+    let good = write(
+        "good.toml",
+        "[[datasets]]\nplugin = \"phantom-tbx\"\ntasks = [\"cls\"]\noptions = { train = 32, test = 16 }\n",
+    );
     let o = run(&["add", run_dir.to_str().unwrap(), good.to_str().unwrap()]);
     assert!(o.status.success() && text(&o).contains("queued 1 dataset"), "{}", text(&o));
     let pending: Vec<_> = std::fs::read_dir(run_dir.join("pending")).unwrap().flatten().collect();
@@ -452,8 +482,10 @@ fn data(args: &[&str]) -> Output {
 }
 
 fn jsonl(bytes: &[u8]) -> Vec<serde_json::Value> {
-    let mut v: Vec<serde_json::Value> =
-        String::from_utf8_lossy(bytes).lines().map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{l}: {e}"))).collect();
+    let mut v: Vec<serde_json::Value> = String::from_utf8_lossy(bytes)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{l}: {e}")))
+        .collect();
     v.sort_by_key(|x| (x["dataset"].as_str().unwrap().to_string(), x["id"].as_str().unwrap().to_string()));
     v
 }
@@ -467,7 +499,9 @@ fn data_jsonl_equals_what_the_published_layouts_hold() {
     let got = jsonl(&o.stdout);
     let mut want = Vec::new();
     for d in ["rsna-pneumonia", "node21", "coco-tbx"] {
-        want.extend(jsonl(&std::fs::read(repo().join("fixtures/datasets").join(d).join("expected-files.jsonl")).unwrap()));
+        want.extend(jsonl(
+            &std::fs::read(repo().join("fixtures/datasets").join(d).join("expected-files.jsonl")).unwrap(),
+        ));
     }
     want.sort_by_key(|x| (x["dataset"].as_str().unwrap().to_string(), x["id"].as_str().unwrap().to_string()));
     assert_eq!(got.len(), 29, "{}", text(&o));
@@ -507,7 +541,10 @@ fn data_text_warns_and_check_exits_1_on_an_unreadable_image() {
     let o = data(&["--check"]);
     assert_eq!(o.status.code(), Some(1), "{}", text(&o));
     let e = String::from_utf8_lossy(&o.stderr);
-    assert!(e.contains("1 of 30 images are unreadable") && e.contains("ea749407-588c-5937-b86c-aef4757b15f7.dcm"), "{e}");
+    assert!(
+        e.contains("1 of 30 images are unreadable") && e.contains("ea749407-588c-5937-b86c-aef4757b15f7.dcm"),
+        "{e}"
+    );
     let o = data(&["--check", "--dataset", "tbx", "--dataset", "node21"]);
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
 }
@@ -516,7 +553,11 @@ fn data_text_warns_and_check_exits_1_on_an_unreadable_image() {
 fn prepare_fills_the_cache_and_training_reads_dicom_and_metaimage() {
     let dir = tempfile::tempdir().unwrap();
     let out = format!("output_dir={}", dir.path().join("runs").display());
-    let o = fx().current_dir(repo()).args(["prepare", "fixtures/datasets/experiment.toml", "--set", &out]).output().unwrap();
+    let o = fx()
+        .current_dir(repo())
+        .args(["prepare", "fixtures/datasets/experiment.toml", "--set", &out])
+        .output()
+        .unwrap();
     assert!(o.status.success(), "{}", text(&o));
     assert!(text(&o).contains("prepared 29 of 30 images"), "{}", text(&o));
     let entries = |d: &Path| -> Vec<PathBuf> {
@@ -557,7 +598,8 @@ fn paper_args(out: &Path) -> Vec<String> {
         "chestx-det",
         "siim-acr",
     ];
-    let mut sets: Vec<String> = roots.iter().enumerate().map(|(i, r)| format!("datasets.{i}.root=\"fixtures/datasets/{r}\"")).collect();
+    let mut sets: Vec<String> =
+        roots.iter().enumerate().map(|(i, r)| format!("datasets.{i}.root=\"fixtures/datasets/{r}\"")).collect();
     for s in [
         "model.arch=\"swin_nano\"",
         "model.image_size=64",
@@ -590,7 +632,19 @@ fn the_papers_eleven_datasets_are_listed_and_train_one_cycle_from_their_official
     let o = fx().current_dir(repo()).args(["data", "experiments/cls_loc_seg.toml"]).args(&args).output().unwrap();
     assert!(o.status.success(), "{}", text(&o));
     let t = String::from_utf8_lossy(&o.stdout);
-    let names = ["chexpert", "nih14", "vindr_cxr", "shenzhen", "mimic_cxr", "tbx11k", "node21", "rsna_pneumonia", "candid_ptx", "chestx_det", "siim_acr"];
+    let names = [
+        "chexpert",
+        "nih14",
+        "vindr_cxr",
+        "shenzhen",
+        "mimic_cxr",
+        "tbx11k",
+        "node21",
+        "rsna_pneumonia",
+        "candid_ptx",
+        "chestx_det",
+        "siim_acr",
+    ];
     for n in names {
         assert!(t.contains(&format!("dataset {n} (plugin ")), "{n} missing in\n{t}");
     }
@@ -599,10 +653,14 @@ fn the_papers_eleven_datasets_are_listed_and_train_one_cycle_from_their_official
     let run = only_run(dir.path());
     // Every (dataset, task) of the plan was evaluated: a metric row, or — on a test split of a
     // few images — an event saying why the metric is undefined.
-    let plan: Vec<serde_json::Value> = serde_json::from_str(&std::fs::read_to_string(run.join("plan.json")).unwrap()).unwrap();
+    let plan: Vec<serde_json::Value> =
+        serde_json::from_str(&std::fs::read_to_string(run.join("plan.json")).unwrap()).unwrap();
     let rows = metric_rows(&run);
     let events = std::fs::read_to_string(run.join("events.jsonl")).unwrap();
-    let mut pairs: Vec<(String, String)> = plan.iter().map(|p| (p["dataset"].as_str().unwrap().to_string(), p["task"].as_str().unwrap().to_string())).collect();
+    let mut pairs: Vec<(String, String)> = plan
+        .iter()
+        .map(|p| (p["dataset"].as_str().unwrap().to_string(), p["task"].as_str().unwrap().to_string()))
+        .collect();
     pairs.sort();
     pairs.dedup();
     assert_eq!(pairs.len(), 20, "{pairs:?}");
@@ -619,7 +677,11 @@ fn the_papers_eleven_datasets_are_listed_and_train_one_cycle_from_their_official
 #[test]
 fn the_finetuning_experiments_read_their_datasets() {
     let cases: [(&str, &[&str], &[&str]); 5] = [
-        ("experiments/finetune_vindr_lesions.toml", &["datasets.0.root=\"fixtures/datasets/vindr-cxr\""], &["Nodule/Mass", "Aortic enlargement"]),
+        (
+            "experiments/finetune_vindr_lesions.toml",
+            &["datasets.0.root=\"fixtures/datasets/vindr-cxr\""],
+            &["Nodule/Mass", "Aortic enlargement"],
+        ),
         (
             "experiments/organs_ls_chexmask.toml",
             &[
@@ -632,8 +694,16 @@ fn the_finetuning_experiments_read_their_datasets() {
             ],
             &["dataset heart (plugin chexmask", "dataset right_lung (plugin chexmask", "Left Lung"],
         ),
-        ("experiments/finetune/vindr_ribcxr.toml", &["datasets.0.root=\"fixtures/datasets/vindr-ribcxr\""], &["R10", "L1 "]),
-        ("experiments/finetune/montgomery.toml", &["datasets.0.root=\"fixtures/datasets/montgomery\""], &["Right Lung"]),
+        (
+            "experiments/finetune/vindr_ribcxr.toml",
+            &["datasets.0.root=\"fixtures/datasets/vindr-ribcxr\""],
+            &["R10", "L1 "],
+        ),
+        (
+            "experiments/finetune/montgomery.toml",
+            &["datasets.0.root=\"fixtures/datasets/montgomery\""],
+            &["Right Lung"],
+        ),
         (
             "experiments/finetune/jsrt.toml",
             &["datasets.0.root=\"fixtures/datasets/jsrt\"", "datasets.0.options.raw={ width = 60, height = 50 }"],
@@ -652,7 +722,11 @@ fn the_finetuning_experiments_read_their_datasets() {
 }
 
 fn csv_rows(path: &Path) -> Vec<Vec<String>> {
-    std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display())).lines().map(|l| l.split(',').map(str::to_string).collect()).collect()
+    std::fs::read_to_string(path)
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+        .lines()
+        .map(|l| l.split(',').map(str::to_string).collect())
+        .collect()
 }
 
 /// predict on the DICOM (RSNA) and MetaImage (NODE21) fixtures gives what the run's own
@@ -672,7 +746,12 @@ fn predict_equals_the_evaluation_and_an_exported_model_round_trips() {
         "optimizer.lr.backbone=0.0",
     ];
     let args: Vec<&str> = sets.iter().flat_map(|s| ["--set", s]).collect();
-    let o = fx().current_dir(repo()).args(["fixtures/datasets/experiment.toml", "--headless"]).args(&args).output().unwrap();
+    let o = fx()
+        .current_dir(repo())
+        .args(["fixtures/datasets/experiment.toml", "--headless"])
+        .args(&args)
+        .output()
+        .unwrap();
     assert!(o.status.success(), "{}", text(&o));
     let run = only_run(dir.path());
     let preds = dir.path().join("pred");
@@ -680,12 +759,22 @@ fn predict_equals_the_evaluation_and_an_exported_model_round_trips() {
     let eval = csv_rows(&run.join("predictions/teacher-rsna-cls.csv"));
     let ids: Vec<String> = eval[1..].iter().map(|r| r[0].clone()).collect();
     assert!(!ids.is_empty());
-    let files: Vec<String> = ids.iter().map(|id| format!("fixtures/datasets/rsna-pneumonia/stage_2_train_images/{id}.dcm")).collect();
-    let node21_gt: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(run.join("predictions/teacher-node21-loc-ground_truth.json")).unwrap()).unwrap();
+    let files: Vec<String> =
+        ids.iter().map(|id| format!("fixtures/datasets/rsna-pneumonia/stage_2_train_images/{id}.dcm")).collect();
+    let node21_gt: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(run.join("predictions/teacher-node21-loc-ground_truth.json")).unwrap(),
+    )
+    .unwrap();
     let node21_file = node21_gt["images"][0]["file_name"].as_str().unwrap().to_string();
     let node21_path = format!("fixtures/datasets/node21/cxr_images/proccessed_data/images/{node21_file}");
-    let mut cmd = vec!["predict".to_string(), run.display().to_string(), "--out".into(), preds.display().to_string(), "--threshold".into(), "0".into()];
+    let mut cmd = vec![
+        "predict".to_string(),
+        run.display().to_string(),
+        "--out".into(),
+        preds.display().to_string(),
+        "--threshold".into(),
+        "0".into(),
+    ];
     cmd.extend(files.iter().cloned());
     cmd.push(node21_path.clone());
     let o = fx().current_dir(repo()).args(&cmd).output().unwrap();
@@ -698,13 +787,25 @@ fn predict_equals_the_evaluation_and_an_exported_model_round_trips() {
         assert!((a - b).abs() < 1e-4, "{id}: predict {a} vs evaluation {b}");
     }
     // NODE21 (.mha): the best detection of the first test image, in original pixels.
-    let eval_dets: Vec<serde_json::Value> =
-        serde_json::from_str(&std::fs::read_to_string(run.join("predictions/teacher-node21-loc-detections.json")).unwrap()).unwrap();
-    let first = eval_dets.iter().filter(|d| d["image_id"] == node21_gt["images"][0]["id"]).max_by(|a, b| a["score"].as_f64().partial_cmp(&b["score"].as_f64()).unwrap()).unwrap();
-    let images: Vec<serde_json::Value> = serde_json::from_str(&std::fs::read_to_string(preds.join("loc/images.json")).unwrap()).unwrap();
+    let eval_dets: Vec<serde_json::Value> = serde_json::from_str(
+        &std::fs::read_to_string(run.join("predictions/teacher-node21-loc-detections.json")).unwrap(),
+    )
+    .unwrap();
+    let first = eval_dets
+        .iter()
+        .filter(|d| d["image_id"] == node21_gt["images"][0]["id"])
+        .max_by(|a, b| a["score"].as_f64().partial_cmp(&b["score"].as_f64()).unwrap())
+        .unwrap();
+    let images: Vec<serde_json::Value> =
+        serde_json::from_str(&std::fs::read_to_string(preds.join("loc/images.json")).unwrap()).unwrap();
     let img = images.iter().find(|i| i["file_name"].as_str().unwrap().ends_with(&node21_file)).unwrap();
-    let dets: Vec<serde_json::Value> = serde_json::from_str(&std::fs::read_to_string(preds.join("loc/node21-detections.json")).unwrap()).unwrap();
-    let best = dets.iter().filter(|d| d["image_id"] == img["id"]).max_by(|a, b| a["score"].as_f64().partial_cmp(&b["score"].as_f64()).unwrap()).unwrap();
+    let dets: Vec<serde_json::Value> =
+        serde_json::from_str(&std::fs::read_to_string(preds.join("loc/node21-detections.json")).unwrap()).unwrap();
+    let best = dets
+        .iter()
+        .filter(|d| d["image_id"] == img["id"])
+        .max_by(|a, b| a["score"].as_f64().partial_cmp(&b["score"].as_f64()).unwrap())
+        .unwrap();
     assert!((best["score"].as_f64().unwrap() - first["score"].as_f64().unwrap()).abs() < 1e-4, "{best} vs {first}");
     for k in 0..4 {
         let (a, b) = (best["bbox"][k].as_f64().unwrap(), first["bbox"][k].as_f64().unwrap());
@@ -712,14 +813,24 @@ fn predict_equals_the_evaluation_and_an_exported_model_round_trips() {
     }
     // Overlays at the original size.
     let ov = image::open(preds.join("overlays").join(format!("{}.png", node21_file.trim_end_matches(".mha")))).unwrap();
-    assert_eq!((ov.width(), ov.height()), (img["width"].as_u64().unwrap() as u32, img["height"].as_u64().unwrap() as u32));
+    assert_eq!(
+        (ov.width(), ov.height()),
+        (img["width"].as_u64().unwrap() as u32, img["height"].as_u64().unwrap() as u32)
+    );
 
     // export-model → predict gives the same scores; the backbone is timm's.
     let model = dir.path().join("fx-model.safetensors");
     let o = run_in_repo(&["export-model", run.to_str().unwrap(), "--out", model.to_str().unwrap()]);
     assert!(o.status.success(), "{}", text(&o));
     let again = dir.path().join("pred2");
-    let mut cmd2 = vec!["predict".to_string(), model.display().to_string(), "--out".into(), again.display().to_string(), "--tasks".into(), "cls".into()];
+    let mut cmd2 = vec![
+        "predict".to_string(),
+        model.display().to_string(),
+        "--out".into(),
+        again.display().to_string(),
+        "--tasks".into(),
+        "cls".into(),
+    ];
     cmd2.extend(files.iter().cloned());
     let o = fx().current_dir(repo()).args(&cmd2).output().unwrap();
     assert!(o.status.success(), "{}", text(&o));
@@ -731,7 +842,16 @@ fn predict_equals_the_evaluation_and_an_exported_model_round_trips() {
         assert!((a[1].parse::<f64>().unwrap() - b[1].parse::<f64>().unwrap()).abs() < 1e-5, "{a:?} vs {b:?}");
     }
     let feats = dir.path().join("f.safetensors");
-    let o = run_in_repo(&["features", "--weights", model.to_str().unwrap(), "--arch", "swin_nano", "--out", feats.to_str().unwrap(), "fixtures/swin/io.safetensors"]);
+    let o = run_in_repo(&[
+        "features",
+        "--weights",
+        model.to_str().unwrap(),
+        "--arch",
+        "swin_nano",
+        "--out",
+        feats.to_str().unwrap(),
+        "fixtures/swin/io.safetensors",
+    ]);
     assert!(o.status.success() && !text(&o).contains("not part of the backbone"), "{}", text(&o));
     let f = tch::Tensor::read_safetensors(&feats).unwrap();
     let io = tch::Tensor::read_safetensors(fixtures().join("swin/io.safetensors")).unwrap();
@@ -743,7 +863,8 @@ fn predict_equals_the_evaluation_and_an_exported_model_round_trips() {
     let o = run_in_repo(&["export", run.to_str().unwrap(), "--out", report.to_str().unwrap()]);
     assert!(o.status.success(), "{}", text(&o));
     for d in ["rsna", "node21", "tbx"] {
-        let g = image::open(report.join("gallery").join(format!("{d}.png"))).unwrap_or_else(|e| panic!("{d}: {e}\n{}", text(&o)));
+        let g = image::open(report.join("gallery").join(format!("{d}.png")))
+            .unwrap_or_else(|e| panic!("{d}: {e}\n{}", text(&o)));
         assert!(g.width() >= 256, "{d}");
     }
     // Errors: no such run, a safetensors without a model card outside a run, an unknown dataset.
@@ -767,15 +888,45 @@ fn bad_feature_arguments_and_a_closed_pipe_are_handled() {
     let out = dir.path().join("f.safetensors");
     let w = fixtures().join("swin/weights_timm_new.safetensors");
     for size in ["0", "-64", "65536"] {
-        let o = run(&["features", "--weights", w.to_str().unwrap(), "--arch", "swin_nano", &format!("--image-size={size}"), "--out", out.to_str().unwrap(), fixtures().join("images/png_gray8.png").to_str().unwrap()]);
-        assert!(!o.status.success() && text(&o).contains("--image-size must be a multiple of 32") && !text(&o).contains("panicked"), "{}", text(&o));
+        let o = run(&[
+            "features",
+            "--weights",
+            w.to_str().unwrap(),
+            "--arch",
+            "swin_nano",
+            &format!("--image-size={size}"),
+            "--out",
+            out.to_str().unwrap(),
+            fixtures().join("images/png_gray8.png").to_str().unwrap(),
+        ]);
+        assert!(
+            !o.status.success()
+                && text(&o).contains("--image-size must be a multiple of 32")
+                && !text(&o).contains("panicked"),
+            "{}",
+            text(&o)
+        );
     }
     let t = dir.path().join("t.safetensors");
-    tch::Tensor::write_safetensors(&[("input", tch::Tensor::zeros([1, 3, 64, 32], (tch::Kind::Float, tch::Device::Cpu)))], &t).unwrap();
-    let o = run(&["features", "--weights", w.to_str().unwrap(), "--arch", "swin_nano", "--out", out.to_str().unwrap(), t.to_str().unwrap()]);
+    tch::Tensor::write_safetensors(
+        &[("input", tch::Tensor::zeros([1, 3, 64, 32], (tch::Kind::Float, tch::Device::Cpu)))],
+        &t,
+    )
+    .unwrap();
+    let o = run(&[
+        "features",
+        "--weights",
+        w.to_str().unwrap(),
+        "--arch",
+        "swin_nano",
+        "--out",
+        out.to_str().unwrap(),
+        t.to_str().unwrap(),
+    ]);
     assert!(!o.status.success() && text(&o).contains("(N, 3, S, S)") && !text(&o).contains("panicked"), "{}", text(&o));
     // stdout closed before the command writes.
-    let mut child = fx().arg("plugins").stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped()).spawn().unwrap();
+    let mut child =
+        fx().arg("plugins").stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped()).spawn().unwrap();
     drop(child.stdout.take());
     let o = child.wait_with_output().unwrap();
     assert!(!String::from_utf8_lossy(&o.stderr).contains("panicked"), "{}", String::from_utf8_lossy(&o.stderr));
@@ -802,7 +953,11 @@ num_select = 20
 gn_groups = 8
 "#;
     let with_ptx = |dir: &Path| -> PathBuf {
-        let p = tiny(dir, 3, &format!("{extra}\n[[datasets]]\nplugin = \"phantom-ptx\"\noptions = {{ train = 32, test = 16 }}\n"));
+        let p = tiny(
+            dir,
+            3,
+            &format!("{extra}\n[[datasets]]\nplugin = \"phantom-ptx\"\noptions = {{ train = 32, test = 16 }}\n"),
+        );
         let text = std::fs::read_to_string(&p).unwrap().replace("image_size = 32", "image_size = 64");
         std::fs::write(&p, text).unwrap();
         p
@@ -861,11 +1016,15 @@ gn_groups = 8
     let differ = x.iter().zip(&y).filter(|(p, q)| p != q).count();
     assert_eq!(differ, 0, "{differ} of {} rows differ after {killed} kills", x.len());
     let last = |run: &Path| -> PathBuf {
-        let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(run.join("checkpoints/last.json")).unwrap()).unwrap();
+        let v: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(run.join("checkpoints/last.json")).unwrap()).unwrap();
         run.join("checkpoints").join(v["dir"].as_str().unwrap())
     };
     for f in ["student.safetensors", "teacher.safetensors", "optimizer.safetensors"] {
-        assert!(std::fs::read(last(&straight).join(f)).unwrap() == std::fs::read(last(&resumed).join(f)).unwrap(), "{f} differs");
+        assert!(
+            std::fs::read(last(&straight).join(f)).unwrap() == std::fs::read(last(&resumed).join(f)).unwrap(),
+            "{f} differs"
+        );
     }
     eprintln!("stress: {killed} kills, {} rows, 0 lost, 0 duplicated, 0 different", x.len());
 }
@@ -928,7 +1087,15 @@ fn a_sweep_with_a_closed_stdout_finishes() {
     let dir = tempfile::tempdir().unwrap();
     let exp = tiny(dir.path(), 1, "");
     let mut child = fx()
-        .args(["sweep", exp.to_str().unwrap(), "--headless", "--grid", "student_teacher=true,false", "--set", "datasets.1.options.corrupt=0.0"])
+        .args([
+            "sweep",
+            exp.to_str().unwrap(),
+            "--headless",
+            "--grid",
+            "student_teacher=true,false",
+            "--set",
+            "datasets.1.options.corrupt=0.0",
+        ])
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
@@ -937,7 +1104,8 @@ fn a_sweep_with_a_closed_stdout_finishes() {
     let o = child.wait_with_output().unwrap();
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(o.status.success() && !err.contains("panicked"), "{err}");
-    let state: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(dir.path().join("runs/tiny-sweep.json")).unwrap()).unwrap();
+    let state: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.path().join("runs/tiny-sweep.json")).unwrap()).unwrap();
     assert_eq!(state["status"], "finished");
     assert!(dir.path().join("runs/tiny-sweep-report/ablation.md").is_file());
 }
@@ -965,7 +1133,8 @@ fn a_refused_checkpoint_write_marks_the_run_failed_with_the_reason() {
     assert!(!o.status.success(), "{}", text(&o));
     assert!(!text(&o).contains("panicked"), "{}", text(&o));
     let run = only_run(dir.path());
-    let info: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(run.join("run.json")).unwrap()).unwrap();
+    let info: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(run.join("run.json")).unwrap()).unwrap();
     assert_eq!(info["status"], "failed", "{info}");
     assert!(info.to_string().contains("safetensors") || info.to_string().contains("File too large"), "{info}");
     assert!(!run.join("checkpoints/last.json").exists(), "a checkpoint that was never written is not pointed at");

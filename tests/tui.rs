@@ -101,7 +101,11 @@ options = {{ train = 64, test = 32 }}
     // Wait for a few evaluated epochs, then look at the charts.
     let t0 = Instant::now();
     while rows(&run) < 8 {
-        assert!(t0.elapsed() < Duration::from_secs(120), "no metrics; trainer.log:\n{}", std::fs::read_to_string(run.join("trainer.log")).unwrap_or_default());
+        assert!(
+            t0.elapsed() < Duration::from_secs(120),
+            "no metrics; trainer.log:\n{}",
+            std::fs::read_to_string(run.join("trainer.log")).unwrap_or_default()
+        );
         std::thread::sleep(Duration::from_millis(200));
     }
     t.keys("a", "2");
@@ -136,7 +140,8 @@ options = {{ train = 64, test = 32 }}
     t.start("b", &format!("LANG=C.UTF-8 {bin} attach {}; sleep 60", run.display()));
     t.wait_for("b", "[1 Overview]", 20);
     let done: usize = {
-        let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(run.join("run.json")).unwrap()).unwrap();
+        let v: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(run.join("run.json")).unwrap()).unwrap();
         v["epochs_done"].as_u64().unwrap() as usize
     };
     assert!(done >= 4);
@@ -210,7 +215,8 @@ options = {{ train = 48, test = 32 }}
     let end = t.wait_for("s", "sweep of 2 runs done", 10);
     assert!(end.contains("sw-sweep-report"), "{end}");
     assert!(runs.join("sw-sweep-report/ablation.csv").is_file());
-    let state: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(runs.join("sw-sweep.json")).unwrap()).unwrap();
+    let state: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(runs.join("sw-sweep.json")).unwrap()).unwrap();
     assert_eq!((state["status"].as_str(), state["runs"].as_array().map(|a| a.len())), (Some("finished"), Some(2)));
     // The runs browser groups the sweep's runs, and Enter on the sweep compares its cells.
     t.start("b", &format!("LANG=C.UTF-8 {bin} runs --dir {}; sleep 30", runs.display()));
@@ -235,7 +241,11 @@ fn the_runs_browser_filters_marks_compares_and_opens_a_run() {
         for e in std::fs::read_dir(&fixture).unwrap().flatten() {
             std::fs::copy(e.path(), d.join(e.file_name())).unwrap();
         }
-        let toml = std::fs::read_to_string(d.join("experiment.toml")).unwrap().replacen("seed = 7", &format!("seed = {seed}"), 1);
+        let toml = std::fs::read_to_string(d.join("experiment.toml")).unwrap().replacen(
+            "seed = 7",
+            &format!("seed = {seed}"),
+            1,
+        );
         std::fs::write(d.join("experiment.toml"), toml).unwrap();
     }
     std::fs::write(runs.join("demo-c/tags"), "keep\n").unwrap();
@@ -306,13 +316,19 @@ options = {{ train = 16, test = 16 }}
     let t = Tmux::new();
     t.start("z", &format!("LANG=C.UTF-8 {bin} {}; sleep 60", exp.display()));
     t.wait_for("z", "[1 Overview]", 30);
-    let run: PathBuf = std::fs::read_dir(&runs).unwrap().flatten().map(|e| e.path()).find(|p| p.join("experiment.toml").exists()).unwrap();
+    let run: PathBuf = std::fs::read_dir(&runs)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| p.join("experiment.toml").exists())
+        .unwrap();
     let t0 = Instant::now();
     while status(&run) != "finished" {
         assert!(t0.elapsed() < Duration::from_secs(120), "the run did not finish: {}", status(&run));
         std::thread::sleep(Duration::from_millis(200));
     }
-    let info: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(run.join("run.json")).unwrap()).unwrap();
+    let info: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(run.join("run.json")).unwrap()).unwrap();
     let pid = info["pid"].as_u64().unwrap();
     // The viewer is still open; the trainer's process must be gone, not a zombie.
     let t1 = Instant::now();
@@ -322,7 +338,10 @@ options = {{ train = 16, test = 16 }}
         if stat.is_empty() || !stat.contains("fx-tui") {
             break;
         }
-        assert!(t1.elapsed() < Duration::from_secs(20), "trainer {pid} still there in state {state} while its viewer runs");
+        assert!(
+            t1.elapsed() < Duration::from_secs(20),
+            "trainer {pid} still there in state {state} while its viewer runs"
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
     t.wait_for("z", "finished", 20);

@@ -17,13 +17,8 @@ fn only(fs: &[Finding]) -> Prevalence {
 
 fn main() {
     let mut args = std::env::args().skip(1);
-    let out = args
-        .next()
-        .unwrap_or_else(|| "/tmp/phantom_grid.png".to_string());
-    let tile: usize = args
-        .next()
-        .map(|s| s.parse().expect("tile size"))
-        .unwrap_or(128);
+    let out = args.next().unwrap_or_else(|| "/tmp/phantom_grid.png".to_string());
+    let tile: usize = args.next().map(|s| s.parse().expect("tile size")).unwrap_or(128);
 
     let styles = [
         ("nominal", Style::default()),
@@ -41,27 +36,11 @@ fn main() {
         ),
         (
             "soft",
-            Style {
-                contrast: 0.75,
-                brightness: 0.06,
-                gamma: 0.85,
-                noise: 0.015,
-                blur: 0.006,
-                fov: 0.92,
-                jitter: 0.02,
-            },
+            Style { contrast: 0.75, brightness: 0.06, gamma: 0.85, noise: 0.015, blur: 0.006, fov: 0.92, jitter: 0.02 },
         ),
         (
             "portable",
-            Style {
-                contrast: 1.1,
-                brightness: 0.02,
-                gamma: 1.0,
-                noise: 0.04,
-                blur: 0.004,
-                fov: 1.05,
-                jitter: 0.05,
-            },
+            Style { contrast: 1.1, brightness: 0.02, gamma: 1.0, noise: 0.04, blur: 0.004, fov: 1.05, jitter: 0.05 },
         ),
     ];
     use Finding::*;
@@ -88,27 +67,14 @@ fn main() {
     let rows = cases.len().div_ceil(cols);
     let mut grid = GrayImage::new((cols * tile) as u32, (rows * tile) as u32);
     let mut overlay = RgbImage::new((cols * tile) as u32, (rows * tile) as u32);
-    let colours = [
-        [255, 60, 60],
-        [60, 160, 255],
-        [60, 255, 120],
-        [255, 200, 40],
-        [230, 80, 255],
-    ];
+    let colours = [[255, 60, 60], [60, 160, 255], [60, 255, 120], [255, 200, 40], [230, 80, 255]];
     for (k, fs) in cases.iter().enumerate() {
         let (name, style) = &styles[k % styles.len()];
         let seed = 1000 + k as u64;
         let p = render(style, &only(fs), seed, tile);
-        let labels: Vec<&str> = Finding::ALL
-            .iter()
-            .filter(|f| p.present[f.index()])
-            .map(|f| f.as_str())
-            .collect();
-        let boxes: Vec<String> = p
-            .finding_boxes
-            .iter()
-            .map(|(f, b)| format!("{}{:?}", f.as_str(), b.map(|v| v as i32)))
-            .collect();
+        let labels: Vec<&str> = Finding::ALL.iter().filter(|f| p.present[f.index()]).map(|f| f.as_str()).collect();
+        let boxes: Vec<String> =
+            p.finding_boxes.iter().map(|(f, b)| format!("{}{:?}", f.as_str(), b.map(|v| v as i32))).collect();
         println!(
             "tile {k:2} (row {}, col {}) style {name:8} seed {seed}: [{}] boxes {}",
             k / cols,
@@ -128,12 +94,7 @@ fn main() {
     println!("wrote {out} and {overlay_path}");
     println!(
         "overlay colours: {}",
-        Finding::ALL
-            .iter()
-            .zip(&colours)
-            .map(|(f, c)| format!("{}={c:?}", f.as_str()))
-            .collect::<Vec<_>>()
-            .join(" ")
+        Finding::ALL.iter().zip(&colours).map(|(f, c)| format!("{}={c:?}", f.as_str())).collect::<Vec<_>>().join(" ")
     );
 
     // Timings with a realistic site style (noise + blur on) and a mixed prevalence.
@@ -150,14 +111,7 @@ fn main() {
     }
 }
 
-fn paint(
-    p: &Phantom,
-    ox: usize,
-    oy: usize,
-    grid: &mut GrayImage,
-    overlay: &mut RgbImage,
-    colours: &[[u8; 3]; 5],
-) {
+fn paint(p: &Phantom, ox: usize, oy: usize, grid: &mut GrayImage, overlay: &mut RgbImage, colours: &[[u8; 3]; 5]) {
     let s = p.size;
     for j in 0..s {
         for i in 0..s {

@@ -133,7 +133,17 @@ pub fn warp(sample: &Sample, a: &Affine, size: usize) -> Sample {
             (x1 - x0 >= 1.0 && y1 - y0 >= 1.0).then_some(LabeledBox { label: b.label, x0, y0, x1, y1 })
         })
         .collect();
-    Sample { id: sample.id.clone(), height: size, width: size, image, image_dims: None, cls: sample.cls.clone(), boxes, masks, warnings: sample.warnings.clone() }
+    Sample {
+        id: sample.id.clone(),
+        height: size,
+        width: size,
+        image,
+        image_dims: None,
+        cls: sample.cls.clone(),
+        boxes,
+        masks,
+        warnings: sample.warnings.clone(),
+    }
 }
 
 fn bilinear(img: &[f32], w: usize, h: usize, x: f32, y: f32) -> f32 {
@@ -212,7 +222,10 @@ mod tests {
             let b = out.boxes[0];
             for &i in &inside {
                 let (x, y) = ((i % 64) as f32 + 0.5, (i / 64) as f32 + 0.5);
-                assert!(x >= b.x0 - 1.0 && x <= b.x1 + 1.0 && y >= b.y0 - 1.0 && y <= b.y1 + 1.0, "{x},{y} outside {b:?}");
+                assert!(
+                    x >= b.x0 - 1.0 && x <= b.x1 + 1.0 && y >= b.y0 - 1.0 && y <= b.y1 + 1.0,
+                    "{x},{y} outside {b:?}"
+                );
             }
         }
     }

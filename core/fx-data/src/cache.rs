@@ -36,7 +36,8 @@ pub struct Image {
 impl Image {
     /// (width, height) of `pixels` when they are smaller than the original, for `Sample::image_dims`.
     pub fn reduced(&self) -> Option<(usize, usize)> {
-        ((self.image_width, self.image_height) != (self.width, self.height)).then_some((self.image_width, self.image_height))
+        ((self.image_width, self.image_height) != (self.width, self.height))
+            .then_some((self.image_width, self.image_height))
     }
 }
 
@@ -44,7 +45,14 @@ impl Image {
 pub fn read_image(path: &Path, opts: &DecodeOptions, cache: Option<&CacheSpec>) -> Result<Image, String> {
     let Some(cache) = cache else {
         let g = input::decode(path, opts)?;
-        return Ok(Image { width: g.width, height: g.height, image_width: g.width, image_height: g.height, pixels: g.pixels, warnings: g.warnings });
+        return Ok(Image {
+            width: g.width,
+            height: g.height,
+            image_width: g.width,
+            image_height: g.height,
+            pixels: g.pixels,
+            warnings: g.warnings,
+        });
     };
     let entry = entry_path(path, opts, cache)?;
     if let Some(img) = read_entry(&entry) {
@@ -52,10 +60,12 @@ pub fn read_image(path: &Path, opts: &DecodeOptions, cache: Option<&CacheSpec>) 
     }
     let g = input::decode(path, opts)?;
     let (iw, ih) = reduced_size(g.width, g.height, cache.longest_side);
-    let pixels = if (iw, ih) == (g.width, g.height) { g.pixels } else { resize_area(&g.pixels, g.width, g.height, iw, ih) };
+    let pixels =
+        if (iw, ih) == (g.width, g.height) { g.pixels } else { resize_area(&g.pixels, g.width, g.height, iw, ih) };
     // Stored as 16 bit: what is returned now must equal what a later read returns.
     let pixels: Vec<f32> = pixels.iter().map(|v| quantize(*v) as f32 / 65535.0).collect();
-    let img = Image { width: g.width, height: g.height, image_width: iw, image_height: ih, pixels, warnings: g.warnings };
+    let img =
+        Image { width: g.width, height: g.height, image_width: iw, image_height: ih, pixels, warnings: g.warnings };
     // A cache that cannot be written (read-only, full) costs speed, not the sample.
     let _ = write_entry(&entry, &img);
     Ok(img)
@@ -65,10 +75,20 @@ pub fn read_image(path: &Path, opts: &DecodeOptions, cache: Option<&CacheSpec>) 
 pub fn entry_path(path: &Path, opts: &DecodeOptions, cache: &CacheSpec) -> Result<PathBuf, String> {
     let abs = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
     let meta = std::fs::metadata(path).map_err(|e| format!("{}: cannot open: {e}", path.display()))?;
-    let mtime = meta.modified().ok().and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok()).map(|d| d.as_nanos()).unwrap_or(0);
+    let mtime = meta
+        .modified()
+        .ok()
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
     let identity = |p: &Path| -> String {
         let m = std::fs::metadata(p).ok();
-        let t = m.as_ref().and_then(|m| m.modified().ok()).and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok()).map(|d| d.as_nanos()).unwrap_or(0);
+        let t = m
+            .as_ref()
+            .and_then(|m| m.modified().ok())
+            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+            .map(|d| d.as_nanos())
+            .unwrap_or(0);
         format!("{}:{}:{t}", p.display(), m.map(|m| m.len()).unwrap_or(0))
     };
     // An .mhd header's pixels live in its data file: that file's identity is part of the key.
@@ -205,7 +225,9 @@ mod tests {
     use super::*;
 
     fn png(path: &Path, w: u32, h: u32, f: impl Fn(u32, u32) -> u16) {
-        image::ImageBuffer::<image::Luma<u16>, Vec<u16>>::from_fn(w, h, |x, y| image::Luma([f(x, y)])).save(path).unwrap();
+        image::ImageBuffer::<image::Luma<u16>, Vec<u16>>::from_fn(w, h, |x, y| image::Luma([f(x, y)]))
+            .save(path)
+            .unwrap();
     }
 
     #[test]
@@ -278,7 +300,8 @@ mod tests {
         let mean = |v: &[f32]| v.iter().sum::<f32>() / v.len() as f32;
         assert!((mean(&reference.pixels) - mean(&results[0].pixels)).abs() < 1e-3);
         // No temporary file is left behind.
-        let leftovers: Vec<_> = walk(&cache.dir).into_iter().filter(|f| f.to_string_lossy().ends_with(".tmp")).collect();
+        let leftovers: Vec<_> =
+            walk(&cache.dir).into_iter().filter(|f| f.to_string_lossy().ends_with(".tmp")).collect();
         assert!(leftovers.is_empty(), "{leftovers:?}");
     }
 
@@ -288,7 +311,11 @@ mod tests {
     fn mhd_data_files_are_part_of_the_key_and_confined() {
         let dir = tempfile::tempdir().unwrap();
         let hdr = dir.path().join("a.mhd");
-        std::fs::write(&hdr, "ObjectType = Image\nNDims = 2\nDimSize = 2 2\nElementType = MET_UCHAR\nElementDataFile = a.raw\n").unwrap();
+        std::fs::write(
+            &hdr,
+            "ObjectType = Image\nNDims = 2\nDimSize = 2 2\nElementType = MET_UCHAR\nElementDataFile = a.raw\n",
+        )
+        .unwrap();
         std::fs::write(dir.path().join("a.raw"), [0u8, 10, 20, 30]).unwrap();
         let cache = CacheSpec { dir: dir.path().join("cache"), longest_side: 8 };
         let opts = DecodeOptions::default();
@@ -299,7 +326,13 @@ mod tests {
         let b = read_image(&hdr, &opts, Some(&cache)).unwrap();
         assert_ne!(a.pixels, b.pixels);
         for bad in ["/etc/passwd", "../a.raw"] {
-            std::fs::write(&hdr, format!("ObjectType = Image\nNDims = 2\nDimSize = 2 2\nElementType = MET_UCHAR\nElementDataFile = {bad}\n")).unwrap();
+            std::fs::write(
+                &hdr,
+                format!(
+                    "ObjectType = Image\nNDims = 2\nDimSize = 2 2\nElementType = MET_UCHAR\nElementDataFile = {bad}\n"
+                ),
+            )
+            .unwrap();
             let e = input::decode(&hdr, &opts).unwrap_err();
             assert!(e.contains("must name a file beside the header"), "{e}");
         }

@@ -56,7 +56,10 @@ impl ValueRules {
             Ok(v) if v == 1.0 => Ok(1.0),
             Ok(v) if v == 0.0 => Ok(0.0),
             Ok(v) if v == -1.0 => Ok(self.uncertain),
-            _ => Err(PluginError::input(t.at(r), format!("`{s}` in column `{}` is not 1.0, 0.0, -1.0 or blank", t.header[c]))),
+            _ => Err(PluginError::input(
+                t.at(r),
+                format!("`{s}` in column `{}` is not 1.0, 0.0, -1.0 or blank", t.header[c]),
+            )),
         }
     }
 }

@@ -228,10 +228,18 @@ pub fn parse_coco(text: &str, file: &str) -> Result<CocoSet, String> {
         let file_name = match o.get("file_name") {
             Some(Value::String(s)) => s.clone(),
             Some(v) => return Err(err(&format!("{at}.file_name"), format!("expected a string, found {}", kind(v)))),
-            None => return Err(err(&format!("{at}.file_name"), "missing: every image needs the file it is read from".to_string())),
+            None => {
+                return Err(err(
+                    &format!("{at}.file_name"),
+                    "missing: every image needs the file it is read from".to_string(),
+                ))
+            }
         };
         if file_name.trim().is_empty() {
-            return Err(err(&format!("{at}.file_name"), "empty: every image needs the file it is read from".to_string()));
+            return Err(err(
+                &format!("{at}.file_name"),
+                "empty: every image needs the file it is read from".to_string(),
+            ));
         }
         let size = |key: &str| -> Result<u32, String> {
             let n = int_field(o, key).map_err(|w| err(&format!("{at}.{key}"), w))?;

@@ -12,7 +12,9 @@ use crate::cache::{read_image, CacheSpec};
 use crate::input::{self, DecodeOptions};
 use crate::masks;
 use crate::rng::{mix, Rng};
-use fx_plugin::{Dataset, DatasetDesc, DatasetSpec, LabeledBox, PluginError, Sample, SampleRecord, SampleSource, Split};
+use fx_plugin::{
+    Dataset, DatasetDesc, DatasetSpec, LabeledBox, PluginError, Sample, SampleRecord, SampleSource, Split,
+};
 use serde_json::Value;
 use std::collections::HashMap;
 use std::io::Read;
@@ -85,7 +87,10 @@ impl FileDataset {
         for (k, entries) in splits.iter().enumerate() {
             for (i, e) in entries.iter().enumerate() {
                 if e.cls.len() != desc.cls_labels.len() && !e.cls.is_empty() {
-                    return Err(PluginError::config(&spec.name, format!("sample {}: {} cls values for {} labels", e.id, e.cls.len(), desc.cls_labels.len())));
+                    return Err(PluginError::config(
+                        &spec.name,
+                        format!("sample {}: {} cls values for {} labels", e.id, e.cls.len(), desc.cls_labels.len()),
+                    ));
                 }
                 if let Some((k0, _)) = by_id.insert(e.id.clone(), (k, i)) {
                     warnings.push(format!(
@@ -110,10 +115,9 @@ impl FileDataset {
     }
 
     fn entry(&self, record: &SampleRecord) -> Result<&Entry, PluginError> {
-        let &(k, i) = self
-            .by_id
-            .get(&record.id)
-            .ok_or_else(|| PluginError::config(&self.desc.name, format!("sample {} is not in this dataset's index", record.id)))?;
+        let &(k, i) = self.by_id.get(&record.id).ok_or_else(|| {
+            PluginError::config(&self.desc.name, format!("sample {} is not in this dataset's index", record.id))
+        })?;
         Ok(&self.splits[k][i])
     }
 
@@ -134,20 +138,30 @@ impl FileDataset {
         };
         if let Some((ew, eh)) = e.size {
             if (ew, eh) != (w, h) {
-                return Err(PluginError::input(path.display(), format!("the image is {w}×{h} but its labels are for {ew}×{eh}")));
+                return Err(PluginError::input(
+                    path.display(),
+                    format!("the image is {w}×{h} but its labels are for {ew}×{eh}"),
+                ));
             }
         }
-        let masks: Vec<Vec<u8>> = e.masks.iter().map(|m| build_mask(m, w, h).map_err(&named)).collect::<Result<_, _>>()?;
+        let masks: Vec<Vec<u8>> =
+            e.masks.iter().map(|m| build_mask(m, w, h).map_err(&named)).collect::<Result<_, _>>()?;
         let mut boxes = Vec::with_capacity(e.boxes.len());
         for b in &e.boxes {
             if b.label >= self.desc.loc_labels.len() {
-                return Err(PluginError::config(&self.desc.name, format!("sample {}: box label {} out of range", e.id, b.label)));
+                return Err(PluginError::config(
+                    &self.desc.name,
+                    format!("sample {}: box label {} out of range", e.id, b.label),
+                ));
             }
             let (fw, fh) = (w as f32, h as f32);
             if !(b.x1 > b.x0 && b.y1 > b.y0) || b.x1 <= 0.0 || b.y1 <= 0.0 || b.x0 >= fw || b.y0 >= fh {
                 return Err(PluginError::input(
                     path.display(),
-                    format!("a box [{}, {}, {}, {}] is empty or lies outside the {w}×{h} image", b.x0, b.y0, b.x1, b.y1),
+                    format!(
+                        "a box [{}, {}, {}, {}] is empty or lies outside the {w}×{h} image",
+                        b.x0, b.y0, b.x1, b.y1
+                    ),
                 ));
             }
             boxes.push(LabeledBox { x0: b.x0.max(0.0), y0: b.y0.max(0.0), x1: b.x1.min(fw), y1: b.y1.min(fh), ..*b });
@@ -159,7 +173,17 @@ impl FileDataset {
                 }
             }
         }
-        Ok(Sample { id: record.id.clone(), height: h, width: w, image, image_dims, cls: e.cls.clone(), boxes, masks, warnings })
+        Ok(Sample {
+            id: record.id.clone(),
+            height: h,
+            width: w,
+            image,
+            image_dims,
+            cls: e.cls.clone(),
+            boxes,
+            masks,
+            warnings,
+        })
     }
 }
 
@@ -217,7 +241,11 @@ impl Dataset for FileDataset {
     }
 
     fn index(&self, split: Split) -> Result<Vec<SampleRecord>, PluginError> {
-        Ok(self.entries(split).iter().map(|e| SampleRecord { id: e.id.clone(), source: SampleSource::File(e.image.clone()) }).collect())
+        Ok(self
+            .entries(split)
+            .iter()
+            .map(|e| SampleRecord { id: e.id.clone(), source: SampleSource::File(e.image.clone()) })
+            .collect())
     }
 
     fn load(&self, record: &SampleRecord, _size_hint: usize) -> Result<Sample, PluginError> {
@@ -252,7 +280,10 @@ impl<'a> Options<'a> {
         };
         let all: Vec<&str> = known.iter().chain(input::OPTION_KEYS.iter()).copied().collect();
         if let Some(k) = map.keys().find(|k| !all.contains(&k.as_str())) {
-            return Err(PluginError::config(&spec.name, format!("unknown option `{k}` for plugin {plugin}; expected one of {}", all.join(", "))));
+            return Err(PluginError::config(
+                &spec.name,
+                format!("unknown option `{k}` for plugin {plugin}; expected one of {}", all.join(", ")),
+            ));
         }
         Ok(Options { spec, map })
     }
@@ -263,7 +294,10 @@ impl<'a> Options<'a> {
 
     /// The dataset's root folder (required).
     pub fn root(&self, plugin: &str) -> Result<PathBuf, PluginError> {
-        self.spec.root.clone().ok_or_else(|| self.err(format!("plugin {plugin} needs `root`, the folder of the dataset's download")))
+        self.spec
+            .root
+            .clone()
+            .ok_or_else(|| self.err(format!("plugin {plugin} needs `root`, the folder of the dataset's download")))
     }
 
     pub fn decode(&self) -> Result<DecodeOptions, PluginError> {
@@ -283,7 +317,9 @@ impl<'a> Options<'a> {
         match self.string(key)? {
             None => Ok(choices[0].to_string()),
             Some(s) if choices.contains(&s.as_str()) => Ok(s),
-            Some(s) => Err(self.err(format!("options.{key} must be one of \"{}\", got \"{s}\"", choices.join("\", \"")))),
+            Some(s) => {
+                Err(self.err(format!("options.{key} must be one of \"{}\", got \"{s}\"", choices.join("\", \""))))
+            }
         }
     }
 
@@ -298,14 +334,19 @@ impl<'a> Options<'a> {
     pub fn u64(&self, key: &str, default: u64) -> Result<u64, PluginError> {
         match self.map.get(key) {
             None => Ok(default),
-            Some(v) => v.as_u64().ok_or_else(|| self.err(format!("options.{key} must be a non-negative integer, got {v}"))),
+            Some(v) => {
+                v.as_u64().ok_or_else(|| self.err(format!("options.{key} must be a non-negative integer, got {v}")))
+            }
         }
     }
 
     pub fn f64(&self, key: &str, default: f64) -> Result<f64, PluginError> {
         match self.map.get(key) {
             None => Ok(default),
-            Some(v) => v.as_f64().filter(|x| x.is_finite()).ok_or_else(|| self.err(format!("options.{key} must be a number, got {v}"))),
+            Some(v) => v
+                .as_f64()
+                .filter(|x| x.is_finite())
+                .ok_or_else(|| self.err(format!("options.{key} must be a number, got {v}"))),
         }
     }
 
@@ -318,7 +359,9 @@ impl<'a> Options<'a> {
                 .map(|a| a.iter().filter_map(|x| x.as_f64()).collect::<Vec<_>>())
                 .filter(|a| a.len() == 3 && a.iter().all(|x| *x >= 0.0) && (a.iter().sum::<f64>() - 1.0).abs() < 1e-6)
                 .map(|a| [a[0], a[1], a[2]])
-                .ok_or_else(|| self.err(format!("options.split must be [train, val, test] fractions summing to 1, got {v}"))),
+                .ok_or_else(|| {
+                    self.err(format!("options.split must be [train, val, test] fractions summing to 1, got {v}"))
+                }),
         }
     }
 
@@ -327,7 +370,11 @@ impl<'a> Options<'a> {
         match self.map.get(key) {
             None => Ok(None),
             Some(Value::Array(a)) => {
-                let v: Vec<String> = a.iter().map(|x| x.as_str().map(str::to_string)).collect::<Option<_>>().ok_or_else(|| self.err(format!("options.{key} must be a list of strings")))?;
+                let v: Vec<String> = a
+                    .iter()
+                    .map(|x| x.as_str().map(str::to_string))
+                    .collect::<Option<_>>()
+                    .ok_or_else(|| self.err(format!("options.{key} must be a list of strings")))?;
                 if let Some(bad) = v.iter().find(|s| !allowed.is_empty() && !allowed.contains(s)) {
                     return Err(self.err(format!("options.{key}: `{bad}` is not one of {}", allowed.join(", "))));
                 }
@@ -351,7 +398,18 @@ pub fn draw_split(groups: &[&str], fractions: [f64; 3], seed: u64) -> Vec<Split>
     let split_of: HashMap<&str, Split> = distinct
         .iter()
         .enumerate()
-        .map(|(i, g)| (*g, if i < n_train { Split::Train } else if i < n_train + n_val { Split::Val } else { Split::Test }))
+        .map(|(i, g)| {
+            (
+                *g,
+                if i < n_train {
+                    Split::Train
+                } else if i < n_train + n_val {
+                    Split::Val
+                } else {
+                    Split::Test
+                },
+            )
+        })
         .collect();
     groups.iter().map(|g| split_of[g]).collect()
 }
@@ -371,7 +429,10 @@ pub fn public_id(root: Option<&Path>, record: &SampleRecord) -> String {
     match &record.source {
         SampleSource::File(p) => {
             let rel = root.and_then(|r| p.strip_prefix(r).ok()).unwrap_or(p);
-            let is_image = rel.extension().and_then(|e| e.to_str()).is_some_and(|e| IMAGE_EXTENSIONS.contains(&e.to_ascii_lowercase().as_str()));
+            let is_image = rel
+                .extension()
+                .and_then(|e| e.to_str())
+                .is_some_and(|e| IMAGE_EXTENSIONS.contains(&e.to_ascii_lowercase().as_str()));
             let rel = if is_image { rel.with_extension("") } else { rel.to_path_buf() };
             rel.to_string_lossy().into_owned()
         }
@@ -420,8 +481,12 @@ pub fn data_line(dataset: &str, desc: &DatasetDesc, split: Option<Split>, id: &s
             ])
         })
         .collect();
-    let masks: Vec<(String, String)> =
-        desc.seg_labels.iter().zip(&s.masks).map(|(l, m)| (l.clone(), m.iter().filter(|v| **v != 0).count().to_string())).collect();
+    let masks: Vec<(String, String)> = desc
+        .seg_labels
+        .iter()
+        .zip(&s.masks)
+        .map(|(l, m)| (l.clone(), m.iter().filter(|v| **v != 0).count().to_string()))
+        .collect();
     object(&[
         ("dataset".into(), serde_json::json!(dataset).to_string()),
         ("split".into(), serde_json::json!(split.map(|s| s.as_str())).to_string()),
@@ -490,7 +555,9 @@ fn close(a: &Value, b: &Value) -> bool {
     match (a, b) {
         (Value::Number(x), Value::Number(y)) => (x.as_f64().unwrap() - y.as_f64().unwrap()).abs() <= 1e-3,
         (Value::Array(x), Value::Array(y)) => x.len() == y.len() && x.iter().zip(y).all(|(p, q)| close(p, q)),
-        (Value::Object(x), Value::Object(y)) => x.len() == y.len() && x.iter().all(|(k, v)| y.get(k).is_some_and(|w| close(v, w))),
+        (Value::Object(x), Value::Object(y)) => {
+            x.len() == y.len() && x.iter().all(|(k, v)| y.get(k).is_some_and(|w| close(v, w)))
+        }
         _ => a == b,
     }
 }
@@ -545,14 +612,20 @@ impl Table {
     /// The index of a column; an error naming the file, the column and the columns it has.
     pub fn col(&self, name: &str) -> Result<usize, PluginError> {
         self.header.iter().position(|h| h == name).ok_or_else(|| {
-            PluginError::input(self.file.display(), format!("no column `{name}`; its columns are: {}", self.header.join(", ")))
+            PluginError::input(
+                self.file.display(),
+                format!("no column `{name}`; its columns are: {}", self.header.join(", ")),
+            )
         })
     }
 
     /// The first of several spellings a column may have across releases.
     pub fn col_any(&self, names: &[&str]) -> Result<usize, PluginError> {
         names.iter().find_map(|n| self.header.iter().position(|h| h == n)).ok_or_else(|| {
-            PluginError::input(self.file.display(), format!("no column {}; its columns are: {}", names.join(" or "), self.header.join(", ")))
+            PluginError::input(
+                self.file.display(),
+                format!("no column {}; its columns are: {}", names.join(" or "), self.header.join(", ")),
+            )
         })
     }
 
@@ -572,7 +645,10 @@ pub fn find_file(root: &Path, candidates: &[&str], what: &str) -> Result<PathBuf
     candidates.iter().map(|c| root.join(c)).find(|p| p.exists()).ok_or_else(|| {
         PluginError::input(
             root.display(),
-            format!("{what}: expected {} under this root", candidates.iter().map(|c| format!("`{c}`")).collect::<Vec<_>>().join(" or ")),
+            format!(
+                "{what}: expected {} under this root",
+                candidates.iter().map(|c| format!("`{c}`")).collect::<Vec<_>>().join(" or ")
+            ),
         )
     })
 }

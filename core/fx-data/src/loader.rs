@@ -76,7 +76,12 @@ pub fn prepare(
         return Err(format!("image buffer of {} values does not match {iw}×{ih}", sample.image.len()));
     }
     if let Some(m) = sample.masks.iter().find(|m| m.len() != sample.width * sample.height) {
-        return Err(format!("a mask of {} values does not match its {}×{} image", m.len(), sample.width, sample.height));
+        return Err(format!(
+            "a mask of {} values does not match its {}×{} image",
+            m.len(),
+            sample.width,
+            sample.height
+        ));
     }
     let original = (sample.width, sample.height);
     let sample = to_pixel_frame(sample);
@@ -117,7 +122,12 @@ pub fn to_pixel_frame(mut s: fx_plugin::Sample) -> fx_plugin::Sample {
 }
 
 impl Loader {
-    pub fn new(dataset: Arc<dyn Dataset>, records: Arc<Vec<SampleRecord>>, order: Vec<usize>, cfg: LoaderConfig) -> Loader {
+    pub fn new(
+        dataset: Arc<dyn Dataset>,
+        records: Arc<Vec<SampleRecord>>,
+        order: Vec<usize>,
+        cfg: LoaderConfig,
+    ) -> Loader {
         let total = order.len().div_ceil(cfg.batch_size.max(1));
         let (tx, rx) = crossbeam_channel::bounded(cfg.prefetch.max(1));
         let stop = Arc::new(AtomicBool::new(false));
@@ -126,8 +136,15 @@ impl Loader {
         let cfg = Arc::new(cfg);
         let workers = (0..cfg.workers.max(1))
             .map(|_| {
-                let (dataset, records, order, cfg, tx, stop, next_batch) =
-                    (dataset.clone(), records.clone(), order.clone(), cfg.clone(), tx.clone(), stop.clone(), next_batch.clone());
+                let (dataset, records, order, cfg, tx, stop, next_batch) = (
+                    dataset.clone(),
+                    records.clone(),
+                    order.clone(),
+                    cfg.clone(),
+                    tx.clone(),
+                    stop.clone(),
+                    next_batch.clone(),
+                );
                 std::thread::spawn(move || loop {
                     let b = next_batch.fetch_add(1, Ordering::SeqCst);
                     if b >= total || stop.load(Ordering::SeqCst) {
@@ -155,7 +172,13 @@ impl Loader {
     }
 }
 
-fn build_batch(dataset: &dyn Dataset, records: &[SampleRecord], idx: &[usize], first: usize, cfg: &LoaderConfig) -> Batch {
+fn build_batch(
+    dataset: &dyn Dataset,
+    records: &[SampleRecord],
+    idx: &[usize],
+    first: usize,
+    cfg: &LoaderConfig,
+) -> Batch {
     let s = cfg.size;
     let mut batch = Batch { size: s, ..Default::default() };
     for (k, &i) in idx.iter().enumerate() {
@@ -266,7 +289,15 @@ mod tests {
     #[test]
     fn ordered_batches_and_bad_samples_are_skipped_and_counted() {
         let ds: Arc<dyn Dataset> = Arc::new(Toy {
-            desc: DatasetDesc { name: "toy".into(), description: String::new(), cls_labels: vec!["a".into()], loc_labels: vec![], seg_labels: vec![], drawn_split: false, eval_labels: vec![] },
+            desc: DatasetDesc {
+                name: "toy".into(),
+                description: String::new(),
+                cls_labels: vec!["a".into()],
+                loc_labels: vec![],
+                seg_labels: vec![],
+                drawn_split: false,
+                eval_labels: vec![],
+            },
         });
         let records = Arc::new(ds.index(Split::Train).unwrap());
         let order = pass_order(50, 1.0, 9, true);
@@ -333,12 +364,29 @@ mod tests {
         assert!(on.iter().all(|&(x, y)| (5..15).contains(&x) && (2..6).contains(&y)));
         // And the loader reports the original size for detections in original pixels.
         let toy = Arc::new(Fixed(out_sample()));
-        let (_, original) = prepare(toy.as_ref(), &SampleRecord { id: "r".into(), source: SampleSource::Phantom(0) }, 16, &Augment::none(), 1).unwrap();
+        let (_, original) = prepare(
+            toy.as_ref(),
+            &SampleRecord { id: "r".into(), source: SampleSource::Phantom(0) },
+            16,
+            &Augment::none(),
+            1,
+        )
+        .unwrap();
         assert_eq!(original, (40, 20));
     }
 
     fn out_sample() -> Sample {
-        Sample { id: "r".into(), height: 20, width: 40, image: vec![0.5; 200], image_dims: Some((20, 10)), cls: vec![], boxes: vec![], masks: vec![], warnings: vec![] }
+        Sample {
+            id: "r".into(),
+            height: 20,
+            width: 40,
+            image: vec![0.5; 200],
+            image_dims: Some((20, 10)),
+            cls: vec![],
+            boxes: vec![],
+            masks: vec![],
+            warnings: vec![],
+        }
     }
 
     struct Fixed(Sample);

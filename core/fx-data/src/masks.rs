@@ -57,7 +57,10 @@ pub fn read_label_png(path: &Path, width: usize, height: usize, labels: &[u16]) 
         }
     };
     if let Some(&big) = labels.iter().find(|&&l| bits == 8 && l > 255) {
-        return Err(format!("{}: label {big} was asked of an 8-bit label map, whose values are 0..=255", path.display()));
+        return Err(format!(
+            "{}: label {big} was asked of an 8-bit label map, whose values are 0..=255",
+            path.display()
+        ));
     }
     Ok(labels.iter().map(|&l| values.iter().map(|&v| (v == l) as u8).collect()).collect())
 }
@@ -66,7 +69,11 @@ pub fn read_label_png(path: &Path, width: usize, height: usize, labels: &[u16]) 
 /// through [`read_mask_png`]).
 pub fn write_mask_png(path: &Path, mask: &[u8], width: usize, height: usize) -> Result<(), String> {
     if mask.len() != pixel_count(width, height)? {
-        return Err(format!("{}: mask has {} values, expected width × height = {width} × {height}", path.display(), mask.len()));
+        return Err(format!(
+            "{}: mask has {} values, expected width × height = {width} × {height}",
+            path.display(),
+            mask.len()
+        ));
     }
     let (w, h) = (u32::try_from(width), u32::try_from(height));
     let (Ok(w), Ok(h)) = (w, h) else {
@@ -74,7 +81,8 @@ pub fn write_mask_png(path: &Path, mask: &[u8], width: usize, height: usize) -> 
     };
     let buf = image::GrayImage::from_raw(w, h, mask.iter().map(|&v| if v != 0 { 255 } else { 0 }).collect())
         .ok_or_else(|| format!("{}: cannot build a {width} × {height} image", path.display()))?;
-    buf.save_with_format(path, image::ImageFormat::Png).map_err(|e| format!("{}: cannot write PNG: {e}", path.display()))
+    buf.save_with_format(path, image::ImageFormat::Png)
+        .map_err(|e| format!("{}: cannot write PNG: {e}", path.display()))
 }
 
 fn decode_png(path: &Path, width: usize, height: usize) -> Result<image::DynamicImage, String> {
@@ -552,11 +560,45 @@ mod tests {
     fn malformed_rle_never_panics() {
         let base = ["2 5 4 1", "2 2 6 1 9 2 12 1", "-1", "0 12"];
         let mut inputs: Vec<String> = vec![
-            "", " ", "-1", " -1", "-1 -1", "-", "--1", "1", "1 ", "1 2 3", "a b", "1 b", "1.5 2", "1e3 1",
-            "0x1 1", "+1 1", "1 +1", "-0 1", "2 -1", "18446744073709551615 1", "1 18446744073709551615",
-            "18446744073709551615 18446744073709551615", "99999999999999999999999 1", "0 0", "12 0", "13 0",
-            "0 13", "1 12", "1,2", "1\t2", "1\n2", "２ ５", "🙂 1", "\u{0} 1", "NaN 1", "inf 1", "-1 1",
-            "0 1 0 1 0 1 0 1 0 1 0 1", "0 1 0 1 0 1 0 1 0 1 0 1 0 1",
+            "",
+            " ",
+            "-1",
+            " -1",
+            "-1 -1",
+            "-",
+            "--1",
+            "1",
+            "1 ",
+            "1 2 3",
+            "a b",
+            "1 b",
+            "1.5 2",
+            "1e3 1",
+            "0x1 1",
+            "+1 1",
+            "1 +1",
+            "-0 1",
+            "2 -1",
+            "18446744073709551615 1",
+            "1 18446744073709551615",
+            "18446744073709551615 18446744073709551615",
+            "99999999999999999999999 1",
+            "0 0",
+            "12 0",
+            "13 0",
+            "0 13",
+            "1 12",
+            "1,2",
+            "1\t2",
+            "1\n2",
+            "２ ５",
+            "🙂 1",
+            "\u{0} 1",
+            "NaN 1",
+            "inf 1",
+            "-1 1",
+            "0 1 0 1 0 1 0 1 0 1 0 1",
+            "0 1 0 1 0 1 0 1 0 1 0 1 0 1",
         ]
         .into_iter()
         .map(String::from)
@@ -586,7 +628,9 @@ mod tests {
         let dir = tmp_dir("png");
         let (w, h) = (5usize, 3usize);
         let p8 = dir.join("m8.png");
-        image::GrayImage::from_fn(w as u32, h as u32, |x, y| image::Luma([if (x + y) % 2 == 0 { 1 } else { 0 }])).save(&p8).unwrap();
+        image::GrayImage::from_fn(w as u32, h as u32, |x, y| image::Luma([if (x + y) % 2 == 0 { 1 } else { 0 }]))
+            .save(&p8)
+            .unwrap();
         let m = read_mask_png(&p8, w, h).unwrap();
         let want: Vec<u8> = (0..h).flat_map(|y| (0..w).map(move |x| ((x + y) % 2 == 0) as u8)).collect();
         assert_eq!(m, want);
@@ -608,16 +652,20 @@ mod tests {
         .unwrap();
         assert_eq!(read_mask_png(&prgba, w, h).unwrap(), want);
         let prgb = dir.join("rgb.png");
-        image::RgbImage::from_fn(w as u32, h as u32, |x, y| image::Rgb(if (x + y) % 2 == 0 { [9, 0, 0] } else { [0, 0, 0] }))
-            .save(&prgb)
-            .unwrap();
+        image::RgbImage::from_fn(w as u32, h as u32, |x, y| {
+            image::Rgb(if (x + y) % 2 == 0 { [9, 0, 0] } else { [0, 0, 0] })
+        })
+        .save(&prgb)
+        .unwrap();
         assert_eq!(read_mask_png(&prgb, w, h).unwrap(), want);
 
         // Label maps: 16-bit with values above 255, and 8-bit.
         let pl16 = dir.join("l16.png");
-        image::ImageBuffer::<image::Luma<u16>, Vec<u16>>::from_fn(w as u32, h as u32, |x, _| image::Luma([[0, 1, 300, 300, 1][x as usize]]))
-            .save(&pl16)
-            .unwrap();
+        image::ImageBuffer::<image::Luma<u16>, Vec<u16>>::from_fn(w as u32, h as u32, |x, _| {
+            image::Luma([[0, 1, 300, 300, 1][x as usize]])
+        })
+        .save(&pl16)
+        .unwrap();
         let ms = read_label_png(&pl16, w, h, &[300, 1, 7]).unwrap();
         assert_eq!(ms.len(), 3);
         assert_eq!(ms[0], (0..h).flat_map(|_| [0, 0, 1, 1, 0]).collect::<Vec<u8>>());
@@ -710,7 +758,8 @@ mod tests {
         assert_eq!(m.iter().filter(|&&v| v == 1).count(), 16 + 16 - 4);
         // Even-odd inside one polygon: an outer square and an inner square traced in the SAME
         // direction, joined by a bridge, leave a hole (the nonzero rule would fill it).
-        let ring = vec![0.0, 0.0, 6.0, 0.0, 6.0, 6.0, 0.0, 6.0, 0.0, 0.0, 2.0, 2.0, 4.0, 2.0, 4.0, 4.0, 2.0, 4.0, 2.0, 2.0];
+        let ring =
+            vec![0.0, 0.0, 6.0, 0.0, 6.0, 6.0, 0.0, 6.0, 0.0, 0.0, 2.0, 2.0, 4.0, 2.0, 4.0, 4.0, 2.0, 4.0, 2.0, 2.0];
         let m = rasterize_polygons(&[ring], 6, 6).unwrap();
         assert_eq!(m.iter().filter(|&&v| v == 1).count(), 36 - 4);
         assert_eq!((m[2 * 6 + 2], m[3 * 6 + 3], m[2 * 6 + 1], m[0]), (0, 0, 1, 1));

@@ -7,11 +7,13 @@ use std::path::Path;
 /// The `<PREFIX>_<nnnn>_<0|1>.png` files of a folder, sorted, with their label; other PNGs are
 /// named in a warning, other files ignored.
 pub fn images(dir: &Path, prefix: &str, warnings: &mut Vec<String>) -> Result<Vec<(String, f32)>, PluginError> {
-    let read = std::fs::read_dir(dir).map_err(|e| PluginError::input(dir.display(), format!("cannot list the image folder: {e}")))?;
+    let read = std::fs::read_dir(dir)
+        .map_err(|e| PluginError::input(dir.display(), format!("cannot list the image folder: {e}")))?;
     let mut out = Vec::new();
     let mut odd = Vec::new();
     for entry in read {
-        let entry = entry.map_err(|e| PluginError::input(dir.display(), format!("cannot list the image folder: {e}")))?;
+        let entry =
+            entry.map_err(|e| PluginError::input(dir.display(), format!("cannot list the image folder: {e}")))?;
         let name = entry.file_name().to_string_lossy().into_owned();
         let Some(stem) = name.strip_suffix(".png").or_else(|| name.strip_suffix(".PNG")) else { continue };
         match label_of(stem, prefix) {

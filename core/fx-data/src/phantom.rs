@@ -27,13 +27,8 @@ pub enum Finding {
 }
 
 impl Finding {
-    pub const ALL: [Finding; 5] = [
-        Finding::Nodule,
-        Finding::Pneumothorax,
-        Finding::Effusion,
-        Finding::Cardiomegaly,
-        Finding::Consolidation,
-    ];
+    pub const ALL: [Finding; 5] =
+        [Finding::Nodule, Finding::Pneumothorax, Finding::Effusion, Finding::Cardiomegaly, Finding::Consolidation];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -48,9 +43,7 @@ impl Finding {
     /// Accepts the `as_str` names, ignoring case and surrounding blanks (config files are typed by hand).
     pub fn parse(s: &str) -> Option<Finding> {
         let s = s.trim();
-        Self::ALL
-            .into_iter()
-            .find(|f| f.as_str().eq_ignore_ascii_case(s))
+        Self::ALL.into_iter().find(|f| f.as_str().eq_ignore_ascii_case(s))
     }
 
     pub fn index(self) -> usize {
@@ -78,9 +71,7 @@ impl Organ {
 
     pub fn parse(s: &str) -> Option<Organ> {
         let s = s.trim();
-        Self::ALL
-            .into_iter()
-            .find(|o| o.as_str().eq_ignore_ascii_case(s))
+        Self::ALL.into_iter().find(|o| o.as_str().eq_ignore_ascii_case(s))
     }
 
     pub fn index(self) -> usize {
@@ -111,15 +102,7 @@ pub struct Style {
 impl Default for Style {
     fn default() -> Self {
         // A little quantum noise is part of any real radiograph; geometry is centred and unzoomed.
-        Style {
-            contrast: 1.0,
-            brightness: 0.0,
-            gamma: 1.0,
-            noise: 0.01,
-            blur: 0.0,
-            fov: 1.0,
-            jitter: 0.0,
-        }
+        Style { contrast: 1.0, brightness: 0.0, gamma: 1.0, noise: 0.01, blur: 0.0, fov: 1.0, jitter: 0.0 }
     }
 }
 
@@ -238,11 +221,7 @@ fn seg_dist(px: f32, py: f32, ax: f32, ay: f32, bx: f32, by: f32) -> f32 {
     let (vx, vy) = (bx - ax, by - ay);
     let (wx, wy) = (px - ax, py - ay);
     let l2 = vx * vx + vy * vy;
-    let t = if l2 > 0.0 {
-        ((wx * vx + wy * vy) / l2).clamp(0.0, 1.0)
-    } else {
-        0.0
-    };
+    let t = if l2 > 0.0 { ((wx * vx + wy * vy) / l2).clamp(0.0, 1.0) } else { 0.0 };
     let (dx, dy) = (wx - t * vx, wy - t * vy);
     (dx * dx + dy * dy).sqrt()
 }
@@ -302,11 +281,7 @@ impl Lung {
     #[inline]
     fn box_d(&self, x: f32, y: f32) -> f32 {
         let lateral = (x - self.cx) * self.side;
-        let a = if lateral > 0.0 {
-            self.a_lat
-        } else {
-            self.a_med
-        };
+        let a = if lateral > 0.0 { self.a_lat } else { self.a_med };
         let dx = lateral.abs();
         let dy = self.yc - y;
         if dy <= 0.0 {
@@ -321,22 +296,14 @@ impl Lung {
     #[inline]
     fn dia_d(&self, x: f32, y: f32) -> f32 {
         let dx = x - self.dome_x;
-        let k = if dx * self.side > 0.0 {
-            self.dome_k
-        } else {
-            0.4 * self.dome_k
-        };
+        let k = if dx * self.side > 0.0 { self.dome_k } else { 0.4 * self.dome_k };
         let slope = 2.0 * k * dx;
         (y - (self.dome_y + k * dx * dx)) / (1.0 + slope * slope).sqrt()
     }
 
     fn dia_y(&self, x: f32) -> f32 {
         let dx = x - self.dome_x;
-        let k = if dx * self.side > 0.0 {
-            self.dome_k
-        } else {
-            0.4 * self.dome_k
-        };
+        let k = if dx * self.side > 0.0 { self.dome_k } else { 0.4 * self.dome_k };
         self.dome_y + k * dx * dx
     }
 
@@ -433,43 +400,21 @@ impl Anatomy {
             let dome_x = xm + side * w * rng.range(0.55, 0.68);
             let lat = xm + side * w;
             let dome_k = (ycp - dome_y) / ((lat - dome_x) * (lat - dome_x));
-            Lung {
-                side,
-                cx,
-                a_lat: (1.0 - apex) * w,
-                a_med: apex * w,
-                yc,
-                b: yc - ya,
-                dome_x,
-                dome_y,
-                dome_k,
-                ycp,
-            }
+            Lung { side, cx, a_lat: (1.0 - apex) * w, a_med: apex * w, yc, b: yc - ya, dome_x, dome_y, dome_k, ycp }
         });
         // Slight apex asymmetry, as in real patients.
         let dy = rng.range(-0.01, 0.01);
         lungs[1].b += dy;
 
         // Heart: width set by the cardiothoracic ratio; normal 0.40–0.48, cardiomegaly clearly above 0.55.
-        let ctr = if cardiomegaly {
-            heart_rng.range(0.57, 0.66)
-        } else {
-            heart_rng.range(0.40, 0.48)
-        };
+        let ctr = if cardiomegaly { heart_rng.range(0.57, 0.66) } else { heart_rng.range(0.40, 0.48) };
         let theta = heart_rng.range(0.55, 0.80);
         let ratio = heart_rng.range(0.66, 0.78);
         let right_frac = heart_rng.range(0.28, 0.36);
         let (cos, sin) = (theta.cos(), theta.sin());
         let extent = ctr * 2.0 * w;
         let ha = 0.5 * extent / (cos * cos + ratio * ratio * sin * sin).sqrt();
-        let mut heart = Heart {
-            cx: xm - right_frac * extent + 0.5 * extent,
-            cy: 0.0,
-            cos,
-            sin,
-            ha,
-            hb: ha * ratio,
-        };
+        let mut heart = Heart { cx: xm - right_frac * extent + 0.5 * extent, cy: 0.0, cos, sin, ha, hb: ha * ratio };
         // Sink the ellipse's bottom below the diaphragm so the heart sits on it with no lung between,
         // but keep its widest point (the apex side) above the dome so the silhouette keeps its width.
         let (hx, hy) = heart.half_extent();
@@ -564,12 +509,7 @@ impl Anatomy {
     /// Patient-space bounding box of both lungs, used to keep them in view under zoom + jitter.
     fn lungs_bbox(&self) -> [f32; 4] {
         let y1 = self.lungs[0].ycp.max(self.lungs[1].ycp);
-        [
-            self.xm - self.w,
-            self.ya.min(self.lungs[1].yc - self.lungs[1].b),
-            self.xm + self.w,
-            y1,
-        ]
+        [self.xm - self.w, self.ya.min(self.lungs[1].yc - self.lungs[1].b), self.xm + self.w, y1]
     }
 }
 
@@ -596,10 +536,7 @@ impl Pneumo {
 
     #[inline]
     fn map(&self, x: f32, y: f32) -> (f32, f32) {
-        (
-            self.cx + (x - self.cx) * self.s,
-            self.cy + (y - self.cy) * self.s,
-        )
+        (self.cx + (x - self.cx) * self.s, self.cy + (y - self.cy) * self.s)
     }
 }
 
@@ -667,14 +604,7 @@ struct Findings {
 
 /// Whether a lesion at (x, y) with clearance `margin` would sit in visibly aerated lung, i.e. not in
 /// a pneumothorax's air, not under fluid and not outside the lung.
-fn aerated(
-    an: &Anatomy,
-    pn: &Option<Pneumo>,
-    ef: &Option<Effusion>,
-    x: f32,
-    y: f32,
-    margin: f32,
-) -> bool {
+fn aerated(an: &Anatomy, pn: &Option<Pneumo>, ef: &Option<Effusion>, x: f32, y: f32, margin: f32) -> bool {
     let side = an.lung_side_of(x);
     if an.lung_d(side, x, y) > -margin {
         return false;
@@ -743,13 +673,7 @@ fn make_findings(seed: u64, present: &[bool; 5], an: &Anatomy) -> Findings {
         let lung = &an.lungs[side];
         let level = lung.dome_y - r.range(0.09, 0.17);
         let rise = r.range(0.05, 0.10);
-        Effusion {
-            side,
-            level,
-            rise,
-            x_med: an.xm,
-            x_lat: lung.lateral_x(),
-        }
+        Effusion { side, level, rise, x_med: an.xm, x_lat: lung.lateral_x() }
     });
 
     let mut nodules = Vec::new();
@@ -777,35 +701,16 @@ fn make_findings(seed: u64, present: &[bool; 5], an: &Anatomy) -> Findings {
             let (bx, by, amp, sigma) = if i == 0 {
                 (ax, ay, 1.0, r.range(0.028, 0.04))
             } else {
-                (
-                    ax + 0.035 * r.normal(),
-                    ay + 0.035 * r.normal(),
-                    r.range(0.6, 1.0),
-                    r.range(0.018, 0.035),
-                )
+                (ax + 0.035 * r.normal(), ay + 0.035 * r.normal(), r.range(0.6, 1.0), r.range(0.018, 0.035))
             };
             let reach = 3.2 * sigma;
-            bbox = [
-                bbox[0].min(bx - reach),
-                bbox[1].min(by - reach),
-                bbox[2].max(bx + reach),
-                bbox[3].max(by + reach),
-            ];
+            bbox = [bbox[0].min(bx - reach), bbox[1].min(by - reach), bbox[2].max(bx + reach), bbox[3].max(by + reach)];
             blobs.push((bx, by, amp, 1.0 / (2.0 * sigma * sigma)));
         }
-        Consolidation {
-            blobs,
-            bbox,
-            anchor: (ax, ay),
-        }
+        Consolidation { blobs, bbox, anchor: (ax, ay) }
     });
 
-    Findings {
-        pneumo,
-        effusion,
-        nodules,
-        consolidation,
-    }
+    Findings { pneumo, effusion, nodules, consolidation }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -836,30 +741,12 @@ fn grow(
     depth: u32,
 ) {
     let (x1, y1) = (x + side * ang.cos() * len, y + ang.sin() * len);
-    out.push(Vessel {
-        x0: x,
-        y0: y,
-        x1,
-        y1,
-        width,
-        amp,
-    });
+    out.push(Vessel { x0: x, y0: y, x1, y1, width, amp });
     if depth > 0 {
         for turn in [-1.0f32, 1.0] {
             let da = turn * rng.range(0.2, 0.55);
             let l = len * rng.range(0.7, 0.95);
-            grow(
-                rng,
-                out,
-                side,
-                x1,
-                y1,
-                ang + da,
-                l,
-                width * 0.7,
-                amp * 0.8,
-                depth - 1,
-            );
+            grow(rng, out, side, x1, y1, ang + da, l, width * 0.7, amp * 0.8, depth - 1);
         }
     }
 }
@@ -876,22 +763,11 @@ fn make_vessels(seed: u64, an: &Anatomy, pn: &Option<Pneumo>) -> Vec<Vessel> {
         for k in 0..n {
             // Angles from the lateral direction, negative = upwards; covers apex to base.
             let ang = -1.75 + 2.95 * (k as f32 + rng.range(0.2, 0.8)) / n as f32;
-            let len = if ang < 0.0 {
-                rng.range(0.06, 0.08)
-            } else {
-                rng.range(0.05, 0.065)
-            };
+            let len = if ang < 0.0 { rng.range(0.06, 0.08) } else { rng.range(0.05, 0.065) };
             grow(&mut rng, &mut out, s, hx, hy, ang, len, 0.014, VESSEL, 3);
         }
         // Hilar shadow: the pulmonary artery and main bronchial vessels, a soft lump at the root.
-        out.push(Vessel {
-            x0: hx,
-            y0: hy - 0.02,
-            x1: hx,
-            y1: hy + 0.025,
-            width: 0.05,
-            amp: 0.8 * VESSEL,
-        });
+        out.push(Vessel { x0: hx, y0: hy - 0.02, x1: hx, y1: hy + 0.025, width: 0.05, amp: 0.8 * VESSEL });
         // In a collapsed lung the same vessels are crowded into the smaller volume.
         if let Some(p) = pn {
             if p.side == side {
@@ -932,16 +808,8 @@ impl View {
     /// of a present finding must have pixels). When zoomed in too far for the lungs to fit, the
     /// view centres on them instead.
     fn new(style: &Style, seed: u64, an: &Anatomy, size: usize) -> Self {
-        let fov = if style.fov.is_finite() {
-            style.fov.clamp(0.25, 8.0)
-        } else {
-            1.0
-        };
-        let jitter = if style.jitter.is_finite() {
-            style.jitter.abs()
-        } else {
-            0.0
-        };
+        let fov = if style.fov.is_finite() { style.fov.clamp(0.25, 8.0) } else { 1.0 };
+        let jitter = if style.jitter.is_finite() { style.jitter.abs() } else { 0.0 };
         let mut rng = stream(seed, S_VIEW);
         let (mut jx, mut jy) = (jitter * rng.range(-1.0, 1.0), jitter * rng.range(-1.0, 1.0));
         let bb = an.lungs_bbox();
@@ -951,20 +819,11 @@ impl View {
             // Visible patient range is [0.5 - half - j, 0.5 + half - j].
             let jmin = hi + margin - 0.5 - half;
             let jmax = lo - margin - 0.5 + half;
-            *j = if jmin <= jmax {
-                j.clamp(jmin, jmax)
-            } else {
-                0.5 * (jmin + jmax)
-            };
+            *j = if jmin <= jmax { j.clamp(jmin, jmax) } else { 0.5 * (jmin + jmax) };
         };
         fit(&mut jx, bb[0], bb[2]);
         fit(&mut jy, bb[1], bb[3]);
-        View {
-            size: size as f32,
-            fov,
-            jx,
-            jy,
-        }
+        View { size: size as f32, fov, jx, jy }
     }
 }
 
@@ -978,12 +837,7 @@ struct BoxAcc {
 }
 
 impl BoxAcc {
-    const EMPTY: BoxAcc = BoxAcc {
-        x0: usize::MAX,
-        y0: usize::MAX,
-        x1: 0,
-        y1: 0,
-    };
+    const EMPTY: BoxAcc = BoxAcc { x0: usize::MAX, y0: usize::MAX, x1: 0, y1: 0 };
 
     #[inline]
     fn add(&mut self, i: usize, j: usize) {
@@ -1001,12 +855,7 @@ impl BoxAcc {
         if self.is_empty() {
             [0.0; 4]
         } else {
-            [
-                self.x0 as f32,
-                self.y0 as f32,
-                self.x1 as f32,
-                self.y1 as f32,
-            ]
+            [self.x0 as f32, self.y0 as f32, self.x1 as f32, self.y1 as f32]
         }
     }
 }
@@ -1025,11 +874,8 @@ pub fn render(style: &Style, prevalence: &Prevalence, seed: u64, size: usize) ->
         *p = labels.f32() < q;
     }
 
-    let an = Anatomy::new(
-        &mut stream(seed, S_ANATOMY),
-        &mut stream(seed, S_HEART),
-        present[Finding::Cardiomegaly.index()],
-    );
+    let an =
+        Anatomy::new(&mut stream(seed, S_ANATOMY), &mut stream(seed, S_HEART), present[Finding::Cardiomegaly.index()]);
     let fx = make_findings(seed, &present, &an);
     let vessels = make_vessels(seed, &an, &fx.pneumo);
     let tex = Lattice::new(&mut stream(seed, S_TEXTURE));
@@ -1060,11 +906,7 @@ pub fn render(style: &Style, prevalence: &Prevalence, seed: u64, size: usize) ->
     let xm = an.xm;
     let heart_top = an.heart.cy - an.heart.half_extent().1 - 0.01;
     let heart_bottom = an.heart.cy + an.heart.half_extent().1 + HEART_DROP + 0.01;
-    let (i_heart, i_left, i_right) = (
-        Organ::Heart.index(),
-        Organ::LeftLung.index(),
-        Organ::RightLung.index(),
-    );
+    let (i_heart, i_left, i_right) = (Organ::Heart.index(), Organ::LeftLung.index(), Organ::RightLung.index());
     let (f_nod, f_ptx, f_eff, f_card, f_con) = (
         Finding::Nodule.index(),
         Finding::Pneumothorax.index(),
@@ -1107,18 +949,13 @@ pub fn render(style: &Style, prevalence: &Prevalence, seed: u64, size: usize) ->
             let body_d = ax - bw;
             let body_m = inside(body_d, e_body);
             let thick = (1.0 - (ax / bw).min(1.0).powi(2)).max(0.0).sqrt();
-            let mut v =
-                BACKGROUND + (SOFT_EDGE + (SOFT_CENTRE - SOFT_EDGE) * thick - BACKGROUND) * body_m;
+            let mut v = BACKGROUND + (SOFT_EDGE + (SOFT_CENTRE - SOFT_EDGE) * thick - BACKGROUND) * body_m;
 
             let dia_d = lung.dia_d(x, y);
             v += ABDOMEN_EXTRA * inside(-dia_d, e_body) * body_m;
 
             // Heart and mediastinum render as one solid; only the heart is labelled.
-            let heart_d = if heart_rows {
-                an.heart_d(x, y, dia_d)
-            } else {
-                1.0
-            };
+            let heart_d = if heart_rows { an.heart_d(x, y, dia_d) } else { 1.0 };
             let solid_d = smin(heart_d, ax - med[side], WAIST);
             let solid_m = inside(solid_d, e_organ);
             // Above the thoracic inlet the mediastinum gives way to the neck's soft tissue.
@@ -1139,9 +976,7 @@ pub fn render(style: &Style, prevalence: &Prevalence, seed: u64, size: usize) ->
                 organ_acc[o].add(i, j);
             }
             if lung_m > 0.0 {
-                let texture = 0.6 * tex.at(x * 16.0, y * 16.0)
-                    + 0.4 * tex.at(x * 34.0 + 3.1, y * 34.0 + 7.7)
-                    - 0.5;
+                let texture = 0.6 * tex.at(x * 16.0, y * 16.0) + 0.4 * tex.at(x * 34.0 + 3.1, y * 34.0 + 7.7) - 0.5;
                 // Lungs are darkest laterally at the apices and greyer towards the hila and bases.
                 let hilar = 0.04 * (1.0 - ((ax - 0.08) / an.w).clamp(0.0, 1.0));
                 let mut lv = lung_level + hilar + LUNG_TEXTURE * texture + vessel;
@@ -1176,10 +1011,7 @@ pub fn render(style: &Style, prevalence: &Prevalence, seed: u64, size: usize) ->
                     let f = c.field(x, y, &tex);
                     if f > 0.0 {
                         v += CONSOLIDATION * smoothstep(0.25, 1.0, f) * lung_m;
-                        let in_fluid = fx
-                            .effusion
-                            .as_ref()
-                            .is_some_and(|e| e.side == side && e.surface_d(x, y) < 0.0);
+                        let in_fluid = fx.effusion.as_ref().is_some_and(|e| e.side == side && e.surface_d(x, y) < 0.0);
                         if in_lung && f > CONSOL_THRESHOLD && !in_fluid {
                             finding_masks[f_con][idx] = 1;
                             single_acc[2].add(i, j);
@@ -1232,8 +1064,7 @@ pub fn render(style: &Style, prevalence: &Prevalence, seed: u64, size: usize) ->
                 let p0 = (xm + s * 0.035, an.ya + 0.075);
                 let p1 = (xm + s * 0.16, an.ya + 0.045);
                 let p2 = (xm + s * 0.32, an.ya - 0.005);
-                let d = seg_dist(x, y, p0.0, p0.1, p1.0, p1.1)
-                    .min(seg_dist(x, y, p1.0, p1.1, p2.0, p2.1));
+                let d = seg_dist(x, y, p0.0, p0.1, p1.0, p1.1).min(seg_dist(x, y, p1.0, p1.1, p2.0, p2.1));
                 v += CLAVICLE * inside(d - 0.013, e_bone);
             }
 
@@ -1250,10 +1081,7 @@ pub fn render(style: &Style, prevalence: &Prevalence, seed: u64, size: usize) ->
     // so a present finding is never silently unlabelled.
     let ensure = |mask: &mut Vec<u8>, acc: &mut BoxAcc, (px, py): (f32, f32)| {
         if acc.is_empty() && size > 0 {
-            let (ci, cj) = (
-                view.to_pixel(px, view.jx).round(),
-                view.to_pixel(py, view.jy).round(),
-            );
+            let (ci, cj) = (view.to_pixel(px, view.jx).round(), view.to_pixel(py, view.jy).round());
             if ci >= 0.0 && cj >= 0.0 && (ci as usize) < size && (cj as usize) < size {
                 let (ci, cj) = (ci as usize, cj as usize);
                 mask[cj * size + ci] = 1;
@@ -1274,10 +1102,7 @@ pub fn render(style: &Style, prevalence: &Prevalence, seed: u64, size: usize) ->
             finding_boxes.push((Finding::Nodule, acc.to_box()));
         }
     }
-    for (f, acc) in [
-        (Finding::Pneumothorax, single_acc[0]),
-        (Finding::Effusion, single_acc[1]),
-    ] {
+    for (f, acc) in [(Finding::Pneumothorax, single_acc[0]), (Finding::Effusion, single_acc[1])] {
         if !acc.is_empty() {
             finding_boxes.push((f, acc.to_box()));
         }
@@ -1319,19 +1144,11 @@ fn ribs(an: &Anatomy, y: f32, tn: f32, inv2e: f32) -> f32 {
     let u = y - (0.16 * tn * tn * tn - 0.10 * tn);
     let s = (u - an.rib_u0) / sp;
     // Faint where they overlap the dense spine and mediastinum.
-    let post = if (0.0..10.0).contains(&s) {
-        band(s, 0.42) * (0.3 + 0.7 * smoothstep(0.08, 0.3, tn))
-    } else {
-        0.0
-    };
+    let post = if (0.0..10.0).contains(&s) { band(s, 0.42) * (0.3 + 0.7 * smoothstep(0.08, 0.3, tn)) } else { 0.0 };
     // Anterior: from the lateral wall down and in, fading out before the sternum (cartilage).
     let ua = y - 0.14 * (1.0 - tn);
     let sa = (ua - an.rib_u0_ant) / (sp * 1.15);
-    let ant = if (0.0..7.0).contains(&sa) {
-        band(sa, 0.36) * smoothstep(0.3, 0.6, tn)
-    } else {
-        0.0
-    };
+    let ant = if (0.0..7.0).contains(&sa) { band(sa, 0.36) * smoothstep(0.3, 0.6, tn) } else { 0.0 };
     RIB_POSTERIOR * post + RIB_ANTERIOR * ant
 }
 
@@ -1373,42 +1190,18 @@ fn finish_intensity(image: &mut [f32], style: &Style, an: &Anatomy, seed: u64, s
     for v in image.iter_mut() {
         let x = *v * an.gain + an.offset;
         // A soft shoulder instead of a hard clip keeps bone detail inside the bright mediastinum.
-        *v = if x > 0.8 {
-            0.8 + 0.2 * ((x - 0.8) / 0.2).tanh()
-        } else {
-            x
-        };
+        *v = if x > 0.8 { 0.8 + 0.2 * ((x - 0.8) / 0.2).tanh() } else { x };
     }
 
-    let sigma = if style.blur.is_finite() {
-        style.blur.max(0.0) * size as f32
-    } else {
-        0.0
-    };
+    let sigma = if style.blur.is_finite() { style.blur.max(0.0) * size as f32 } else { 0.0 };
     if sigma >= 0.3 {
         gaussian_blur(image, size, sigma);
     }
 
-    let contrast = if style.contrast.is_finite() {
-        style.contrast
-    } else {
-        1.0
-    };
-    let brightness = if style.brightness.is_finite() {
-        style.brightness
-    } else {
-        0.0
-    };
-    let gamma = if style.gamma.is_finite() {
-        style.gamma.clamp(0.05, 20.0)
-    } else {
-        1.0
-    };
-    let noise = if style.noise.is_finite() {
-        style.noise.max(0.0)
-    } else {
-        0.0
-    };
+    let contrast = if style.contrast.is_finite() { style.contrast } else { 1.0 };
+    let brightness = if style.brightness.is_finite() { style.brightness } else { 0.0 };
+    let gamma = if style.gamma.is_finite() { style.gamma.clamp(0.05, 20.0) } else { 1.0 };
+    let noise = if style.noise.is_finite() { style.noise.max(0.0) } else { 0.0 };
     let mut rng = stream(seed, mix(&[S_PIXELS, size as u64]));
     let identity_gamma = (gamma - 1.0).abs() < 1e-6;
     for v in image.iter_mut() {
@@ -1419,9 +1212,7 @@ fn finish_intensity(image: &mut [f32], style: &Style, an: &Anatomy, seed: u64, s
         if noise > 0.0 {
             // Irwin–Hall(4) from one 64-bit draw: near-Gaussian at a fraction of Box–Muller's cost.
             let r = rng.next_u64();
-            let sum = ((r & 0xFFFF) + ((r >> 16) & 0xFFFF) + ((r >> 32) & 0xFFFF) + (r >> 48))
-                as f32
-                / 65536.0;
+            let sum = ((r & 0xFFFF) + ((r >> 16) & 0xFFFF) + ((r >> 32) & 0xFFFF) + (r >> 48)) as f32 / 65536.0;
             x += noise * (sum - 2.0) * 3.0f32.sqrt();
         }
         *v = x.clamp(0.0, 1.0);
@@ -1478,10 +1269,7 @@ mod tests {
 
     /// Independent of `BoxAcc`, so a bug there cannot hide from the box tests.
     fn bbox_of(mask: &[u8], size: usize) -> Option<[f32; 4]> {
-        let on: Vec<(usize, usize)> = (0..mask.len())
-            .filter(|&k| mask[k] != 0)
-            .map(|k| (k % size, k / size))
-            .collect();
+        let on: Vec<(usize, usize)> = (0..mask.len()).filter(|&k| mask[k] != 0).map(|k| (k % size, k / size)).collect();
         let x0 = on.iter().map(|p| p.0).min()?;
         let y0 = on.iter().map(|p| p.1).min()?;
         let x1 = on.iter().map(|p| p.0).max()? + 1;
@@ -1508,24 +1296,8 @@ mod tests {
     fn styles() -> Vec<Style> {
         vec![
             Style::default(),
-            Style {
-                contrast: 1.4,
-                brightness: -0.05,
-                gamma: 1.3,
-                noise: 0.03,
-                blur: 0.004,
-                fov: 1.15,
-                jitter: 0.04,
-            },
-            Style {
-                contrast: 0.7,
-                brightness: 0.08,
-                gamma: 0.8,
-                noise: 0.015,
-                blur: 0.002,
-                fov: 0.9,
-                jitter: 0.02,
-            },
+            Style { contrast: 1.4, brightness: -0.05, gamma: 1.3, noise: 0.03, blur: 0.004, fov: 1.15, jitter: 0.04 },
+            Style { contrast: 0.7, brightness: 0.08, gamma: 0.8, noise: 0.015, blur: 0.002, fov: 0.9, jitter: 0.02 },
         ]
     }
 
@@ -1547,13 +1319,7 @@ mod tests {
     #[test]
     fn style_serde_defaults_and_rejects_unknown() {
         let s: Style = serde_json::from_str(r#"{"contrast": 1.5}"#).unwrap();
-        assert_eq!(
-            s,
-            Style {
-                contrast: 1.5,
-                ..Style::default()
-            }
-        );
+        assert_eq!(s, Style { contrast: 1.5, ..Style::default() });
         assert!(serde_json::from_str::<Style>(r#"{"contrast": 1.5, "sharpness": 2}"#).is_err());
     }
 
@@ -1593,11 +1359,7 @@ mod tests {
         for seed in 0..10 {
             let a = render(&Style::default(), &[1.0; 5], seed, 64);
             let b = render(&Style::default(), &[1.0; 5], seed, 128);
-            for (ma, mb) in a
-                .organ_masks
-                .iter()
-                .zip(&b.organ_masks)
-                .chain(a.finding_masks.iter().zip(&b.finding_masks))
+            for (ma, mb) in a.organ_masks.iter().zip(&b.organ_masks).chain(a.finding_masks.iter().zip(&b.finding_masks))
             {
                 let mut disagree = 0;
                 let mut total = 0;
@@ -1615,10 +1377,7 @@ mod tests {
                         }
                     }
                 }
-                assert!(
-                    disagree * 100 <= total,
-                    "seed {seed}: {disagree}/{total} disagree"
-                );
+                assert!(disagree * 100 <= total, "seed {seed}: {disagree}/{total} disagree");
             }
         }
     }
@@ -1635,52 +1394,34 @@ mod tests {
                         let mask = &p.finding_masks[k];
                         assert_eq!(mask.len(), size * size);
                         assert!(mask.iter().all(|&m| m <= 1));
-                        let boxes: Vec<[f32; 4]> = p
-                            .finding_boxes
-                            .iter()
-                            .filter(|(g, _)| *g == f)
-                            .map(|(_, b)| *b)
-                            .collect();
+                        let boxes: Vec<[f32; 4]> =
+                            p.finding_boxes.iter().filter(|(g, _)| *g == f).map(|(_, b)| *b).collect();
                         if !p.present[k] {
-                            assert!(
-                                mask.iter().all(|&m| m == 0),
-                                "absent {f:?} has mask pixels (seed {seed})"
-                            );
+                            assert!(mask.iter().all(|&m| m == 0), "absent {f:?} has mask pixels (seed {seed})");
                             assert!(boxes.is_empty(), "absent {f:?} has boxes");
                             continue;
                         }
-                        let tight = bbox_of(mask, size).unwrap_or_else(|| {
-                            panic!("present {f:?} has empty mask (seed {seed}, size {size})")
-                        });
+                        let tight = bbox_of(mask, size)
+                            .unwrap_or_else(|| panic!("present {f:?} has empty mask (seed {seed}, size {size})"));
                         assert!(!boxes.is_empty(), "present {f:?} has no box");
                         if f == Finding::Nodule {
                             assert!(boxes.len() <= 2);
                             // Each instance box must hold mask pixels, and together they span the mask.
                             let mut union = [f32::MAX, f32::MAX, 0.0, 0.0];
                             for b in &boxes {
-                                let (x0, y0, x1, y1) =
-                                    (b[0] as usize, b[1] as usize, b[2] as usize, b[3] as usize);
+                                let (x0, y0, x1, y1) = (b[0] as usize, b[1] as usize, b[2] as usize, b[3] as usize);
                                 assert!((y0..y1).any(|j| (x0..x1).any(|i| mask[j * size + i] == 1)));
-                                union = [
-                                    union[0].min(b[0]),
-                                    union[1].min(b[1]),
-                                    union[2].max(b[2]),
-                                    union[3].max(b[3]),
-                                ];
+                                union =
+                                    [union[0].min(b[0]), union[1].min(b[1]), union[2].max(b[2]), union[3].max(b[3])];
                             }
                             assert!(close(union, tight, 1.0), "{union:?} vs {tight:?}");
                         } else {
                             assert_eq!(boxes.len(), 1, "{f:?}");
-                            assert!(
-                                close(boxes[0], tight, 1.0),
-                                "{f:?}: {:?} vs {tight:?}",
-                                boxes[0]
-                            );
+                            assert!(close(boxes[0], tight, 1.0), "{f:?}: {:?} vs {tight:?}", boxes[0]);
                         }
                     }
                     for (k, o) in Organ::ALL.into_iter().enumerate() {
-                        let tight = bbox_of(&p.organ_masks[k], size)
-                            .unwrap_or_else(|| panic!("{o:?} empty"));
+                        let tight = bbox_of(&p.organ_masks[k], size).unwrap_or_else(|| panic!("{o:?} empty"));
                         assert!(close(p.organ_boxes[k], tight, 1.0), "{o:?}");
                     }
                 }
@@ -1702,10 +1443,7 @@ mod tests {
                 for b in &boxes {
                     let (w, h) = (b[2] - b[0], b[3] - b[1]);
                     // Radius 3.5–6 % of 128 px: diameter 9–15.4 px.
-                    assert!(
-                        (7.0..=17.0).contains(&w) && (7.0..=17.0).contains(&h),
-                        "{b:?}"
-                    );
+                    assert!((7.0..=17.0).contains(&w) && (7.0..=17.0).contains(&h), "{b:?}");
                 }
             }
         }
@@ -1745,8 +1483,7 @@ mod tests {
             }
             // Lungs above the diaphragm occupy a plausible share of the image.
             for o in [Organ::LeftLung, Organ::RightLung] {
-                let area = p.organ_masks[o.index()].iter().filter(|&&m| m == 1).count() as f32
-                    / (size * size) as f32;
+                let area = p.organ_masks[o.index()].iter().filter(|&&m| m == 1).count() as f32 / (size * size) as f32;
                 assert!((0.04..0.2).contains(&area), "{o:?} area {area}");
             }
         }
@@ -1791,10 +1528,7 @@ mod tests {
             let p = render(&Style::default(), &ALL_03, seed, size);
             let c = ctr(&p);
             if p.present[Finding::Cardiomegaly.index()] {
-                assert_eq!(
-                    p.finding_masks[Finding::Cardiomegaly.index()],
-                    p.organ_masks[Organ::Heart.index()]
-                );
+                assert_eq!(p.finding_masks[Finding::Cardiomegaly.index()], p.organ_masks[Organ::Heart.index()]);
                 big.push(c);
             } else {
                 normal.push(c);
@@ -1804,10 +1538,7 @@ mod tests {
         let max_normal = normal.iter().cloned().fold(0.0, f32::max);
         let min_big = big.iter().cloned().fold(1.0, f32::min);
         let min_normal = normal.iter().cloned().fold(1.0, f32::min);
-        assert!(
-            min_normal > 0.36 && max_normal < 0.51,
-            "normal CTR {min_normal}..{max_normal}"
-        );
+        assert!(min_normal > 0.36 && max_normal < 0.51, "normal CTR {min_normal}..{max_normal}");
         assert!(min_big > 0.54, "cardiomegaly CTR min {min_big}");
         // The same patient with and without the finding: only the heart grows.
         let seed = 7;
@@ -1824,18 +1555,11 @@ mod tests {
             for seed in 0..30 {
                 let p = render(&style, &ALL_03, seed, 64);
                 assert!(p.image.iter().all(|v| (0.0..=1.0).contains(v)));
-                let lungs: Vec<u8> = p.organ_masks[1]
-                    .iter()
-                    .zip(&p.organ_masks[2])
-                    .map(|(a, b)| a | b)
-                    .collect();
+                let lungs: Vec<u8> = p.organ_masks[1].iter().zip(&p.organ_masks[2]).map(|(a, b)| a | b).collect();
                 let lung = mean_under(&p.image, &lungs);
                 let heart = mean_under(&p.image, &p.organ_masks[0]);
                 // The low-contrast style (0.7) squeezes the nominal ~0.35 gap to ~0.2.
-                assert!(
-                    lung + 0.12 < heart,
-                    "seed {seed}: lung {lung} heart {heart}"
-                );
+                assert!(lung + 0.12 < heart, "seed {seed}: lung {lung} heart {heart}");
             }
         }
     }
@@ -1845,10 +1569,7 @@ mod tests {
         // Same patient with and without each finding: the image must differ inside the mask in the
         // expected direction (nodule, effusion, consolidation brighter; pneumothorax air darker).
         let size = 96;
-        let style = Style {
-            noise: 0.0,
-            ..Style::default()
-        };
+        let style = Style { noise: 0.0, ..Style::default() };
         for seed in 0..20 {
             let normal = render(&style, &[0.0; 5], seed, size);
             for (f, sign) in [
@@ -1872,10 +1593,7 @@ mod tests {
         let size = 96;
         for seed in 0..40 {
             let p = render(&Style::default(), &[0.0, 1.0, 0.0, 0.0, 0.0], seed, size);
-            let air = p.finding_masks[Finding::Pneumothorax.index()]
-                .iter()
-                .filter(|&&m| m == 1)
-                .count();
+            let air = p.finding_masks[Finding::Pneumothorax.index()].iter().filter(|&&m| m == 1).count();
             let lung_of = |o: Organ| {
                 let m = &p.organ_masks[o.index()];
                 let overlap = m
@@ -1888,42 +1606,23 @@ mod tests {
             let (ol, nl) = lung_of(Organ::LeftLung);
             let (or, nr) = lung_of(Organ::RightLung);
             assert_eq!(ol + or, air, "pneumothorax must lie inside the lungs");
-            let frac = if ol > 0 {
-                ol as f32 / nl as f32
-            } else {
-                or as f32 / nr as f32
-            };
+            let frac = if ol > 0 { ol as f32 / nl as f32 } else { or as f32 / nr as f32 };
             assert!(ol == 0 || or == 0, "pneumothorax in one lung only");
-            assert!(
-                frac >= 0.2,
-                "seed {seed}: pneumothorax covers {frac} of its lung"
-            );
+            assert!(frac >= 0.2, "seed {seed}: pneumothorax covers {frac} of its lung");
         }
     }
 
     #[test]
     fn view_moves_masks_and_image_together() {
-        let zoomed = Style {
-            fov: 1.2,
-            jitter: 0.05,
-            noise: 0.0,
-            ..Style::default()
-        };
-        let plain = Style {
-            noise: 0.0,
-            ..Style::default()
-        };
+        let zoomed = Style { fov: 1.2, jitter: 0.05, noise: 0.0, ..Style::default() };
+        let plain = Style { noise: 0.0, ..Style::default() };
         let size = 96;
         let (mut moved, mut checked) = (0, 0);
         for seed in 0..20 {
             let a = render(&plain, &ALL_03, seed, size);
             let b = render(&zoomed, &ALL_03, seed, size);
             let lungs = |p: &Phantom| -> Vec<u8> {
-                p.organ_masks[1]
-                    .iter()
-                    .zip(&p.organ_masks[2])
-                    .map(|(x, y)| x | y)
-                    .collect()
+                p.organ_masks[1].iter().zip(&p.organ_masks[2]).map(|(x, y)| x | y).collect()
             };
             let (la, lb) = (lungs(&a), lungs(&b));
             if la != lb {
@@ -1931,10 +1630,7 @@ mod tests {
             }
             let matched = mean_under(&b.image, &lb);
             let plain_lung = mean_under(&a.image, &la);
-            assert!(
-                (matched - plain_lung).abs() < 0.05,
-                "seed {seed}: zoomed lungs {matched} vs {plain_lung}"
-            );
+            assert!((matched - plain_lung).abs() < 0.05, "seed {seed}: zoomed lungs {matched} vs {plain_lung}");
             // Where the two lung masks disagree, the zoomed image must follow its own mask: pixels
             // that became lung are dark, pixels that stopped being lung (now mediastinum, heart or
             // chest wall) are bright. A mask left behind by the view would fail this.
@@ -1942,10 +1638,7 @@ mod tests {
             let lost: Vec<u8> = la.iter().zip(&lb).map(|(a, b)| a & (1 - b)).collect();
             if gained.contains(&1) && lost.iter().filter(|&&v| v == 1).count() >= 10 {
                 let (g, l) = (mean_under(&b.image, &gained), mean_under(&b.image, &lost));
-                assert!(
-                    g + 0.15 < l,
-                    "seed {seed}: newly lung {g} vs no longer lung {l}"
-                );
+                assert!(g + 0.15 < l, "seed {seed}: newly lung {g} vs no longer lung {l}");
                 checked += 1;
             }
             // Zoom shows the lungs larger.
@@ -1953,29 +1646,15 @@ mod tests {
             assert!(area(&lb) > 1.25 * area(&la));
         }
         assert_eq!(moved, 20);
-        assert!(
-            checked >= 15,
-            "only {checked} seeds had both gained and lost lung pixels"
-        );
+        assert!(checked >= 15, "only {checked} seeds had both gained and lost lung pixels");
     }
 
     #[test]
     fn extreme_sizes_and_styles_do_not_break() {
-        let wild = Style {
-            contrast: 3.0,
-            brightness: 0.5,
-            gamma: 0.2,
-            noise: 0.3,
-            blur: 0.05,
-            fov: 3.0,
-            jitter: 0.5,
-        };
-        for (style, size) in [
-            (Style::default(), 1),
-            (Style::default(), 1024),
-            (wild.clone(), 48),
-            (Style { fov: 0.5, ..wild }, 40),
-        ] {
+        let wild = Style { contrast: 3.0, brightness: 0.5, gamma: 0.2, noise: 0.3, blur: 0.05, fov: 3.0, jitter: 0.5 };
+        for (style, size) in
+            [(Style::default(), 1), (Style::default(), 1024), (wild.clone(), 48), (Style { fov: 0.5, ..wild }, 40)]
+        {
             let p = render(&style, &[1.0; 5], 3, size);
             assert_eq!(p.image.len(), size * size);
             assert!(p.image.iter().all(|v| (0.0..=1.0).contains(v)));

@@ -146,11 +146,17 @@ fn draw<DB: DrawingBackend>(
     let (plot, legend) = area.split_vertically(h.saturating_sub(legend_h));
 
     let first = spec.first.max(1);
-    let epochs = if first > 1 { spec.epochs.max(first) } else { spec.epochs.max(spec.points.iter().map(|p| p.epoch).max().unwrap_or(1)).max(1) };
+    let epochs = if first > 1 {
+        spec.epochs.max(first)
+    } else {
+        spec.epochs.max(spec.points.iter().map(|p| p.epoch).max().unwrap_or(1)).max(1)
+    };
     let x_range = first as f64 - 0.5..epochs as f64 + 0.5;
     let shown: Vec<Point> = spec.points.iter().copied().filter(|p| p.epoch >= first && p.epoch <= epochs).collect();
     let mut range_pts = shown.clone();
-    range_pts.extend(spec.band.iter().flat_map(|&(e, a, b)| [Point { epoch: e, value: a, focused: false }, Point { epoch: e, value: b, focused: false }]));
+    range_pts.extend(spec.band.iter().flat_map(|&(e, a, b)| {
+        [Point { epoch: e, value: a, focused: false }, Point { epoch: e, value: b, focused: false }]
+    }));
     let (lo, hi) = y_range(&range_pts);
     let label_font = font_px(14.0, s, 10.0);
     let mut chart = ChartBuilder::on(&plot)
@@ -223,7 +229,9 @@ fn draw<DB: DrawingBackend>(
             .map_err(err)?;
         chart
             .draw_series(
-                pts.iter().filter(|p| !p.focused).map(|p| Circle::new(xy(p), px(3.5, s), OTHER.stroke_width(px(1.5, s)))),
+                pts.iter()
+                    .filter(|p| !p.focused)
+                    .map(|p| Circle::new(xy(p), px(3.5, s), OTHER.stroke_width(px(1.5, s)))),
             )
             .map_err(err)?;
     }

@@ -26,7 +26,10 @@ pub fn print_export(run_dir: &Path, out: &Path, opts: &crate::ExportOptions) -> 
 pub fn print_report(runs: &[PathBuf], out: &Path) -> Result<()> {
     let s = crate::report(runs, out)?;
     say(format!("{} runs: {}", s.runs.len(), s.runs.join(", ")));
-    say(format!("keys that differ: {}", if s.differing.is_empty() { "none".to_string() } else { s.differing.join(", ") }));
+    say(format!(
+        "keys that differ: {}",
+        if s.differing.is_empty() { "none".to_string() } else { s.differing.join(", ") }
+    ));
     for f in &s.files {
         say(format!("  {}", f.display()));
     }

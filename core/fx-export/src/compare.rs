@@ -159,7 +159,11 @@ pub fn compare(runs: &[PathBuf], opts: &CompareOptions, out: &Path) -> Result<Co
                 bail!("no run has metric rows for {} (available keys: {})", key_name(k), list());
             }
             if !has_rows(k) {
-                bail!("no run has {model} rows for {} (the key has rows of: {})", key_name(k), models_of(&compared, k).join(", "));
+                bail!(
+                    "no run has {model} rows for {} (the key has rows of: {})",
+                    key_name(k),
+                    models_of(&compared, k).join(", ")
+                );
             }
             keys.push(k.clone());
         }
@@ -183,7 +187,8 @@ pub fn compare(runs: &[PathBuf], opts: &CompareOptions, out: &Path) -> Result<Co
             };
             series.push(Series { label, colour: colour(i), points });
         }
-        let spec = Overlay { key: key.clone(), model: model.clone(), series, epochs, cycle_starts: cycle_starts.clone() };
+        let spec =
+            Overlay { key: key.clone(), model: model.clone(), series, epochs, cycle_starts: cycle_starts.clone() };
         let stem = format!(
             "compare-{}-{}-{}-{}",
             file_part(&key.dataset),
@@ -224,16 +229,12 @@ fn config_diff_md(runs: &[Compared]) -> String {
         return "None of the runs has a readable experiment.toml: there is no configuration to compare.\n".into();
     }
     if diff.is_empty() {
-        return format!(
-            "The {} runs have identical experiments apart from `name` and `output_dir`.\n",
-            runs.len()
-        );
+        return format!("The {} runs have identical experiments apart from `name` and `output_dir`.\n", runs.len());
     }
     let mut columns = vec![Column::text("", "key", "key")];
     columns.extend(runs.iter().map(|r| Column::text("", &r.id, &r.id)));
     let mut table = Table::new(
-        "Experiment keys in which the runs differ (`-`: not set; `name` and `output_dir` are never compared)."
-            .into(),
+        "Experiment keys in which the runs differ (`-`: not set; `name` and `output_dir` are never compared).".into(),
         "tab:fx-config-diff",
         columns,
     );
@@ -353,13 +354,6 @@ impl Overlay {
         format!("{} · {} ({}, {})", self.key.dataset, self.key.task, self.key.metric, self.model)
     }
 }
-
-
-
-
-
-
-
 
 /// One legend entry: a sample of its style and a text.
 enum Sample {
@@ -542,7 +536,6 @@ fn draw<DB: DrawingBackend>(area: &DrawingArea<DB, Shift>, spec: &Overlay) -> Dr
 
     draw_legend(&legend, &entries, &layout, s)
 }
-
 
 fn png(spec: &Overlay, w: u32, h: u32) -> Result<Vec<u8>> {
     let mut buf = vec![255u8; (w * h * 3) as usize];

@@ -322,7 +322,8 @@ pub fn ablation(runs: &[Run]) -> Ablation {
 /// seeds at each epoch (focused as in the first run) and the ± sample std band. Named by the
 /// setting (its first run's name and the group's position).
 pub fn seed_group_charts(runs: &[Run]) -> Vec<(String, crate::chart::ChartSpec)> {
-    let configs: Vec<BTreeMap<String, String>> = runs.iter().map(|r| r.config.as_ref().map(flatten).unwrap_or_default()).collect();
+    let configs: Vec<BTreeMap<String, String>> =
+        runs.iter().map(|r| r.config.as_ref().map(flatten).unwrap_or_default()).collect();
     let mut out = Vec::new();
     for (gi, g) in seed_groups(&configs).iter().enumerate().filter(|(_, g)| g.len() > 1) {
         let first = &runs[g[0]];
@@ -333,7 +334,8 @@ pub fn seed_group_charts(runs: &[Run]) -> Vec<(String, crate::chart::ChartSpec)>
             let mut pts = Vec::new();
             let mut band = Vec::new();
             for p in &series[0] {
-                let v: Vec<f64> = series.iter().filter_map(|s| s.iter().find(|q| q.epoch == p.epoch).map(|q| q.value)).collect();
+                let v: Vec<f64> =
+                    series.iter().filter_map(|s| s.iter().find(|q| q.epoch == p.epoch).map(|q| q.value)).collect();
                 if let Some((m, sd)) = mean_std(&v) {
                     pts.push(Point { epoch: p.epoch, value: m, focused: p.focused });
                     let sd = sd.unwrap_or(0.0);
@@ -365,7 +367,9 @@ pub fn seed_group_charts(runs: &[Run]) -> Vec<(String, crate::chart::ChartSpec)>
 fn ablation_over_seeds(runs: &[Run], configs: &[BTreeMap<String, String>], groups: &[Vec<usize>]) -> Ablation {
     let reps: Vec<BTreeMap<String, String>> = groups
         .iter()
-        .map(|g| configs[g[0]].iter().filter(|(k, _)| k.as_str() != "seed").map(|(k, v)| (k.clone(), v.clone())).collect())
+        .map(|g| {
+            configs[g[0]].iter().filter(|(k, _)| k.as_str() != "seed").map(|(k, v)| (k.clone(), v.clone())).collect()
+        })
         .collect();
     let differing = if groups.len() > 1 { differing_keys(&reps) } else { Vec::new() };
     let mut keys_all: Vec<Key> = Vec::new();
@@ -379,7 +383,12 @@ fn ablation_over_seeds(runs: &[Run], configs: &[BTreeMap<String, String>], group
     let model_of = |r: &Run| if r.store.metrics.iter().any(|m| m.model == "teacher") { "teacher" } else { "student" };
     let finals: Vec<BTreeMap<Key, f64>> = runs
         .iter()
-        .map(|r| keys_all.iter().filter_map(|k| points(&r.store.metrics, k, model_of(r)).last().map(|p| (k.clone(), p.value))).collect())
+        .map(|r| {
+            keys_all
+                .iter()
+                .filter_map(|k| points(&r.store.metrics, k, model_of(r)).last().map(|p| (k.clone(), p.value)))
+                .collect()
+        })
         .collect();
     let mean_keys: Vec<&Key> = keys_all.iter().filter(|k| finals.iter().all(|f| f.contains_key(*k))).collect();
     let mut columns = vec![Column::text("", "run", "run")];
@@ -390,7 +399,11 @@ fn ablation_over_seeds(runs: &[Run], configs: &[BTreeMap<String, String>], group
     columns.push(Column::text("", "n", "n"));
     columns.push(Column::text("", "model", "model"));
     for k in &keys_all {
-        columns.push(Column::num(&k.dataset, &format!("{} {}", k.task, k.metric), &format!("{}/{}/{}", k.dataset, k.task, k.metric)));
+        columns.push(Column::num(
+            &k.dataset,
+            &format!("{} {}", k.task, k.metric),
+            &format!("{}/{}/{}", k.dataset, k.task, k.metric),
+        ));
     }
     columns.push(Column::num("", "mean", "mean"));
     let caption = format!(
@@ -407,7 +420,8 @@ fn ablation_over_seeds(runs: &[Run], configs: &[BTreeMap<String, String>], group
         for k in &differing {
             row.push(Cell::Text(reps[gi].get(k).cloned().unwrap_or_else(|| "-".into())));
         }
-        let seeds: Vec<String> = g.iter().map(|&i| configs[i].get("seed").cloned().unwrap_or_else(|| "0".into())).collect();
+        let seeds: Vec<String> =
+            g.iter().map(|&i| configs[i].get("seed").cloned().unwrap_or_else(|| "0".into())).collect();
         row.push(Cell::Text(seeds.join(" ")));
         row.push(Cell::Text(g.len().to_string()));
         row.push(Cell::Text(model_of(first).to_string()));

@@ -17,8 +17,8 @@
 mod chart;
 pub mod cli;
 mod compare;
-pub mod overlay;
 mod data;
+pub mod overlay;
 mod run;
 mod table;
 mod text;
@@ -157,9 +157,14 @@ pub fn export(run_dir: &Path, out: &Path, opts: &ExportOptions) -> Result<Export
     if let Some(spec) = &opts.cycles {
         let total = run.store.plan.iter().map(|p| p.cycle).max().unwrap_or(0);
         let (a, b) = parse_cycles(spec, total).map_err(|e| anyhow::anyhow!("{}: {e}", run_dir.display()))?;
-        let in_window: Vec<usize> = run.store.plan.iter().filter(|p| p.cycle >= a && p.cycle <= b).map(|p| p.epoch).collect();
+        let in_window: Vec<usize> =
+            run.store.plan.iter().filter(|p| p.cycle >= a && p.cycle <= b).map(|p| p.epoch).collect();
         let (Some(&lo), Some(&hi)) = (in_window.iter().min(), in_window.iter().max()) else {
-            bail!("{}: the plan has no epochs in cycles {a}-{b} (it has {} cycles)", run_dir.display(), run.store.plan.iter().map(|p| p.cycle).max().unwrap_or(0));
+            bail!(
+                "{}: the plan has no epochs in cycles {a}-{b} (it has {} cycles)",
+                run_dir.display(),
+                run.store.plan.iter().map(|p| p.cycle).max().unwrap_or(0)
+            );
         };
         (first, epochs) = (lo, hi);
         window = if a == b { format!(" · cycle {a}") } else { format!(" · cycles {a}-{b}") };
@@ -194,7 +199,8 @@ pub fn export(run_dir: &Path, out: &Path, opts: &ExportOptions) -> Result<Export
             let cols = if opts.grid_columns > 0 { opts.grid_columns } else { specs.len().min(3) };
             let (w, h) = (opts.width * 3 / 4, opts.height * 3 / 4);
             let stem = format!("grid-{}", file_part(model));
-            let header = format!("{} · {model} · epoch {last_epoch} of {}{window}", run.name, data::epochs_extent(&run.store));
+            let header =
+                format!("{} · {model} · epoch {last_epoch} of {}{window}", run.name, data::epochs_extent(&run.store));
             files.push((format!("{stem}.png"), chart::grid_png(&header, &specs, cols, w, h)?));
             files.push((format!("{stem}.svg"), chart::grid_svg(&header, &specs, cols, w, h)?.into_bytes()));
         }

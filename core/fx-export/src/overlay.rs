@@ -40,14 +40,25 @@ pub fn colour(i: usize) -> (u8, u8, u8) {
 }
 
 /// Draws the overlay and writes it as PNG. `legend` names each colour index ("dataset: label").
-pub fn overlay_png(path: &Path, gray: &[f32], w: usize, h: usize, boxes: &[OverlayBox], masks: &[OverlayMask], legend: &[String]) -> Result<()> {
+pub fn overlay_png(
+    path: &Path,
+    gray: &[f32],
+    w: usize,
+    h: usize,
+    boxes: &[OverlayBox],
+    masks: &[OverlayMask],
+    legend: &[String],
+) -> Result<()> {
     if gray.len() != w * h {
         return Err(anyhow!("overlay: {} pixels for a {w}×{h} image", gray.len()));
     }
-    let mut buf: Vec<u8> = gray.iter().flat_map(|v| {
-        let g = (v.clamp(0.0, 1.0) * 255.0).round() as u8;
-        [g, g, g]
-    }).collect();
+    let mut buf: Vec<u8> = gray
+        .iter()
+        .flat_map(|v| {
+            let g = (v.clamp(0.0, 1.0) * 255.0).round() as u8;
+            [g, g, g]
+        })
+        .collect();
     // Masks: 35 % tint inside, full colour on the outline (a pixel with a background 4-neighbour).
     for m in masks {
         let (r, g, b) = colour(m.legend);
@@ -57,7 +68,14 @@ pub fn overlay_png(path: &Path, gray: &[f32], w: usize, h: usize, boxes: &[Overl
                 if m.mask[i] == 0 {
                     continue;
                 }
-                let edge = x == 0 || y == 0 || x + 1 == w || y + 1 == h || m.mask[i - 1] == 0 || m.mask[i + 1] == 0 || m.mask[i - w] == 0 || m.mask[i + w] == 0;
+                let edge = x == 0
+                    || y == 0
+                    || x + 1 == w
+                    || y + 1 == h
+                    || m.mask[i - 1] == 0
+                    || m.mask[i + 1] == 0
+                    || m.mask[i - w] == 0
+                    || m.mask[i + w] == 0;
                 let a = if edge { 1.0 } else { 0.35 };
                 let px = &mut buf[i * 3..i * 3 + 3];
                 for (c, t) in px.iter_mut().zip([r, g, b]) {
@@ -80,14 +98,16 @@ pub fn overlay_png(path: &Path, gray: &[f32], w: usize, h: usize, boxes: &[Overl
             let (r, g, bl) = colour(b.legend);
             let c = RGBColor(r, g, bl);
             let [x0, y0, x1, y1] = b.rect.map(|v| v.round() as i32);
-            area.draw(&Rectangle::new([(x0, y0), (x1 - 1, y1 - 1)], c.stroke_width(thick))).map_err(|e| anyhow!("{e}"))?;
+            area.draw(&Rectangle::new([(x0, y0), (x1 - 1, y1 - 1)], c.stroke_width(thick)))
+                .map_err(|e| anyhow!("{e}"))?;
             if !text {
                 continue;
             }
             let text = format!("{} {:.2}", legend.get(b.legend).map(|s| short(s)).unwrap_or("?"), b.score);
             let ty = (y0 - font_px as i32 - 2).max(0);
             let tw = (text.chars().count() as f64 * font_px * 0.6) as i32;
-            area.draw(&Rectangle::new([(x0, ty), (x0 + tw, ty + font_px as i32 + 2)], BLACK.mix(0.6).filled())).map_err(|e| anyhow!("{e}"))?;
+            area.draw(&Rectangle::new([(x0, ty), (x0 + tw, ty + font_px as i32 + 2)], BLACK.mix(0.6).filled()))
+                .map_err(|e| anyhow!("{e}"))?;
             area.draw(&Text::new(text, (x0 + 2, ty + 1), font.clone().color(&c))).map_err(|e| anyhow!("{e}"))?;
         }
         // Legend, top left: a swatch and the name of every colour in use.
@@ -100,21 +120,35 @@ pub fn overlay_png(path: &Path, gray: &[f32], w: usize, h: usize, boxes: &[Overl
         let used = if text { used } else { Vec::new() };
         let line = font_px as i32 + 4;
         if !used.is_empty() {
-            let width = used.iter().map(|&i| legend.get(i).map(|s| s.chars().count()).unwrap_or(1)).max().unwrap_or(1) as f64 * font_px * 0.6 + font_px * 2.0;
-            area.draw(&Rectangle::new([(2, 2), (width as i32 + 6, 6 + line * used.len() as i32)], BLACK.mix(0.6).filled())).map_err(|e| anyhow!("{e}"))?;
+            let width = used.iter().map(|&i| legend.get(i).map(|s| s.chars().count()).unwrap_or(1)).max().unwrap_or(1)
+                as f64
+                * font_px
+                * 0.6
+                + font_px * 2.0;
+            area.draw(&Rectangle::new(
+                [(2, 2), (width as i32 + 6, 6 + line * used.len() as i32)],
+                BLACK.mix(0.6).filled(),
+            ))
+            .map_err(|e| anyhow!("{e}"))?;
         }
         for (k, &i) in used.iter().enumerate() {
             let (r, g, b) = colour(i);
             let y = 5 + line * k as i32;
-            area.draw(&Rectangle::new([(6, y + 2), (6 + font_px as i32, y + font_px as i32)], RGBColor(r, g, b).filled())).map_err(|e| anyhow!("{e}"))?;
+            area.draw(&Rectangle::new(
+                [(6, y + 2), (6 + font_px as i32, y + font_px as i32)],
+                RGBColor(r, g, b).filled(),
+            ))
+            .map_err(|e| anyhow!("{e}"))?;
             let name = legend.get(i).cloned().unwrap_or_default();
-            area.draw(&Text::new(name, (12 + font_px as i32, y), font.clone().color(&WHITE))).map_err(|e| anyhow!("{e}"))?;
+            area.draw(&Text::new(name, (12 + font_px as i32, y), font.clone().color(&WHITE)))
+                .map_err(|e| anyhow!("{e}"))?;
         }
         area.present().map_err(|e| anyhow!("{e}"))?;
     }
     let img = image::RgbImage::from_raw(w as u32, h as u32, buf).ok_or_else(|| anyhow!("overlay buffer size"))?;
     let mut png = Vec::new();
-    img.write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png).map_err(|e| anyhow!("{}: {e}", path.display()))?;
+    img.write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)
+        .map_err(|e| anyhow!("{}: {e}", path.display()))?;
     fx_run::write_atomic(path, &png)?;
     Ok(())
 }
@@ -141,7 +175,16 @@ mod tests {
         }
         let p = dir.path().join("o.png");
         let legend = vec!["d: nodule".to_string(), "d: heart".to_string()];
-        overlay_png(&p, &gray, w, h, &[OverlayBox { legend: 0, score: 0.9, rect: [30.0, 40.0, 60.0, 70.0] }], &[OverlayMask { legend: 1, mask: &mask }], &legend).unwrap();
+        overlay_png(
+            &p,
+            &gray,
+            w,
+            h,
+            &[OverlayBox { legend: 0, score: 0.9, rect: [30.0, 40.0, 60.0, 70.0] }],
+            &[OverlayMask { legend: 1, mask: &mask }],
+            &legend,
+        )
+        .unwrap();
         let img = image::open(&p).unwrap().into_rgb8();
         assert_eq!(img.dimensions(), (w as u32, h as u32));
         let (r, g, b) = colour(0);

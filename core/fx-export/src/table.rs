@@ -112,7 +112,13 @@ impl Table {
             .columns
             .iter()
             .enumerate()
-            .map(|(i, c)| if stat(i) { format!("{},{}", csv_field(&format!("{}_mean", c.key)), csv_field(&format!("{}_std", c.key))) } else { csv_field(&c.key) })
+            .map(|(i, c)| {
+                if stat(i) {
+                    format!("{},{}", csv_field(&format!("{}_mean", c.key)), csv_field(&format!("{}_std", c.key)))
+                } else {
+                    csv_field(&c.key)
+                }
+            })
             .collect();
         s.push_str(&header.join(","));
         s.push('\n');
@@ -216,7 +222,9 @@ impl Table {
             let cells: Vec<String> = (0..self.columns.len())
                 .map(|c| {
                     let t = match &self.rows[r][c] {
-                        Cell::Stat(Some((m, Some(s)))) if self.is_bold(r, c) => format!("$\\mathbf{{{m:.2} \\pm {s:.2}}}$"),
+                        Cell::Stat(Some((m, Some(s)))) if self.is_bold(r, c) => {
+                            format!("$\\mathbf{{{m:.2} \\pm {s:.2}}}$")
+                        }
                         Cell::Stat(Some((m, Some(s)))) => format!("${m:.2} \\pm {s:.2}$"),
                         _ => tex_escape(&self.shown(r, c)),
                     };

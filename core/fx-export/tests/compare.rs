@@ -23,8 +23,11 @@ fn make_run(dir: &Path, n: usize, seed: u64, lr: &str, evaluated: usize, student
         dir.parent().unwrap().display()
     );
     fs::write(dir.join("experiment.toml"), toml).unwrap();
-    fs::write(dir.join("run.json"), format!("{{\"status\":\"finished\",\"epochs_done\":{evaluated},\"epochs_total\":4}}"))
-        .unwrap();
+    fs::write(
+        dir.join("run.json"),
+        format!("{{\"status\":\"finished\",\"epochs_done\":{evaluated},\"epochs_total\":4}}"),
+    )
+    .unwrap();
     let plan: Vec<String> = PLAN
         .iter()
         .map(|&(e, c, p)| {
@@ -142,7 +145,18 @@ fn writes_charts_config_diff_and_outcomes() {
     let (header, rows) = csv(&fs::read_to_string(out.join("compare.csv")).unwrap());
     assert_eq!(
         header,
-        ["run", "dir", "dataset", "task", "metric", "model", "final", "final_epoch", "best_focused", "best_focused_epoch"]
+        [
+            "run",
+            "dir",
+            "dataset",
+            "task",
+            "metric",
+            "model",
+            "final",
+            "final_epoch",
+            "best_focused",
+            "best_focused_epoch"
+        ]
     );
     assert_eq!(rows.len(), PAIRS.len() * runs.len());
     let mut i = 0;
@@ -153,7 +167,10 @@ fn writes_charts_config_diff_and_outcomes() {
             let src = common::rows(run);
             assert_eq!(col(&header, row, "run"), LABELS[r]);
             assert_eq!(col(&header, row, "dir"), run.file_name().unwrap().to_str().unwrap());
-            assert_eq!([col(&header, row, "dataset"), col(&header, row, "task"), col(&header, row, "metric")], [d, t, m]);
+            assert_eq!(
+                [col(&header, row, "dataset"), col(&header, row, "task"), col(&header, row, "metric")],
+                [d, t, m]
+            );
             assert_eq!(col(&header, row, "model"), "teacher");
             let (epoch, value) = last_value(&src, d, t, m, "teacher").unwrap();
             assert_eq!(col(&header, row, "final").parse::<f64>().unwrap(), value, "{d} {t} run {r}");
@@ -186,7 +203,10 @@ fn student_chart_names_a_run_without_rows() {
         ..small()
     };
     let s = compare(&runs, &opts, &out).unwrap();
-    assert_eq!(file_names(&s.files)[..2], ["compare-phantom-jsrt-seg-dice_global-student.png", "compare-phantom-jsrt-seg-dice_global-student.svg"]);
+    assert_eq!(
+        file_names(&s.files)[..2],
+        ["compare-phantom-jsrt-seg-dice_global-student.png", "compare-phantom-jsrt-seg-dice_global-student.svg"]
+    );
     let svg = fs::read_to_string(&s.files[1]).unwrap();
     assert!(svg.contains("seed=1 lr=0.002 (no rows)"), "run-c evaluated no student");
     assert!(s.warnings.iter().any(|w| w.contains("run-c") && w.contains("no student rows")), "{:?}", s.warnings);

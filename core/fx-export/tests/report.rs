@@ -49,7 +49,9 @@ fn shows_exactly_the_switches_that_differ() {
     let md = fs::read_to_string(out.join("ablation.md")).unwrap();
     let md_header = md.lines().find(|l| l.starts_with('|')).unwrap();
     assert!(
-        md_header.starts_with("| run | lock_release.classification | student_teacher.enabled | model | phantom-cxp cls auc |"),
+        md_header.starts_with(
+            "| run | lock_release.classification | student_teacher.enabled | model | phantom-cxp cls auc |"
+        ),
         "{md_header}"
     );
     assert!(!md.contains("output_dir") && !md.contains("seed"));
@@ -107,7 +109,8 @@ fn a_run_without_a_teacher_reports_its_student() {
     });
     // Run b never had a teacher: only its student rows exist.
     let m = b.join("metrics.jsonl");
-    let kept: Vec<String> = fs::read_to_string(&m).unwrap().lines().filter(|l| !l.contains("\"teacher\"")).map(String::from).collect();
+    let kept: Vec<String> =
+        fs::read_to_string(&m).unwrap().lines().filter(|l| !l.contains("\"teacher\"")).map(String::from).collect();
     fs::write(&m, kept.join("\n") + "\n").unwrap();
     let out = tmp.path().join("r");
     report(&[a, b.clone()], &out).unwrap();
@@ -161,7 +164,11 @@ fn a_run_without_experiment_toml_shows_its_switches_as_missing() {
 fn seeded(dir: &Path, seed: u64, student_teacher: bool, offset: f64) -> PathBuf {
     let d = variant("finished", dir, |t| {
         let t = replace(t, "seed = 7", &format!("seed = {seed}"));
-        if student_teacher { t } else { replace(t, "[student_teacher]\nenabled = true", "[student_teacher]\nenabled = false") }
+        if student_teacher {
+            t
+        } else {
+            replace(t, "[student_teacher]\nenabled = true", "[student_teacher]\nenabled = false")
+        }
     });
     let p = d.join("metrics.jsonl");
     let rows: Vec<String> = fs::read_to_string(&p)
@@ -209,9 +216,13 @@ fn runs_differing_only_in_seed_become_one_row_with_mean_and_std() {
     // Best mean in bold, LaTeX as $m \pm s$.
     assert!(md.contains(&format!("**{:.2} ± 1.41**", base + 1.5)), "{md}");
     let tex = fs::read_to_string(out.join("ablation.tex")).unwrap();
-    assert!(tex.contains(&format!("${:.2} \\pm 1.53$", base + 1.3333333333333333)) && tex.contains("\\mathbf{"), "{tex}");
+    assert!(
+        tex.contains(&format!("${:.2} \\pm 1.53$", base + 1.3333333333333333)) && tex.contains("\\mathbf{"),
+        "{tex}"
+    );
     // Figure 2 of each seed group: the mean with a ± std band, PNG and SVG.
-    let charts: Vec<String> = s.files.iter().map(|f| f.display().to_string()).filter(|f| f.contains("/seeds/")).collect();
+    let charts: Vec<String> =
+        s.files.iter().map(|f| f.display().to_string()).filter(|f| f.contains("/seeds/")).collect();
     assert!(charts.iter().any(|f| f.contains("seeds/demo-1/") && f.ends_with(".png")), "{charts:?}");
     assert!(charts.iter().any(|f| f.contains("seeds/demo-2/") && f.ends_with(".svg")), "{charts:?}");
 }
@@ -220,9 +231,18 @@ fn runs_differing_only_in_seed_become_one_row_with_mean_and_std() {
 fn fx_view_final(run: &Path, column: &str) -> f64 {
     let key = column.trim_end_matches("_mean");
     let parts: Vec<&str> = key.split('/').collect();
-    let rows: Vec<serde_json::Value> = fs::read_to_string(run.join("metrics.jsonl")).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let rows: Vec<serde_json::Value> = fs::read_to_string(run.join("metrics.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
     rows.iter()
-        .filter(|r| r["eval"]["dataset"] == parts[0] && r["eval"]["task"] == parts[1] && r["metric"] == parts[2] && r["model"] == "teacher")
+        .filter(|r| {
+            r["eval"]["dataset"] == parts[0]
+                && r["eval"]["task"] == parts[1]
+                && r["metric"] == parts[2]
+                && r["model"] == "teacher"
+        })
         .max_by_key(|r| r["epoch"].as_u64().unwrap())
         .unwrap()["value"]
         .as_f64()

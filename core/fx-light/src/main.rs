@@ -101,7 +101,9 @@ fn main() {
             fx_export::cli::print_export(&run, &out, &if student { o.with_student() } else { o })
         }
         Command::Report { runs, out } => fx_export::cli::print_report(&runs, &out),
-        Command::Compare { runs, metric, model, out } => fx_export::cli::print_compare(&runs, &metric, model.as_deref(), &out),
+        Command::Compare { runs, metric, model, out } => {
+            fx_export::cli::print_compare(&runs, &metric, model.as_deref(), &out)
+        }
         Command::Fabricate { dir, cycles } => fabricate(&dir, cycles),
         Command::Bench { run } => {
             bench(&run);
@@ -131,7 +133,13 @@ fn fabricate(dir: &std::path::Path, cycles: usize) -> anyhow::Result<()> {
 fn rss_mb() -> (f64, f64) {
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
     let field = |k: &str| {
-        status.lines().find(|l| l.starts_with(k)).and_then(|l| l.split_whitespace().nth(1)).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0) / 1024.0
+        status
+            .lines()
+            .find(|l| l.starts_with(k))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0)
+            / 1024.0
     };
     (field("VmRSS:"), field("VmHWM:"))
 }
@@ -152,7 +160,10 @@ fn bench(run: &std::path::Path) {
     let mut state = State::default();
     let draw = |term: &mut Terminal<TestBackend>, state: &mut State| {
         let mut drawn = Default::default();
-        term.draw(|f| drawn = fx_view::ui::draw(f, &fx_view::ui::View { store: &store, state, theme: &theme, now: None })).expect("drawing");
+        term.draw(|f| {
+            drawn = fx_view::ui::draw(f, &fx_view::ui::View { store: &store, state, theme: &theme, now: None })
+        })
+        .expect("drawing");
         state.after_draw(drawn);
     };
     draw(&mut term, &mut state);

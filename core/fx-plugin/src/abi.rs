@@ -93,7 +93,11 @@ fn serve_inner(state: &State, entries: fn() -> Vec<PluginEntry>, request: &[u8])
         Err(e) => frame(false, &error_json(&e), &[]),
     };
     match req["op"].as_str().unwrap_or("") {
-        "list" => frame(true, &Value::Array(entries().iter().map(|e| json!({ "name": e.name, "summary": e.summary })).collect()), &[]),
+        "list" => frame(
+            true,
+            &Value::Array(entries().iter().map(|e| json!({ "name": e.name, "summary": e.summary })).collect()),
+            &[],
+        ),
         "open" => {
             let name = req["plugin"].as_str().unwrap_or("");
             let Some(entry) = entries().into_iter().find(|e| e.name == name) else {
@@ -141,7 +145,8 @@ fn serve_inner(state: &State, entries: fn() -> Vec<PluginEntry>, request: &[u8])
                     Ok(s) => {
                         let header = json!({ "id": s.id, "height": s.height, "width": s.width, "image_dims": s.image_dims, "cls": s.cls,
                                              "boxes": s.boxes, "masks": s.masks.len(), "warnings": s.warnings });
-                        let mut payload = Vec::with_capacity(s.image.len() * 4 + s.masks.iter().map(|m| m.len()).sum::<usize>());
+                        let mut payload =
+                            Vec::with_capacity(s.image.len() * 4 + s.masks.iter().map(|m| m.len()).sum::<usize>());
                         for v in &s.image {
                             payload.extend_from_slice(&v.to_le_bytes());
                         }

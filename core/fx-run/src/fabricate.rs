@@ -60,7 +60,10 @@ pub fn run(dir: &Path, name: &str, cycles: usize, per_label: bool, seed: u64) ->
     let mut toml = format!("name = \"{name}\"\nseed = {seed}\ndevice = \"cuda\"\noutput_dir = \"runs\"\n\n[model]\narch = \"swin_base\"\nimage_size = 224\n\n[train]\ncycles = {cycles}\nbatch_size = 24\n");
     let mut pairs: Vec<(&str, &str, usize)> = Vec::new();
     for (d, tasks, labels) in DATASETS {
-        toml.push_str(&format!("\n[[datasets]]\nplugin = \"{d}\"\nname = \"{d}\"\ntasks = [{}]\n", tasks.iter().map(|t| format!("\"{t}\"")).collect::<Vec<_>>().join(", ")));
+        toml.push_str(&format!(
+            "\n[[datasets]]\nplugin = \"{d}\"\nname = \"{d}\"\ntasks = [{}]\n",
+            tasks.iter().map(|t| format!("\"{t}\"")).collect::<Vec<_>>().join(", ")
+        ));
         for t in tasks {
             pairs.push((d, t, labels));
         }
@@ -97,9 +100,12 @@ pub fn run(dir: &Path, name: &str, cycles: usize, per_label: bool, seed: u64) ->
                     let progress = 1.0 - (-(epoch as f64) / (epochs as f64 / 4.0)).exp();
                     let lag = if model == "teacher" { 0.0 } else { 1.5 };
                     let bump = if focused { 2.0 } else { 0.0 };
-                    let value = (25.0 + (ceiling - 25.0) * progress + bump - lag + (rng.next() - 0.5) * 3.0).clamp(0.0, 100.0);
+                    let value =
+                        (25.0 + (ceiling - 25.0) * progress + bump - lag + (rng.next() - 0.5) * 3.0).clamp(0.0, 100.0);
                     let per = if per_label && *labels > 1 && mi == 0 {
-                        (0..*labels).map(|l| (format!("label_{l:02}"), (value + (rng.next() - 0.5) * 10.0).clamp(0.0, 100.0))).collect()
+                        (0..*labels)
+                            .map(|l| (format!("label_{l:02}"), (value + (rng.next() - 0.5) * 10.0).clamp(0.0, 100.0)))
+                            .collect()
                     } else {
                         Default::default()
                     };
@@ -125,7 +131,13 @@ pub fn run(dir: &Path, name: &str, cycles: usize, per_label: bool, seed: u64) ->
     out.flush()?;
     drop(out);
     let events: Vec<Event> = (1..=cycles)
-        .map(|c| Event { time: "2026-11-01T00:00:00+00:00".into(), level: "info".into(), kind: "cycle".into(), message: format!("cycle {c} done"), data: serde_json::Value::Null })
+        .map(|c| Event {
+            time: "2026-11-01T00:00:00+00:00".into(),
+            level: "info".into(),
+            kind: "cycle".into(),
+            message: format!("cycle {c} done"),
+            data: serde_json::Value::Null,
+        })
         .collect();
     std::fs::remove_file(dir.join(crate::files::EVENTS)).ok();
     crate::append_lines(&dir.join(crate::files::EVENTS), &events)?;

@@ -74,7 +74,11 @@ pub fn append_lines<T: Serialize>(path: &Path, items: &[T]) -> Result<()> {
         buf.push('\n');
     }
     repair_torn_tail(path)?;
-    let mut f = OpenOptions::new().create(true).append(true).open(path).with_context(|| format!("opening {}", path.display()))?;
+    let mut f = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .with_context(|| format!("opening {}", path.display()))?;
     f.write_all(buf.as_bytes())?;
     f.sync_data()?;
     Ok(())

@@ -87,7 +87,11 @@ options = {{ train = {n}, test = {batch} }}
     })?;
     let mean = rates.iter().sum::<f64>() / rates.len().max(1) as f64;
     println!("train: {mean:.1} img/s (mean of {} steps after warm-up)", rates.len());
-    println!("eval:  {:.1} img/s (teacher, {} images, incl. rendering)", a.batch_size as f64 / eval_s.max(1e-9), a.batch_size);
+    println!(
+        "eval:  {:.1} img/s (teacher, {} images, incl. rendering)",
+        a.batch_size as f64 / eval_s.max(1e-9),
+        a.batch_size
+    );
     println!("total: {:.1} s", t.elapsed().as_secs_f64());
     Ok(())
 }
@@ -122,7 +126,14 @@ pub fn input(dir: &Path, image_size: usize) -> Result<()> {
         }
         let rate = n as f64 / start.elapsed().as_secs_f64();
         let bytes = std::fs::metadata(f)?.len();
-        println!("  {:36} {:>4}×{:<4} {:>7.1} MB {:>8.1} img/s", f.file_name().unwrap().to_string_lossy(), size.0, size.1, bytes as f64 / 1e6, rate);
+        println!(
+            "  {:36} {:>4}×{:<4} {:>7.1} MB {:>8.1} img/s",
+            f.file_name().unwrap().to_string_lossy(),
+            size.0,
+            size.1,
+            bytes as f64 / 1e6,
+            rate
+        );
     }
     let threads = fx::train::num_cpus();
     let items: Vec<&std::path::PathBuf> = files.iter().cycle().take(files.len() * 2 * threads.max(2)).collect();
@@ -163,6 +174,18 @@ pub fn input(dir: &Path, image_size: usize) -> Result<()> {
 
 fn dir_bytes(d: &Path) -> u64 {
     std::fs::read_dir(d)
-        .map(|es| es.flatten().map(|e| if e.path().is_dir() { dir_bytes(&e.path()) } else { e.metadata().map(|m| m.len()).unwrap_or(0) }).sum())
+        .map(|es| {
+            es.flatten()
+                .map(
+                    |e| {
+                        if e.path().is_dir() {
+                            dir_bytes(&e.path())
+                        } else {
+                            e.metadata().map(|m| m.len()).unwrap_or(0)
+                        }
+                    },
+                )
+                .sum()
+        })
         .unwrap_or(0)
 }

@@ -23,8 +23,10 @@ pub fn serve(run_dir: &Path) -> Result<()> {
     use std::os::unix::fs::PermissionsExt;
     let path = socket_path(run_dir);
     let _ = std::fs::remove_file(&path);
-    let listener = UnixListener::bind(&path).with_context(|| format!("binding the control socket {}", path.display()))?;
-    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).with_context(|| format!("{}: cannot make it owner-only", path.display()))?;
+    let listener =
+        UnixListener::bind(&path).with_context(|| format!("binding the control socket {}", path.display()))?;
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))
+        .with_context(|| format!("{}: cannot make it owner-only", path.display()))?;
     let run_dir = run_dir.to_path_buf();
     std::thread::spawn(move || {
         for stream in listener.incoming().flatten() {
@@ -67,7 +69,15 @@ fn peer_uid(stream: &UnixStream) -> Option<u32> {
     let mut cred = libc::ucred { pid: 0, uid: 0, gid: 0 };
     let mut len = std::mem::size_of::<libc::ucred>() as libc::socklen_t;
     // SAFETY: getsockopt writes at most `len` bytes into `cred`, a ucred.
-    let r = unsafe { libc::getsockopt(stream.as_raw_fd(), libc::SOL_SOCKET, libc::SO_PEERCRED, &mut cred as *mut libc::ucred as *mut libc::c_void, &mut len) };
+    let r = unsafe {
+        libc::getsockopt(
+            stream.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_PEERCRED,
+            &mut cred as *mut libc::ucred as *mut libc::c_void,
+            &mut len,
+        )
+    };
     (r == 0).then_some(cred.uid)
 }
 
@@ -95,4 +105,3 @@ fn handle(run_dir: &Path, cmd: &str) -> String {
         _ => "unknown command; expected pause, resume, stop, export or ping".into(),
     }
 }
-

@@ -33,7 +33,6 @@ pub enum DataFormat {
 
 const SPLITS: [Split; 3] = [Split::Train, Split::Val, Split::Test];
 
-
 /// One sample of one split of one dataset.
 struct Item<'a> {
     dataset: &'a OpenedDataset,
@@ -52,7 +51,9 @@ fn items<'a>(datasets: &'a [OpenedDataset], split: SplitArg) -> Result<Vec<Item<
             let records = match s {
                 Split::Train => d.train.as_ref().clone(),
                 Split::Test => d.test.as_ref().clone(),
-                Split::Val => d.dataset.index(Split::Val).map_err(|e| anyhow::anyhow!("dataset {}: val split: {e}", d.name))?,
+                Split::Val => {
+                    d.dataset.index(Split::Val).map_err(|e| anyhow::anyhow!("dataset {}: val split: {e}", d.name))?
+                }
             };
             out.extend(records.into_iter().map(|record| Item { dataset: d, split: s, record }));
         }
@@ -216,7 +217,8 @@ pub fn run(args: &DataArgs, registry: &Registry) -> Result<i32> {
         }
         datasets.retain(|d| args.datasets.contains(&d.name));
     }
-    let roots: HashMap<String, Option<PathBuf>> = exp.datasets.iter().map(|d| (d.name().to_string(), d.root.clone())).collect();
+    let roots: HashMap<String, Option<PathBuf>> =
+        exp.datasets.iter().map(|d| (d.name().to_string(), d.root.clone())).collect();
     let mut items = items(&datasets, args.split)?;
     if let Some(n) = args.limit {
         let mut seen: HashMap<(String, Split), usize> = HashMap::new();
@@ -236,7 +238,10 @@ pub fn run(args: &DataArgs, registry: &Registry) -> Result<i32> {
             let p = dir.join(fx::train::file_part(&it.dataset.name)).join(format!("{}.png", fx::train::file_part(&id)));
             std::fs::create_dir_all(p.parent().unwrap()).map_err(|e| e.to_string())?;
             let px: Vec<u8> = s.image.iter().map(|v| (v.clamp(0.0, 1.0) * 255.0).round() as u8).collect();
-            image::GrayImage::from_raw(w as u32, h as u32, px).ok_or("image size")?.save(&p).map_err(|e| format!("{}: {e}", p.display()))?;
+            image::GrayImage::from_raw(w as u32, h as u32, px)
+                .ok_or("image size")?
+                .save(&p)
+                .map_err(|e| format!("{}: {e}", p.display()))?;
             Ok(p)
         });
         let ok = saved.iter().filter(|r| r.is_ok()).count();
@@ -246,10 +251,19 @@ pub fn run(args: &DataArgs, registry: &Registry) -> Result<i32> {
         }
     }
     let size = exp.model.image_size.max(1) as usize;
-    let labels = par_map(&items, "reading labels", false, |it| it.dataset.dataset.labels(&it.record, size).map_err(|e| e.to_string()));
+    let labels = par_map(&items, "reading labels", false, |it| {
+        it.dataset.dataset.labels(&it.record, size).map_err(|e| e.to_string())
+    });
     let decoded: Option<Vec<Result<(), String>>> = args.check.then(|| {
         par_map(&items, "decoding images", false, |it| {
-            fx_data::loader::prepare(it.dataset.dataset.as_ref(), &it.record, size, &fx_data::augment::Augment::none(), 0).map(|_| ())
+            fx_data::loader::prepare(
+                it.dataset.dataset.as_ref(),
+                &it.record,
+                size,
+                &fx_data::augment::Augment::none(),
+                0,
+            )
+            .map(|_| ())
         })
     });
     let mut out = std::io::stdout().lock();
@@ -348,7 +362,15 @@ fn print_text(
             };
             writeln!(out, "  {:<6} {:>8} {:>10}  {size}", SPLITS[*k].as_str(), t.images + t.unreadable, t.unreadable)?;
         }
-        let width = desc.cls_labels.iter().chain(&desc.loc_labels).chain(&desc.seg_labels).map(|l| l.chars().count() + 2).max().unwrap_or(0).max(28);
+        let width = desc
+            .cls_labels
+            .iter()
+            .chain(&desc.loc_labels)
+            .chain(&desc.seg_labels)
+            .map(|l| l.chars().count() + 2)
+            .max()
+            .unwrap_or(0)
+            .max(28);
         let header = |out: &mut dyn Write, what: &str| -> std::io::Result<()> {
             write!(out, "  {what:<w$}", w = width + 2)?;
             for k in tallies.keys() {
@@ -393,9 +415,14 @@ fn print_text(
         if missing > 0 {
             warnings.push(format!("{missing} image(s) named by the label files are missing on disk"));
         }
-        let dup: Vec<String> = ids.iter().filter(|(_, v)| v.len() > 1).map(|(id, v)| format!("{id} ({})", v.join(", "))).collect();
+        let dup: Vec<String> =
+            ids.iter().filter(|(_, v)| v.len() > 1).map(|(id, v)| format!("{id} ({})", v.join(", "))).collect();
         if !dup.is_empty() {
-            warnings.push(format!("{} duplicate id(s), e.g. {}", dup.len(), dup.iter().take(3).cloned().collect::<Vec<_>>().join("; ")));
+            warnings.push(format!(
+                "{} duplicate id(s), e.g. {}",
+                dup.len(),
+                dup.iter().take(3).cloned().collect::<Vec<_>>().join("; ")
+            ));
         }
         let unlisted = unlisted_images(&referenced);
         if !unlisted.is_empty() {
@@ -453,15 +480,24 @@ pub fn prepare(path: &Path, set: &[String], registry: &Registry) -> Result<()> {
         bail!("{}: data.cache = false: there is no cache to fill", path.display());
     };
     let datasets = open_datasets(&exp, &path.display().to_string(), registry)?;
-    let items: Vec<Item> = items(&datasets, SplitArg::All)?.into_iter().filter(|it| matches!(it.record.source, SampleSource::File(_))).collect();
+    let items: Vec<Item> = items(&datasets, SplitArg::All)?
+        .into_iter()
+        .filter(|it| matches!(it.record.source, SampleSource::File(_)))
+        .collect();
     if items.is_empty() {
-        println!("no file-based dataset in {}: nothing to cache (generated datasets render at the model's size)", path.display());
+        println!(
+            "no file-based dataset in {}: nothing to cache (generated datasets render at the model's size)",
+            path.display()
+        );
         return Ok(());
     }
     let size = exp.model.image_size.max(1) as usize;
     let start = Instant::now();
-    let results = par_map(&items, "prepare", true, |it| it.dataset.dataset.load(&it.record, size).map(|_| ()).map_err(|e| e.to_string()));
-    let failed: Vec<(&Item, &String)> = items.iter().zip(&results).filter_map(|(it, r)| r.as_ref().err().map(|e| (it, e))).collect();
+    let results = par_map(&items, "prepare", true, |it| {
+        it.dataset.dataset.load(&it.record, size).map(|_| ()).map_err(|e| e.to_string())
+    });
+    let failed: Vec<(&Item, &String)> =
+        items.iter().zip(&results).filter_map(|(it, r)| r.as_ref().err().map(|e| (it, e))).collect();
     let bytes = dir_size(&cache.dir);
     println!(
         "prepared {} of {} images in {:.1} s into {} (longest side {} px, {:.1} MB in the cache)",

@@ -28,7 +28,12 @@ pub fn options(student: bool, cycles: Option<String>) -> fx_export::ExportOption
     }
 }
 
-pub fn print_export(run_dir: &Path, out: &Path, opts: &fx_export::ExportOptions, registry: &fx::registry::Registry) -> Result<()> {
+pub fn print_export(
+    run_dir: &Path,
+    out: &Path,
+    opts: &fx_export::ExportOptions,
+    registry: &fx::registry::Registry,
+) -> Result<()> {
     fx_export::cli::print_export(run_dir, out, opts)?;
     match gallery(run_dir, &out.join("gallery"), registry, GALLERY_IMAGES) {
         Ok(files) => {
@@ -51,11 +56,13 @@ pub fn gallery(run_dir: &Path, out: &Path, registry: &fx::registry::Registry, n:
     use fx_export::overlay::{colour, overlay_png, OverlayBox, OverlayMask};
     let store = fx::store::RunStore::open(run_dir)?;
     let exp = fx::config::Experiment::load(&store.path("experiment.toml"), &[])?;
-    let role = if exp.student_teacher.enabled { fx::config::ModelRole::Teacher } else { fx::config::ModelRole::Student };
+    let role =
+        if exp.student_teacher.enabled { fx::config::ModelRole::Teacher } else { fx::config::ModelRole::Student };
     let loaded = fx::predict::load(run_dir, role, tch::Device::Cpu)?;
     let mut exp_nocache = exp.clone();
     exp_nocache.data.cache = false;
-    let datasets = fx::train::open_datasets(&exp_nocache, &store.path("experiment.toml").display().to_string(), registry)?;
+    let datasets =
+        fx::train::open_datasets(&exp_nocache, &store.path("experiment.toml").display().to_string(), registry)?;
     std::fs::create_dir_all(out)?;
     let s = loaded.card.image_size as usize;
     let tmp = tempfile::tempdir()?;
@@ -79,16 +86,31 @@ pub fn gallery(run_dir: &Path, out: &Path, registry: &fx::registry::Registry, n:
             let sample = fx_data::loader::to_pixel_frame(sample);
             let (w, h) = (sample.width, sample.height);
             let resized = fx_data::augment::warp(&sample, &fx_data::augment::resize(w, h, s), s);
-            let opts = PredictOptions { datasets: vec![d.name.clone()], cls: true, loc: true, seg: true, threshold: 0.3 };
+            let opts =
+                PredictOptions { datasets: vec![d.name.clone()], cls: true, loc: true, seg: true, threshold: 0.3 };
             let preds = fx::predict::infer(&loaded, &resized.image, &[(w, h)], &opts)?;
             let p = &preds[&d.name][0];
-            let boxes: Vec<OverlayBox> = p.boxes.iter().map(|&(l, score, rect)| OverlayBox { legend: index(&heads.loc[l]), score, rect }).collect();
-            let masks: Vec<OverlayMask> = p.masks.iter().enumerate().map(|(k, m)| OverlayMask { legend: index(&heads.seg[k]), mask: m }).collect();
+            let boxes: Vec<OverlayBox> = p
+                .boxes
+                .iter()
+                .map(|&(l, score, rect)| OverlayBox { legend: index(&heads.loc[l]), score, rect })
+                .collect();
+            let masks: Vec<OverlayMask> = p
+                .masks
+                .iter()
+                .enumerate()
+                .map(|(k, m)| OverlayMask { legend: index(&heads.seg[k]), mask: m })
+                .collect();
             let f = tmp.path().join("tile.png");
             overlay_png(&f, &sample.image, w, h, &boxes, &masks, &legend)?;
             let mut tile = image::open(&f)?.into_rgb8();
             // Tiles are 256 px wide; the top-scoring classes of the image under it.
-            tile = image::imageops::resize(&tile, 256, (256 * h / w.max(1)).max(1) as u32, image::imageops::FilterType::Triangle);
+            tile = image::imageops::resize(
+                &tile,
+                256,
+                (256 * h / w.max(1)).max(1) as u32,
+                image::imageops::FilterType::Triangle,
+            );
             if !p.cls.is_empty() {
                 let mut best: Vec<(usize, f32)> = p.cls.iter().copied().enumerate().collect();
                 best.sort_by(|a, b| b.1.total_cmp(&a.1));
@@ -110,7 +132,11 @@ pub fn gallery(run_dir: &Path, out: &Path, registry: &fx::registry::Registry, n:
         let cols = 3.min(tiles.len()) as u32;
         let rows = (tiles.len() as u32).div_ceil(cols);
         let th = tiles.iter().map(|t| t.height()).max().unwrap_or(256);
-        let mut grid = image::RgbImage::from_pixel(cols * 256 + (cols - 1) * 4, rows * th + (rows - 1) * 4, image::Rgb([255, 255, 255]));
+        let mut grid = image::RgbImage::from_pixel(
+            cols * 256 + (cols - 1) * 4,
+            rows * th + (rows - 1) * 4,
+            image::Rgb([255, 255, 255]),
+        );
         for (i, t) in tiles.iter().enumerate() {
             let (c, r) = (i as u32 % cols, i as u32 / cols);
             image::imageops::overlay(&mut grid, t, (c * 260) as i64, (r * (th + 4)) as i64);
@@ -121,4 +147,3 @@ pub fn gallery(run_dir: &Path, out: &Path, registry: &fx::registry::Registry, n:
     }
     Ok(written)
 }
-

@@ -94,7 +94,10 @@ pub fn table(datasets: &[String], rows: &[MetricRow]) -> String {
                 continue;
             }
             let val = |m: &str| {
-                sel.iter().find(|r| r.model == m).map(|r| format!("{:7.2}", r.value)).unwrap_or_else(|| "      -".into())
+                sel.iter()
+                    .find(|r| r.model == m)
+                    .map(|r| format!("{:7.2}", r.value))
+                    .unwrap_or_else(|| "      -".into())
             };
             out.push_str(&format!(
                 "  {d:w$}  {task:4}  {:6}  {}  {}  {}\n",

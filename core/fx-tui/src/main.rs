@@ -24,7 +24,11 @@ use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 
 #[derive(Parser)]
-#[command(name = "fx-tui", version, about = "Foundation X: one model for chest X-ray classification, localization and segmentation")]
+#[command(
+    name = "fx-tui",
+    version,
+    about = "Foundation X: one model for chest X-ray classification, localization and segmentation"
+)]
 #[command(args_conflicts_with_subcommands = true)]
 struct Cli {
     #[command(subcommand)]
@@ -418,7 +422,9 @@ fn view(run_dir: &Path, ascii: bool) -> Result<()> {
 /// work in this process.
 pub(crate) fn exec_light(args: &[std::ffi::OsString]) -> Result<()> {
     use std::os::unix::process::CommandExt;
-    let Some(bin) = std::env::current_exe().ok().and_then(|e| e.parent().map(|d| d.join("fx-light"))).filter(|b| b.is_file()) else {
+    let Some(bin) =
+        std::env::current_exe().ok().and_then(|e| e.parent().map(|d| d.join("fx-light"))).filter(|b| b.is_file())
+    else {
         return Ok(());
     };
     let err = std::process::Command::new(&bin).args(args).exec();
@@ -428,8 +434,11 @@ pub(crate) fn exec_light(args: &[std::ffi::OsString]) -> Result<()> {
 /// The viewer in this process; with `until_done` it also returns when the run finishes (a sweep
 /// then shows its next run).
 fn view_until(run_dir: &Path, ascii: bool, until_done: bool) -> Result<fx_view::ViewExit> {
-    let opts =
-        fx_view::ViewOptions { ascii: ascii || !fx_view::locale_is_utf8(), exit_when_done: until_done, ..Default::default() };
+    let opts = fx_view::ViewOptions {
+        ascii: ascii || !fx_view::locale_is_utf8(),
+        exit_when_done: until_done,
+        ..Default::default()
+    };
     fx_view::attach(run_dir, opts)
 }
 
@@ -443,7 +452,11 @@ fn add_datasets(run: &Path, file: &Path) -> Result<()> {
     let known: Vec<String> = exp.datasets.iter().map(|d| d.name().to_string()).collect();
     for (i, d) in added.datasets.iter().enumerate() {
         if known.iter().any(|k| k == d.name()) {
-            anyhow::bail!("{}: datasets[{i}]: a dataset named `{}` is already in the run; give it another `name`", file.display(), d.name());
+            anyhow::bail!(
+                "{}: datasets[{i}]: a dataset named `{}` is already in the run; give it another `name`",
+                file.display(),
+                d.name()
+            );
         }
     }
     // The branches the run's model has: the tasks its plan trains.
@@ -480,7 +493,11 @@ fn add_datasets(run: &Path, file: &Path) -> Result<()> {
         "queued {} dataset(s) as {}; {}",
         added.datasets.len(),
         dst.display(),
-        if alive { "the trainer adds them at its next epoch boundary (events.jsonl: dataset_added)" } else { "they join when the run resumes (fx-tui --resume RUN)" }
+        if alive {
+            "the trainer adds them at its next epoch boundary (events.jsonl: dataset_added)"
+        } else {
+            "they join when the run resumes (fx-tui --resume RUN)"
+        }
     );
     Ok(())
 }
@@ -489,8 +506,9 @@ fn add_datasets(run: &Path, file: &Path) -> Result<()> {
 fn combinations(grid: &[String]) -> Result<Vec<Vec<String>>> {
     let mut out: Vec<Vec<String>> = vec![Vec::new()];
     for g in grid {
-        let (key, values) =
-            g.split_once('=').ok_or_else(|| anyhow::anyhow!("--grid {g}: expected KEY=V1,V2 (e.g. lock_release=true,false)"))?;
+        let (key, values) = g
+            .split_once('=')
+            .ok_or_else(|| anyhow::anyhow!("--grid {g}: expected KEY=V1,V2 (e.g. lock_release=true,false)"))?;
         let key = match key {
             "lock_release" | "student_teacher" => format!("{key}.enabled"),
             k => k.to_string(),
@@ -549,7 +567,8 @@ fn sweep(path: &Path, grid: &[String], set: &[String], device: Option<&str>) -> 
         if let Err(e) = control::serve(&trainer.run_dir()) {
             let _ = trainer.run.event("warn", "control_socket", format!("{e:#}"), serde_json::Value::Null);
         }
-        let mut printer = headless::Printer::new(&trainer.exp, trainer.datasets.iter().map(|d| d.name.clone()).collect());
+        let mut printer =
+            headless::Printer::new(&trainer.exp, trainer.datasets.iter().map(|d| d.name.clone()).collect());
         let status = trainer.run(&mut |p| printer.on(p))?;
         let _ = std::fs::remove_file(control::socket_path(&trainer.run_dir()));
         if status != "finished" {
@@ -614,8 +633,10 @@ fn sweep_in_viewer(path: &Path, grid: &[String], set: &[String], device: Option<
         let (runs, total, status) = loop {
             if let Ok(text) = std::fs::read_to_string(&state_file) {
                 let v: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
-                let runs: Vec<PathBuf> =
-                    v["runs"].as_array().map(|a| a.iter().filter_map(|x| x.as_str().map(PathBuf::from)).collect()).unwrap_or_default();
+                let runs: Vec<PathBuf> = v["runs"]
+                    .as_array()
+                    .map(|a| a.iter().filter_map(|x| x.as_str().map(PathBuf::from)).collect())
+                    .unwrap_or_default();
                 let status = v["status"].as_str().unwrap_or("").to_string();
                 if runs.len() > shown || status != "running" {
                     break (runs, v["total"].as_u64().unwrap_or(0) as usize, status);
@@ -627,7 +648,11 @@ fn sweep_in_viewer(path: &Path, grid: &[String], set: &[String], device: Option<
             std::thread::sleep(std::time::Duration::from_millis(200));
         };
         if runs.len() <= shown {
-            println!("sweep {status}: {} of {total} runs; report in {}", runs.len(), base.output_dir.join(format!("{}-sweep-report", base.name)).display());
+            println!(
+                "sweep {status}: {} of {total} runs; report in {}",
+                runs.len(),
+                base.output_dir.join(format!("{}-sweep-report", base.name)).display()
+            );
             return Ok(());
         }
         let run = &runs[shown];
@@ -636,7 +661,10 @@ fn sweep_in_viewer(path: &Path, grid: &[String], set: &[String], device: Option<
         match view_until(run, ascii, shown < total)? {
             fx_view::ViewExit::Done => continue,
             fx_view::ViewExit::Quit if shown == total => {
-                println!("sweep of {total} runs done; report in {}", base.output_dir.join(format!("{}-sweep-report", base.name)).display());
+                println!(
+                    "sweep of {total} runs done; report in {}",
+                    base.output_dir.join(format!("{}-sweep-report", base.name)).display()
+                );
                 return Ok(());
             }
             fx_view::ViewExit::Stop => {
@@ -644,7 +672,10 @@ fn sweep_in_viewer(path: &Path, grid: &[String], set: &[String], device: Option<
                 return Ok(());
             }
             _ => {
-                println!("the sweep goes on in the background (log: {}); follow a run with: fx-tui attach", log_path.display());
+                println!(
+                    "the sweep goes on in the background (log: {}); follow a run with: fx-tui attach",
+                    log_path.display()
+                );
                 return Ok(());
             }
         }
@@ -668,7 +699,9 @@ fn main() {
     fx::assert_cuda_linked();
     let cli = Cli::parse();
     let result = match &cli.command {
-        Some(Command::Plan { experiment, format, set }) => plan::print(experiment, set, matches!(format, Format::Json), &registry()),
+        Some(Command::Plan { experiment, format, set }) => {
+            plan::print(experiment, set, matches!(format, Format::Json), &registry())
+        }
         Some(Command::Features { weights, arch, image_size, device, out, inputs }) => (|| {
             let device = resolve_device(device)?;
             let r = fx::features::extract(weights, arch, *image_size, inputs, out, device)?;
@@ -750,7 +783,10 @@ fn main() {
                 libs.extend(Experiment::load(e, &[])?.plugins);
             }
             let r = registry().with_libraries("--load", &libs)?;
-            println!("plugin ABI {} — libraries are searched beside fx-tui and in FX_PLUGIN_PATH", fx_plugin::ABI_VERSION);
+            println!(
+                "plugin ABI {} — libraries are searched beside fx-tui and in FX_PLUGIN_PATH",
+                fx_plugin::ABI_VERSION
+            );
             for (name, summary, from) in r.describe() {
                 println!("{name:16} {from}\n{:16} {summary}", "");
             }
@@ -759,7 +795,8 @@ fn main() {
         Some(Command::Add { run, file }) => add_datasets(run, file),
         Some(Command::Ctl { run, command }) => control::send(run, command).map(|reply| println!("{reply}")),
         Some(Command::Export { run, out, student, no_gallery: true, cycles }) => (|| {
-            let mut args: Vec<std::ffi::OsString> = vec!["export".into(), run.as_os_str().to_owned(), "--out".into(), out.as_os_str().to_owned()];
+            let mut args: Vec<std::ffi::OsString> =
+                vec!["export".into(), run.as_os_str().to_owned(), "--out".into(), out.as_os_str().to_owned()];
             if *student {
                 args.push("--student".into());
             }
@@ -797,7 +834,18 @@ fn main() {
         }
         Some(Command::Prepare { experiment, set }) => data::prepare(experiment, set, &registry()),
         Some(Command::PluginHost { library }) => fx::dynlib::serve_plugin_host(library),
-        Some(Command::Predict { model, inputs, out, datasets, tasks, threshold, role, device, batch_size, no_overlays }) => (|| {
+        Some(Command::Predict {
+            model,
+            inputs,
+            out,
+            datasets,
+            tasks,
+            threshold,
+            role,
+            device,
+            batch_size,
+            no_overlays,
+        }) => (|| {
             let args = predict::PredictArgs {
                 model,
                 inputs,

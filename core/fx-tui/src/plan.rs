@@ -64,7 +64,14 @@ pub fn print(path: &Path, set: &[String], as_json: bool, registry: &Registry) ->
         let tasks: Vec<&str> = d.tasks.iter().map(|t| t.as_str()).collect();
         let labels: Vec<String> =
             d.tasks.iter().map(|t| format!("{t}: {}", d.dataset.desc().labels(*t).join(", "))).collect();
-        println!("  {:w$}  {:11}  {:>6}  {:>6}  {}", d.name, tasks.join(","), d.train.len(), d.test.len(), labels.join("; "));
+        println!(
+            "  {:w$}  {:11}  {:>6}  {:>6}  {}",
+            d.name,
+            tasks.join(","),
+            d.train.len(),
+            d.test.len(),
+            labels.join("; ")
+        );
     }
     println!("\n# parameters ({})", exp.model.arch);
     for (k, v) in &params {
@@ -90,7 +97,13 @@ pub fn print(path: &Path, set: &[String], as_json: bool, registry: &Registry) ->
             p.dataset,
             p.task.as_str(),
             p.mode.as_str(),
-            if p.fraction >= 1.0 { "Full".to_string() } else if p.fraction == 0.5 { "Half".to_string() } else { format!("{:.2}", p.fraction) },
+            if p.fraction >= 1.0 {
+                "Full".to_string()
+            } else if p.fraction == 0.5 {
+                "Half".to_string()
+            } else {
+                format!("{:.2}", p.fraction)
+            },
             flag(t.backbone),
             flag(t.cls_head),
             flag(t.loc_encoder),

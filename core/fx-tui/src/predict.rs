@@ -38,7 +38,11 @@ pub fn expand(inputs: &[PathBuf]) -> Result<Vec<(PathBuf, String)>> {
             let p = e.path();
             if p.is_dir() {
                 walk(&p, out)?;
-            } else if p.extension().and_then(|x| x.to_str()).is_some_and(|x| IMAGE_EXTENSIONS.contains(&x.to_ascii_lowercase().as_str())) {
+            } else if p
+                .extension()
+                .and_then(|x| x.to_str())
+                .is_some_and(|x| IMAGE_EXTENSIONS.contains(&x.to_ascii_lowercase().as_str()))
+            {
                 out.push(p);
             }
         }
@@ -76,7 +80,11 @@ pub fn run(a: &PredictArgs) -> Result<()> {
     let card = &loaded.card;
     for d in a.datasets {
         if !card.datasets.contains_key(d) {
-            bail!("{}: the model has no head for dataset `{d}`; it has: {}", a.model.display(), card.datasets.keys().cloned().collect::<Vec<_>>().join(", "));
+            bail!(
+                "{}: the model has no head for dataset `{d}`; it has: {}",
+                a.model.display(),
+                card.datasets.keys().cloned().collect::<Vec<_>>().join(", ")
+            );
         }
     }
     let tasks: Vec<&str> = a.tasks.split(',').map(str::trim).filter(|t| !t.is_empty()).collect();
@@ -153,7 +161,11 @@ pub fn run(a: &PredictArgs) -> Result<()> {
                 let heads = &card.datasets[dataset];
                 writer.prediction(dataset, file, image_id, p, heads, stem, d.width, d.height)?;
                 for &(label, score, rect) in &p.boxes {
-                    boxes.push(OverlayBox { legend: legend_of[&(dataset.clone(), heads.loc[label].clone())], score, rect });
+                    boxes.push(OverlayBox {
+                        legend: legend_of[&(dataset.clone(), heads.loc[label].clone())],
+                        score,
+                        rect,
+                    });
                 }
                 for (k, m) in p.masks.iter().enumerate() {
                     masks.push(OverlayMask { legend: legend_of[&(dataset.clone(), heads.seg[k].clone())], mask: m });
@@ -161,7 +173,15 @@ pub fn run(a: &PredictArgs) -> Result<()> {
             }
             if a.overlays {
                 std::fs::create_dir_all(a.out.join("overlays"))?;
-                overlay_png(&a.out.join("overlays").join(format!("{stem}.png")), &d.gray, d.width, d.height, &boxes, &masks, &legend)?;
+                overlay_png(
+                    &a.out.join("overlays").join(format!("{stem}.png")),
+                    &d.gray,
+                    d.width,
+                    d.height,
+                    &boxes,
+                    &masks,
+                    &legend,
+                )?;
             }
         }
         done += ok.len();
@@ -171,7 +191,11 @@ pub fn run(a: &PredictArgs) -> Result<()> {
     writer.finish()?;
     if !unreadable.is_empty() {
         std::fs::write(a.out.join("unreadable.txt"), unreadable.join("\n") + "\n")?;
-        eprintln!("{} unreadable input(s) skipped (listed in {}):", unreadable.len(), a.out.join("unreadable.txt").display());
+        eprintln!(
+            "{} unreadable input(s) skipped (listed in {}):",
+            unreadable.len(),
+            a.out.join("unreadable.txt").display()
+        );
         for u in unreadable.iter().take(10) {
             eprintln!("  {u}");
         }
@@ -201,7 +225,15 @@ struct Writer<'a> {
 
 impl<'a> Writer<'a> {
     fn new(out: &'a Path, loaded: &'a Loaded, loc: bool) -> Result<Writer<'a>> {
-        Ok(Writer { out, loaded, loc, images: Vec::new(), cls: BTreeMap::new(), dets: BTreeMap::new(), det_csv: BTreeMap::new() })
+        Ok(Writer {
+            out,
+            loaded,
+            loc,
+            images: Vec::new(),
+            cls: BTreeMap::new(),
+            dets: BTreeMap::new(),
+            det_csv: BTreeMap::new(),
+        })
     }
 
     fn image(&mut self, file: &Path, w: usize, h: usize) -> i64 {
@@ -240,10 +272,16 @@ impl<'a> Writer<'a> {
         }
         if self.loc && !heads.loc.is_empty() {
             let list = self.dets.entry(dataset.to_string()).or_default();
-            let csv = self.det_csv.entry(dataset.to_string()).or_insert_with(|| "file,label,score,x,y,w,h\n".to_string());
+            let csv =
+                self.det_csv.entry(dataset.to_string()).or_insert_with(|| "file,label,score,x,y,w,h\n".to_string());
             for &(label, score, [x0, y0, x1, y1]) in &p.boxes {
                 list.push(json!({ "image_id": image_id, "category_id": label + 1, "bbox": [x0, y0, x1 - x0, y1 - y0], "score": score }));
-                csv.push_str(&format!("{name},{},{score},{x0},{y0},{},{}\n", csv_field(&heads.loc[label]), x1 - x0, y1 - y0));
+                csv.push_str(&format!(
+                    "{name},{},{score},{x0},{y0},{},{}\n",
+                    csv_field(&heads.loc[label]),
+                    x1 - x0,
+                    y1 - y0
+                ));
             }
         }
         for (k, m) in p.masks.iter().enumerate() {
@@ -266,7 +304,8 @@ impl<'a> Writer<'a> {
         }
         for (d, list) in &self.dets {
             let heads = &self.loaded.card.datasets[d];
-            let cats: Vec<serde_json::Value> = heads.loc.iter().enumerate().map(|(i, l)| json!({ "id": i + 1, "name": l })).collect();
+            let cats: Vec<serde_json::Value> =
+                heads.loc.iter().enumerate().map(|(i, l)| json!({ "id": i + 1, "name": l })).collect();
             write(format!("loc/{}-detections.json", file_part(d)), serde_json::to_string(list)?)?;
             write(format!("loc/{}-categories.json", file_part(d)), serde_json::to_string(&cats)?)?;
             write(format!("loc/{}.csv", file_part(d)), self.det_csv[d].clone())?;
@@ -282,7 +321,14 @@ impl<'a> Writer<'a> {
 pub fn export_model(run: &Path, role: ModelRole, out: &Path) -> Result<()> {
     let card = fx::predict::export(run, role, out)?;
     let size = std::fs::metadata(out).map(|m| m.len()).unwrap_or(0);
-    println!("{} → {} ({:.1} MB): {} dataset head(s): {}", fx::predict::describe(&card), out.display(), size as f64 / 1e6, card.datasets.len(), card.datasets.keys().cloned().collect::<Vec<_>>().join(", "));
+    println!(
+        "{} → {} ({:.1} MB): {} dataset head(s): {}",
+        fx::predict::describe(&card),
+        out.display(),
+        size as f64 / 1e6,
+        card.datasets.len(),
+        card.datasets.keys().cloned().collect::<Vec<_>>().join(", ")
+    );
     println!("backbone tensors under timm's names; branches and heads under `fx.`; the model card in the header's metadata (`fx`)");
     Ok(())
 }

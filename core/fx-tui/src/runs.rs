@@ -41,7 +41,10 @@ pub fn print(folders: &[PathBuf]) -> Result<()> {
         println!("no runs in {}", folders.iter().map(|f| f.display().to_string()).collect::<Vec<_>>().join(", "));
         return Ok(());
     }
-    println!("{:40} {:22} {:>9} {:>10} {:>6} {:>6} {:>6}  {}", "run", "status", "epochs", "heartbeat", "cls", "loc", "seg", "tags");
+    println!(
+        "{:40} {:22} {:>9} {:>10} {:>6} {:>6} {:>6}  {}",
+        "run", "status", "epochs", "heartbeat", "cls", "loc", "seg", "tags"
+    );
     for r in rows {
         let mut status = r.status.as_str().to_string();
         if r.gone {
@@ -49,8 +52,13 @@ pub fn print(folders: &[PathBuf]) -> Result<()> {
         } else if r.stale {
             status.push_str(" (stale)");
         }
-        let epochs = if r.status == Status::NotStarted { "-".to_string() } else { format!("{}/{}", r.epochs_done, r.epochs_total) };
-        let age = r.heartbeat.map(|h| format!("{} ago", fx_view::facts::fmt_age(now - h))).unwrap_or_else(|| "-".into());
+        let epochs = if r.status == Status::NotStarted {
+            "-".to_string()
+        } else {
+            format!("{}/{}", r.epochs_done, r.epochs_total)
+        };
+        let age =
+            r.heartbeat.map(|h| format!("{} ago", fx_view::facts::fmt_age(now - h))).unwrap_or_else(|| "-".into());
         let m = |t: &str| r.main.get(t).map(|v| format!("{v:.1}")).unwrap_or_else(|| "-".into());
         println!(
             "{:40} {status:22} {epochs:>9} {age:>10} {:>6} {:>6} {:>6}  {}",
@@ -63,4 +71,3 @@ pub fn print(folders: &[PathBuf]) -> Result<()> {
     }
     Ok(())
 }
-

@@ -237,7 +237,10 @@ fn perform(action: BrowserAction, b: &mut Browser, runs: &mut Runs, ops: &dyn Ru
 /// A notify watcher over the folders (recursive: the run directories' files change inside them)
 /// that raises `flag` on every event; `None` when the platform or filesystem cannot watch (the
 /// caller's slow poll then does all the work).
-fn watch(folders: &[std::path::PathBuf], flag: Arc<std::sync::atomic::AtomicBool>) -> Option<notify::RecommendedWatcher> {
+fn watch(
+    folders: &[std::path::PathBuf],
+    flag: Arc<std::sync::atomic::AtomicBool>,
+) -> Option<notify::RecommendedWatcher> {
     use notify::Watcher;
     let mut w = notify::recommended_watcher(move |_: notify::Result<notify::Event>| {
         flag.store(true, std::sync::atomic::Ordering::Relaxed);

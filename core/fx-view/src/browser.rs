@@ -93,9 +93,7 @@ impl StatusFilter {
             StatusFilter::All => true,
             StatusFilter::Live => r.status.is_live() && !r.gone,
             StatusFilter::Finished => r.status == Status::Finished,
-            StatusFilter::Problem => {
-                matches!(r.status, Status::Stopped | Status::Failed) || r.stale || r.gone
-            }
+            StatusFilter::Problem => matches!(r.status, Status::Stopped | Status::Failed) || r.stale || r.gone,
         }
     }
 }
@@ -293,12 +291,8 @@ fn cmp_opt<T: PartialOrd>(a: Option<T>, b: Option<T>) -> std::cmp::Ordering {
 impl Browser {
     /// The table's lines: filtered, sorted, grouped by sweep when asked.
     pub fn items(&self, runs: &Runs) -> Vec<Item> {
-        let mut rows: Vec<RunRow> = runs
-            .rows()
-            .into_iter()
-            .filter(|r| self.status.keeps(r) && r.matches(&self.filter))
-            .cloned()
-            .collect();
+        let mut rows: Vec<RunRow> =
+            runs.rows().into_iter().filter(|r| self.status.keeps(r) && r.matches(&self.filter)).cloned().collect();
         let col = self.sort;
         rows.sort_by(|a, b| {
             let o = match col {

@@ -139,14 +139,29 @@ impl Widget for MetricChart<'_> {
         let epochs = self.epochs.max(s.points.iter().map(|p| p.epoch).max().unwrap_or(1)).max(1);
         let (first, last_epoch) = self.window.map(|(a, b)| (a.max(1), b.max(a.max(1)))).unwrap_or((1, epochs));
         // The window's points; the best focused value reached before it carries into it.
-        let shown: Vec<Point> = s.points.iter().copied().filter(|p| p.epoch >= first && p.epoch <= last_epoch).collect();
-        let best_before = s.points.iter().filter(|p| p.focused && p.epoch < first).map(|p| p.value).fold(None, |a: Option<f64>, v| Some(a.map_or(v, |a| a.max(v))));
+        let shown: Vec<Point> =
+            s.points.iter().copied().filter(|p| p.epoch >= first && p.epoch <= last_epoch).collect();
+        let best_before = s
+            .points
+            .iter()
+            .filter(|p| p.focused && p.epoch < first)
+            .map(|p| p.value)
+            .fold(None, |a: Option<f64>, v| Some(a.map_or(v, |a| a.max(v))));
         let mut ranged: Vec<Point> = if shown.is_empty() { s.points.clone() } else { shown.clone() };
         for (_, pts) in self.labels {
             ranged.extend(pts.iter().copied().filter(|p| p.epoch >= first && p.epoch <= last_epoch));
         }
         let (lo, hi) = y_range(&ranged);
-        let g = Geo { x0: inner.x + label_w + 1, y0: inner.y, w: inner.width - label_w - 1, h: plot_h, first, last: last_epoch, lo, hi };
+        let g = Geo {
+            x0: inner.x + label_w + 1,
+            y0: inner.y,
+            w: inner.width - label_w - 1,
+            h: plot_h,
+            first,
+            last: last_epoch,
+            lo,
+            hi,
+        };
 
         // Y axis and labels: top and bottom always; in detail about every 4 rows.
         let axis = if t.ascii { '|' } else { '│' };
@@ -189,7 +204,8 @@ impl Widget for MetricChart<'_> {
         // More epochs than columns: each column shows the range of its unfocused values as a bar.
         let dense = last_epoch + 1 - first > g.w as usize;
         if self.detailed {
-            let joined = if dense { format!("{} unfocused range", t.range) } else { format!("{}{} joined", t.line, t.line) };
+            let joined =
+                if dense { format!("{} unfocused range", t.range) } else { format!("{}{} joined", t.line, t.line) };
             let legend = format!(
                 "{} focused  {} unfocused  {joined}  {}{} best focused so far  model: {} (t)",
                 t.focused, t.unfocused, t.best, t.best, self.model
@@ -197,7 +213,12 @@ impl Widget for MetricChart<'_> {
             let legend = if self.labels.is_empty() {
                 legend
             } else {
-                self.labels.iter().enumerate().map(|(i, (l, _))| format!("{}={l}", label_glyph(i))).collect::<Vec<_>>().join(" ")
+                self.labels
+                    .iter()
+                    .enumerate()
+                    .map(|(i, (l, _))| format!("{}={l}", label_glyph(i)))
+                    .collect::<Vec<_>>()
+                    .join(" ")
             };
             buf.set_stringn(inner.x, xrow + 1, legend, inner.width as usize, Style::default());
         }

@@ -136,7 +136,10 @@ pub fn differing_keys(configs: &[BTreeMap<String, String>]) -> Vec<String> {
 /// Runs whose experiments differ only in `seed`, in first-seen order.
 pub fn seed_groups(configs: &[BTreeMap<String, String>]) -> Vec<Vec<usize>> {
     let without_seed = |c: &BTreeMap<String, String>| -> BTreeMap<String, String> {
-        c.iter().filter(|(k, _)| k.as_str() != "seed" && !NOT_SWITCHES.contains(&k.as_str())).map(|(k, v)| (k.clone(), v.clone())).collect()
+        c.iter()
+            .filter(|(k, _)| k.as_str() != "seed" && !NOT_SWITCHES.contains(&k.as_str()))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect()
     };
     let mut groups: Vec<(BTreeMap<String, String>, Vec<usize>)> = Vec::new();
     for (i, c) in configs.iter().enumerate() {
@@ -148,7 +151,6 @@ pub fn seed_groups(configs: &[BTreeMap<String, String>]) -> Vec<Vec<usize>> {
     }
     groups.into_iter().map(|(_, g)| g).collect()
 }
-
 
 /// One run in a comparison: its store, its name and its flattened experiment.
 pub struct Compared {
@@ -228,7 +230,8 @@ pub fn short_keys(keys: &[String]) -> Vec<String> {
             let parts: Vec<&str> = k.split('.').collect();
             for n in 1..=parts.len() {
                 let suffix = parts[parts.len() - n..].join(".");
-                let unique = trimmed.iter().filter(|o| **o == suffix || o.ends_with(&format!(".{suffix}"))).count() == 1;
+                let unique =
+                    trimmed.iter().filter(|o| **o == suffix || o.ends_with(&format!(".{suffix}"))).count() == 1;
                 if unique {
                     return suffix;
                 }
@@ -269,7 +272,8 @@ pub fn group_line(runs: &[&Store], key: &Key, model: &str) -> Vec<(Point, f64, f
     let Some(first) = series.first() else { return Vec::new() };
     let mut out = Vec::new();
     for p in first {
-        let v: Vec<f64> = series.iter().filter_map(|s| s.iter().find(|q| q.epoch == p.epoch).map(|q| q.value)).collect();
+        let v: Vec<f64> =
+            series.iter().filter_map(|s| s.iter().find(|q| q.epoch == p.epoch).map(|q| q.value)).collect();
         if v.len() < series.len() {
             continue;
         }

@@ -194,7 +194,9 @@ pub fn latest(store: &Store) -> (Option<usize>, Vec<LatestRow>) {
             store
                 .metrics
                 .iter()
-                .filter(|m| m.focused && m.model == model && m.eval.dataset == d && m.eval.task == t && m.metric == metric)
+                .filter(|m| {
+                    m.focused && m.model == model && m.eval.dataset == d && m.eval.task == t && m.metric == metric
+                })
                 .map(|m| m.value)
                 .fold(None, |a: Option<f64>, v| Some(a.map_or(v, |a| a.max(v))))
         };
@@ -227,7 +229,11 @@ pub fn labels(store: &Store, dataset: &str, task: &str) -> Option<Vec<String>> {
 /// by label name.
 pub fn label_series(store: &Store, s: &Series, model: &str) -> Vec<(String, Vec<Point>)> {
     let mut out: Vec<(String, Vec<Point>)> = Vec::new();
-    for m in store.metrics.iter().filter(|m| m.model == model && m.eval.dataset == s.dataset && m.eval.task == s.task && m.metric == s.metric) {
+    for m in store
+        .metrics
+        .iter()
+        .filter(|m| m.model == model && m.eval.dataset == s.dataset && m.eval.task == s.task && m.metric == s.metric)
+    {
         for (label, v) in m.per_label.iter() {
             let i = match out.iter().position(|(l, _)| *l == *label) {
                 Some(i) => i,
@@ -346,7 +352,8 @@ pub fn window_epochs(store: &Store, w: crate::state::ChartWindow) -> Option<((us
     let cycles = cycles_total(store).max(1);
     let last_cycle = cycles.saturating_sub(w.back).max(span.min(cycles)).max(1);
     let first_cycle = last_cycle.saturating_sub(span - 1).max(1);
-    let epochs: Vec<usize> = store.plan.iter().filter(|p| p.cycle >= first_cycle && p.cycle <= last_cycle).map(|p| p.epoch).collect();
+    let epochs: Vec<usize> =
+        store.plan.iter().filter(|p| p.cycle >= first_cycle && p.cycle <= last_cycle).map(|p| p.epoch).collect();
     let (a, b) = (*epochs.iter().min()?, *epochs.iter().max()?);
     let title = if first_cycle == last_cycle {
         format!("cycle {first_cycle} of {cycles}")

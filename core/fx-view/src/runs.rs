@@ -155,7 +155,12 @@ struct Entry {
 }
 
 fn sigs(dir: &Path) -> [Sig; 4] {
-    [sig(&dir.join("run.json")), sig(&dir.join("metrics.jsonl")), sig(&dir.join(TAGS_FILE)), sig(&dir.join("experiment.toml"))]
+    [
+        sig(&dir.join("run.json")),
+        sig(&dir.join("metrics.jsonl")),
+        sig(&dir.join(TAGS_FILE)),
+        sig(&dir.join("experiment.toml")),
+    ]
 }
 
 /// The runs under some output folders.
@@ -202,7 +207,11 @@ impl Runs {
                         .map(|e| e.path())
                         .filter(|p| p.join("experiment.toml").is_file() || p.join("run.json").is_file())
                         .map(|p| {
-                            let t = p.join("experiment.toml").metadata().and_then(|m| m.modified()).unwrap_or(SystemTime::UNIX_EPOCH);
+                            let t = p
+                                .join("experiment.toml")
+                                .metadata()
+                                .and_then(|m| m.modified())
+                                .unwrap_or(SystemTime::UNIX_EPOCH);
                             (t, p)
                         })
                         .collect();
@@ -215,7 +224,8 @@ impl Runs {
                 Err(e) => problems.push(format!("{}: {e}", folder.display())),
             }
         }
-        let mut old: BTreeMap<PathBuf, Entry> = std::mem::take(&mut self.entries).into_iter().map(|e| (e.row.dir.clone(), e)).collect();
+        let mut old: BTreeMap<PathBuf, Entry> =
+            std::mem::take(&mut self.entries).into_iter().map(|e| (e.row.dir.clone(), e)).collect();
         if old.len() != dirs.len() || dirs.iter().any(|(d, _)| !old.contains_key(d)) {
             changed = true;
         }
@@ -312,7 +322,8 @@ fn sweep_members(folder: &Path) -> BTreeMap<String, String> {
 /// Reads one run's summary.
 pub fn summarize(dir: &Path) -> RunRow {
     let id = dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    let info: Option<RunInfo> = fs::read_to_string(dir.join("run.json")).ok().and_then(|t| serde_json::from_str(&t).ok());
+    let info: Option<RunInfo> =
+        fs::read_to_string(dir.join("run.json")).ok().and_then(|t| serde_json::from_str(&t).ok());
     let name = experiment_name(dir).unwrap_or_else(|| id.clone());
     let info = info.unwrap_or_default();
     RunRow {
@@ -347,7 +358,9 @@ fn experiment_name(dir: &Path) -> Option<String> {
         if let Some(rest) = line.strip_prefix("name") {
             let rest = rest.trim_start();
             if let Some(v) = rest.strip_prefix('=') {
-                if let Ok(toml::Value::String(s)) = toml::from_str::<toml::Table>(&format!("v = {}", v.trim())).map(|t| t["v"].clone()) {
+                if let Ok(toml::Value::String(s)) =
+                    toml::from_str::<toml::Table>(&format!("v = {}", v.trim())).map(|t| t["v"].clone())
+                {
                     return Some(s);
                 }
             }
@@ -372,7 +385,8 @@ fn latest_main(path: &Path) -> BTreeMap<String, f64> {
     let model = if rows.iter().any(|m| m.model == "teacher") { "teacher" } else { "student" };
     // Latest epoch's value per (dataset, task).
     let mut latest: BTreeMap<(String, String), (usize, f64)> = BTreeMap::new();
-    for m in rows.iter().filter(|m| m.model == model && m.metric == default_metric(&m.eval.task) && m.value.is_finite()) {
+    for m in rows.iter().filter(|m| m.model == model && m.metric == default_metric(&m.eval.task) && m.value.is_finite())
+    {
         let e = latest.entry((m.eval.dataset.to_string(), m.eval.task.to_string())).or_insert((m.epoch, m.value));
         if m.epoch >= e.0 {
             *e = (m.epoch, m.value);

@@ -284,11 +284,19 @@ impl State {
                 self.chart = if code == KeyCode::Down { (self.chart + 1) % n } else { (self.chart + n - 1) % n }
             }
             // The window of cycles: w whole run / last 2 cycles, [ ] earlier / later, - + narrower / wider.
-            KeyCode::Char('w') => self.window = if self.window.span.is_some() { ChartWindow::default() } else { ChartWindow { span: Some(2), back: 0 } },
+            KeyCode::Char('w') => {
+                self.window = if self.window.span.is_some() {
+                    ChartWindow::default()
+                } else {
+                    ChartWindow { span: Some(2), back: 0 }
+                }
+            }
             KeyCode::Char('[') if self.window.span.is_some() => self.window.back += 1,
             KeyCode::Char(']') => self.window.back = self.window.back.saturating_sub(1),
             KeyCode::Char('-') => self.window.span = Some(self.window.span.map_or(2, |s| s.saturating_sub(1).max(1))),
-            KeyCode::Char('+') | KeyCode::Char('=') if self.window.span.is_some() => self.window.span = self.window.span.map(|s| s + 1),
+            KeyCode::Char('+') | KeyCode::Char('=') if self.window.span.is_some() => {
+                self.window.span = self.window.span.map(|s| s + 1)
+            }
             _ => {}
         }
     }

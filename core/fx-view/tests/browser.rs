@@ -162,7 +162,10 @@ fn refresh_rereads_only_what_changed() {
     assert!(to.join("metrics.jsonl").is_file() && to.starts_with(root.join(runs::TRASH_DIR)));
     assert!(idx.refresh());
     let ids: Vec<String> = idx.rows().iter().map(|r| r.id.clone()).collect();
-    assert!(ids.contains(&"demo-20261128-080000".to_string()) && !ids.contains(&"demo-20261127-192247".to_string()), "{ids:?}");
+    assert!(
+        ids.contains(&"demo-20261128-080000".to_string()) && !ids.contains(&"demo-20261127-192247".to_string()),
+        "{ids:?}"
+    );
     assert_eq!(idx.reads, reads + 2);
 }
 
@@ -185,7 +188,10 @@ fn keys_filter_sort_mark_and_ask_before_stopping_or_deleting() {
         b.items(&idx).into_iter().filter_map(|i| if let Item::Run(r) = i { Some(r.id) } else { None }).collect()
     };
     // Newest first by default.
-    assert_eq!(ids(&b), ["demo-20261127-195000", "demo-20261127-194000", "demo-20261127-193533", "demo-20261127-192247"]);
+    assert_eq!(
+        ids(&b),
+        ["demo-20261127-195000", "demo-20261127-194000", "demo-20261127-193533", "demo-20261127-192247"]
+    );
     // Filter by a tag.
     b.handle_key(ch('/'), &idx);
     for c in "wip".chars() {
@@ -240,7 +246,10 @@ fn keys_filter_sort_mark_and_ask_before_stopping_or_deleting() {
     for c in "best".chars() {
         b.handle_key(ch(c), &idx);
     }
-    assert_eq!(b.handle_key(key(KeyCode::Enter), &idx), BrowserAction::Tag(root.join("demo-20261127-192247"), "best".into()));
+    assert_eq!(
+        b.handle_key(key(KeyCode::Enter), &idx),
+        BrowserAction::Tag(root.join("demo-20261127-192247"), "best".into())
+    );
     // Group by sweep: the sweep's header first, Enter on it compares its cells oldest first.
     b.handle_key(ch('g'), &idx);
     let items = b.items(&idx);
@@ -281,7 +290,10 @@ fn comparison_snapshots_and_seed_groups() {
     let mut c = Comparison::open(&dirs, Some("demo".into()));
     // Legend by the keys that differ.
     assert_eq!(c.labels, ["backbone=0.0005 seed=7", "backbone=0.0005 seed=8", "backbone=0.001 seed=7"]);
-    assert_eq!(c.current_key().map(|k| (k.dataset.as_str(), k.task.as_str(), k.metric.as_str())), Some(("phantom-cxp", "cls", "auc")));
+    assert_eq!(
+        c.current_key().map(|k| (k.dataset.as_str(), k.task.as_str(), k.metric.as_str())),
+        Some(("phantom-cxp", "cls", "auc"))
+    );
     let mut b = Browser { comparison: Some(c), ..Browser::default() };
     for (ascii, suffix) in [(false, "unicode"), (true, "ascii")] {
         insta::assert_snapshot!(format!("compare_80x24_{suffix}"), draw(&mut b, &idx, ascii, 80, 24, &root));

@@ -105,8 +105,18 @@ fn windows_and_dense_columns_keep_every_focused_point_visible() {
         for (window, width) in [(None, 40u16), (None, 80), (Some((523, 580)), 40), (Some((523, 580)), 80)] {
             let area = Rect::new(0, 0, width, 14);
             let mut buf = Buffer::empty(area);
-            MetricChart { series: s, model: "teacher", epochs, window, labels: &[], cycle_starts: &[], theme: &theme, selected: false, detailed: false }
-                .render(area, &mut buf);
+            MetricChart {
+                series: s,
+                model: "teacher",
+                epochs,
+                window,
+                labels: &[],
+                cycle_starts: &[],
+                theme: &theme,
+                selected: false,
+                detailed: false,
+            }
+            .render(area, &mut buf);
             // Focused points in the window, by the cell they fall in: each must show the glyph.
             let (a, b) = window.unwrap_or((1, epochs));
             let plot_w = width as usize - 2 - 6;
@@ -117,7 +127,12 @@ fn windows_and_dense_columns_keep_every_focused_point_visible() {
                 .map(|p| ((p.epoch - a) as f64 / (b - a) as f64 * (plot_w - 1) as f64).round() as usize)
                 .collect();
             let shown = focused_cells(&buf, glyph);
-            assert!(shown >= cols.len(), "{window:?} at {width}: {shown} focused glyphs for {} focused columns\n{}", cols.len(), text(&buf));
+            assert!(
+                shown >= cols.len(),
+                "{window:?} at {width}: {shown} focused glyphs for {} focused columns\n{}",
+                cols.len(),
+                text(&buf)
+            );
         }
     }
     // The whole run at 80 columns: more epochs than columns, so columns show unfocused ranges.

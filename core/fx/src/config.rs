@@ -266,7 +266,14 @@ pub struct LrConfig {
 
 impl Default for LrConfig {
     fn default() -> Self {
-        LrConfig { backbone: 1e-5, cls_head: 1e-4, loc_encoder: 1e-4, loc_decoder: 1e-4, seg_decoder: 1e-4, seg_head: 1e-4 }
+        LrConfig {
+            backbone: 1e-5,
+            cls_head: 1e-4,
+            loc_encoder: 1e-4,
+            loc_decoder: 1e-4,
+            seg_decoder: 1e-4,
+            seg_head: 1e-4,
+        }
     }
 }
 
@@ -607,7 +614,8 @@ fn set_path(table: &mut toml::Table, parts: &[&str], value: toml::Value, assignm
 impl Experiment {
     /// Reads, overrides and validates an experiment file.
     pub fn load(path: &Path, overrides: &[String]) -> Result<Experiment> {
-        let text = std::fs::read_to_string(path).map_err(|e| anyhow!("{}: cannot read the experiment: {e}", path.display()))?;
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| anyhow!("{}: cannot read the experiment: {e}", path.display()))?;
         Self::parse(path, &text, overrides)
     }
 
@@ -625,13 +633,20 @@ impl Experiment {
         } else {
             // Re-serialise so that error positions point into the overridden document.
             let merged = toml::to_string(&doc)?;
-            let label = PathBuf::from(format!("{} (after {})", path.display(), if extended { "extends and --set" } else { "--set" }));
+            let label = PathBuf::from(format!(
+                "{} (after {})",
+                path.display(),
+                if extended { "extends and --set" } else { "--set" }
+            ));
             toml::from_str(&merged).map_err(|e| located(&label, &merged, &e))?
         };
         if let Some((key, what)) = exp.out_of_range() {
             let (label, text) = match (overrides.is_empty() && !extended, toml::to_string(&doc)) {
                 (true, _) => (path.display().to_string(), text.to_string()),
-                (false, Ok(merged)) => (format!("{} (after {})", path.display(), if extended { "extends and --set" } else { "--set" }), merged),
+                (false, Ok(merged)) => (
+                    format!("{} (after {})", path.display(), if extended { "extends and --set" } else { "--set" }),
+                    merged,
+                ),
                 (false, Err(_)) => (path.display().to_string(), String::new()),
             };
             let place = match key_position(&text, &key) {
@@ -661,22 +676,51 @@ impl Experiment {
             format!("must be a single folder name (it names the run under output_dir), got \"{n}\""),
         );
         let s = self.model.image_size;
-        check((32..=4096).contains(&s) && s % 32 == 0, "model.image_size", format!("must be a multiple of 32 within 32..=4096 (Swin's patches and merges), got {s}"));
+        check(
+            (32..=4096).contains(&s) && s % 32 == 0,
+            "model.image_size",
+            format!("must be a multiple of 32 within 32..=4096 (Swin's patches and merges), got {s}"),
+        );
         if let Some(dp) = self.model.drop_path {
-            check(dp.is_finite() && (0.0..1.0).contains(&dp), "model.drop_path", format!("must be within [0, 1), got {dp}"));
+            check(
+                dp.is_finite() && (0.0..1.0).contains(&dp),
+                "model.drop_path",
+                format!("must be within [0, 1), got {dp}"),
+            );
         }
-        for (k, v) in [("model.ppm_channels", self.model.ppm_channels), ("model.fpn_channels", self.model.fpn_channels)] {
+        for (k, v) in [("model.ppm_channels", self.model.ppm_channels), ("model.fpn_channels", self.model.fpn_channels)]
+        {
             check((1..=8192).contains(&v), k, format!("must be within 1..=8192, got {v}"));
         }
         let t = &self.train;
-        check((1..=4096).contains(&t.batch_size), "train.batch_size", format!("must be within 1..=4096, got {}", t.batch_size));
-        check((1..=100_000).contains(&t.cycles), "train.cycles", format!("must be within 1..=100000, got {}", t.cycles));
+        check(
+            (1..=4096).contains(&t.batch_size),
+            "train.batch_size",
+            format!("must be within 1..=4096, got {}", t.batch_size),
+        );
+        check(
+            (1..=100_000).contains(&t.cycles),
+            "train.cycles",
+            format!("must be within 1..=100000, got {}", t.cycles),
+        );
         check(t.log_every >= 1, "train.log_every", format!("must be at least 1, got {}", t.log_every));
-        check(t.workers <= 256, "train.workers", format!("must be within 0..=256 (0 = one per core), got {}", t.workers));
+        check(
+            t.workers <= 256,
+            "train.workers",
+            format!("must be within 0..=256 (0 = one per core), got {}", t.workers),
+        );
         check((1..=256).contains(&t.prefetch), "train.prefetch", format!("must be within 1..=256, got {}", t.prefetch));
         let o = &self.optimizer;
-        check(o.weight_decay.is_finite() && (0.0..1.0).contains(&o.weight_decay), "optimizer.weight_decay", format!("must be a finite number within [0, 1), got {}", o.weight_decay));
-        check(o.eps.is_finite() && o.eps > 0.0, "optimizer.eps", format!("must be a finite positive number, got {}", o.eps));
+        check(
+            o.weight_decay.is_finite() && (0.0..1.0).contains(&o.weight_decay),
+            "optimizer.weight_decay",
+            format!("must be a finite number within [0, 1), got {}", o.weight_decay),
+        );
+        check(
+            o.eps.is_finite() && o.eps > 0.0,
+            "optimizer.eps",
+            format!("must be a finite positive number, got {}", o.eps),
+        );
         for (k, b) in [("optimizer.beta1", o.beta1), ("optimizer.beta2", o.beta2)] {
             check(b.is_finite() && (0.0..1.0).contains(&b), k, format!("must be within [0, 1), got {b}"));
         }
@@ -689,15 +733,35 @@ impl Experiment {
             ("optimizer.lr.seg_decoder", lr.seg_decoder),
             ("optimizer.lr.seg_head", lr.seg_head),
         ] {
-            check(v.is_finite() && (0.0..=10.0).contains(&v), k, format!("must be a finite learning rate within [0, 10], got {v}"));
+            check(
+                v.is_finite() && (0.0..=10.0).contains(&v),
+                k,
+                format!("must be a finite learning rate within [0, 10], got {v}"),
+            );
         }
-        check(self.optimizer.lr_schedule.warmup_cycles <= 100_000, "optimizer.lr_schedule.warmup_cycles", "must be at most 100000".into());
+        check(
+            self.optimizer.lr_schedule.warmup_cycles <= 100_000,
+            "optimizer.lr_schedule.warmup_cycles",
+            "must be at most 100000".into(),
+        );
         let e = &self.eval;
-        check((1..=4096).contains(&e.batch_size), "eval.batch_size", format!("must be within 1..=4096, got {}", e.batch_size));
-        check((1..=16).contains(&self.data.cache_scale), "data.cache_scale", format!("must be within 1..=16, got {}", self.data.cache_scale));
+        check(
+            (1..=4096).contains(&e.batch_size),
+            "eval.batch_size",
+            format!("must be within 1..=4096, got {}", e.batch_size),
+        );
+        check(
+            (1..=16).contains(&self.data.cache_scale),
+            "data.cache_scale",
+            format!("must be within 1..=16, got {}", self.data.cache_scale),
+        );
         let st = &self.student_teacher;
         check(st.momentum.is_finite(), "student_teacher.momentum", "must be a finite number".into());
-        check(self.finetune.shots <= 1_000_000, "finetune.shots", format!("must be at most 1000000, got {}", self.finetune.shots));
+        check(
+            self.finetune.shots <= 1_000_000,
+            "finetune.shots",
+            format!("must be at most 1000000, got {}", self.finetune.shots),
+        );
         problems.pop()
     }
 
@@ -772,7 +836,10 @@ impl Experiment {
             return None;
         }
         let dir = self.data.cache_dir.clone().unwrap_or_else(|| self.output_dir.join("cache"));
-        Some(fx_plugin::CacheSpec { dir, longest_side: self.data.cache_scale.max(1) * self.model.image_size.max(1) as usize })
+        Some(fx_plugin::CacheSpec {
+            dir,
+            longest_side: self.data.cache_scale.max(1) * self.model.image_size.max(1) as usize,
+        })
     }
 
     /// The models evaluated after each epoch: without a teacher, only the student exists.
@@ -845,7 +912,12 @@ plugin = "phantom-cxp"
         let e = Experiment::parse(
             Path::new("x.toml"),
             MINIMAL,
-            &["train.cycles=3".into(), "optimizer.lr.backbone=0.001".into(), "datasets.0.root=/data/x".into(), "name=other".into()],
+            &[
+                "train.cycles=3".into(),
+                "optimizer.lr.backbone=0.001".into(),
+                "datasets.0.root=/data/x".into(),
+                "name=other".into(),
+            ],
         )
         .unwrap();
         assert_eq!(e.train.cycles, 3);
@@ -892,9 +964,12 @@ plugin = "phantom-cxp"
 
     #[test]
     fn validation_names_the_key() {
-        let err = Experiment::parse(Path::new("x.toml"), MINIMAL, &["student_teacher.momentum=1.5".into()]).unwrap_err().to_string();
+        let err = Experiment::parse(Path::new("x.toml"), MINIMAL, &["student_teacher.momentum=1.5".into()])
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("student_teacher.momentum"), "{err}");
-        let err = Experiment::parse(Path::new("x.toml"), MINIMAL, &["model.image_size=30".into()]).unwrap_err().to_string();
+        let err =
+            Experiment::parse(Path::new("x.toml"), MINIMAL, &["model.image_size=30".into()]).unwrap_err().to_string();
         assert!(err.contains("model.image_size") && err.contains("got 30"), "{err}");
     }
 

@@ -127,11 +127,18 @@ impl ChildHost {
                 self.kill();
                 self.restarts += 1;
                 if self.restarts > MAX_RESTARTS {
-                    let why = format!("its plugin process crashed {} times; its datasets are disabled for the rest of the run", self.restarts);
+                    let why = format!(
+                        "its plugin process crashed {} times; its datasets are disabled for the rest of the run",
+                        self.restarts
+                    );
                     self.disabled = Some(why.clone());
                     return Err(why);
                 }
-                eprintln!("fx: warning: {}: the plugin process died ({e}); restarting it ({}/{MAX_RESTARTS})", lib.display(), self.restarts);
+                eprintln!(
+                    "fx: warning: {}: the plugin process died ({e}); restarting it ({}/{MAX_RESTARTS})",
+                    lib.display(),
+                    self.restarts
+                );
                 self.restart(lib)?;
                 Err(format!("the plugin process crashed on this request (restarted, {}/{MAX_RESTARTS})", self.restarts))
             }
@@ -276,15 +283,18 @@ impl Library {
             bail!("{p}: no such plugin library");
         }
         // SAFETY: loading runs the library's initialisers; a plugin is code the user chose to run.
-        let lib = unsafe { libloading::Library::new(path) }.map_err(|e| anyhow!("{p}: cannot load it as a shared library: {e}"))?;
+        let lib = unsafe { libloading::Library::new(path) }
+            .map_err(|e| anyhow!("{p}: cannot load it as a shared library: {e}"))?;
         let version = unsafe { lib.get::<unsafe extern "C" fn() -> u32>(b"fx_plugin_abi_version\0") }
             .map_err(|_| anyhow!("{p}: not an fx plugin (it exports no fx_plugin_abi_version; build it with fx_plugin::export_plugins!)"))?;
         let v = unsafe { version() };
         if v != ABI_VERSION {
             bail!("{p}: built against fx plugin ABI {v}, this fx speaks ABI {ABI_VERSION}; rebuild the plugin against this fx-plugin");
         }
-        let call = *unsafe { lib.get::<CallFn>(b"fx_plugin_call\0") }.map_err(|_| anyhow!("{p}: fx plugin without fx_plugin_call"))?;
-        let free = *unsafe { lib.get::<FreeFn>(b"fx_plugin_free\0") }.map_err(|_| anyhow!("{p}: fx plugin without fx_plugin_free"))?;
+        let call = *unsafe { lib.get::<CallFn>(b"fx_plugin_call\0") }
+            .map_err(|_| anyhow!("{p}: fx plugin without fx_plugin_call"))?;
+        let free = *unsafe { lib.get::<FreeFn>(b"fx_plugin_free\0") }
+            .map_err(|_| anyhow!("{p}: fx plugin without fx_plugin_free"))?;
         Ok(Arc::new(Library { path: path.to_path_buf(), transport: Transport::InProcess { call, free, _lib: lib } }))
     }
 
@@ -309,7 +319,9 @@ impl Library {
             }
             Transport::Child(host) => {
                 // Opens and closes change the child's state: a restarted child replays them.
-                let logged = serde_json::from_slice::<Value>(bytes).ok().is_some_and(|v| matches!(v["op"].as_str(), Some("open") | Some("close")));
+                let logged = serde_json::from_slice::<Value>(bytes)
+                    .ok()
+                    .is_some_and(|v| matches!(v["op"].as_str(), Some("open") | Some("close")));
                 let mut h = host.lock().unwrap_or_else(|e| e.into_inner());
                 h.call(&self.path, bytes, logged).map_err(|e| anyhow!(e))
             }
@@ -335,9 +347,17 @@ impl Library {
 
     /// The plugins the library offers: (name, summary).
     pub fn entries(&self) -> Result<Vec<(String, String)>> {
-        let (v, _) = self.call(&json!({ "op": "list" })).map_err(|e| anyhow!("{}: listing its plugins: {e}", self.path.display()))?;
+        let (v, _) = self
+            .call(&json!({ "op": "list" }))
+            .map_err(|e| anyhow!("{}: listing its plugins: {e}", self.path.display()))?;
         Ok(v.as_array()
-            .map(|a| a.iter().map(|e| (e["name"].as_str().unwrap_or("").to_string(), e["summary"].as_str().unwrap_or("").to_string())).collect())
+            .map(|a| {
+                a.iter()
+                    .map(|e| {
+                        (e["name"].as_str().unwrap_or("").to_string(), e["summary"].as_str().unwrap_or("").to_string())
+                    })
+                    .collect()
+            })
             .unwrap_or_default())
     }
 }
@@ -352,10 +372,11 @@ pub struct DynDataset {
 impl DynDataset {
     pub fn open(lib: Arc<Library>, plugin: &str, spec: &DatasetSpec) -> std::result::Result<DynDataset, PluginError> {
         let (h, _) = lib.call(&json!({ "op": "open", "plugin": plugin, "spec": spec }))?;
-        let handle = h["handle"].as_u64().ok_or_else(|| PluginError::config(&spec.name, "the plugin returned no handle"))?;
+        let handle =
+            h["handle"].as_u64().ok_or_else(|| PluginError::config(&spec.name, "the plugin returned no handle"))?;
         let (d, _) = lib.call(&json!({ "op": "desc", "handle": handle }))?;
-        let desc: DatasetDesc =
-            serde_json::from_value(d).map_err(|e| PluginError::config(&spec.name, format!("the plugin's description does not parse: {e}")))?;
+        let desc: DatasetDesc = serde_json::from_value(d)
+            .map_err(|e| PluginError::config(&spec.name, format!("the plugin's description does not parse: {e}")))?;
         Ok(DynDataset { lib, handle, desc })
     }
 }
@@ -367,30 +388,58 @@ impl Dataset for DynDataset {
 
     fn index(&self, split: Split) -> std::result::Result<Vec<SampleRecord>, PluginError> {
         let (v, _) = self.lib.call(&json!({ "op": "index", "handle": self.handle, "split": split }))?;
-        serde_json::from_value(v).map_err(|e| PluginError::config(&self.desc.name, format!("the plugin's index does not parse: {e}")))
+        serde_json::from_value(v)
+            .map_err(|e| PluginError::config(&self.desc.name, format!("the plugin's index does not parse: {e}")))
     }
 
     fn load(&self, record: &SampleRecord, size_hint: usize) -> std::result::Result<Sample, PluginError> {
-        let (h, payload) = self.lib.call(&json!({ "op": "load", "handle": self.handle, "record": record, "size_hint": size_hint }))?;
-        let bad = |what: &str| PluginError::input(format!("plugin {}", self.lib.path.display()), format!("sample {}: {what}", record.id));
-        let (height, width) = (h["height"].as_u64().ok_or_else(|| bad("no height"))? as usize, h["width"].as_u64().ok_or_else(|| bad("no width"))? as usize);
+        let (h, payload) =
+            self.lib.call(&json!({ "op": "load", "handle": self.handle, "record": record, "size_hint": size_hint }))?;
+        let bad = |what: &str| {
+            PluginError::input(format!("plugin {}", self.lib.path.display()), format!("sample {}: {what}", record.id))
+        };
+        let (height, width) = (
+            h["height"].as_u64().ok_or_else(|| bad("no height"))? as usize,
+            h["width"].as_u64().ok_or_else(|| bad("no width"))? as usize,
+        );
         let masks = h["masks"].as_u64().unwrap_or(0) as usize;
-        let image_dims: Option<(usize, usize)> = serde_json::from_value(h["image_dims"].clone()).map_err(|_| bad("bad image_dims"))?;
+        let image_dims: Option<(usize, usize)> =
+            serde_json::from_value(h["image_dims"].clone()).map_err(|_| bad("bad image_dims"))?;
         let side_ok = |v: usize| (1..=65536).contains(&v);
-        if !side_ok(height) || !side_ok(width) || image_dims.is_some_and(|(w, h)| !side_ok(w) || !side_ok(h)) || masks > 4096 {
-            return Err(bad(&format!("image {width}×{height} (pixels {image_dims:?}) with {masks} mask(s) is out of range")));
+        if !side_ok(height)
+            || !side_ok(width)
+            || image_dims.is_some_and(|(w, h)| !side_ok(w) || !side_ok(h))
+            || masks > 4096
+        {
+            return Err(bad(&format!(
+                "image {width}×{height} (pixels {image_dims:?}) with {masks} mask(s) is out of range"
+            )));
         }
         let px = height * width;
         let ipx = image_dims.map(|(w, h)| w * h).unwrap_or(px);
-        if Some(payload.len()) != ipx.checked_mul(4).and_then(|a| masks.checked_mul(px).and_then(|b| a.checked_add(b))) {
-            return Err(bad(&format!("{} payload bytes for a {width}×{height} image with {masks} mask(s)", payload.len())));
+        if Some(payload.len()) != ipx.checked_mul(4).and_then(|a| masks.checked_mul(px).and_then(|b| a.checked_add(b)))
+        {
+            return Err(bad(&format!(
+                "{} payload bytes for a {width}×{height} image with {masks} mask(s)",
+                payload.len()
+            )));
         }
         let image = payload[..ipx * 4].chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
         let masks = (0..masks).map(|k| payload[ipx * 4 + k * px..ipx * 4 + (k + 1) * px].to_vec()).collect();
         let cls: Vec<f32> = serde_json::from_value(h["cls"].clone()).map_err(|_| bad("bad cls labels"))?;
         let boxes: Vec<LabeledBox> = serde_json::from_value(h["boxes"].clone()).map_err(|_| bad("bad boxes"))?;
         let warnings: Vec<String> = serde_json::from_value(h["warnings"].clone()).unwrap_or_default();
-        Ok(Sample { id: h["id"].as_str().unwrap_or(&record.id).to_string(), height, width, image, image_dims, cls, boxes, masks, warnings })
+        Ok(Sample {
+            id: h["id"].as_str().unwrap_or(&record.id).to_string(),
+            height,
+            width,
+            image,
+            image_dims,
+            cls,
+            boxes,
+            masks,
+            warnings,
+        })
     }
 
     fn warnings(&self) -> Vec<String> {

@@ -24,14 +24,20 @@ pub fn load_inputs(inputs: &[PathBuf], img_size: i64) -> Result<Tensor> {
     }
     if inputs.len() == 1 && inputs[0].extension().is_some_and(|e| e == "safetensors") {
         let p = &inputs[0];
-        let mut ts = Tensor::read_safetensors(p).with_context(|| format!("{}: not a readable safetensors file", p.display()))?;
+        let mut ts =
+            Tensor::read_safetensors(p).with_context(|| format!("{}: not a readable safetensors file", p.display()))?;
         let t = match ts.iter().position(|(n, _)| n == "input") {
             Some(i) => ts.swap_remove(i).1,
             None if ts.len() == 1 => ts.pop().unwrap().1,
             None => bail!("{}: holds {} tensors and none is named `input`", p.display(), ts.len()),
         };
-        if t.dim() != 4 || t.size()[1] != 3 || t.size()[2] != t.size()[3] || t.size()[2] % 32 != 0 || t.size()[2] > 4096 {
-            bail!("{}: the input tensor must be (N, 3, S, S) with S a multiple of 32 up to 4096, got {:?}", p.display(), t.size());
+        if t.dim() != 4 || t.size()[1] != 3 || t.size()[2] != t.size()[3] || t.size()[2] % 32 != 0 || t.size()[2] > 4096
+        {
+            bail!(
+                "{}: the input tensor must be (N, 3, S, S) with S a multiple of 32 up to 4096, got {:?}",
+                p.display(),
+                t.size()
+            );
         }
         return Ok(t.to_kind(Kind::Float));
     }
@@ -39,7 +45,17 @@ pub fn load_inputs(inputs: &[PathBuf], img_size: i64) -> Result<Tensor> {
     let mut pixels = Vec::with_capacity(inputs.len() * s * s);
     for p in inputs {
         let g = fx_data::input::decode(p, &Default::default()).map_err(|e| anyhow!(e))?;
-        let sample = Sample { id: String::new(), height: g.height, width: g.width, image: g.pixels, image_dims: None, cls: vec![], boxes: vec![], masks: vec![], warnings: vec![] };
+        let sample = Sample {
+            id: String::new(),
+            height: g.height,
+            width: g.width,
+            image: g.pixels,
+            image_dims: None,
+            cls: vec![],
+            boxes: vec![],
+            masks: vec![],
+            warnings: vec![],
+        };
         let out = augment::warp(&sample, &augment::resize(g.width, g.height, s), s);
         pixels.extend_from_slice(&out.image);
     }
@@ -49,7 +65,14 @@ pub fn load_inputs(inputs: &[PathBuf], img_size: i64) -> Result<Tensor> {
     Ok((gray.expand([-1, 3, -1, -1], false) - mean) / std)
 }
 
-pub fn extract(weights: &Path, arch: &str, img_size: i64, inputs: &[PathBuf], out: &Path, device: Device) -> Result<FeatureReport> {
+pub fn extract(
+    weights: &Path,
+    arch: &str,
+    img_size: i64,
+    inputs: &[PathBuf],
+    out: &Path,
+    device: Device,
+) -> Result<FeatureReport> {
     if !(32..=4096).contains(&img_size) || img_size % 32 != 0 {
         bail!("--image-size must be a multiple of 32 within 32..=4096 (Swin's patches and merges), got {img_size}");
     }
@@ -68,5 +91,9 @@ pub fn extract(weights: &Path, arch: &str, img_size: i64, inputs: &[PathBuf], ou
         named.push((format!("stage{i}"), s.permute([0, 3, 1, 2]).contiguous().to_device(Device::Cpu)));
     }
     Tensor::write_safetensors(&named, out).with_context(|| format!("writing {}", out.display()))?;
-    Ok(FeatureReport { load, inputs: x.size()[0] as usize, outputs: named.iter().map(|(n, t)| (n.clone(), t.size())).collect() })
+    Ok(FeatureReport {
+        load,
+        inputs: x.size()[0] as usize,
+        outputs: named.iter().map(|(n, t)| (n.clone(), t.size())).collect(),
+    })
 }

@@ -81,9 +81,13 @@ impl Model {
         let (ppm, fpn) = heads.seg_channels;
         let dims: Vec<i64> = (0..swin.num_stages()).map(|i| swin.stage_dim(i)).collect();
         let seg_decoder = (!heads.seg.is_empty()).then(|| UperNet::new(&(&root / "seg_decoder"), &dims, ppm, fpn));
-        let seg_heads =
-            heads.seg.iter().map(|(name, &k)| (name.clone(), seg_head(&root / "seg_head" / name.as_str(), fpn, k))).collect();
-        let loc_encoder = (!heads.loc.is_empty()).then(|| LocEncoder::new(&(&root / "loc_encoder"), &dims[1..], &heads.dino));
+        let seg_heads = heads
+            .seg
+            .iter()
+            .map(|(name, &k)| (name.clone(), seg_head(&root / "seg_head" / name.as_str(), fpn, k)))
+            .collect();
+        let loc_encoder =
+            (!heads.loc.is_empty()).then(|| LocEncoder::new(&(&root / "loc_encoder"), &dims[1..], &heads.dino));
         let loc_decoders = heads
             .loc
             .iter()
@@ -105,7 +109,8 @@ impl Model {
 
     pub fn cls(&self, x: &Tensor, dataset: &str, train: bool) -> ClsOutput {
         let f = self.backbone.forward(x, train);
-        let head = self.cls_heads.get(dataset).unwrap_or_else(|| panic!("no classification head for dataset {dataset}"));
+        let head =
+            self.cls_heads.get(dataset).unwrap_or_else(|| panic!("no classification head for dataset {dataset}"));
         ClsOutput { logits: head.forward(&f.pooled), pooled: f.pooled }
     }
 
@@ -124,7 +129,15 @@ impl Model {
 
     /// Adds the heads of a dataset that joins the model after it was built (hot-add). The branches
     /// its tasks need must exist: a run cannot grow a new shared encoder or decoder mid-way.
-    pub fn add_heads(&mut self, dataset: &str, cls: Option<i64>, loc: Option<i64>, seg: Option<i64>, dino: &DinoConfig, fpn: i64) -> Result<()> {
+    pub fn add_heads(
+        &mut self,
+        dataset: &str,
+        cls: Option<i64>,
+        loc: Option<i64>,
+        seg: Option<i64>,
+        dino: &DinoConfig,
+        fpn: i64,
+    ) -> Result<()> {
         if loc.is_some() && self.loc_encoder.is_none() {
             anyhow::bail!("dataset {dataset}: the run's model has no localization branch (no dataset trained loc when it started)");
         }
@@ -133,7 +146,8 @@ impl Model {
         }
         let root = self.vs.root();
         if let Some(n) = cls {
-            let head = nn::linear(&root / "cls_head" / dataset, self.backbone.config.num_features(), n, Default::default());
+            let head =
+                nn::linear(&root / "cls_head" / dataset, self.backbone.config.num_features(), n, Default::default());
             self.cls_heads.insert(dataset.to_string(), head);
         }
         if let Some(k) = loc {
@@ -151,7 +165,8 @@ impl Model {
         let f = self.backbone.forward(x, train_backbone);
         let encoder = self.loc_encoder.as_ref().expect("model built without the localization branch");
         let memory = encoder.forward(&f.stages[1..]);
-        let decoder = self.loc_decoders.get(dataset).unwrap_or_else(|| panic!("no localization decoder for dataset {dataset}"));
+        let decoder =
+            self.loc_decoders.get(dataset).unwrap_or_else(|| panic!("no localization decoder for dataset {dataset}"));
         decoder.forward(&memory, opts)
     }
 
@@ -174,7 +189,9 @@ impl Model {
             *counts.entry(key).or_default() += t.numel() as i64;
         }
         // Backbone first, then the branches in the paper's order.
-        let order = |k: &str| crate::schedule::Group::ALL.iter().position(|g| k.split('.').next() == Some(g.as_str())).unwrap_or(99);
+        let order = |k: &str| {
+            crate::schedule::Group::ALL.iter().position(|g| k.split('.').next() == Some(g.as_str())).unwrap_or(99)
+        };
         let mut v: Vec<(String, i64)> = counts.into_iter().collect();
         v.sort_by(|a, b| order(&a.0).cmp(&order(&b.0)).then(a.0.cmp(&b.0)));
         v

@@ -41,10 +41,7 @@ impl AdamW {
                     continue;
                 }
                 let lr = self.lr.get(group).copied().unwrap_or(0.0);
-                let (m, v, t) = self
-                    .state
-                    .entry(name.clone())
-                    .or_insert_with(|| (p.zeros_like(), p.zeros_like(), 0));
+                let (m, v, t) = self.state.entry(name.clone()).or_insert_with(|| (p.zeros_like(), p.zeros_like(), 0));
                 *t += 1;
                 let _ = m.lerp_(&g, 1.0 - self.beta1);
                 let _ = v.g_mul_scalar_(self.beta2).addcmul_(&g, &g.g_mul_scalar(1.0 - self.beta2));
@@ -57,7 +54,6 @@ impl AdamW {
             }
         });
     }
-
 }
 
 /// The gradients of `loss` with respect to each parameter, WITHOUT accumulating into `.grad`:
@@ -161,7 +157,10 @@ mod tests {
         let mut lr = BTreeMap::new();
         lr.insert(Group::Backbone, 0.1);
         let mut opt = AdamW::new(0.9, 0.999, 1e-8, 0.1, lr);
-        let params = vec![("a".to_string(), Group::Backbone, used.shallow_clone()), ("b".to_string(), Group::Backbone, unused.shallow_clone())];
+        let params = vec![
+            ("a".to_string(), Group::Backbone, used.shallow_clone()),
+            ("b".to_string(), Group::Backbone, unused.shallow_clone()),
+        ];
         // One step that uses both, then steps that use only `a`.
         let grads = gradients(&(&used.sum(Kind::Float) + &unused.sum(Kind::Float)), &params);
         opt.step(&params, &grads);

@@ -51,13 +51,18 @@ pub struct ModelCard {
 }
 
 pub const CARD_FORMAT: &str = "fx-model-1";
-pub const PREPROCESSING: &str = "grayscale in [0,1] (fx image input: DICOM LUTs and window, MetaImage min-max, PNG/JPEG full range), \
+pub const PREPROCESSING: &str =
+    "grayscale in [0,1] (fx image input: DICOM LUTs and window, MetaImage min-max, PNG/JPEG full range), \
     resized to image_size x image_size (aspect not kept), replicated to 3 channels, normalised with ImageNet mean/std";
 
 impl ModelCard {
     pub fn heads(&self) -> Heads {
         let of = |f: fn(&HeadLabels) -> &Vec<String>| -> BTreeMap<String, i64> {
-            self.datasets.iter().filter(|(_, h)| !f(h).is_empty()).map(|(d, h)| (d.clone(), f(h).len() as i64)).collect()
+            self.datasets
+                .iter()
+                .filter(|(_, h)| !f(h).is_empty())
+                .map(|(d, h)| (d.clone(), f(h).len() as i64))
+                .collect()
         };
         Heads {
             cls: of(|h| &h.cls),
@@ -76,9 +81,13 @@ impl ModelCard {
     pub fn of_run(run: &Path, role: ModelRole, epoch: usize) -> Result<ModelCard> {
         let store = RunStore::open(run)?;
         let exp = Experiment::load(&store.path("experiment.toml"), &[])?;
-        let mj: serde_json::Value = store.read_json("model.json").with_context(|| format!("{}: no model.json", run.display()))?;
+        let mj: serde_json::Value =
+            store.read_json("model.json").with_context(|| format!("{}: no model.json", run.display()))?;
         let datasets: BTreeMap<String, HeadLabels> = serde_json::from_value(mj["labels"].clone()).map_err(|_| {
-            anyhow!("{}: model.json has no head labels (a run made before fx recorded them); resume it once to record them", run.display())
+            anyhow!(
+                "{}: model.json has no head labels (a run made before fx recorded them); resume it once to record them",
+                run.display()
+            )
         })?;
         let mut metrics = BTreeMap::new();
         if let Ok(rows) = store.metrics() {
@@ -114,10 +123,15 @@ pub struct Loaded {
 pub fn load(path: &Path, role: ModelRole, device: Device) -> Result<Loaded> {
     let (card, weights) = if path.is_dir() {
         let store = RunStore::open(path)?;
-        let (ck, state) = store.last_checkpoint()?.ok_or_else(|| anyhow!("{}: the run has no checkpoint yet", path.display()))?;
+        let (ck, state) =
+            store.last_checkpoint()?.ok_or_else(|| anyhow!("{}: the run has no checkpoint yet", path.display()))?;
         let file = ck.join(format!("{}.safetensors", role.as_str()));
         if !file.is_file() {
-            bail!("{}: no {} weights in its last checkpoint (a run without a teacher has only the student)", path.display(), role.as_str());
+            bail!(
+                "{}: no {} weights in its last checkpoint (a run without a teacher has only the student)",
+                path.display(),
+                role.as_str()
+            );
         }
         (ModelCard::of_run(path, role, state.epoch)?, file)
     } else if path.is_file() {
@@ -125,12 +139,26 @@ pub fn load(path: &Path, role: ModelRole, device: Device) -> Result<Loaded> {
             Some(card) => (card, path.to_path_buf()),
             None => {
                 // A checkpoint of a run: RUN/checkpoints/epoch-NNNN/<model>.safetensors.
-                let run = path.parent().and_then(|p| p.parent()).and_then(|p| p.parent()).filter(|r| r.join("experiment.toml").is_file());
+                let run = path
+                    .parent()
+                    .and_then(|p| p.parent())
+                    .and_then(|p| p.parent())
+                    .filter(|r| r.join("experiment.toml").is_file());
                 let Some(run) = run else {
                     bail!("{}: neither an fx model file (no `fx` model card in its header) nor a checkpoint inside a run directory", path.display());
                 };
-                let role = if path.file_stem().is_some_and(|s| s == "student") { ModelRole::Student } else { ModelRole::Teacher };
-                let epoch = path.parent().and_then(|p| p.file_name()).and_then(|n| n.to_str()).and_then(|n| n.strip_prefix("epoch-")).and_then(|n| n.parse().ok()).unwrap_or(0);
+                let role = if path.file_stem().is_some_and(|s| s == "student") {
+                    ModelRole::Student
+                } else {
+                    ModelRole::Teacher
+                };
+                let epoch = path
+                    .parent()
+                    .and_then(|p| p.file_name())
+                    .and_then(|n| n.to_str())
+                    .and_then(|n| n.strip_prefix("epoch-"))
+                    .and_then(|n| n.parse().ok())
+                    .unwrap_or(0);
                 (ModelCard::of_run(run, role, epoch)?, path.to_path_buf())
             }
         }
@@ -151,7 +179,12 @@ pub fn load(path: &Path, role: ModelRole, device: Device) -> Result<Loaded> {
         }
     });
     if !missing.is_empty() {
-        bail!("{}: {} tensor(s) of the model are missing or have another shape, e.g. {}", weights.display(), missing.len(), missing[..missing.len().min(3)].join(", "));
+        bail!(
+            "{}: {} tensor(s) of the model are missing or have another shape, e.g. {}",
+            weights.display(),
+            missing.len(),
+            missing[..missing.len().min(3)].join(", ")
+        );
     }
     Ok(Loaded { card, model })
 }
@@ -159,7 +192,8 @@ pub fn load(path: &Path, role: ModelRole, device: Device) -> Result<Loaded> {
 /// The tensors of a checkpoint or an exported model file, by fx's variable names.
 pub fn read_model_tensors(path: &Path) -> Result<BTreeMap<String, Tensor>> {
     let exported = read_card(path)?.is_some();
-    let tensors = Tensor::read_safetensors(path).with_context(|| format!("{}: not a readable safetensors file", path.display()))?;
+    let tensors = Tensor::read_safetensors(path)
+        .with_context(|| format!("{}: not a readable safetensors file", path.display()))?;
     Ok(tensors
         .into_iter()
         .map(|(n, t)| {
@@ -180,16 +214,19 @@ pub fn read_card(path: &Path) -> Result<Option<ModelCard>> {
     use std::io::Read;
     let mut f = std::fs::File::open(path).with_context(|| format!("{}: cannot open", path.display()))?;
     let mut len = [0u8; 8];
-    f.read_exact(&mut len).map_err(|_| anyhow!("{}: not a safetensors file (shorter than its header length)", path.display()))?;
+    f.read_exact(&mut len)
+        .map_err(|_| anyhow!("{}: not a safetensors file (shorter than its header length)", path.display()))?;
     let n = u64::from_le_bytes(len);
     if n > 100_000_000 {
         bail!("{}: not a safetensors file (header length {n})", path.display());
     }
     let mut header = vec![0u8; n as usize];
     f.read_exact(&mut header).map_err(|_| anyhow!("{}: truncated safetensors header", path.display()))?;
-    let v: serde_json::Value = serde_json::from_slice(&header).map_err(|e| anyhow!("{}: the safetensors header is not JSON: {e}", path.display()))?;
+    let v: serde_json::Value = serde_json::from_slice(&header)
+        .map_err(|e| anyhow!("{}: the safetensors header is not JSON: {e}", path.display()))?;
     let Some(card) = v.get("__metadata__").and_then(|m| m.get("fx")).and_then(|c| c.as_str()) else { return Ok(None) };
-    let card: ModelCard = serde_json::from_str(card).map_err(|e| anyhow!("{}: its fx model card does not parse: {e}", path.display()))?;
+    let card: ModelCard =
+        serde_json::from_str(card).map_err(|e| anyhow!("{}: its fx model card does not parse: {e}", path.display()))?;
     if card.format != CARD_FORMAT {
         bail!("{}: model card format {} (this fx reads {CARD_FORMAT})", path.display(), card.format);
     }
@@ -228,9 +265,13 @@ fn write_safetensors(path: &Path, tensors: &[(String, Tensor)], metadata: &[(&st
         let start = data.len();
         data.resize(start + numel * size, 0);
         t.copy_data_u8(&mut data[start..], numel);
-        header.insert(name.clone(), serde_json::json!({ "dtype": dtype, "shape": t.size(), "data_offsets": [start, data.len()] }));
+        header.insert(
+            name.clone(),
+            serde_json::json!({ "dtype": dtype, "shape": t.size(), "data_offsets": [start, data.len()] }),
+        );
     }
-    let meta: serde_json::Map<String, serde_json::Value> = metadata.iter().map(|(k, v)| (k.to_string(), serde_json::json!(v))).collect();
+    let meta: serde_json::Map<String, serde_json::Value> =
+        metadata.iter().map(|(k, v)| (k.to_string(), serde_json::json!(v))).collect();
     header.insert("__metadata__".into(), serde_json::Value::Object(meta));
     let mut h = serde_json::to_vec(&header)?;
     while h.len() % 8 != 0 {
@@ -265,7 +306,12 @@ pub struct Prediction {
 
 /// Runs every selected head of every selected dataset on a batch of images, given at the model's
 /// input size (`gray`: B × S × S in [0, 1]) with their original sizes.
-pub fn infer(loaded: &Loaded, gray: &[f32], originals: &[(usize, usize)], opts: &PredictOptions) -> Result<BTreeMap<String, Vec<Prediction>>> {
+pub fn infer(
+    loaded: &Loaded,
+    gray: &[f32],
+    originals: &[(usize, usize)],
+    opts: &PredictOptions,
+) -> Result<BTreeMap<String, Vec<Prediction>>> {
     let s = loaded.card.image_size;
     let b = originals.len() as i64;
     let device = loaded.model.device();
@@ -288,15 +334,24 @@ pub fn infer(loaded: &Loaded, gray: &[f32], originals: &[(usize, usize)], opts: 
             }
             if opts.loc && !heads.loc.is_empty() {
                 let o = loaded.model.loc(&x, name, false, &DinoDecode::default());
-                let per = crate::dino::select_detections(o.logits.last().unwrap(), o.boxes.last().unwrap(), loaded.card.dino.num_select);
+                let per = crate::dino::select_detections(
+                    o.logits.last().unwrap(),
+                    o.boxes.last().unwrap(),
+                    loaded.card.dino.num_select,
+                );
                 for (i, pr) in preds.iter_mut().enumerate() {
                     let (ow, oh) = (originals[i].0 as f32, originals[i].1 as f32);
                     let mut boxes: Vec<(usize, f32, [f32; 4])> = per[i]
                         .iter()
                         .filter(|(score, _, _)| *score >= opts.threshold)
                         .map(|&(score, label, [cx, cy, w, h])| {
-                            let b = [(cx - w / 2.0) * ow, (cy - h / 2.0) * oh, (cx + w / 2.0) * ow, (cy + h / 2.0) * oh];
-                            (label as usize, score, [b[0].clamp(0.0, ow), b[1].clamp(0.0, oh), b[2].clamp(0.0, ow), b[3].clamp(0.0, oh)])
+                            let b =
+                                [(cx - w / 2.0) * ow, (cy - h / 2.0) * oh, (cx + w / 2.0) * ow, (cy + h / 2.0) * oh];
+                            (
+                                label as usize,
+                                score,
+                                [b[0].clamp(0.0, ow), b[1].clamp(0.0, oh), b[2].clamp(0.0, ow), b[3].clamp(0.0, oh)],
+                            )
                         })
                         .collect();
                     boxes.truncate(crate::eval::map::MAX_DETS);
@@ -308,7 +363,8 @@ pub fn infer(loaded: &Loaded, gray: &[f32], originals: &[(usize, usize)], opts: 
                 for (i, pr) in preds.iter_mut().enumerate() {
                     let (ow, oh) = (originals[i].0 as i64, originals[i].1 as i64);
                     // Probabilities resized to the original image, then thresholded.
-                    let p = logits.get(i as i64).unsqueeze(0).sigmoid().upsample_bilinear2d([oh, ow], false, None, None);
+                    let p =
+                        logits.get(i as i64).unsqueeze(0).sigmoid().upsample_bilinear2d([oh, ow], false, None, None);
                     let m = p.gt(0.5).to_kind(Kind::Uint8).to_device(Device::Cpu);
                     let k = heads.seg.len();
                     let v = Vec::<u8>::try_from(&m.flatten(0, -1))?;

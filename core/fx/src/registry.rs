@@ -12,7 +12,8 @@ use std::path::{Path, PathBuf};
 /// executable (where `cargo build` puts the workspace's plugin libraries beside fx-tui), then each
 /// folder of `FX_PLUGIN_PATH` (':'-separated).
 pub fn plugin_dirs() -> Vec<PathBuf> {
-    let mut dirs: Vec<PathBuf> = std::env::current_exe().ok().and_then(|e| e.parent().map(Path::to_path_buf)).into_iter().collect();
+    let mut dirs: Vec<PathBuf> =
+        std::env::current_exe().ok().and_then(|e| e.parent().map(Path::to_path_buf)).into_iter().collect();
     if let Some(p) = std::env::var_os("FX_PLUGIN_PATH") {
         dirs.extend(std::env::split_paths(&p).filter(|d| !d.as_os_str().is_empty()));
     }
@@ -57,7 +58,9 @@ impl Registry {
             .iter()
             .map(|e| match e {
                 Source::Static(p) => (p.name.to_string(), p.summary.to_string(), "built in".to_string()),
-                Source::Library { name, summary, lib } => (name.clone(), summary.clone(), lib.path().display().to_string()),
+                Source::Library { name, summary, lib } => {
+                    (name.clone(), summary.clone(), lib.path().display().to_string())
+                }
             })
             .collect()
     }
@@ -65,7 +68,8 @@ impl Registry {
     /// Loads a plugin library and adds its plugins; a name already taken is an error. The same
     /// file loaded twice (discovered and also listed by an experiment) is loaded once.
     pub fn load_library(&mut self, path: &Path) -> Result<Vec<String>> {
-        let same = |p: &Path| std::fs::canonicalize(p).ok().is_some_and(|c| Some(c) == std::fs::canonicalize(path).ok());
+        let same =
+            |p: &Path| std::fs::canonicalize(p).ok().is_some_and(|c| Some(c) == std::fs::canonicalize(path).ok());
         let already: Vec<String> = self
             .entries
             .iter()
@@ -77,7 +81,10 @@ impl Registry {
         // Loaded in process before (discovered beside fx-tui) but asked for in a child process
         // now: serve it from a child from here on.
         let in_process_but_isolation_asked = self.isolation == Isolation::Process
-            && self.entries.iter().any(|e| matches!(e, Source::Library { lib, .. } if same(lib.path()) && !lib.isolated()));
+            && self
+                .entries
+                .iter()
+                .any(|e| matches!(e, Source::Library { lib, .. } if same(lib.path()) && !lib.isolated()));
         if in_process_but_isolation_asked {
             self.entries.retain(|e| !matches!(e, Source::Library { lib, .. } if same(lib.path())));
         } else if !already.is_empty() {
@@ -132,7 +139,13 @@ impl Registry {
     }
 
     /// Opens a dataset of an experiment. Errors name the experiment file and the dataset.
-    pub fn open(&self, file: &str, index: usize, cfg: &DatasetConfig, cache: Option<&fx_plugin::CacheSpec>) -> Result<Arc<dyn Dataset>> {
+    pub fn open(
+        &self,
+        file: &str,
+        index: usize,
+        cfg: &DatasetConfig,
+        cache: Option<&fx_plugin::CacheSpec>,
+    ) -> Result<Arc<dyn Dataset>> {
         let place = format!("{file}: datasets[{index}] ({})", cfg.name());
         let name = cfg.name();
         if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
@@ -155,7 +168,13 @@ impl Registry {
             }
         }
         let options = serde_json::to_value(&cfg.options)?;
-        let spec = DatasetSpec { name: name.to_string(), plugin: cfg.plugin.clone(), root: cfg.root.clone(), options, cache: cache.cloned() };
+        let spec = DatasetSpec {
+            name: name.to_string(),
+            plugin: cfg.plugin.clone(),
+            root: cfg.root.clone(),
+            options,
+            cache: cache.cloned(),
+        };
         match entry {
             Source::Static(e) => Ok(Arc::from((e.open)(&spec).map_err(|e| anyhow!("{place}: {e}"))?)),
             Source::Library { name, lib, .. } => {

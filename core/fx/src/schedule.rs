@@ -202,7 +202,17 @@ mod tests {
         let tasks = vec![("a".to_string(), vec![Task::Seg, Task::Cls, Task::Loc]), ("b".to_string(), vec![Task::Cls])];
         let p = plan(&e, &tasks);
         let got: Vec<String> = p.iter().take(6).map(row).collect();
-        assert_eq!(got, ["1:a:cls:Release", "1:a:loc:Lock", "1:a:loc:Release", "1:a:seg:Lock", "1:a:seg:Release", "1:b:cls:Release"]);
+        assert_eq!(
+            got,
+            [
+                "1:a:cls:Release",
+                "1:a:loc:Lock",
+                "1:a:loc:Release",
+                "1:a:seg:Lock",
+                "1:a:seg:Release",
+                "1:b:cls:Release"
+            ]
+        );
         assert_eq!(p.len(), 12);
         assert_eq!(p[6].cycle, 2);
         assert!(p.iter().enumerate().all(|(i, x)| x.epoch == i + 1));
@@ -233,8 +243,17 @@ mod tests {
         let p = plan(&e, &tasks);
         let got: Vec<String> = p.iter().map(row).collect();
         let cycle = |c: usize| {
-            ["a:cls:Release", "b:cls:Release", "a:loc:Lock", "a:loc:Release", "a:seg:Lock", "a:seg:Release", "c:seg:Lock", "c:seg:Release"]
-                .map(|r| format!("{c}:{r}"))
+            [
+                "a:cls:Release",
+                "b:cls:Release",
+                "a:loc:Lock",
+                "a:loc:Release",
+                "a:seg:Lock",
+                "a:seg:Release",
+                "c:seg:Lock",
+                "c:seg:Release",
+            ]
+            .map(|r| format!("{c}:{r}"))
         };
         assert_eq!(got, [cycle(1), cycle(2)].concat());
         assert!(p.iter().enumerate().all(|(i, x)| x.epoch == i + 1));
@@ -244,7 +263,8 @@ mod tests {
     fn order_only_reorders_the_epochs_of_a_cycle() {
         let tasks = vec![("a".to_string(), vec![Task::Cls, Task::Seg]), ("b".to_string(), vec![Task::Cls, Task::Loc])];
         let key = |p: Vec<EpochPlan>| {
-            let mut v: Vec<String> = p.iter().map(|x| format!("{} {:?} {} {:?}", row(x), x.trainable, x.fraction, x.lr_factor)).collect();
+            let mut v: Vec<String> =
+                p.iter().map(|x| format!("{} {:?} {} {:?}", row(x), x.trainable, x.fraction, x.lr_factor)).collect();
             v.sort();
             v
         };
@@ -261,7 +281,8 @@ mod tests {
         let mut e = exp("order='task'");
         e.train.cycles = 1;
         let organs = ["heart", "left_lung", "right_lung"];
-        let tasks: Vec<(String, Vec<Task>)> = organs.iter().map(|d| (d.to_string(), vec![Task::Loc, Task::Seg])).collect();
+        let tasks: Vec<(String, Vec<Task>)> =
+            organs.iter().map(|d| (d.to_string(), vec![Task::Loc, Task::Seg])).collect();
         let p = plan(&e, &tasks);
         assert_eq!(p.len(), 12);
         let (t, f) = (Some(true), Some(false));
@@ -271,7 +292,13 @@ mod tests {
             assert_eq!((x.epoch, x.cycle, x.dataset.as_str(), x.task), (i + 1, 1, dataset, task), "epoch {}", i + 1);
             assert_eq!(x.mode, if lock { Mode::Lock } else { Mode::Release }, "epoch {}", i + 1);
             assert_eq!(x.fraction, if lock { 0.5 } else { 1.0 }, "epoch {}", i + 1);
-            let flags = [x.trainable.backbone, x.trainable.loc_encoder, x.trainable.loc_decoder, x.trainable.seg_decoder, x.trainable.seg_head];
+            let flags = [
+                x.trainable.backbone,
+                x.trainable.loc_encoder,
+                x.trainable.loc_decoder,
+                x.trainable.seg_decoder,
+                x.trainable.seg_head,
+            ];
             let want = match (task, lock) {
                 (Task::Loc, true) => [f, f, t, None, None],
                 (Task::Loc, false) => [t, t, t, None, None],

@@ -51,7 +51,8 @@ pub fn now() -> String {
 impl RunStore {
     /// Creates `<output_dir>/<name>-<yyyymmdd-hhmmss>` (suffixing -2, -3 … if it exists).
     pub fn create(output_dir: &Path, name: &str, experiment_toml: &str) -> Result<RunStore> {
-        fs::create_dir_all(output_dir).with_context(|| format!("creating the output folder {}", output_dir.display()))?;
+        fs::create_dir_all(output_dir)
+            .with_context(|| format!("creating the output folder {}", output_dir.display()))?;
         let stamp = chrono::Local::now().format("%Y%m%d-%H%M%S");
         let mut dir = output_dir.join(format!("{name}-{stamp}"));
         let mut k = 2;
@@ -65,9 +66,13 @@ impl RunStore {
         // experiment shares its runs with its group (readable, for viewers; control stays the owner's).
         {
             use std::os::unix::fs::PermissionsExt;
-            let group = toml::from_str::<toml::Table>(experiment_toml).ok().and_then(|t| t.get("share_with_group").and_then(|v| v.as_bool())).unwrap_or(false);
+            let group = toml::from_str::<toml::Table>(experiment_toml)
+                .ok()
+                .and_then(|t| t.get("share_with_group").and_then(|v| v.as_bool()))
+                .unwrap_or(false);
             let mode = if group { 0o750 } else { 0o700 };
-            fs::set_permissions(&dir, fs::Permissions::from_mode(mode)).with_context(|| format!("{}: cannot set its mode {mode:o}", dir.display()))?;
+            fs::set_permissions(&dir, fs::Permissions::from_mode(mode))
+                .with_context(|| format!("{}: cannot set its mode {mode:o}", dir.display()))?;
         }
         write_atomic(&dir.join("experiment.toml"), experiment_toml.as_bytes())?;
         Ok(RunStore { dir })
@@ -138,7 +143,11 @@ impl RunStore {
 
     /// Writes a checkpoint folder atomically and points `checkpoints/last.json` at it; older
     /// checkpoint folders are removed afterwards.
-    pub fn save_checkpoint(&self, state: &CheckpointState, files: &[(&str, &dyn Fn(&Path) -> Result<()>)]) -> Result<PathBuf> {
+    pub fn save_checkpoint(
+        &self,
+        state: &CheckpointState,
+        files: &[(&str, &dyn Fn(&Path) -> Result<()>)],
+    ) -> Result<PathBuf> {
         let ck = self.path("checkpoints");
         fs::create_dir_all(&ck)?;
         let name = format!("epoch-{:04}", state.epoch);
@@ -157,7 +166,10 @@ impl RunStore {
         if let Ok(d) = File::open(&ck) {
             let _ = d.sync_all();
         }
-        write_atomic(&ck.join("last.json"), serde_json::json!({ "epoch": state.epoch, "dir": name }).to_string().as_bytes())?;
+        write_atomic(
+            &ck.join("last.json"),
+            serde_json::json!({ "epoch": state.epoch, "dir": name }).to_string().as_bytes(),
+        )?;
         for entry in fs::read_dir(&ck)?.flatten() {
             let n = entry.file_name().to_string_lossy().to_string();
             if n.starts_with("epoch-") && n != name {
@@ -175,7 +187,8 @@ impl RunStore {
             return Ok(None);
         }
         let text = fs::read_to_string(&last).with_context(|| format!("{}: cannot read", last.display()))?;
-        let v: serde_json::Value = serde_json::from_str(&text).with_context(|| format!("{}: malformed", last.display()))?;
+        let v: serde_json::Value =
+            serde_json::from_str(&text).with_context(|| format!("{}: malformed", last.display()))?;
         let name = v["dir"].as_str().ok_or_else(|| anyhow!("{}: no `dir`", last.display()))?;
         // A checkpoint is a folder of this run's checkpoints/: nothing else is ever followed.
         let one_folder = !name.is_empty() && name != "." && name != ".." && !name.contains(['/', '\\']);
@@ -184,16 +197,18 @@ impl RunStore {
         }
         let dir = ck.join(name);
         let state_file = dir.join("state.json");
-        let state_text = fs::read_to_string(&state_file).with_context(|| format!("{}: cannot read the checkpoint's state", state_file.display()))?;
-        let state: CheckpointState = serde_json::from_str(&state_text).with_context(|| format!("{}: malformed", state_file.display()))?;
+        let state_text = fs::read_to_string(&state_file)
+            .with_context(|| format!("{}: cannot read the checkpoint's state", state_file.display()))?;
+        let state: CheckpointState =
+            serde_json::from_str(&state_text).with_context(|| format!("{}: malformed", state_file.display()))?;
         Ok(Some((dir, state)))
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use std::io::Write;
     use super::*;
+    use std::io::Write;
 
     fn row(epoch: usize) -> MetricRow {
         MetricRow {
@@ -250,7 +265,13 @@ mod tests {
         let run = RunStore::create(&tmp, "t", "name='t'").unwrap();
         assert!(run.last_checkpoint().unwrap().is_none());
         for epoch in 1..=2 {
-            let st = CheckpointState { epoch, seed: 1, wall_time: 0.0, skipped_samples: 0, experiment: serde_json::Value::Null };
+            let st = CheckpointState {
+                epoch,
+                seed: 1,
+                wall_time: 0.0,
+                skipped_samples: 0,
+                experiment: serde_json::Value::Null,
+            };
             let w = |p: &Path| -> Result<()> { Ok(fs::write(p, b"x")?) };
             run.save_checkpoint(&st, &[("student.safetensors", &w)]).unwrap();
         }

@@ -38,10 +38,7 @@ impl SwinConfig {
             "swin_test" => (24, vec![2, 2, 2, 2], vec![1, 2, 4, 8], 4),
             // Smallest useful size for unit tests; the same shape as the committed timm fixture.
             "swin_nano" => (16, vec![2, 2, 2, 2], vec![1, 2, 4, 8], 4),
-            other => bail!(
-                "unknown Swin architecture `{other}`; expected one of {}",
-                Self::ARCHS.join(", ")
-            ),
+            other => bail!("unknown Swin architecture `{other}`; expected one of {}", Self::ARCHS.join(", ")),
         };
         Ok(SwinConfig {
             img_size,
@@ -185,8 +182,12 @@ impl WindowAttention {
         let mut attn = q.matmul(&k.transpose(-2, -1)) + bias.unsqueeze(0);
         if let Some(mask) = mask {
             let nw = mask.size()[0];
-            attn = (attn.view([bw / nw, nw, self.num_heads, n, n]) + mask.unsqueeze(1).unsqueeze(0))
-                .view([bw, self.num_heads, n, n]);
+            attn = (attn.view([bw / nw, nw, self.num_heads, n, n]) + mask.unsqueeze(1).unsqueeze(0)).view([
+                bw,
+                self.num_heads,
+                n,
+                n,
+            ]);
         }
         let out = attn.softmax(-1, attn.kind()).matmul(&v).transpose(1, 2).reshape([bw, n, c]);
         self.proj.forward(&out)
@@ -254,7 +255,16 @@ struct Block {
 
 impl Block {
     #[allow(clippy::too_many_arguments)]
-    fn new(p: nn::Path, dim: i64, heads: i64, res: i64, window: i64, shift: i64, mlp_ratio: f64, drop_path: f64) -> Self {
+    fn new(
+        p: nn::Path,
+        dim: i64,
+        heads: i64,
+        res: i64,
+        window: i64,
+        shift: i64,
+        mlp_ratio: f64,
+        drop_path: f64,
+    ) -> Self {
         let hidden = (dim as f64 * mlp_ratio) as i64;
         let mask = (shift > 0).then(|| {
             let nw = (res / window) * (res / window);
@@ -305,7 +315,12 @@ impl PatchMerging {
     fn new(p: nn::Path, dim: i64) -> Self {
         PatchMerging {
             norm: nn::layer_norm(&p / "norm", vec![4 * dim], Default::default()),
-            reduction: nn::linear(&p / "reduction", 4 * dim, 2 * dim, nn::LinearConfig { bias: false, ..Default::default() }),
+            reduction: nn::linear(
+                &p / "reduction",
+                4 * dim,
+                2 * dim,
+                nn::LinearConfig { bias: false, ..Default::default() },
+            ),
         }
     }
     fn forward(&self, x: &Tensor) -> Tensor {
@@ -422,7 +437,8 @@ pub fn detect_layout(keys: &BTreeSet<String>) -> &'static str {
 /// Reads a safetensors state dict as (name → tensor), stripping common wrappers (`module.`, `model.`,
 /// `backbone.`, `state_dict.`) so that checkpoints saved from DataParallel/Ark load too.
 pub fn read_state_dict(path: &Path) -> Result<BTreeMap<String, Tensor>> {
-    let entries = Tensor::read_safetensors(path).with_context(|| format!("{}: not a readable safetensors file", path.display()))?;
+    let entries = Tensor::read_safetensors(path)
+        .with_context(|| format!("{}: not a readable safetensors file", path.display()))?;
     let mut out = BTreeMap::new();
     for (name, t) in entries {
         let mut key = name.as_str();

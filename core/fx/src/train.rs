@@ -69,11 +69,7 @@ pub fn open_datasets(exp: &Experiment, file: &str, registry: &Registry) -> Resul
             Some(t) => format!("\nTo run the same schedule on phantom data: fx-tui {}", t.display()),
             None => String::new(),
         };
-        bail!(
-            "{file}: {} dataset root(s) missing:\n{}{twin}",
-            missing.len(),
-            missing.join("\n")
-        );
+        bail!("{file}: {} dataset root(s) missing:\n{}{twin}", missing.len(), missing.join("\n"));
     }
     let mut out = Vec::new();
     for (i, cfg) in exp.datasets.iter().enumerate() {
@@ -108,14 +104,20 @@ pub fn open_datasets(exp: &Experiment, file: &str, registry: &Registry) -> Resul
             continue;
         }
         let index = |split: Split| -> Result<Arc<Vec<SampleRecord>>> {
-            let v = ds.index(split).map_err(|e| anyhow!("{file}: datasets[{i}] ({}): {} split: {e}", cfg.name(), split.as_str()))?;
+            let v = ds
+                .index(split)
+                .map_err(|e| anyhow!("{file}: datasets[{i}] ({}): {} split: {e}", cfg.name(), split.as_str()))?;
             Ok(Arc::new(v))
         };
         let (mut train, test) = (index(Split::Train)?, index(Split::Test)?);
         let shots = exp.finetune.shots;
         if shots > 0 {
             if shots > train.len() {
-                bail!("{file}: finetune.shots = {shots} but datasets[{i}] ({}) has {} training images", cfg.name(), train.len());
+                bail!(
+                    "{file}: finetune.shots = {shots} but datasets[{i}] ({}) has {} training images",
+                    cfg.name(),
+                    train.len()
+                );
             }
             // Few-shot: the same `shots` images for every epoch, drawn once with the seed.
             let pick = pass_order(train.len(), 1.0, mix(&[exp.seed, i as u64, 4]), true);
@@ -185,8 +187,17 @@ fn complete_hot_add(run: &RunStore) -> Result<()> {
 }
 
 /// Experiment keys a resumed run may change: they cannot change what is trained or measured.
-pub const SAFE_TO_CHANGE: [&str; 9] =
-    ["train.log_every", "train.workers", "train.prefetch", "device", "eval.batch_size", "data", "output_dir", "plugin_isolation", "share_with_group"];
+pub const SAFE_TO_CHANGE: [&str; 9] = [
+    "train.log_every",
+    "train.workers",
+    "train.prefetch",
+    "device",
+    "eval.batch_size",
+    "data",
+    "output_dir",
+    "plugin_isolation",
+    "share_with_group",
+];
 
 /// "key: old → new" for every leaf that differs between two experiments (as JSON), except
 /// [`SAFE_TO_CHANGE`] and datasets hot-added after the old one (they carry `joined_cycle`). An
@@ -194,8 +205,12 @@ pub const SAFE_TO_CHANGE: [&str; 9] =
 pub fn changed_keys(old: &serde_json::Value, new: &serde_json::Value) -> Vec<String> {
     fn flat(prefix: &str, v: &serde_json::Value, out: &mut BTreeMap<String, String>) {
         match v {
-            serde_json::Value::Object(m) => m.iter().for_each(|(k, v)| flat(&if prefix.is_empty() { k.clone() } else { format!("{prefix}.{k}") }, v, out)),
-            serde_json::Value::Array(a) if a.iter().any(|x| x.is_object()) => a.iter().enumerate().for_each(|(i, v)| flat(&format!("{prefix}.{i}"), v, out)),
+            serde_json::Value::Object(m) => m
+                .iter()
+                .for_each(|(k, v)| flat(&if prefix.is_empty() { k.clone() } else { format!("{prefix}.{k}") }, v, out)),
+            serde_json::Value::Array(a) if a.iter().any(|x| x.is_object()) => {
+                a.iter().enumerate().for_each(|(i, v)| flat(&format!("{prefix}.{i}"), v, out))
+            }
             other => {
                 out.insert(prefix.to_string(), other.to_string());
             }
@@ -210,11 +225,20 @@ pub fn changed_keys(old: &serde_json::Value, new: &serde_json::Value) -> Vec<Str
     let old_n = old["datasets"].as_array().map(|a| a.len()).unwrap_or(0);
     let added: Vec<String> = new["datasets"]
         .as_array()
-        .map(|a| a.iter().enumerate().filter(|(i, d)| *i >= old_n && !d["joined_cycle"].is_null()).map(|(i, _)| format!("datasets.{i}.")).collect())
+        .map(|a| {
+            a.iter()
+                .enumerate()
+                .filter(|(i, d)| *i >= old_n && !d["joined_cycle"].is_null())
+                .map(|(i, _)| format!("datasets.{i}."))
+                .collect()
+        })
         .unwrap_or_default();
     // A hot-add may also bring plugin libraries: the list may grow with the datasets.
     let plugins_grew = !added.is_empty() && {
-        let (o, n) = (old["plugins"].as_array().cloned().unwrap_or_default(), new["plugins"].as_array().cloned().unwrap_or_default());
+        let (o, n) = (
+            old["plugins"].as_array().cloned().unwrap_or_default(),
+            new["plugins"].as_array().cloned().unwrap_or_default(),
+        );
         n.len() >= o.len() && n[..o.len()] == o[..]
     };
     let safe = |k: &str| {
@@ -227,7 +251,13 @@ pub fn changed_keys(old: &serde_json::Value, new: &serde_json::Value) -> Vec<Str
     keys.dedup();
     keys.into_iter()
         .filter(|k| !safe(k) && a.get(*k) != b.get(*k))
-        .map(|k| format!("{k}: {} → {}", a.get(k).map(String::as_str).unwrap_or("(absent)"), b.get(k).map(String::as_str).unwrap_or("(absent)")))
+        .map(|k| {
+            format!(
+                "{k}: {} → {}",
+                a.get(k).map(String::as_str).unwrap_or("(absent)"),
+                b.get(k).map(String::as_str).unwrap_or("(absent)")
+            )
+        })
         .collect()
 }
 
@@ -345,11 +375,17 @@ fn lr_map(exp: &Experiment) -> BTreeMap<Group, f64> {
 }
 
 fn host() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname").map(|s| s.trim().to_string()).unwrap_or_else(|_| "unknown".into())
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_string())
+        .unwrap_or_else(|_| "unknown".into())
 }
 
 pub fn fingerprint() -> String {
-    format!("fx {} / tch 0.24.0 / libtorch {}", env!("CARGO_PKG_VERSION"), option_env!("FX_LIBTORCH_LIB").unwrap_or("?"))
+    format!(
+        "fx {} / tch 0.24.0 / libtorch {}",
+        env!("CARGO_PKG_VERSION"),
+        option_env!("FX_LIBTORCH_LIB").unwrap_or("?")
+    )
 }
 
 fn write_vars(model: &Model, path: &Path) -> Result<()> {
@@ -360,7 +396,12 @@ fn write_vars(model: &Model, path: &Path) -> Result<()> {
 
 /// A variable of one dataset's heads (its cls head, loc decoder or seg head).
 pub fn head_of(var: &str, dataset: &str) -> bool {
-    ["cls_head", "loc_decoder", "seg_head"].iter().any(|g| var.strip_prefix(g).and_then(|r| r.strip_prefix('.')).and_then(|r| r.strip_prefix(dataset)).is_some_and(|r| r.starts_with('.')))
+    ["cls_head", "loc_decoder", "seg_head"].iter().any(|g| {
+        var.strip_prefix(g)
+            .and_then(|r| r.strip_prefix('.'))
+            .and_then(|r| r.strip_prefix(dataset))
+            .is_some_and(|r| r.starts_with('.'))
+    })
 }
 
 /// Loads a model's variables from a checkpoint file: every variable must be present with its
@@ -405,7 +446,6 @@ pub fn parse_added_datasets(file: &Path, text: &str) -> Result<AddedDatasets> {
     }
     Ok(a)
 }
-
 
 /// What finetuning took from the pretrained model.
 #[derive(Debug, Default, serde::Serialize)]
@@ -460,12 +500,17 @@ fn newest_run(prefix: &Path) -> Result<PathBuf> {
     let parent = prefix.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
     let stem = prefix.file_name().map(|s| s.to_string_lossy().to_string()).unwrap_or_default();
     let is_run_of = |name: &str| {
-        name.strip_prefix(&stem)
-            .and_then(|rest| rest.strip_prefix('-'))
-            .is_some_and(|t| t.len() == 15 && t.as_bytes()[8] == b'-' && t.bytes().enumerate().all(|(i, c)| i == 8 || c.is_ascii_digit()))
+        name.strip_prefix(&stem).and_then(|rest| rest.strip_prefix('-')).is_some_and(|t| {
+            t.len() == 15 && t.as_bytes()[8] == b'-' && t.bytes().enumerate().all(|(i, c)| i == 8 || c.is_ascii_digit())
+        })
     };
     let mut runs: Vec<PathBuf> = std::fs::read_dir(parent)
-        .map(|d| d.flatten().map(|e| e.path()).filter(|p| p.is_dir() && p.file_name().is_some_and(|n| is_run_of(&n.to_string_lossy()))).collect())
+        .map(|d| {
+            d.flatten()
+                .map(|e| e.path())
+                .filter(|p| p.is_dir() && p.file_name().is_some_and(|n| is_run_of(&n.to_string_lossy())))
+                .collect()
+        })
         .unwrap_or_default();
     runs.sort();
     runs.pop().ok_or_else(|| {
@@ -523,7 +568,12 @@ impl Trainer {
         for d in &datasets {
             let warnings = d.dataset.warnings();
             for w in warnings.iter().take(20) {
-                run.event("warn", "dataset_warning", format!("{}: {w}", d.name), serde_json::json!({ "dataset": d.name }))?;
+                run.event(
+                    "warn",
+                    "dataset_warning",
+                    format!("{}: {w}", d.name),
+                    serde_json::json!({ "dataset": d.name }),
+                )?;
             }
             if warnings.len() > 20 {
                 run.event(
@@ -561,7 +611,10 @@ impl Trainer {
         let plan = schedule::plan(&exp, &tasks_of(&datasets));
         let stored: Vec<EpochPlan> = run.read_json("plan.json")?;
         if stored != plan {
-            bail!("{}: the schedule computed now differs from the run's plan.json (did a dataset change?)", dir.display());
+            bail!(
+                "{}: the schedule computed now differs from the run's plan.json (did a dataset change?)",
+                dir.display()
+            );
         }
         let (student, mut teacher) = model_pair(&exp, device, &heads(&exp, &datasets))?;
         let o = &exp.optimizer;
@@ -586,7 +639,9 @@ impl Trainer {
                 }
                 // Heads of a dataset added after this checkpoint keep their fresh initialisation
                 // (the teacher's copied from the student's).
-                let added = |name: &str| exp.datasets.iter().filter(|d| d.joined_cycle.is_some()).any(|d| head_of(name, d.name()));
+                let added = |name: &str| {
+                    exp.datasets.iter().filter(|d| d.joined_cycle.is_some()).any(|d| head_of(name, d.name()))
+                };
                 let fresh = read_vars_except(&student, &ck.join("student.safetensors"), &added)?;
                 if let Some(t) = &teacher {
                     read_vars_except(t, &ck.join("teacher.safetensors"), &added)?;
@@ -696,7 +751,12 @@ impl Trainer {
         match &result {
             Ok(status) => {
                 self.run.write_json("run.json", &self.info(status, None))?;
-                self.run.event("info", status, format!("run {status} after epoch {}", self.next), serde_json::Value::Null)?;
+                self.run.event(
+                    "info",
+                    status,
+                    format!("run {status} after epoch {}", self.next),
+                    serde_json::Value::Null,
+                )?;
                 on(Progress::Finished { status, wall_s: w });
             }
             Err(e) => {
@@ -763,9 +823,7 @@ impl Trainer {
                 continue;
             }
             let on = match Group::of(&name) {
-                Some((group, dataset)) => {
-                    plan.trainable.group(group) && dataset.is_none_or(|d| d == plan.dataset)
-                }
+                Some((group, dataset)) => plan.trainable.group(group) && dataset.is_none_or(|d| d == plan.dataset),
                 None => false,
             };
             let _ = var.set_requires_grad(on);
@@ -819,10 +877,7 @@ impl Trainer {
 
     /// Images of the remaining epochs, for the run ETA.
     fn images_left(&self, from: usize) -> f64 {
-        self.plan[from..]
-            .iter()
-            .map(|p| (self.dataset(&p.dataset).train.len() as f64 * p.fraction).round())
-            .sum()
+        self.plan[from..].iter().map(|p| (self.dataset(&p.dataset).train.len() as f64 * p.fraction).round()).sum()
     }
 
     fn train_epoch(&mut self, plan: &EpochPlan, on: &mut dyn FnMut(Progress)) -> Result<(usize, bool)> {
@@ -854,7 +909,12 @@ impl Trainer {
             for (id, what) in &batch.warnings {
                 if self.warned.insert((plan.dataset.clone(), id.clone())) {
                     let msg = format!("{}: sample {id}: {what}", plan.dataset);
-                    self.run.event("warn", "sample_warning", msg.clone(), serde_json::json!({ "dataset": plan.dataset, "id": id }))?;
+                    self.run.event(
+                        "warn",
+                        "sample_warning",
+                        msg.clone(),
+                        serde_json::json!({ "dataset": plan.dataset, "id": id }),
+                    )?;
                     on(Progress::Warning(msg));
                 }
             }
@@ -932,7 +992,12 @@ impl Trainer {
             // files gone) trains nothing this epoch; the others go on. The reasons are the
             // sample_skipped events above.
             let msg = format!("{}: every sample of the epoch failed to load; the epoch trained nothing (see the sample_skipped events)", plan.dataset);
-            self.run.event("error", "epoch_without_samples", msg.clone(), serde_json::json!({ "dataset": plan.dataset, "epoch": plan.epoch }))?;
+            self.run.event(
+                "error",
+                "epoch_without_samples",
+                msg.clone(),
+                serde_json::json!({ "dataset": plan.dataset, "epoch": plan.epoch }),
+            )?;
             on(Progress::Warning(msg));
         }
         for (name, var) in self.student.named_variables() {
@@ -952,7 +1017,12 @@ impl Trainer {
         let known = labels.isnan().logical_not().to_kind(Kind::Float);
         let target = labels.nan_to_num(0.0, None, None);
         let out = self.student.cls(&x, &plan.dataset, true);
-        let bce = out.logits.binary_cross_entropy_with_logits::<Tensor>(&target, Some(known.shallow_clone()), None, Reduction::Sum);
+        let bce = out.logits.binary_cross_entropy_with_logits::<Tensor>(
+            &target,
+            Some(known.shallow_clone()),
+            None,
+            Reduction::Sum,
+        );
         let task = bce / known.sum(Kind::Float).clamp_min(1.0);
         match (&self.teacher, w > 0.0) {
             (Some(teacher), true) => {
@@ -980,7 +1050,12 @@ impl Trainer {
         match (&self.teacher, w > 0.0) {
             (Some(teacher), true) => {
                 let t = tch::no_grad(|| {
-                    teacher.loc(&x, &plan.dataset, false, &DecodeOptions { select: Some(&out.selected), ..Default::default() })
+                    teacher.loc(
+                        &x,
+                        &plan.dataset,
+                        false,
+                        &DecodeOptions { select: Some(&out.selected), ..Default::default() },
+                    )
                 });
                 let unit = |x: &Tensor| x / x.norm_scalaropt_dim(2, [-1i64].as_slice(), true).clamp_min(1e-6);
                 let cons = (unit(&out.selected_tokens).mse_loss(&unit(&t.selected_tokens), Reduction::Mean)
@@ -1079,7 +1154,9 @@ impl Trainer {
                         continue;
                     }
                     let x = model.input(&self.images_tensor(b));
-                    let p = tch::no_grad(|| model.cls(&x, &name, false).logits.sigmoid()).to_kind(Kind::Double).to_device(Device::Cpu);
+                    let p = tch::no_grad(|| model.cls(&x, &name, false).logits.sigmoid())
+                        .to_kind(Kind::Double)
+                        .to_device(Device::Cpu);
                     scores.extend(Vec::<f64>::try_from(&p.flatten(0, -1))?);
                     labels.extend_from_slice(&b.cls);
                     ids.extend(b.ids.iter().cloned());
@@ -1100,13 +1177,21 @@ impl Trainer {
                 rows.push(MetricRow {
                     epoch: plan.epoch,
                     cycle: plan.cycle,
-                    trained: Trained { dataset: plan.dataset.as_str().into(), task: plan.task.as_str().into(), mode: plan.mode.as_str().into() },
+                    trained: Trained {
+                        dataset: plan.dataset.as_str().into(),
+                        task: plan.task.as_str().into(),
+                        mode: plan.mode.as_str().into(),
+                    },
                     eval: Evaluated { dataset: name.as_str().into(), task: "cls".into() },
                     model: role.as_str().into(),
                     metric: Task::Cls.metric().into(),
                     value: mean * 100.0,
                     focused: plan.dataset == name && plan.task == Task::Cls,
-                    per_label: labels_names.iter().zip(&per).filter_map(|(l, v)| v.map(|v| (l.clone(), v * 100.0))).collect(),
+                    per_label: labels_names
+                        .iter()
+                        .zip(&per)
+                        .filter_map(|(l, v)| v.map(|v| (l.clone(), v * 100.0)))
+                        .collect(),
                     wall_time,
                 });
             }
@@ -1147,14 +1232,25 @@ impl Trainer {
                         let mask: Vec<u8> = probs[off..off + px].iter().map(|&v| (v > 0.5) as u8).collect();
                         // Ids are often paths (CheXpert, SIIM) and labels may hold '/' ("Nodule/Mass").
                         let file = format!("{}-{}.png", file_part(id), file_part(label));
-                        fx_data::masks::write_mask_png(&dir.join(&file), &mask, b.size, b.size).map_err(|e| anyhow!(e))?;
-                        index.push_str(&format!("{},{},{file},{}x{}\n", csv_field(id), csv_field(label), b.size, b.size));
+                        fx_data::masks::write_mask_png(&dir.join(&file), &mask, b.size, b.size)
+                            .map_err(|e| anyhow!(e))?;
+                        index.push_str(&format!(
+                            "{},{},{file},{}x{}\n",
+                            csv_field(id),
+                            csv_field(label),
+                            b.size,
+                            b.size
+                        ));
                     }
                 }
             }
             crate::store::write_atomic(&dir.join("index.csv"), index.as_bytes())?;
             let (per, mean) = acc.scores();
-            let trained = Trained { dataset: plan.dataset.as_str().into(), task: plan.task.as_str().into(), mode: plan.mode.as_str().into() };
+            let trained = Trained {
+                dataset: plan.dataset.as_str().into(),
+                task: plan.task.as_str().into(),
+                mode: plan.mode.as_str().into(),
+            };
             let focused = plan.dataset == name && plan.task == Task::Seg;
             for (metric, pick) in [("dice", 0usize), ("dice_global", 1)] {
                 let v = |d: &crate::eval::dice::DiceScores| if pick == 0 { d.per_image_mean } else { d.global };
@@ -1192,12 +1288,21 @@ impl Trainer {
                 let x = model.input(&self.images_tensor(b));
                 let per = tch::no_grad(|| {
                     let out = model.loc(&x, name, false, &DecodeOptions::default());
-                    crate::dino::select_detections(out.logits.last().unwrap(), out.boxes.last().unwrap(), self.exp.model.dino.num_select)
+                    crate::dino::select_detections(
+                        out.logits.last().unwrap(),
+                        out.boxes.last().unwrap(),
+                        self.exp.model.dino.num_select,
+                    )
                 });
                 for (i, id) in b.ids.iter().enumerate() {
                     let image = images.len();
                     let (ow, oh) = b.original_sizes[i];
-                    images.push(CocoImage { id: image as i64 + 1, file_name: id.clone(), width: ow as u32, height: oh as u32 });
+                    images.push(CocoImage {
+                        id: image as i64 + 1,
+                        file_name: id.clone(),
+                        width: ow as u32,
+                        height: oh as u32,
+                    });
                     let (sx, sy) = (ow as f32, oh as f32);
                     for &(score, label, [cx, cy, w, h]) in &per[i] {
                         let bbox = [(cx - w / 2.0) * sx, (cy - h / 2.0) * sy, (cx + w / 2.0) * sx, (cy + h / 2.0) * sy];
@@ -1206,7 +1311,12 @@ impl Trainer {
                     // The batch's boxes are in its resized pixels; back to the original ones.
                     let (rx, ry) = (sx / b.size as f32, sy / b.size as f32);
                     for g in &b.boxes[i] {
-                        gt.push(map::GtBox { image, category: g.label, bbox: [g.x0 * rx, g.y0 * ry, g.x1 * rx, g.y1 * ry], crowd: false });
+                        gt.push(map::GtBox {
+                            image,
+                            category: g.label,
+                            bbox: [g.x0 * rx, g.y0 * ry, g.x1 * rx, g.y1 * ry],
+                            crowd: false,
+                        });
                     }
                 }
             }
@@ -1219,9 +1329,19 @@ impl Trainer {
             let image_ids: Vec<i64> = images.iter().map(|im| im.id).collect();
             let category_ids: Vec<i64> = categories.iter().map(|c| c.id).collect();
             let stem = format!("{}-{name}-loc", role.as_str());
-            crate::store::write_atomic(&dir.join(format!("{stem}-detections.json")), map::coco_results_json(&dets, &image_ids, &category_ids).as_bytes())?;
-            crate::store::write_atomic(&dir.join(format!("{stem}-ground_truth.json")), map::coco_gt_json(&gt, &images, &categories).as_bytes())?;
-            let trained = Trained { dataset: plan.dataset.as_str().into(), task: plan.task.as_str().into(), mode: plan.mode.as_str().into() };
+            crate::store::write_atomic(
+                &dir.join(format!("{stem}-detections.json")),
+                map::coco_results_json(&dets, &image_ids, &category_ids).as_bytes(),
+            )?;
+            crate::store::write_atomic(
+                &dir.join(format!("{stem}-ground_truth.json")),
+                map::coco_gt_json(&gt, &images, &categories).as_bytes(),
+            )?;
+            let trained = Trained {
+                dataset: plan.dataset.as_str().into(),
+                task: plan.task.as_str().into(),
+                mode: plan.mode.as_str().into(),
+            };
             let focused = plan.dataset == name && plan.task == Task::Loc;
             let Some(map40) = report.map40 else {
                 self.run.event(
@@ -1232,7 +1352,9 @@ impl Trainer {
                 )?;
                 continue;
             };
-            for (metric, value, thr) in [("map40", Some(map40), 0usize), ("ap50", report.ap50, 2), ("ap40_95", report.ap40_95, usize::MAX)] {
+            for (metric, value, thr) in
+                [("map40", Some(map40), 0usize), ("ap50", report.ap50, 2), ("ap40_95", report.ap40_95, usize::MAX)]
+            {
                 let Some(value) = value else { continue };
                 let per_label = labels
                     .iter()
@@ -1264,7 +1386,15 @@ impl Trainer {
         Ok(rows)
     }
 
-    fn write_predictions(&self, role: ModelRole, dataset: &str, labels: &[String], ids: &[String], scores: &[f64], truth: &[f32]) -> Result<()> {
+    fn write_predictions(
+        &self,
+        role: ModelRole,
+        dataset: &str,
+        labels: &[String],
+        ids: &[String],
+        scores: &[f64],
+        truth: &[f32],
+    ) -> Result<()> {
         let c = labels.len();
         let mut csv = String::from("id");
         for l in labels {
@@ -1308,10 +1438,20 @@ impl Trainer {
         for file in files {
             // A file whose datasets are all in the run already: a hot-add that completed but
             // crashed before moving its file (resume finished its journal).
-            let done = std::fs::read_to_string(&file).ok().and_then(|t| parse_added_datasets(&file, &t).ok()).is_some_and(|a| {
-                !a.datasets.is_empty() && a.datasets.iter().all(|d| self.exp.datasets.iter().any(|o| o.name() == d.name() && o.joined_cycle.is_some()))
-            });
-            let outcome = if done { Ok(format!("{}: its datasets were already added", file.display())) } else { self.add_dataset_file(&file) };
+            let done = std::fs::read_to_string(&file)
+                .ok()
+                .and_then(|t| parse_added_datasets(&file, &t).ok())
+                .is_some_and(|a| {
+                    !a.datasets.is_empty()
+                        && a.datasets
+                            .iter()
+                            .all(|d| self.exp.datasets.iter().any(|o| o.name() == d.name() && o.joined_cycle.is_some()))
+                });
+            let outcome = if done {
+                Ok(format!("{}: its datasets were already added", file.display()))
+            } else {
+                self.add_dataset_file(&file)
+            };
             let to = |sub: &str| -> Result<()> {
                 let d = dir.join(sub);
                 std::fs::create_dir_all(&d)?;
@@ -1321,7 +1461,12 @@ impl Trainer {
             match outcome {
                 Ok(msg) => {
                     to("added")?;
-                    self.run.event("info", "dataset_added", msg.clone(), serde_json::json!({ "file": file.display().to_string() }))?;
+                    self.run.event(
+                        "info",
+                        "dataset_added",
+                        msg.clone(),
+                        serde_json::json!({ "file": file.display().to_string() }),
+                    )?;
                     on(Progress::Warning(msg));
                 }
                 Err(e) => {
@@ -1360,7 +1505,8 @@ impl Trainer {
             bail!("internal: adding the dataset would change epochs already trained");
         }
         // The new heads, in the student and (copied) in the teacher.
-        let new: Vec<&OpenedDataset> = datasets.iter().filter(|d| added.datasets.iter().any(|a| a.name() == d.name)).collect();
+        let new: Vec<&OpenedDataset> =
+            datasets.iter().filter(|d| added.datasets.iter().any(|a| a.name() == d.name)).collect();
         for d in &new {
             let n = |t: Task| d.tasks.contains(&t).then(|| d.dataset.desc().labels(t).len() as i64);
             let (c, l, g) = (n(Task::Cls), n(Task::Loc), n(Task::Seg));
@@ -1387,9 +1533,17 @@ impl Trainer {
         complete_hot_add(&self.run)?;
         // The hot-add is applied (its journal completed): a failure from here on is not a refusal.
         if let Err(e) = self.run.write_json("model.json", &model_json(&exp, &self.student, &datasets)) {
-            let _ = self.run.event("warn", "model_json", format!("model.json not rewritten: {e:#}"), serde_json::Value::Null);
+            let _ = self.run.event(
+                "warn",
+                "model_json",
+                format!("model.json not rewritten: {e:#}"),
+                serde_json::Value::Null,
+            );
         }
-        let names: Vec<String> = new.iter().map(|d| format!("{} ({})", d.name, d.tasks.iter().map(|t| t.as_str()).collect::<Vec<_>>().join("+"))).collect();
+        let names: Vec<String> = new
+            .iter()
+            .map(|d| format!("{} ({})", d.name, d.tasks.iter().map(|t| t.as_str()).collect::<Vec<_>>().join("+")))
+            .collect();
         let epochs = plan.len() - self.plan.len();
         self.exp = exp;
         self.datasets = datasets;
@@ -1448,7 +1602,8 @@ pub fn soft_dice_loss(logits: &Tensor, target: &Tensor) -> Tensor {
     let p = logits.sigmoid();
     let dims = [0i64, 2, 3];
     let inter = (&p * target).sum_dim_intlist(dims.as_slice(), false, Kind::Float);
-    let denom = p.sum_dim_intlist(dims.as_slice(), false, Kind::Float) + target.sum_dim_intlist(dims.as_slice(), false, Kind::Float);
+    let denom = p.sum_dim_intlist(dims.as_slice(), false, Kind::Float)
+        + target.sum_dim_intlist(dims.as_slice(), false, Kind::Float);
     let dice = (inter * 2.0 + 1.0) / (denom + 1.0);
     dice.mean(Kind::Float).neg() + 1.0
 }
@@ -1470,7 +1625,8 @@ pub fn csv_field(s: &str) -> String {
 /// A sample id or label as one file-name component: path separators and other characters that
 /// are not portable become '_', so an id can never leave its folder.
 pub fn file_part(s: &str) -> String {
-    let out: String = s.chars().map(|c| if c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.') { c } else { '_' }).collect();
+    let out: String =
+        s.chars().map(|c| if c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.') { c } else { '_' }).collect();
     out.trim_start_matches('.').to_string()
 }
 

@@ -21,7 +21,10 @@ struct ConvBnRelu {
 impl ConvBnRelu {
     fn new(p: nn::Path, cin: i64, cout: i64, k: i64) -> Self {
         let cfg = nn::ConvConfig { padding: k / 2, bias: false, ..Default::default() };
-        ConvBnRelu { conv: nn::conv2d(&p / "conv", cin, cout, k, cfg), bn: nn::batch_norm2d(&p / "bn", cout, Default::default()) }
+        ConvBnRelu {
+            conv: nn::conv2d(&p / "conv", cin, cout, k, cfg),
+            bn: nn::batch_norm2d(&p / "bn", cout, Default::default()),
+        }
     }
     fn forward(&self, x: &Tensor, train: bool) -> Tensor {
         self.bn.forward_t(&self.conv.forward(x), train).relu()
@@ -76,7 +79,13 @@ impl UperNet {
         // Laterals: the top level comes from the pyramid pooling output.
         let n = stages.len();
         let mut lat: Vec<Tensor> = (0..n)
-            .map(|i| if i + 1 == n { self.lateral[i].forward(&stage4, train) } else { self.lateral[i].forward(&stages[i], train) })
+            .map(|i| {
+                if i + 1 == n {
+                    self.lateral[i].forward(&stage4, train)
+                } else {
+                    self.lateral[i].forward(&stages[i], train)
+                }
+            })
             .collect();
         for i in (0..n - 1).rev() {
             let (hh, ww) = (lat[i].size()[2], lat[i].size()[3]);

@@ -12,7 +12,8 @@ fn equals_sklearn_on_fixture_cases() {
         let name = case["name"].as_str().unwrap();
         let rows = case["scores"].as_array().unwrap();
         let c = rows[0].as_array().unwrap().len();
-        let scores: Vec<f64> = rows.iter().flat_map(|r| r.as_array().unwrap().iter().map(|x| x.as_f64().unwrap())).collect();
+        let scores: Vec<f64> =
+            rows.iter().flat_map(|r| r.as_array().unwrap().iter().map(|x| x.as_f64().unwrap())).collect();
         let labels: Vec<f32> = case["labels"]
             .as_array()
             .unwrap()

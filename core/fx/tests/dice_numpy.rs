@@ -11,7 +11,11 @@ fn equals_numpy_on_fixture_cases() {
     assert!(cases.len() >= 6);
     for case in &cases {
         let name = case["name"].as_str().unwrap();
-        let (n, k, p) = (case["n"].as_u64().unwrap() as usize, case["k"].as_u64().unwrap() as usize, case["p"].as_u64().unwrap() as usize);
+        let (n, k, p) = (
+            case["n"].as_u64().unwrap() as usize,
+            case["k"].as_u64().unwrap() as usize,
+            case["p"].as_u64().unwrap() as usize,
+        );
         let threshold = case["threshold"].as_f64().unwrap() as f32;
         let probs: Vec<f32> = case["probs"]
             .as_array()

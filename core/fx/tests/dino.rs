@@ -39,7 +39,10 @@ fn sizes_at_swin_b_scale() {
     let whole = count(&vs, "loc_decoder.vindr.");
     // Query selection, 900 learned content queries, label book and class heads on top.
     assert!(whole > decoder && whole < decoder + 1_000_000, "decoder with selection and heads {whole}");
-    eprintln!("encoder {encoder}, input projections {}, decoder {decoder}, decoder with selection/heads {whole}", count(&vs, "loc_encoder.input_proj."));
+    eprintln!(
+        "encoder {encoder}, input projections {}, decoder {decoder}, decoder with selection/heads {whole}",
+        count(&vs, "loc_encoder.input_proj.")
+    );
 }
 
 fn tiny() -> DinoConfig {
@@ -61,13 +64,20 @@ fn tiny() -> DinoConfig {
 fn tiny_model(seed: i64) -> Model {
     tch::manual_seed(seed);
     let swin = SwinConfig::named("swin_nano", 64).unwrap();
-    let heads = Heads { loc: BTreeMap::from([("organs".to_string(), 3), ("nodules".to_string(), 1)]), dino: tiny(), ..Default::default() };
+    let heads = Heads {
+        loc: BTreeMap::from([("organs".to_string(), 3), ("nodules".to_string(), 1)]),
+        dino: tiny(),
+        ..Default::default()
+    };
     Model::new(Device::Cpu, &swin, &heads).unwrap()
 }
 
 fn targets() -> Vec<Targets> {
     vec![
-        Targets { labels: vec![0, 1, 2], boxes: vec![[0.5, 0.55, 0.3, 0.3], [0.3, 0.45, 0.25, 0.6], [0.7, 0.45, 0.25, 0.6]] },
+        Targets {
+            labels: vec![0, 1, 2],
+            boxes: vec![[0.5, 0.55, 0.3, 0.3], [0.3, 0.45, 0.25, 0.6], [0.7, 0.45, 0.25, 0.6]],
+        },
         Targets { labels: vec![2], boxes: vec![[0.6, 0.4, 0.2, 0.5]] },
     ]
 }
@@ -128,9 +138,12 @@ fn consistency_alone_reaches_the_student_and_the_teacher_follows_the_selection()
     let teacher = tiny_model(3);
     let x = student.input(&Tensor::rand([2, 1, 64, 64], (Kind::Float, Device::Cpu)));
     let s = student.loc(&x, "organs", true, &DecodeOptions::default());
-    let t = tch::no_grad(|| teacher.loc(&x, "organs", false, &DecodeOptions { select: Some(&s.selected), ..Default::default() }));
+    let t = tch::no_grad(|| {
+        teacher.loc(&x, "organs", false, &DecodeOptions { select: Some(&s.selected), ..Default::default() })
+    });
     assert!(s.selected.equal(&t.selected));
-    let cons = s.selected_tokens.mse_loss(&t.selected_tokens, tch::Reduction::Mean) + s.hidden.mse_loss(&t.hidden, tch::Reduction::Mean);
+    let cons = s.selected_tokens.mse_loss(&t.selected_tokens, tch::Reduction::Mean)
+        + s.hidden.mse_loss(&t.hidden, tch::Reduction::Mean);
     cons.backward();
     for prefix in ["backbone.", "loc_encoder.layers.", "loc_decoder.organs.enc_output.", "loc_decoder.organs.layers."] {
         let reached = student
@@ -155,7 +168,9 @@ fn without_targets_no_denoising_and_detections_are_well_formed() {
     for img in &det {
         assert_eq!(img.len(), 20);
         assert!(img.windows(2).all(|w| w[0].0 >= w[1].0), "scores sorted");
-        assert!(img.iter().all(|(s, l, b)| (0.0..=1.0).contains(s) && (0..3).contains(l) && b.iter().all(|v| (0.0..=1.0).contains(v))));
+        assert!(img.iter().all(|(s, l, b)| (0.0..=1.0).contains(s)
+            && (0..3).contains(l)
+            && b.iter().all(|v| (0.0..=1.0).contains(v))));
     }
     // An empty batch of targets builds no denoising queries either.
     let none = vec![Targets::default(), Targets::default()];
@@ -298,8 +313,10 @@ fn loc_lock_trains_only_the_decoder_release_the_whole_path_and_detections_are_re
     // The detections and ground truth in COCO files re-score to the same mAP40.
     let gt = fx_data::coco::read_coco(&t.run.path("predictions/teacher-phantom-organs-loc-ground_truth.json")).unwrap();
     assert_eq!((gt.images.len(), gt.categories.len(), gt.annotations.len()), (8, 3, 24));
-    let res: Vec<serde_json::Value> =
-        serde_json::from_str(&std::fs::read_to_string(t.run.path("predictions/teacher-phantom-organs-loc-detections.json")).unwrap()).unwrap();
+    let res: Vec<serde_json::Value> = serde_json::from_str(
+        &std::fs::read_to_string(t.run.path("predictions/teacher-phantom-organs-loc-detections.json")).unwrap(),
+    )
+    .unwrap();
     assert!(!res.is_empty() && res.len() <= 8 * 100);
     let dets: Vec<fx::eval::map::Detection> = res
         .iter()
@@ -314,6 +331,9 @@ fn loc_lock_trains_only_the_decoder_release_the_whole_path_and_detections_are_re
         })
         .collect();
     let report = fx::eval::map::evaluate(&fx::eval::map::gt_from_coco(&gt), &dets, 3, 8);
-    let row = rows.iter().find(|r| r.epoch == 2 && r.metric == "map40" && r.model == "teacher" && r.eval.dataset == "phantom-organs").unwrap();
+    let row = rows
+        .iter()
+        .find(|r| r.epoch == 2 && r.metric == "map40" && r.model == "teacher" && r.eval.dataset == "phantom-organs")
+        .unwrap();
     assert!((report.map40.unwrap() * 100.0 - row.value).abs() < 1e-3, "{:?} vs {}", report.map40, row.value);
 }

@@ -97,17 +97,35 @@ fn a_wrong_plugin_library_is_a_clear_error() {
     let dir = tempfile::tempdir().unwrap();
     let registry = Registry::new(fx_phantom::plugins());
     let missing = dir.path().join("nope.so");
-    let err = format!("{:#}", Trainer::create(exp(dir.path(), &format!("\"{}\"", missing.display())), "dyn.toml", &registry, Device::Cpu).err().unwrap());
-    assert!(err.contains("dyn.toml: plugins[0]") && err.contains("nope.so") && err.contains("no such plugin library"), "{err}");
+    let err = format!(
+        "{:#}",
+        Trainer::create(exp(dir.path(), &format!("\"{}\"", missing.display())), "dyn.toml", &registry, Device::Cpu)
+            .err()
+            .unwrap()
+    );
+    assert!(
+        err.contains("dyn.toml: plugins[0]") && err.contains("nope.so") && err.contains("no such plugin library"),
+        "{err}"
+    );
     let garbage = dir.path().join("garbage.so");
     std::fs::write(&garbage, b"not a library").unwrap();
-    let err = format!("{:#}", Trainer::create(exp(dir.path(), &format!("\"{}\"", garbage.display())), "dyn.toml", &registry, Device::Cpu).err().unwrap());
+    let err = format!(
+        "{:#}",
+        Trainer::create(exp(dir.path(), &format!("\"{}\"", garbage.display())), "dyn.toml", &registry, Device::Cpu)
+            .err()
+            .unwrap()
+    );
     assert!(err.contains("garbage.so") && err.contains("cannot load"), "{err}");
     // A real shared library that is not an fx plugin: libtorch's C10.
     let c10 = std::fs::read_dir(Path::new(env!("FX_LIBTORCH_LIB")))
         .ok()
         .and_then(|d| d.flatten().map(|e| e.path()).find(|p| p.file_name().is_some_and(|n| n == "libc10.so")));
     let c10 = c10.expect("libc10.so next to libtorch");
-    let err = format!("{:#}", Trainer::create(exp(dir.path(), &format!("\"{}\"", c10.display())), "dyn.toml", &registry, Device::Cpu).err().unwrap());
+    let err = format!(
+        "{:#}",
+        Trainer::create(exp(dir.path(), &format!("\"{}\"", c10.display())), "dyn.toml", &registry, Device::Cpu)
+            .err()
+            .unwrap()
+    );
     assert!(err.contains("not an fx plugin"), "{err}");
 }

@@ -47,7 +47,8 @@ fn every_experiment_file_loads_and_its_phantom_datasets_open() {
         // A phantom experiment must also get through everything `fx-tui plan` checks (tasks,
         // branch sizes against the image size) and plan a schedule.
         if exp.datasets.iter().all(|d| d.plugin.starts_with("phantom-")) {
-            let ds = fx::train::open_datasets(&exp, &f.display().to_string(), &registry).unwrap_or_else(|e| panic!("{e:#}"));
+            let ds =
+                fx::train::open_datasets(&exp, &f.display().to_string(), &registry).unwrap_or_else(|e| panic!("{e:#}"));
             assert!(!fx::schedule::plan(&exp, &fx::train::tasks_of(&ds)).is_empty());
         }
     }
@@ -60,7 +61,11 @@ fn every_plugin() -> Registry {
     let release = root.join("target/release");
     if !release.join("libfx_chexpert.so").is_file() {
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let ok = std::process::Command::new(cargo).args(["build", "--release", "--workspace", "--lib"]).current_dir(&root).status().is_ok_and(|s| s.success());
+        let ok = std::process::Command::new(cargo)
+            .args(["build", "--release", "--workspace", "--lib"])
+            .current_dir(&root)
+            .status()
+            .is_ok_and(|s| s.success());
         assert!(ok, "could not build the plugin libraries");
     }
     let mut plugins = fx_phantom::plugins();
@@ -74,7 +79,23 @@ fn every_plugin() -> Registry {
 #[test]
 fn an_experiment_naming_a_plugin_that_does_not_exist_is_caught() {
     let r = every_plugin();
-    for p in ["chexpert", "nih-cxr14", "vindr-cxr", "shenzhen", "mimic-cxr", "tbx11k", "node21", "rsna-pneumonia", "candid-ptx", "chestx-det", "siim-acr", "chexmask", "vindr-ribcxr", "montgomery", "jsrt"] {
+    for p in [
+        "chexpert",
+        "nih-cxr14",
+        "vindr-cxr",
+        "shenzhen",
+        "mimic-cxr",
+        "tbx11k",
+        "node21",
+        "rsna-pneumonia",
+        "candid-ptx",
+        "chestx-det",
+        "siim-acr",
+        "chexmask",
+        "vindr-ribcxr",
+        "montgomery",
+        "jsrt",
+    ] {
         assert!(r.names().iter().any(|n| n == p), "plugin {p} missing: {:?}", r.names());
     }
     assert!(!r.names().iter().any(|n| n == "chexpert-v2"));
@@ -88,7 +109,12 @@ fn experiments() -> PathBuf {
 fn table10_cells_extend_the_organ_experiment_with_their_switches() {
     for (dir, base) in [("table10", "organs_ls.toml"), ("phantom/table10", "phantom/organs_ls.toml")] {
         let base = Experiment::load(&experiments().join(base), &[]).unwrap();
-        for (cell, lr, st) in [("lock_release-student_teacher", true, true), ("lock_release-only", true, false), ("student_teacher-only", false, true), ("neither", false, false)] {
+        for (cell, lr, st) in [
+            ("lock_release-student_teacher", true, true),
+            ("lock_release-only", true, false),
+            ("student_teacher-only", false, true),
+            ("neither", false, false),
+        ] {
             let e = Experiment::load(&experiments().join(dir).join(format!("{cell}.toml")), &[]).unwrap();
             assert_eq!((e.lock_release.enabled, e.student_teacher.enabled), (lr, st), "{dir}/{cell}");
             // Everything else is the base experiment's.
@@ -148,7 +174,23 @@ fn a_real_data_experiment_without_its_data_lists_every_missing_root_and_its_twin
 fn the_dataset_guide_holds_every_plugins_crate_doc() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
     let guide = std::fs::read_to_string(root.join("docs/DATASETS.md")).unwrap();
-    for name in ["chexpert", "nih-cxr14", "vindr-cxr", "shenzhen", "mimic-cxr", "tbx11k", "node21", "rsna-pneumonia", "candid-ptx", "chestx-det", "siim-acr", "chexmask", "vindr-ribcxr", "montgomery", "jsrt"] {
+    for name in [
+        "chexpert",
+        "nih-cxr14",
+        "vindr-cxr",
+        "shenzhen",
+        "mimic-cxr",
+        "tbx11k",
+        "node21",
+        "rsna-pneumonia",
+        "candid-ptx",
+        "chestx-det",
+        "siim-acr",
+        "chexmask",
+        "vindr-ribcxr",
+        "montgomery",
+        "jsrt",
+    ] {
         let src = std::fs::read_to_string(root.join("plugins").join(name).join("src/lib.rs")).unwrap();
         let doc: Vec<&str> = src
             .lines()
@@ -156,6 +198,9 @@ fn the_dataset_guide_holds_every_plugins_crate_doc() {
             .map(|l| l.strip_prefix("//! ").unwrap_or(l.strip_prefix("//!").unwrap()))
             .collect();
         let doc = doc.join("\n");
-        assert!(guide.contains(&format!("## {name}\n\n{}", doc.trim())), "docs/DATASETS.md is stale for {name}: run python3 scripts/make_datasets_doc.py");
+        assert!(
+            guide.contains(&format!("## {name}\n\n{}", doc.trim())),
+            "docs/DATASETS.md is stale for {name}: run python3 scripts/make_datasets_doc.py"
+        );
     }
 }

@@ -27,9 +27,12 @@ fn write_coco(root: &Path, split: &str, n: usize, corrupt: Option<usize>) {
         images.push(serde_json::json!({ "id": i + 1, "file_name": name, "width": 64, "height": 64 }));
         // The first image's box sticks out on the right: clipped, with a warning.
         let w = if i == 0 { 64 - x + 10 } else { s };
-        anns.push(serde_json::json!({ "id": i + 1, "image_id": i + 1, "category_id": 3, "bbox": [x, y, w, s], "iscrowd": 0 }));
+        anns.push(
+            serde_json::json!({ "id": i + 1, "image_id": i + 1, "category_id": 3, "bbox": [x, y, w, s], "iscrowd": 0 }),
+        );
     }
-    let doc = serde_json::json!({ "images": images, "categories": [{ "id": 3, "name": "square" }], "annotations": anns });
+    let doc =
+        serde_json::json!({ "images": images, "categories": [{ "id": 3, "name": "square" }], "annotations": anns });
     std::fs::write(root.join(format!("{split}.json")), doc.to_string()).unwrap();
 }
 

@@ -46,8 +46,10 @@ max_samples = 8
     Experiment::parse(Path::new(&format!("{name}.toml")), &text, &[]).unwrap()
 }
 
-const ORGANS: &str = "[[datasets]]\nplugin = \"phantom-organs\"\ntasks = [\"loc\"]\noptions = { train = 16, test = 8 }\n";
-const NODULES: &str = "[[datasets]]\nplugin = \"phantom-node\"\ntasks = [\"loc\"]\noptions = { train = 40, test = 8 }\n";
+const ORGANS: &str =
+    "[[datasets]]\nplugin = \"phantom-organs\"\ntasks = [\"loc\"]\noptions = { train = 16, test = 8 }\n";
+const NODULES: &str =
+    "[[datasets]]\nplugin = \"phantom-node\"\ntasks = [\"loc\"]\noptions = { train = 40, test = 8 }\n";
 
 #[test]
 fn head_only_finetune_loads_the_teacher_trains_only_the_new_decoder_and_few_shot_draws_n_images() {
@@ -75,7 +77,9 @@ fn head_only_finetune_loads_the_teacher_trains_only_the_new_decoder_and_few_shot
     let events = std::fs::read_to_string(ft.run.path("events.jsonl")).unwrap();
     assert!(events.contains("finetune_loaded") && events.contains("loc_decoder.phantom-node"), "{events}");
     // Head-only: every epoch has the Lock flags.
-    assert!(ft.plan.iter().all(|p| p.trainable.backbone == Some(false) && p.trainable.loc_encoder == Some(false) && p.trainable.loc_decoder == Some(true)));
+    assert!(ft.plan.iter().all(|p| p.trainable.backbone == Some(false)
+        && p.trainable.loc_encoder == Some(false)
+        && p.trainable.loc_decoder == Some(true)));
     let before: Vec<(String, tch::Tensor)> = vars.iter().map(|(n, t)| (n.clone(), t.detach().copy())).collect();
     assert!(ft.run_epoch(&mut |_| {}).unwrap());
     let after: std::collections::BTreeMap<String, tch::Tensor> = ft.student.named_variables().into_iter().collect();

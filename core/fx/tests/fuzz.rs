@@ -33,7 +33,11 @@ fn mutate(base: &[u8], edits: &[(usize, u8)], cut: Option<usize>, tail: &[u8]) -
 }
 
 fn edits() -> impl Strategy<Value = (Vec<(usize, u8)>, Option<usize>, Vec<u8>)> {
-    (prop::collection::vec((any::<usize>(), any::<u8>()), 0..8), prop::option::of(any::<usize>()), prop::collection::vec(any::<u8>(), 0..16))
+    (
+        prop::collection::vec((any::<usize>(), any::<u8>()), 0..8),
+        prop::option::of(any::<usize>()),
+        prop::collection::vec(any::<u8>(), 0..16),
+    )
 }
 
 const COCO: &str = r#"{"images": [{"id": 1, "file_name": "a.png", "width": 8, "height": 6}],

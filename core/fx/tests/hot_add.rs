@@ -49,7 +49,11 @@ fn a_dataset_added_while_training_joins_at_the_next_cycle_and_survives_resume() 
     let before = t.plan.clone();
     let pending = t.run.path("pending");
     std::fs::create_dir_all(&pending).unwrap();
-    std::fs::write(pending.join("1-nih.toml"), "[[datasets]]\nplugin = \"phantom-nih\"\noptions = { train = 32, test = 16 }\n").unwrap();
+    std::fs::write(
+        pending.join("1-nih.toml"),
+        "[[datasets]]\nplugin = \"phantom-nih\"\noptions = { train = 32, test = 16 }\n",
+    )
+    .unwrap();
     // A second file that must be refused: its name is taken.
     std::fs::write(pending.join("2-dup.toml"), "[[datasets]]\nplugin = \"phantom-cxp\"\n").unwrap();
     assert!(t.run_epoch(&mut |_| {}).unwrap());
@@ -58,10 +62,16 @@ fn a_dataset_added_while_training_joins_at_the_next_cycle_and_survives_resume() 
     assert_eq!(t.plan[..2], before[..2]);
     let nih: Vec<usize> = t.plan.iter().filter(|p| p.dataset == "phantom-nih").map(|p| p.cycle).collect();
     assert_eq!(nih, [2, 3]);
-    assert!(t.student.cls_heads.contains_key("phantom-nih") && t.teacher.as_ref().unwrap().cls_heads.contains_key("phantom-nih"));
+    assert!(
+        t.student.cls_heads.contains_key("phantom-nih")
+            && t.teacher.as_ref().unwrap().cls_heads.contains_key("phantom-nih")
+    );
     assert!(pending.join("added/1-nih.toml").is_file() && pending.join("refused/2-dup.toml").is_file());
     let events = std::fs::read_to_string(t.run.path("events.jsonl")).unwrap();
-    assert!(events.contains("dataset_added") && events.contains("dataset_refused") && events.contains("already in the run"), "{events}");
+    assert!(
+        events.contains("dataset_added") && events.contains("dataset_refused") && events.contains("already in the run"),
+        "{events}"
+    );
     // The stored experiment and plan say so, and the new dataset is evaluated from now on.
     let stored = Experiment::load(&t.run.path("experiment.toml"), &[]).unwrap();
     assert_eq!(stored.datasets[2].joined_cycle, Some(2));

@@ -77,7 +77,8 @@ fn rows(run: &Path) -> Vec<serde_json::Value> {
 }
 
 fn last_checkpoint(run: &Path) -> PathBuf {
-    let last: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(run.join("checkpoints/last.json")).unwrap()).unwrap();
+    let last: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(run.join("checkpoints/last.json")).unwrap()).unwrap();
     run.join("checkpoints").join(last["dir"].as_str().unwrap())
 }
 
@@ -162,8 +163,10 @@ fn resume_completes_an_interrupted_hot_add_from_its_journal() {
     let run = t.run_dir();
     drop(t);
     let exp = std::fs::read_to_string(run.join("experiment.toml")).unwrap();
-    let plan: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(run.join("plan.json")).unwrap()).unwrap();
-    std::fs::write(run.join("hot_add.json"), serde_json::json!({ "experiment": exp, "plan": plan }).to_string()).unwrap();
+    let plan: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(run.join("plan.json")).unwrap()).unwrap();
+    std::fs::write(run.join("hot_add.json"), serde_json::json!({ "experiment": exp, "plan": plan }).to_string())
+        .unwrap();
     // The crash left a half state: plan.json gone, experiment.toml cut.
     std::fs::remove_file(run.join("plan.json")).unwrap();
     std::fs::write(run.join("experiment.toml"), &exp[..exp.len() / 2]).unwrap();

@@ -12,7 +12,8 @@ use tch::{Device, Tensor};
 
 #[test]
 fn upernet_at_swin_b_size_matches_the_paper() {
-    let heads = Heads { seg: BTreeMap::from([("organs".to_string(), 3)]), seg_channels: (256, 128), ..Default::default() };
+    let heads =
+        Heads { seg: BTreeMap::from([("organs".to_string(), 3)]), seg_channels: (256, 128), ..Default::default() };
     let m = Model::new(Device::Cpu, &SwinConfig::named("swin_base", 224).unwrap(), &heads).unwrap();
     // Parameters only (BatchNorm running statistics are state, not parameters).
     let params: i64 = m
@@ -22,7 +23,10 @@ fn upernet_at_swin_b_size_matches_the_paper() {
         .map(|(_, t)| t.numel() as i64)
         .sum();
     let paper = 20.9e6;
-    assert!((params as f64 - paper).abs() / paper <= 0.02, "UperNet at Swin-B: {params} parameters, paper 20.9 M ± 2 %");
+    assert!(
+        (params as f64 - paper).abs() / paper <= 0.02,
+        "UperNet at Swin-B: {params} parameters, paper 20.9 M ± 2 %"
+    );
     assert_eq!(count_params(&m.vs, "seg_head.organs."), 128 * 3 * 9 + 3);
     // Logits at the input size, one channel per mask.
     let x = Tensor::zeros([1, 3, 224, 224], (tch::Kind::Float, Device::Cpu));

@@ -11,7 +11,8 @@ fn fixtures() -> PathBuf {
 }
 
 fn config() -> SwinConfig {
-    let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(fixtures().join("config.json")).unwrap()).unwrap();
+    let v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(fixtures().join("config.json")).unwrap()).unwrap();
     let ints = |k: &str| v[k].as_array().unwrap().iter().map(|x| x.as_i64().unwrap()).collect::<Vec<_>>();
     SwinConfig {
         img_size: v["img_size"].as_i64().unwrap(),
@@ -32,7 +33,8 @@ fn max_abs(a: &Tensor, b: &Tensor) -> f64 {
 }
 
 fn check(weights: &str) -> f64 {
-    let io: BTreeMap<String, Tensor> = Tensor::read_safetensors(fixtures().join("io.safetensors")).unwrap().into_iter().collect();
+    let io: BTreeMap<String, Tensor> =
+        Tensor::read_safetensors(fixtures().join("io.safetensors")).unwrap().into_iter().collect();
     let cfg = config();
     let vs = nn::VarStore::new(Device::Cpu);
     let swin = Swin::new(&(vs.root() / "backbone"), &cfg).unwrap();
@@ -78,7 +80,8 @@ fn matches_timm_old_ark_layout() {
 
 #[test]
 fn parameter_counts_match_timm() {
-    let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(fixtures().join("config.json")).unwrap()).unwrap();
+    let v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(fixtures().join("config.json")).unwrap()).unwrap();
     let vs = nn::VarStore::new(Device::Cpu);
     let _ = Swin::new(&(vs.root() / "backbone"), &config()).unwrap();
     let n = fx::swin::count_params(&vs, "backbone.");
@@ -97,6 +100,7 @@ fn shape_mismatch_is_a_clear_error() {
     cfg.num_heads = vec![2, 4, 8, 16];
     let vs = nn::VarStore::new(Device::Cpu);
     let _ = Swin::new(&(vs.root() / "backbone"), &cfg).unwrap();
-    let err = load_timm_weights(&vs, "backbone", &fixtures().join("weights_timm_new.safetensors")).unwrap_err().to_string();
+    let err =
+        load_timm_weights(&vs, "backbone", &fixtures().join("weights_timm_new.safetensors")).unwrap_err().to_string();
     assert!(err.contains("weights_timm_new.safetensors") && err.contains("shape"), "{err}");
 }

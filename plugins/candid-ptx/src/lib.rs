@@ -112,7 +112,9 @@ pub fn open(spec: &DatasetSpec) -> Result<FileDataset, PluginError> {
         if sop.is_empty() {
             continue;
         }
-        let patient = cfile.map(|c| reports.get(r, c).split('_').next().unwrap_or("").trim().to_string()).filter(|p| !p.is_empty());
+        let patient = cfile
+            .map(|c| reports.get(r, c).split('_').next().unwrap_or("").trim().to_string())
+            .filter(|p| !p.is_empty());
         let img = by_sop.entry(sop.to_string()).or_insert_with(|| {
             order.push(sop.to_string());
             if patient.is_none() {
@@ -131,10 +133,16 @@ pub fn open(spec: &DatasetSpec) -> Result<FileDataset, PluginError> {
         }
     }
     if no_patient > 0 {
-        warnings.push(format!("{}: {no_patient} images have no `filename` (patient); each is its own group in the split", reports.file.display()));
+        warnings.push(format!(
+            "{}: {no_patient} images have no `filename` (patient); each is its own group in the split",
+            reports.file.display()
+        ));
     }
     if two_patients > 0 {
-        warnings.push(format!("{}: {two_patients} rows give an image another patient than its first row; the first is used", reports.file.display()));
+        warnings.push(format!(
+            "{}: {two_patients} rows give an image another patient than its first row; the first is used",
+            reports.file.display()
+        ));
     }
     for (k, t) in extra.iter().enumerate() {
         let (csop, crle) = (t.col_any(&["anon_SOPUID", "SOPInstanceUID"])?, t.col_any(&["mask_rle", "EncodedPixels"])?);
@@ -155,7 +163,10 @@ pub fn open(spec: &DatasetSpec) -> Result<FileDataset, PluginError> {
             }
         }
         if orphans > 0 {
-            warnings.push(format!("{}: {orphans} rows name an image that {REPORTS_CSV} does not list; they are ignored", t.file.display()));
+            warnings.push(format!(
+                "{}: {orphans} rows name an image that {REPORTS_CSV} does not list; they are ignored",
+                t.file.display()
+            ));
         }
     }
 
@@ -179,7 +190,11 @@ pub fn open(spec: &DatasetSpec) -> Result<FileDataset, PluginError> {
         let path = found.get(sop).cloned().unwrap_or_else(|| root.join("dataset").join(sop));
         let mut e = Entry::new(sop.clone(), path);
         e.cls = img.codes.iter().map(|c| if c.is_empty() { 0.0 } else { 1.0 }).collect();
-        e.masks = img.codes.iter().map(|c| if c.is_empty() { MaskSource::Empty } else { MaskSource::SiimRle(c.clone()) }).collect();
+        e.masks = img
+            .codes
+            .iter()
+            .map(|c| if c.is_empty() { MaskSource::Empty } else { MaskSource::SiimRle(c.clone()) })
+            .collect();
         splits[SPLITS.iter().position(|x| *x == s).unwrap()].push(e);
     }
     let labels: Vec<String> = LABELS[..nl].iter().map(|s| s.to_string()).collect();
@@ -204,7 +219,9 @@ fn index_files(dir: &Path) -> Result<HashMap<String, PathBuf>, PluginError> {
     while let Some((d, depth)) = stack.pop() {
         let rd = match std::fs::read_dir(&d) {
             Ok(rd) => rd,
-            Err(e) if first => return Err(PluginError::input(d.display(), format!("cannot list the image folder: {e}"))),
+            Err(e) if first => {
+                return Err(PluginError::input(d.display(), format!("cannot list the image folder: {e}")))
+            }
             Err(_) => continue,
         };
         first = false;

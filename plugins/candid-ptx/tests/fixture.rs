@@ -19,7 +19,8 @@ const SPLITS: [Split; 3] = [Split::Train, Split::Val, Split::Test];
 #[test]
 fn reads_what_the_fixture_script_wrote() {
     let ds = fx_candid_ptx::open(&spec(root(), serde_json::json!({}))).unwrap();
-    let n = check_expected(&ds, "candid-ptx", &root(), &root().join("expected.jsonl")).unwrap_or_else(|e| panic!("{e}"));
+    let n =
+        check_expected(&ds, "candid-ptx", &root(), &root().join("expected.jsonl")).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(n, 10, "{n} samples compared");
     assert_eq!(loads_like_labels(&ds), 10);
     assert!(ds.desc().drawn_split);
@@ -31,7 +32,8 @@ fn reads_what_the_fixture_script_wrote() {
 #[test]
 fn findings_all_adds_chest_tubes_and_rib_fractures() {
     let ds = fx_candid_ptx::open(&spec(root(), serde_json::json!({ "findings": "all" }))).unwrap();
-    let n = check_expected(&ds, "candid-ptx", &root(), &root().join("expected-all.jsonl")).unwrap_or_else(|e| panic!("{e}"));
+    let n = check_expected(&ds, "candid-ptx", &root(), &root().join("expected-all.jsonl"))
+        .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(n, 10);
     assert_eq!(loads_like_labels(&ds), 10);
     assert_eq!(ds.desc().seg_labels, vec!["Pneumothorax", "Chest Tube", "Rib Fracture"]);
@@ -46,10 +48,15 @@ fn the_split_keeps_each_patient_in_one_split_and_is_seeded() {
     let text = std::fs::read_to_string(root().join("Pneumothorax_reports.csv")).unwrap();
     let mut rdr = csv_rows(&text);
     let header = rdr.remove(0);
-    let (cs, cf) = (header.iter().position(|h| h == "SOPInstanceUID").unwrap(), header.iter().position(|h| h == "filename").unwrap());
-    let patient: BTreeMap<String, String> = rdr.iter().map(|r| (r[cs].clone(), r[cf].split('_').next().unwrap().to_string())).collect();
+    let (cs, cf) = (
+        header.iter().position(|h| h == "SOPInstanceUID").unwrap(),
+        header.iter().position(|h| h == "filename").unwrap(),
+    );
+    let patient: BTreeMap<String, String> =
+        rdr.iter().map(|r| (r[cs].clone(), r[cf].split('_').next().unwrap().to_string())).collect();
     for seed in [0u64, 1, 2, 3] {
-        let ds = fx_candid_ptx::open(&spec(root(), serde_json::json!({ "seed": seed, "split": [0.5, 0.25, 0.25] }))).unwrap();
+        let ds = fx_candid_ptx::open(&spec(root(), serde_json::json!({ "seed": seed, "split": [0.5, 0.25, 0.25] })))
+            .unwrap();
         let mut split_of: BTreeMap<String, Split> = BTreeMap::new();
         for s in SPLITS {
             for r in ds.index(s).unwrap() {
@@ -57,7 +64,8 @@ fn the_split_keeps_each_patient_in_one_split_and_is_seeded() {
                 assert_eq!(*split_of.entry(p).or_insert(s), s, "seed {seed}: a patient in two splits");
             }
         }
-        let again = fx_candid_ptx::open(&spec(root(), serde_json::json!({ "seed": seed, "split": [0.5, 0.25, 0.25] }))).unwrap();
+        let again = fx_candid_ptx::open(&spec(root(), serde_json::json!({ "seed": seed, "split": [0.5, 0.25, 0.25] })))
+            .unwrap();
         for s in SPLITS {
             let a: BTreeSet<String> = ds.index(s).unwrap().into_iter().map(|r| r.id).collect();
             let b: BTreeSet<String> = again.index(s).unwrap().into_iter().map(|r| r.id).collect();
@@ -99,7 +107,8 @@ fn missing_label_files_and_a_bad_option_are_named() {
     // With findings = "all", a missing chest_tube.csv is named.
     std::fs::copy(root().join("Pneumothorax_reports.csv"), empty.join("Pneumothorax_reports.csv")).unwrap();
     assert!(fx_candid_ptx::open(&spec(empty.clone(), serde_json::json!({}))).is_ok());
-    let e = fx_candid_ptx::open(&spec(empty.clone(), serde_json::json!({ "findings": "all" }))).err().unwrap().to_string();
+    let e =
+        fx_candid_ptx::open(&spec(empty.clone(), serde_json::json!({ "findings": "all" }))).err().unwrap().to_string();
     assert!(e.contains("chest_tube.csv"), "{e}");
     let e = fx_candid_ptx::open(&spec(root(), serde_json::json!({ "finding": "all" }))).err().unwrap().to_string();
     assert!(e.contains("unknown option `finding`"), "{e}");
@@ -115,7 +124,12 @@ fn loads_like_labels(ds: &dyn Dataset) -> usize {
         for r in ds.index(s).unwrap() {
             let Ok(l) = ds.labels(&r, 64) else { continue };
             let p = ds.load(&r, 64).unwrap_or_else(|e| panic!("{}: {e}", r.id));
-            assert_eq!((p.width, p.height, &p.cls, &p.boxes, &p.masks), (l.width, l.height, &l.cls, &l.boxes, &l.masks), "{}", r.id);
+            assert_eq!(
+                (p.width, p.height, &p.cls, &p.boxes, &p.masks),
+                (l.width, l.height, &l.cls, &l.boxes, &l.masks),
+                "{}",
+                r.id
+            );
             assert!(!p.image.is_empty());
             n += 1;
         }

@@ -114,31 +114,50 @@ pub fn open(spec: &DatasetSpec) -> Result<FileDataset, PluginError> {
 /// The entries of one annotation file; images looked up in `dir`.
 fn read_split(json: &Path, dir: &Path, split: &str, warnings: &mut Vec<String>) -> Result<Vec<Entry>, PluginError> {
     let bytes = std::fs::read(json).map_err(|e| PluginError::input(json.display(), format!("cannot read: {e}")))?;
-    let v: Value = serde_json::from_slice(&bytes).map_err(|e| PluginError::input(json.display(), format!("not valid JSON: {e}")))?;
-    let list = v.as_array().ok_or_else(|| PluginError::input(json.display(), "expected a JSON list of {\"file_name\", \"syms\", \"boxes\", \"polygons\"} objects"))?;
+    let v: Value = serde_json::from_slice(&bytes)
+        .map_err(|e| PluginError::input(json.display(), format!("not valid JSON: {e}")))?;
+    let list = v.as_array().ok_or_else(|| {
+        PluginError::input(
+            json.display(),
+            "expected a JSON list of {\"file_name\", \"syms\", \"boxes\", \"polygons\"} objects",
+        )
+    })?;
     let (mut missing, mut first_missing, mut short_polygons) = (0usize, None, 0usize);
     let mut out = Vec::with_capacity(list.len());
     for (i, item) in list.iter().enumerate() {
         let bad = |what: String| PluginError::input(json.display(), format!("entry {i}: {what}"));
         let name = item.get("file_name").and_then(Value::as_str).ok_or_else(|| bad("no string `file_name`".into()))?;
-        let field = |key: &str| item.get(key).and_then(Value::as_array).ok_or_else(|| bad(format!("({name}) no list `{key}`")));
+        let field =
+            |key: &str| item.get(key).and_then(Value::as_array).ok_or_else(|| bad(format!("({name}) no list `{key}`")));
         let (syms, boxes, polygons) = (field("syms")?, field("boxes")?, field("polygons")?);
         if syms.len() != boxes.len() || syms.len() != polygons.len() {
-            return Err(bad(format!("({name}) {} syms, {} boxes and {} polygons: one of each per finding", syms.len(), boxes.len(), polygons.len())));
+            return Err(bad(format!(
+                "({name}) {} syms, {} boxes and {} polygons: one of each per finding",
+                syms.len(),
+                boxes.len(),
+                polygons.len()
+            )));
         }
         let mut cls = vec![0.0f32; CATEGORIES.len()];
         let mut shapes: Vec<Vec<Vec<f32>>> = vec![Vec::new(); CATEGORIES.len()];
         let mut lboxes = Vec::with_capacity(boxes.len());
         for (j, ((s, b), p)) in syms.iter().zip(boxes).zip(polygons).enumerate() {
             let s = s.as_str().ok_or_else(|| bad(format!("({name}) syms[{j}] is not a string")))?;
-            let k = CATEGORIES.iter().position(|c| *c == s).ok_or_else(|| bad(format!("({name}) unknown category `{s}`; expected one of {CATEGORIES:?}")))?;
+            let k = CATEGORIES
+                .iter()
+                .position(|c| *c == s)
+                .ok_or_else(|| bad(format!("({name}) unknown category `{s}`; expected one of {CATEGORIES:?}")))?;
             cls[k] = 1.0;
-            let b: Vec<f32> = b.as_array().map(|a| a.iter().filter_map(Value::as_f64).map(|x| x as f32).collect()).unwrap_or_default();
+            let b: Vec<f32> = b
+                .as_array()
+                .map(|a| a.iter().filter_map(Value::as_f64).map(|x| x as f32).collect())
+                .unwrap_or_default();
             if b.len() != 4 {
                 return Err(bad(format!("({name}) boxes[{j}] is not [x1, y1, x2, y2]")));
             }
             lboxes.push(LabeledBox { label: k, x0: b[0], y0: b[1], x1: b[2], y1: b[3] });
-            let pts = p.as_array().ok_or_else(|| bad(format!("({name}) polygons[{j}] is not a list of [x, y] points")))?;
+            let pts =
+                p.as_array().ok_or_else(|| bad(format!("({name}) polygons[{j}] is not a list of [x, y] points")))?;
             let mut flat = Vec::with_capacity(2 * pts.len());
             for q in pts {
                 match q.as_array().map(|a| a.iter().filter_map(Value::as_f64).collect::<Vec<_>>()) {
@@ -161,11 +180,19 @@ fn read_split(json: &Path, dir: &Path, split: &str, warnings: &mut Vec<String>) 
         let mut e = Entry::new(format!("{split}/{}", stem.display()), image);
         e.cls = cls;
         e.boxes = lboxes;
-        e.masks = shapes.into_iter().map(|s| if s.is_empty() { MaskSource::Empty } else { MaskSource::Polygons(s) }).collect();
+        e.masks = shapes
+            .into_iter()
+            .map(|s| if s.is_empty() { MaskSource::Empty } else { MaskSource::Polygons(s) })
+            .collect();
         out.push(e);
     }
     if let Some(p) = first_missing {
-        warnings.push(format!("{}: {missing} of {} listed images are missing (e.g. {}); they are skipped when loaded", json.display(), list.len(), p.display()));
+        warnings.push(format!(
+            "{}: {missing} of {} listed images are missing (e.g. {}); they are skipped when loaded",
+            json.display(),
+            list.len(),
+            p.display()
+        ));
     }
     if short_polygons > 0 {
         warnings.push(format!("{}: {short_polygons} polygons have fewer than 3 points; they are left out of the masks (their boxes are kept)", json.display()));

@@ -21,7 +21,8 @@ fn ids(ds: &dyn Dataset, split: Split) -> BTreeSet<String> {
 #[test]
 fn reads_what_the_fixture_script_wrote() {
     let ds = fx_chestx_det::open(&spec(root(), serde_json::json!({}))).unwrap();
-    let n = check_expected(&ds, "chestx-det", &root(), &root().join("expected.jsonl")).unwrap_or_else(|e| panic!("{e}"));
+    let n =
+        check_expected(&ds, "chestx-det", &root(), &root().join("expected.jsonl")).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(n, 10, "{n} samples compared");
     assert_eq!(loads_like_labels(&ds), 10);
     assert!(!ds.desc().drawn_split);
@@ -48,7 +49,10 @@ fn val_is_a_seeded_draw_from_the_official_train_set() {
     // Labels do not depend on the split: the val samples read as in expected.jsonl.
     let e = check_expected(&ds, "chestx-det", &root(), &root().join("expected.jsonl")).err().unwrap_or_default();
     let parse = |prefix: &str| -> Vec<serde_json::Value> {
-        e.lines().filter_map(|l| l.trim().strip_prefix(prefix)).map(|j| serde_json::from_str(j.trim()).unwrap()).collect()
+        e.lines()
+            .filter_map(|l| l.trim().strip_prefix(prefix))
+            .map(|j| serde_json::from_str(j.trim()).unwrap())
+            .collect()
     };
     let (got, want) = (parse("fx:"), parse("expected:"));
     assert_eq!((got.len(), want.len()), (2, 2), "{e}");
@@ -82,7 +86,8 @@ fn missing_files_and_bad_options_are_named() {
     .unwrap();
     let e = fx_chestx_det::open(&spec(empty.clone(), serde_json::json!({}))).err().unwrap().to_string();
     assert!(e.contains("ChestX_Det_test.json") && e.contains("entry 0") && e.contains("Infiltration"), "{e}");
-    let e = fx_chestx_det::open(&spec(root(), serde_json::json!({ "split": [0.7, 0.1, 0.2] }))).err().unwrap().to_string();
+    let e =
+        fx_chestx_det::open(&spec(root(), serde_json::json!({ "split": [0.7, 0.1, 0.2] }))).err().unwrap().to_string();
     assert!(e.contains("unknown option `split`"), "{e}");
     let e = fx_chestx_det::open(&spec(root(), serde_json::json!({ "val": 1.5 }))).err().unwrap().to_string();
     assert!(e.contains("options.val"), "{e}");
@@ -96,7 +101,12 @@ fn loads_like_labels(ds: &dyn Dataset) -> usize {
         for r in ds.index(s).unwrap() {
             let Ok(l) = ds.labels(&r, 64) else { continue };
             let p = ds.load(&r, 64).unwrap_or_else(|e| panic!("{}: {e}", r.id));
-            assert_eq!((p.width, p.height, &p.cls, &p.boxes, &p.masks), (l.width, l.height, &l.cls, &l.boxes, &l.masks), "{}", r.id);
+            assert_eq!(
+                (p.width, p.height, &p.cls, &p.boxes, &p.masks),
+                (l.width, l.height, &l.cls, &l.boxes, &l.masks),
+                "{}",
+                r.id
+            );
             assert!(!p.image.is_empty());
             n += 1;
         }

@@ -74,7 +74,10 @@ pub fn open(spec: &DatasetSpec) -> Result<FileDataset, PluginError> {
         .map(|s| root.join(s))
         .ok_or_else(|| opts.err("options.images must name the VinDr-CXR download (train/<image_id>.dicom, test/<image_id>.dicom), absolute or relative to root: CheXmask ships no images"))?;
     if !images.is_dir() {
-        return Err(PluginError::input(images.display(), "options.images: no such folder (the VinDr-CXR download with train/ and test/)"));
+        return Err(PluginError::input(
+            images.display(),
+            "options.images: no such folder (the VinDr-CXR download with train/ and test/)",
+        ));
     }
     let min_dice = opts.f64("min_dice_rca", 0.7)?;
     let val = opts.f64("val", 0.0)?;
@@ -120,7 +123,9 @@ pub fn open(spec: &DatasetSpec) -> Result<FileDataset, PluginError> {
         }
         let id = Path::new(id).file_stem().and_then(|s| s.to_str()).unwrap_or(id).to_string();
         let d = table.get(r, dice_col);
-        let dice: f64 = d.parse().map_err(|_| PluginError::input(table.at(r), format!("`{d}` in column `Dice RCA (Mean)` is not a number")))?;
+        let dice: f64 = d.parse().map_err(|_| {
+            PluginError::input(table.at(r), format!("`{d}` in column `Dice RCA (Mean)` is not a number"))
+        })?;
         if dice < min_dice {
             low += 1;
             continue;
@@ -131,11 +136,9 @@ pub fn open(spec: &DatasetSpec) -> Result<FileDataset, PluginError> {
         }
         let dim = |c: usize| -> Result<usize, PluginError> {
             let s = table.get(r, c);
-            s.parse::<f64>()
-                .ok()
-                .filter(|v| *v >= 1.0 && v.fract() == 0.0)
-                .map(|v| v as usize)
-                .ok_or_else(|| PluginError::input(table.at(r), format!("`{s}` in column `{}` is not a mask size", table.header[c])))
+            s.parse::<f64>().ok().filter(|v| *v >= 1.0 && v.fract() == 0.0).map(|v| v as usize).ok_or_else(|| {
+                PluginError::input(table.at(r), format!("`{s}` in column `{}` is not a mask size", table.header[c]))
+            })
         };
         let (height, width) = (dim(h_col)?, dim(w_col)?);
         let in_train = images.join("train").join(format!("{id}.dicom"));
@@ -151,7 +154,11 @@ pub fn open(spec: &DatasetSpec) -> Result<FileDataset, PluginError> {
         let mut e = Entry::new(id, path);
         for &c in &mask_cols {
             let rle = table.get(r, c);
-            e.masks.push(if rle.is_empty() { MaskSource::Empty } else { MaskSource::ChexmaskRle { rle: rle.to_string(), width, height } });
+            e.masks.push(if rle.is_empty() {
+                MaskSource::Empty
+            } else {
+                MaskSource::ChexmaskRle { rle: rle.to_string(), width, height }
+            });
         }
         if is_test {
             test.push(e)
@@ -179,7 +186,8 @@ pub fn open(spec: &DatasetSpec) -> Result<FileDataset, PluginError> {
     let ids: Vec<&str> = train.iter().map(|e| e.id.as_str()).collect();
     let drawn = draw_split(&ids, [1.0 - val, val, 0.0], seed);
     let keep: Option<HashSet<String>> = part.map(|(k, n)| {
-        let mut rest: Vec<&str> = ids.iter().zip(&drawn).filter(|(_, s)| **s == Split::Train).map(|(id, _)| *id).collect();
+        let mut rest: Vec<&str> =
+            ids.iter().zip(&drawn).filter(|(_, s)| **s == Split::Train).map(|(id, _)| *id).collect();
         rest.sort_unstable();
         Rng::new(mix(&[seed, 0x9a27])).shuffle(&mut rest);
         let m = rest.len();

@@ -60,10 +60,12 @@ fn quality_labels_val_and_parts() {
     assert_eq!(tr.len() + va.len(), 6);
     assert!(!tr.is_empty() && !va.is_empty());
 
-    let full: HashSet<String> = ids(&open(serde_json::json!({ "images": "VinDr-CXR" })), Split::Train).into_iter().collect();
+    let full: HashSet<String> =
+        ids(&open(serde_json::json!({ "images": "VinDr-CXR" })), Split::Train).into_iter().collect();
     let p0 = open(serde_json::json!({ "images": "VinDr-CXR", "part": [0, 2] }));
     let p1 = open(serde_json::json!({ "images": "VinDr-CXR", "part": [1, 2] }));
-    let (a, b): (HashSet<String>, HashSet<String>) = (ids(&p0, Split::Train).into_iter().collect(), ids(&p1, Split::Train).into_iter().collect());
+    let (a, b): (HashSet<String>, HashSet<String>) =
+        (ids(&p0, Split::Train).into_iter().collect(), ids(&p1, Split::Train).into_iter().collect());
     assert_eq!((a.len(), b.len()), (3, 3));
     assert!(a.is_disjoint(&b));
     assert_eq!(a.union(&b).cloned().collect::<HashSet<_>>(), full);
@@ -81,19 +83,31 @@ fn missing_files_and_bad_options_are_named() {
     assert!(e.contains("OriginalResolution/VinDr-CXR.csv") && e.contains(&empty.display().to_string()), "{e}");
     std::fs::create_dir_all(empty.join("Preprocessed")).unwrap();
     std::fs::copy(root().join("OriginalResolution/VinDr-CXR.csv"), empty.join("Preprocessed/VinDr-CXR.csv")).unwrap();
-    let e = fx_chexmask::open(&spec(empty.clone(), serde_json::json!({ "images": images, "csv": "Preprocessed/VinDr-CXR.csv" })))
-        .err()
-        .unwrap()
-        .to_string();
+    let e = fx_chexmask::open(&spec(
+        empty.clone(),
+        serde_json::json!({ "images": images, "csv": "Preprocessed/VinDr-CXR.csv" }),
+    ))
+    .err()
+    .unwrap()
+    .to_string();
     assert!(e.contains("Preprocessed") && e.contains("OriginalResolution"), "{e}");
     std::fs::remove_dir_all(&empty).unwrap();
 
     let e = fx_chexmask::open(&spec(root(), serde_json::json!({ "images": "nowhere" }))).err().unwrap().to_string();
     assert!(e.contains("nowhere"), "{e}");
-    let e = fx_chexmask::open(&spec(root(), serde_json::json!({ "images": "VinDr-CXR", "min_dice": 0.5 }))).err().unwrap().to_string();
+    let e = fx_chexmask::open(&spec(root(), serde_json::json!({ "images": "VinDr-CXR", "min_dice": 0.5 })))
+        .err()
+        .unwrap()
+        .to_string();
     assert!(e.contains("unknown option `min_dice`"), "{e}");
-    let e = fx_chexmask::open(&spec(root(), serde_json::json!({ "images": "VinDr-CXR", "labels": ["Lungs"] }))).err().unwrap().to_string();
+    let e = fx_chexmask::open(&spec(root(), serde_json::json!({ "images": "VinDr-CXR", "labels": ["Lungs"] })))
+        .err()
+        .unwrap()
+        .to_string();
     assert!(e.contains("Lungs"), "{e}");
-    let e = fx_chexmask::open(&spec(root(), serde_json::json!({ "images": "VinDr-CXR", "part": [2, 2] }))).err().unwrap().to_string();
+    let e = fx_chexmask::open(&spec(root(), serde_json::json!({ "images": "VinDr-CXR", "part": [2, 2] })))
+        .err()
+        .unwrap()
+        .to_string();
     assert!(e.contains("options.part"), "{e}");
 }

@@ -129,7 +129,8 @@ pub fn open(spec: &DatasetSpec) -> Result<FileDataset, PluginError> {
     }
     let seed = opts.u64("seed", 0)?;
     let labels: Vec<String> = LABELS.iter().map(|s| s.to_string()).collect();
-    let eval_labels = opts.strings("eval_labels", &labels)?.unwrap_or_else(|| EVAL_LABELS.iter().map(|s| s.to_string()).collect());
+    let eval_labels =
+        opts.strings("eval_labels", &labels)?.unwrap_or_else(|| EVAL_LABELS.iter().map(|s| s.to_string()).collect());
 
     let train = Table::read(&find_file(&root, &["train.csv"], "the training labels")?)?;
     let valid = Table::read(&find_file(&root, &["valid.csv"], "the validation labels (fx's test split)")?)?;
@@ -139,7 +140,9 @@ pub fn open(spec: &DatasetSpec) -> Result<FileDataset, PluginError> {
     let mut warnings = Vec::new();
     let unnamed = train_rows.iter().chain(&test_rows).filter(|(p, e)| *p == e.id).count();
     if unnamed > 0 {
-        warnings.push(format!("chexpert: {unnamed} rows have no patientNNNNN folder in their Path; each is its own patient"));
+        warnings.push(format!(
+            "chexpert: {unnamed} rows have no patientNNNNN folder in their Path; each is its own patient"
+        ));
     }
     let groups: Vec<&str> = train_rows.iter().map(|(p, _)| p.as_str()).collect();
     let drawn = draw_split(&groups, [1.0 - val_fraction, val_fraction, 0.0], seed);
@@ -179,8 +182,14 @@ mod tests {
     fn paths_and_patients() {
         let root = Path::new("/data/chexpert");
         let rel = "CheXpert-v1.0-small/train/patient00001/study1/view1_frontal.jpg";
-        assert_eq!(resolve(root, rel, Resolve::Strip).unwrap(), Path::new("/data/chexpert/train/patient00001/study1/view1_frontal.jpg"));
-        assert_eq!(resolve(root, rel, Resolve::Parent).unwrap(), Path::new("/data/CheXpert-v1.0-small/train/patient00001/study1/view1_frontal.jpg"));
+        assert_eq!(
+            resolve(root, rel, Resolve::Strip).unwrap(),
+            Path::new("/data/chexpert/train/patient00001/study1/view1_frontal.jpg")
+        );
+        assert_eq!(
+            resolve(root, rel, Resolve::Parent).unwrap(),
+            Path::new("/data/CheXpert-v1.0-small/train/patient00001/study1/view1_frontal.jpg")
+        );
         assert_eq!(patient_of(rel), Some("patient00001"));
         assert_eq!(patient_of("train/patientX/study1/a.jpg"), None);
     }

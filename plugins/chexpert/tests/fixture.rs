@@ -49,7 +49,13 @@ fn reads_what_the_fixture_script_wrote() {
     assert!(!train.iter().any(|i| i.contains("patient00006")));
     assert!(!train.iter().any(|i| i.contains("lateral")));
     // Decoding (not only the header): every JPEG of the index that exists.
-    let loaded = ds.index(Split::Test).unwrap().iter().map(|r| ds.load(r, 64).unwrap()).filter(|s| s.image.len() == s.width * s.height).count();
+    let loaded = ds
+        .index(Split::Test)
+        .unwrap()
+        .iter()
+        .map(|r| ds.load(r, 64).unwrap())
+        .filter(|s| s.image.len() == s.width * s.height)
+        .count();
     assert_eq!(loaded, 3);
 }
 

@@ -14,13 +14,14 @@
 //! image is clipped or dropped) that the host records in the run's events; an image that cannot be
 //! decoded, or whose size differs from its annotations', fails to load and is skipped and counted.
 
-use fx_data::coco::{read_box_csv, read_coco, BoxCsv, BoxCsvColumns, CocoSet};
 use fx_data::cache::{read_image, Image};
+use fx_data::coco::{read_box_csv, read_coco, BoxCsv, BoxCsvColumns, CocoSet};
 use fx_data::dataset::{cls_from_boxes, image_error, Options, SPLITS};
 use fx_data::input::{self, DecodeOptions};
 use fx_data::rng::{mix, Rng};
 use fx_plugin::{
-    CacheSpec, Dataset, DatasetDesc, DatasetSpec, LabeledBox, PluginEntry, PluginError, Sample, SampleRecord, SampleSource, Split,
+    CacheSpec, Dataset, DatasetDesc, DatasetSpec, LabeledBox, PluginEntry, PluginError, Sample, SampleRecord,
+    SampleSource, Split,
 };
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -60,7 +61,10 @@ impl Pixels {
 fn check_size(path: &Path, (gw, gh): (usize, usize), expect: Option<(usize, usize)>) -> Result<(), PluginError> {
     if let Some((w, h)) = expect {
         if (gw, gh) != (w, h) {
-            return Err(PluginError::input(path.display(), format!("the image is {gw}×{gh} but its annotations are for {w}×{h}")));
+            return Err(PluginError::input(
+                path.display(),
+                format!("the image is {gw}×{gh} but its annotations are for {w}×{h}"),
+            ));
         }
     }
     Ok(())
@@ -93,7 +97,11 @@ impl CocoDataset {
                 if split != Split::Val {
                     return Err(PluginError::config(
                         &spec.name,
-                        format!("plugin coco needs options.{} = \"<COCO JSON of the {} split, relative to the root>\"", split.as_str(), split.as_str()),
+                        format!(
+                            "plugin coco needs options.{} = \"<COCO JSON of the {} split, relative to the root>\"",
+                            split.as_str(),
+                            split.as_str()
+                        ),
                     ));
                 }
                 continue;
@@ -111,12 +119,18 @@ impl CocoDataset {
                 if other != names {
                     return Err(PluginError::config(
                         &spec.name,
-                        format!("the {} split's categories {other:?} differ from the train split's {names:?}", split.as_str()),
+                        format!(
+                            "the {} split's categories {other:?} differ from the train split's {names:?}",
+                            split.as_str()
+                        ),
                     ));
                 }
             }
         }
-        let has_masks = sets.iter().flatten().any(|s| s.annotations.iter().any(|a| a.segmentation != fx_data::coco::CocoSegmentation::None));
+        let has_masks = sets
+            .iter()
+            .flatten()
+            .any(|s| s.annotations.iter().any(|a| a.segmentation != fx_data::coco::CocoSegmentation::None));
         let masks = opts.bool("masks", has_masks)?;
         let cls_from_boxes = opts.bool("cls_from_boxes", false)?;
         let labels: Vec<String> = names.iter().map(|(_, n)| n.clone()).collect();
@@ -151,7 +165,10 @@ impl Dataset for CocoDataset {
             Some(set) => set
                 .images
                 .iter()
-                .map(|im| SampleRecord { id: im.file_name.clone(), source: SampleSource::File(self.images.join(&im.file_name)) })
+                .map(|im| SampleRecord {
+                    id: im.file_name.clone(),
+                    source: SampleSource::File(self.images.join(&im.file_name)),
+                })
                 .collect(),
             None => Vec::new(),
         })
@@ -175,7 +192,10 @@ impl CocoDataset {
         let SampleSource::File(path) = &record.source else {
             return Err(PluginError::config(&self.desc.name, format!("sample {} is not a file", record.id)));
         };
-        let &(k, i) = self.by_path.get(path).ok_or_else(|| PluginError::input(path.display(), "not an image of the annotation files"))?;
+        let &(k, i) = self
+            .by_path
+            .get(path)
+            .ok_or_else(|| PluginError::input(path.display(), "not an image of the annotation files"))?;
         let set = self.sets[k].as_ref().unwrap();
         let im = &set.images[i];
         let (w, h) = (im.width as usize, im.height as usize);
@@ -222,11 +242,19 @@ pub struct BoxCsvDataset {
 
 impl BoxCsvDataset {
     pub fn open(spec: &DatasetSpec) -> Result<Self, PluginError> {
-        let opts = Options::new(spec, "box-csv", &["csv", "images", "format", "extension", "split", "seed", "cls_from_boxes"])?;
+        let opts = Options::new(
+            spec,
+            "box-csv",
+            &["csv", "images", "format", "extension", "split", "seed", "cls_from_boxes"],
+        )?;
         let root = opts.root("box-csv")?;
         let pixels = Pixels::of(spec, &opts)?;
-        let file = opts.string("csv")?
-            .ok_or_else(|| PluginError::config(&spec.name, "plugin box-csv needs options.csv = \"<the box list, relative to the root>\""))?;
+        let file = opts.string("csv")?.ok_or_else(|| {
+            PluginError::config(
+                &spec.name,
+                "plugin box-csv needs options.csv = \"<the box list, relative to the root>\"",
+            )
+        })?;
         let columns = match opts.string("format")?.as_deref() {
             Some("node21") => BoxCsvColumns::node21(),
             Some("rsna") => BoxCsvColumns::rsna(),
@@ -234,11 +262,14 @@ impl BoxCsvDataset {
             other => {
                 return Err(PluginError::config(
                     &spec.name,
-                    format!("options.format must be \"node21\", \"rsna\" or \"vindr\" (the column layout), got {other:?}"),
+                    format!(
+                        "options.format must be \"node21\", \"rsna\" or \"vindr\" (the column layout), got {other:?}"
+                    ),
                 ))
             }
         };
-        let csv = read_box_csv(&root.join(&file), &columns).map_err(|e| PluginError::input(root.join(&file).display(), e))?;
+        let csv =
+            read_box_csv(&root.join(&file), &columns).map_err(|e| PluginError::input(root.join(&file).display(), e))?;
         let images = root.join(opts.string("images")?.unwrap_or_else(|| ".".into()));
         let extension = opts.string("extension")?.unwrap_or_default();
         let fractions = opts.fractions()?;
@@ -249,7 +280,8 @@ impl BoxCsvDataset {
         let n = order.len();
         let n_train = (n as f64 * fractions[0]).round() as usize;
         let n_val = ((n as f64 * fractions[1]).round() as usize).min(n - n_train);
-        let mut splits = [order[..n_train].to_vec(), order[n_train..n_train + n_val].to_vec(), order[n_train + n_val..].to_vec()];
+        let mut splits =
+            [order[..n_train].to_vec(), order[n_train..n_train + n_val].to_vec(), order[n_train + n_val..].to_vec()];
         for s in &mut splits {
             s.sort_unstable();
         }
@@ -262,7 +294,7 @@ impl BoxCsvDataset {
                 loc_labels: csv.labels.clone(),
                 seg_labels: Vec::new(),
                 drawn_split: true,
-            eval_labels: vec![],
+                eval_labels: vec![],
             },
             csv,
             images,
@@ -311,7 +343,8 @@ impl BoxCsvDataset {
         let SampleSource::File(path) = &record.source else {
             return Err(PluginError::config(&self.desc.name, format!("sample {} is not a file", record.id)));
         };
-        let &i = self.by_path.get(path).ok_or_else(|| PluginError::input(path.display(), "not an image of the box list"))?;
+        let &i =
+            self.by_path.get(path).ok_or_else(|| PluginError::input(path.display(), "not an image of the box list"))?;
         let (width, height, image, image_dims, warnings) = if with_pixels {
             let g = self.pixels.load(path, None)?;
             let dims = g.reduced();

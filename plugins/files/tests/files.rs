@@ -51,7 +51,8 @@ fn open(root: &Path, plugin: &str, options: serde_json::Value) -> Result<Box<dyn
 fn coco_offers_loc_and_seg_loads_boxes_and_masks_and_reports_bad_input() {
     let dir = tempfile::tempdir().unwrap();
     coco_dataset(dir.path());
-    let opts = serde_json::json!({ "train": "train.json", "test": "test.json", "images": "images", "cls_from_boxes": true });
+    let opts =
+        serde_json::json!({ "train": "train.json", "test": "test.json", "images": "images", "cls_from_boxes": true });
     let ds = open(dir.path(), "coco", opts.clone()).unwrap();
     let d = ds.desc();
     assert_eq!(d.loc_labels, ["heart", "nodule"]);
@@ -83,7 +84,9 @@ fn coco_offers_loc_and_seg_loads_boxes_and_masks_and_reports_bad_input() {
     let e = open(dir.path(), "coco", serde_json::json!({ "train": "bad.json", "test": "test.json" })).err().unwrap();
     assert!(e.contains("bad.json"), "{e}");
     // An annotation of an unknown category: named.
-    let text = std::fs::read_to_string(dir.path().join("train.json")).unwrap().replace("\"category_id\": 7", "\"category_id\": 8");
+    let text = std::fs::read_to_string(dir.path().join("train.json"))
+        .unwrap()
+        .replace("\"category_id\": 7", "\"category_id\": 8");
     std::fs::write(dir.path().join("cat.json"), text).unwrap();
     let r = open(dir.path(), "coco", serde_json::json!({ "train": "cat.json", "test": "test.json" }));
     let said = match r {
@@ -94,7 +97,9 @@ fn coco_offers_loc_and_seg_loads_boxes_and_masks_and_reports_bad_input() {
     // Options: a missing test file, an unknown key.
     let e = open(dir.path(), "coco", serde_json::json!({ "train": "train.json" })).err().unwrap();
     assert!(e.contains("options.test"), "{e}");
-    let e = open(dir.path(), "coco", serde_json::json!({ "train": "train.json", "test": "test.json", "imgs": "x" })).err().unwrap();
+    let e = open(dir.path(), "coco", serde_json::json!({ "train": "train.json", "test": "test.json", "imgs": "x" }))
+        .err()
+        .unwrap();
     assert!(e.contains("unknown option `imgs`"), "{e}");
 }
 
@@ -117,7 +122,8 @@ fn box_csv_splits_by_seed_and_checks_boxes_against_the_image() {
     let opts = serde_json::json!({ "csv": "metadata.csv", "images": "png", "format": "node21", "extension": ".png", "cls_from_boxes": true });
     let ds = open(root, "box-csv", opts.clone()).unwrap();
     assert_eq!(ds.desc().loc_labels, ["nodule"]);
-    let sizes: Vec<usize> = [Split::Train, Split::Val, Split::Test].iter().map(|s| ds.index(*s).unwrap().len()).collect();
+    let sizes: Vec<usize> =
+        [Split::Train, Split::Val, Split::Test].iter().map(|s| ds.index(*s).unwrap().len()).collect();
     assert_eq!(sizes, [14, 2, 4]);
     // Deterministic for a seed, different for another.
     let again = open(root, "box-csv", opts.clone()).unwrap();
@@ -152,10 +158,13 @@ fn box_csv_reads_dicom_with_its_window_warnings_and_the_cache() {
     let root = dir.path();
     let images = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/images");
     std::fs::create_dir_all(root.join("img")).unwrap();
-    for (id, file) in [("p1", "dx_u12_explicit_le.dcm"), ("p2", "dx_u12_multiframe.dcm"), ("p3", "cr_u16_monochrome1.dcm")] {
+    for (id, file) in
+        [("p1", "dx_u12_explicit_le.dcm"), ("p2", "dx_u12_multiframe.dcm"), ("p3", "cr_u16_monochrome1.dcm")]
+    {
         std::fs::copy(images.join(file), root.join("img").join(format!("{id}.dcm"))).unwrap();
     }
-    std::fs::write(root.join("labels.csv"), "patientId,x,y,width,height,Target\np1,4,6,20,10,1\np2,,,,,0\np3,,,,,0\n").unwrap();
+    std::fs::write(root.join("labels.csv"), "patientId,x,y,width,height,Target\np1,4,6,20,10,1\np2,,,,,0\np3,,,,,0\n")
+        .unwrap();
     let opts = serde_json::json!({ "csv": "labels.csv", "images": "img", "extension": ".dcm", "format": "rsna",
                                    "split": [1.0, 0.0, 0.0], "window": "minmax" });
     let ds = open(root, "box-csv", opts.clone()).unwrap();

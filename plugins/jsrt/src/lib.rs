@@ -77,10 +77,12 @@ pub fn open(spec: &DatasetSpec) -> Result<FileDataset, PluginError> {
             find_file(&p, &["fold1"], "the SCR masks (options.scr)")?;
             p
         }
-        None => find_file(&root, &["scratch/fold1", "SCR/scratch/fold1", "fold1"], "the SCR masks (van Ginneken et al.)")?
-            .parent()
-            .unwrap_or(&root)
-            .to_path_buf(),
+        None => {
+            find_file(&root, &["scratch/fold1", "SCR/scratch/fold1", "fold1"], "the SCR masks (van Ginneken et al.)")?
+                .parent()
+                .unwrap_or(&root)
+                .to_path_buf()
+        }
     };
     let images = find_file(&root, &["All247images/All247images", "All247images"], "the JSRT images")?;
     let mut warnings = Vec::new();
@@ -94,7 +96,10 @@ pub fn open(spec: &DatasetSpec) -> Result<FileDataset, PluginError> {
             let dir = find_file(&masks, &[organ], "an SCR organ folder")?;
             for stem in gif_stems(&dir)? {
                 match fold_of.get(&stem) {
-                    Some(&f) if f != fold => warnings.push(format!("{}: {stem} has masks in fold{f} and fold{fold}; fold{f} is used", scr.display())),
+                    Some(&f) if f != fold => warnings.push(format!(
+                        "{}: {stem} has masks in fold{f} and fold{fold}; fold{f} is used",
+                        scr.display()
+                    )),
                     Some(_) => {}
                     None => {
                         fold_of.insert(stem, fold);
@@ -104,13 +109,18 @@ pub fn open(spec: &DatasetSpec) -> Result<FileDataset, PluginError> {
         }
     }
     if fold_of.is_empty() {
-        return Err(PluginError::input(scr.display(), "no SCR mask (fold1|fold2/masks/<organ>/<stem>.gif) in this folder"));
+        return Err(PluginError::input(
+            scr.display(),
+            "no SCR mask (fold1|fold2/masks/<organ>/<stem>.gif) in this folder",
+        ));
     }
 
     let mut missing = Vec::new();
     let mut entries: Vec<(Entry, u64)> = Vec::new();
     for (stem, &fold) in &fold_of {
-        let Some(image) = [format!("{stem}.IMG"), format!("{stem}.img")].iter().map(|n| images.join(n)).find(|p| p.is_file()) else {
+        let Some(image) =
+            [format!("{stem}.IMG"), format!("{stem}.img")].iter().map(|n| images.join(n)).find(|p| p.is_file())
+        else {
             missing.push(stem.as_str());
             continue;
         };
@@ -169,7 +179,8 @@ pub fn open(spec: &DatasetSpec) -> Result<FileDataset, PluginError> {
 
 /// The stems of the `.gif` files of a folder.
 fn gif_stems(dir: &Path) -> Result<Vec<String>, PluginError> {
-    let read = std::fs::read_dir(dir).map_err(|e| PluginError::input(dir.display(), format!("cannot list the SCR mask folder: {e}")))?;
+    let read = std::fs::read_dir(dir)
+        .map_err(|e| PluginError::input(dir.display(), format!("cannot list the SCR mask folder: {e}")))?;
     Ok(read
         .flatten()
         .filter_map(|e| {

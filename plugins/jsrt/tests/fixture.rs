@@ -46,7 +46,8 @@ fn reads_what_the_fixture_script_wrote() {
 #[test]
 fn scr_folds_and_the_nodule_label() {
     let ds = fx_jsrt::open(&spec(root(), serde_json::json!({ "test_fold": 2, "nodule_cls": true }))).unwrap();
-    let n = check_expected(&ds, "jsrt", &root(), &root().join("expected-folds.jsonl")).unwrap_or_else(|e| panic!("{e}"));
+    let n =
+        check_expected(&ds, "jsrt", &root(), &root().join("expected-folds.jsonl")).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(n, 9);
     assert!(!ds.desc().drawn_split);
     assert_eq!(ds.desc().cls_labels, vec!["nodule"]);
@@ -83,7 +84,8 @@ fn missing_masks_missing_images_and_a_bad_option_are_named() {
 
 #[test]
 fn labels_keep_a_subset_of_the_organs() {
-    let ds = fx_jsrt::open(&spec(root(), serde_json::json!({ "labels": ["right clavicle", "left clavicle"] }))).unwrap();
+    let ds =
+        fx_jsrt::open(&spec(root(), serde_json::json!({ "labels": ["right clavicle", "left clavicle"] }))).unwrap();
     assert_eq!(ds.desc().seg_labels, vec!["right clavicle", "left clavicle"]);
     let text = std::fs::read_to_string(root().join("expected.jsonl")).unwrap();
     let want: std::collections::HashMap<String, serde_json::Value> = text
@@ -96,7 +98,12 @@ fn labels_keep_a_subset_of_the_organs() {
         let Some(m) = want.get(&r.id) else { continue };
         let s = ds.labels(&r, 64).unwrap();
         let counts: Vec<u64> = s.masks.iter().map(|m| m.iter().filter(|v| **v != 0).count() as u64).collect();
-        assert_eq!(counts, vec![m["right clavicle"].as_u64().unwrap(), m["left clavicle"].as_u64().unwrap()], "{}", r.id);
+        assert_eq!(
+            counts,
+            vec![m["right clavicle"].as_u64().unwrap(), m["left clavicle"].as_u64().unwrap()],
+            "{}",
+            r.id
+        );
         seen += 1;
     }
     assert_eq!(seen, 9);

@@ -59,7 +59,8 @@ pub fn open(spec: &DatasetSpec) -> Result<FileDataset, PluginError> {
     let values = ValueRules::from_options(&opts)?;
     let frontal_only = opts.choice("views", &["frontal", "all"])? == "frontal";
     let labels: Vec<String> = LABELS.iter().map(|s| s.to_string()).collect();
-    let eval_labels = opts.strings("eval_labels", &labels)?.unwrap_or_else(|| EVAL_LABELS.iter().map(|s| s.to_string()).collect());
+    let eval_labels =
+        opts.strings("eval_labels", &labels)?.unwrap_or_else(|| EVAL_LABELS.iter().map(|s| s.to_string()).collect());
 
     let chexpert = table(&root, "mimic-cxr-2.0.0-chexpert", "the labels")?;
     let split = table(&root, "mimic-cxr-2.0.0-split", "the official split")?;
@@ -77,9 +78,11 @@ pub fn open(spec: &DatasetSpec) -> Result<FileDataset, PluginError> {
 
     // Views per image.
     let (mdicom, mview) = (meta.col("dicom_id")?, meta.col("ViewPosition")?);
-    let view_of: HashMap<&str, &str> = (0..meta.rows.len()).map(|r| (meta.get(r, mdicom), meta.get(r, mview))).collect();
+    let view_of: HashMap<&str, &str> =
+        (0..meta.rows.len()).map(|r| (meta.get(r, mdicom), meta.get(r, mview))).collect();
 
-    let (sdicom, sstudy, ssub, ssplit) = (split.col("dicom_id")?, split.col("study_id")?, split.col("subject_id")?, split.col("split")?);
+    let (sdicom, sstudy, ssub, ssplit) =
+        (split.col("dicom_id")?, split.col("study_id")?, split.col("subject_id")?, split.col("split")?);
     let mut splits: [Vec<Entry>; 3] = Default::default();
     let (mut unlabelled, mut no_meta) = (0usize, 0usize);
     for r in 0..split.rows.len() {
@@ -94,7 +97,10 @@ pub fn open(spec: &DatasetSpec) -> Result<FileDataset, PluginError> {
             s => return Err(PluginError::input(split.at(r), format!("split `{s}` is not train, validate or test"))),
         };
         if subject.len() < 2 || !subject.bytes().all(|b| b.is_ascii_digit()) || study.is_empty() {
-            return Err(PluginError::input(split.at(r), format!("subject_id `{subject}` / study_id `{study}` cannot name an image folder")));
+            return Err(PluginError::input(
+                split.at(r),
+                format!("subject_id `{subject}` / study_id `{study}` cannot name an image folder"),
+            ));
         }
         match view_of.get(dicom) {
             None => {
@@ -110,14 +116,21 @@ pub fn open(spec: &DatasetSpec) -> Result<FileDataset, PluginError> {
             unlabelled += 1;
             continue;
         };
-        let image = files.join(format!("p{}", &subject[..2])).join(format!("p{subject}")).join(format!("s{study}")).join(format!("{dicom}.jpg"));
+        let image = files
+            .join(format!("p{}", &subject[..2]))
+            .join(format!("p{subject}"))
+            .join(format!("s{study}"))
+            .join(format!("{dicom}.jpg"));
         let mut e = Entry::new(dicom.to_string(), image);
         e.cls = cls.clone();
         splits[k].push(e);
     }
     let mut warnings = Vec::new();
     if unlabelled > 0 {
-        warnings.push(format!("{}: {unlabelled} images belong to studies without a label row; they are not used", chexpert.file.display()));
+        warnings.push(format!(
+            "{}: {unlabelled} images belong to studies without a label row; they are not used",
+            chexpert.file.display()
+        ));
     }
     if no_meta > 0 {
         warnings.push(format!(

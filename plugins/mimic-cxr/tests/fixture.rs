@@ -25,7 +25,8 @@ fn count(ds: &FileDataset) -> [usize; 3] {
 fn study_cls(ds: &FileDataset, study: &str) -> Vec<f32> {
     for split in [Split::Train, Split::Val, Split::Test] {
         for r in ds.index(split).unwrap() {
-            if matches!(&r.source, fx_plugin::SampleSource::File(p) if p.to_string_lossy().contains(&format!("/s{study}/"))) {
+            if matches!(&r.source, fx_plugin::SampleSource::File(p) if p.to_string_lossy().contains(&format!("/s{study}/")))
+            {
                 return ds.labels(&r, 64).unwrap().cls;
             }
         }
@@ -43,13 +44,18 @@ fn reads_what_the_fixture_script_wrote() {
     // 9 frontal images with labels are indexed (one is missing on disk); the unlabelled study is
     // not, and is reported.
     assert_eq!(count(&ds), [4, 2, 3]);
-    assert!(ds.warnings().iter().any(|w| w.contains("1 images belong to studies without a label row")), "{:?}", ds.warnings());
+    assert!(
+        ds.warnings().iter().any(|w| w.contains("1 images belong to studies without a label row")),
+        "{:?}",
+        ds.warnings()
+    );
     // Decoding: the val JPEGs load at their size; the missing test image is an error naming its path.
     for r in ds.index(Split::Val).unwrap() {
         let s = ds.load(&r, 64).unwrap();
         assert_eq!(s.image.len(), s.width * s.height);
     }
-    let errs: Vec<String> = ds.index(Split::Test).unwrap().iter().filter_map(|r| ds.load(r, 64).err()).map(|e| e.to_string()).collect();
+    let errs: Vec<String> =
+        ds.index(Split::Test).unwrap().iter().filter_map(|r| ds.load(r, 64).err()).map(|e| e.to_string()).collect();
     assert!(errs.len() == 1 && errs[0].contains("files/p19/p19999987/s55555555/"), "{errs:?}");
 }
 
@@ -75,7 +81,8 @@ fn a_missing_label_file_and_bad_options_are_named() {
     std::fs::create_dir_all(&empty).unwrap();
     let e = fx_mimic_cxr::open(&spec(empty.clone(), serde_json::json!({}))).err().unwrap().to_string();
     assert!(e.contains("mimic-cxr-2.0.0-chexpert.csv.gz") && e.contains(&empty.display().to_string()), "{e}");
-    std::fs::copy(root().join("mimic-cxr-2.0.0-chexpert.csv.gz"), empty.join("mimic-cxr-2.0.0-chexpert.csv.gz")).unwrap();
+    std::fs::copy(root().join("mimic-cxr-2.0.0-chexpert.csv.gz"), empty.join("mimic-cxr-2.0.0-chexpert.csv.gz"))
+        .unwrap();
     let e = fx_mimic_cxr::open(&spec(empty.clone(), serde_json::json!({}))).err().unwrap().to_string();
     assert!(e.contains("mimic-cxr-2.0.0-split.csv.gz"), "{e}");
     std::fs::remove_dir_all(&empty).unwrap();

@@ -38,7 +38,11 @@ pub fn open(spec: &DatasetSpec) -> Result<FileDataset, PluginError> {
     let opts = Options::new(spec, "montgomery", &["split", "seed", "sides"])?;
     let root = opts.root("montgomery")?;
     let swap = opts.choice("sides", &["published", "anatomical"])? == "anatomical";
-    let images = find_file(&root, &["CXR_png", "MontgomerySet/CXR_png"], "the image folder (its file names are the cls labels)")?;
+    let images = find_file(
+        &root,
+        &["CXR_png", "MontgomerySet/CXR_png"],
+        "the image folder (its file names are the cls labels)",
+    )?;
     let set = images.parent().unwrap_or(&root).to_path_buf();
     let left = find_file(&set, &["ManualMask/leftMask"], "the left-lung masks")?;
     let right = find_file(&set, &["ManualMask/rightMask"], "the right-lung masks")?;
@@ -67,7 +71,6 @@ pub fn open(spec: &DatasetSpec) -> Result<FileDataset, PluginError> {
     FileDataset::new(spec, desc, splits, opts.decode()?, false, warnings)
 }
 
-
 pub fn plugins() -> Vec<PluginEntry> {
     vec![PluginEntry {
         name: "montgomery",
@@ -77,4 +80,3 @@ pub fn plugins() -> Vec<PluginEntry> {
 }
 
 fx_plugin::export_plugins!(plugins);
-

@@ -20,7 +20,8 @@ fn records(ds: &dyn Dataset) -> Vec<fx_plugin::SampleRecord> {
 #[test]
 fn reads_what_the_fixture_script_wrote() {
     let ds = fx_montgomery::open(&spec(root(), serde_json::json!({}))).unwrap();
-    let n = check_expected(&ds, "montgomery", &root(), &root().join("expected.jsonl")).unwrap_or_else(|e| panic!("{e}"));
+    let n =
+        check_expected(&ds, "montgomery", &root(), &root().join("expected.jsonl")).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(n, 8);
     assert!(ds.desc().drawn_split);
     assert_eq!(ds.desc().seg_labels, vec!["Left Lung", "Right Lung"]);
@@ -43,7 +44,8 @@ fn reads_what_the_fixture_script_wrote() {
 #[test]
 fn anatomical_sides_swap_the_two_mask_folders() {
     let ds = fx_montgomery::open(&spec(root(), serde_json::json!({ "sides": "anatomical" }))).unwrap();
-    let n = check_expected(&ds, "montgomery", &root(), &root().join("expected-anatomical.jsonl")).unwrap_or_else(|e| panic!("{e}"));
+    let n = check_expected(&ds, "montgomery", &root(), &root().join("expected-anatomical.jsonl"))
+        .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(n, 8);
     let e = fx_montgomery::open(&spec(root(), serde_json::json!({ "sides": "patient" }))).err().unwrap().to_string();
     assert!(e.contains("options.sides") && e.contains("anatomical"), "{e}");

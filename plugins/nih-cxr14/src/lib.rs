@@ -60,7 +60,8 @@ pub const CLS_LABELS: [&str; 14] = [
     "Hernia",
 ];
 
-pub const LOC_LABELS: [&str; 8] = ["Atelectasis", "Cardiomegaly", "Effusion", "Infiltration", "Mass", "Nodule", "Pneumonia", "Pneumothorax"];
+pub const LOC_LABELS: [&str; 8] =
+    ["Atelectasis", "Cardiomegaly", "Effusion", "Infiltration", "Mass", "Nodule", "Pneumonia", "Pneumothorax"];
 
 /// Image file name → path, over `images/`, `images_NNN/` and `images_NNN/images/`.
 fn index_images(root: &Path) -> Result<(HashMap<String, PathBuf>, PathBuf, usize), PluginError> {
@@ -84,7 +85,10 @@ fn index_images(root: &Path) -> Result<(HashMap<String, PathBuf>, PathBuf, usize
         }
     }
     if folders.is_empty() {
-        return Err(PluginError::input(root.display(), "the images: expected `images/` or `images_001/images/` ... `images_012/images/` under this root"));
+        return Err(PluginError::input(
+            root.display(),
+            "the images: expected `images/` or `images_001/images/` ... `images_012/images/` under this root",
+        ));
     }
     let mut map = HashMap::new();
     let mut duplicates = 0;
@@ -105,7 +109,8 @@ fn index_images(root: &Path) -> Result<(HashMap<String, PathBuf>, PathBuf, usize
 }
 
 fn read_list(path: &Path) -> Result<HashSet<String>, PluginError> {
-    let text = std::fs::read_to_string(path).map_err(|e| PluginError::input(path.display(), format!("cannot read: {e}")))?;
+    let text =
+        std::fs::read_to_string(path).map_err(|e| PluginError::input(path.display(), format!("cannot read: {e}")))?;
     Ok(text.lines().map(str::trim).filter(|l| !l.is_empty()).map(str::to_string).collect())
 }
 
@@ -140,13 +145,21 @@ fn read_boxes(t: &Table, warnings: &mut Vec<String>) -> Result<HashMap<String, V
         };
         let num = |c: usize| -> Result<f32, PluginError> {
             let s = t.get(r, c);
-            s.parse::<f32>().ok().filter(|v| v.is_finite()).ok_or_else(|| PluginError::input(t.at(r), format!("`{s}` (column {}) is not a box coordinate", c + 1)))
+            s.parse::<f32>()
+                .ok()
+                .filter(|v| v.is_finite())
+                .ok_or_else(|| PluginError::input(t.at(r), format!("`{s}` (column {}) is not a box coordinate", c + 1)))
         };
         let (x, y, w, h) = (num(lab + 1)?, num(lab + 2)?, num(lab + 3)?, num(lab + 4)?);
         out.entry(name.to_string()).or_default().push(LabeledBox { label: k, x0: x, y0: y, x1: x + w, y1: y + h });
     }
     if !unknown.is_empty() {
-        warnings.push(format!("{}: {} boxes with an unknown label are ignored ({})", t.file.display(), unknown.len(), unknown.join(", ")));
+        warnings.push(format!(
+            "{}: {} boxes with an unknown label are ignored ({})",
+            t.file.display(),
+            unknown.len(),
+            unknown.join(", ")
+        ));
     }
     Ok(out)
 }
@@ -163,7 +176,8 @@ pub fn open(spec: &DatasetSpec) -> Result<FileDataset, PluginError> {
     let cls_labels: Vec<String> = CLS_LABELS.iter().map(|s| s.to_string()).collect();
     let eval_labels = opts.strings("eval_labels", &cls_labels)?.unwrap_or_default();
 
-    let entries = Table::read(&find_file(&root, &["Data_Entry_2017_v2020.csv", "Data_Entry_2017.csv"], "the image labels")?)?;
+    let entries =
+        Table::read(&find_file(&root, &["Data_Entry_2017_v2020.csv", "Data_Entry_2017.csv"], "the image labels")?)?;
     let train_val = read_list(&find_file(&root, &["train_val_list.txt"], "the official train/val list")?)?;
     let test = read_list(&find_file(&root, &["test_list.txt"], "the official test list")?)?;
     let mut warnings = Vec::new();
@@ -211,10 +225,15 @@ pub fn open(spec: &DatasetSpec) -> Result<FileDataset, PluginError> {
         }
     }
     if unlisted > 0 {
-        warnings.push(format!("{}: {unlisted} images are in neither train_val_list.txt nor test_list.txt; they are left out", entries.file.display()));
+        warnings.push(format!(
+            "{}: {unlisted} images are in neither train_val_list.txt nor test_list.txt; they are left out",
+            entries.file.display()
+        ));
     }
     if in_both > 0 {
-        warnings.push(format!("nih-cxr14: {in_both} images are in both train_val_list.txt and test_list.txt; they are used for test"));
+        warnings.push(format!(
+            "nih-cxr14: {in_both} images are in both train_val_list.txt and test_list.txt; they are used for test"
+        ));
     }
     if !unknown.is_empty() {
         let mut u: Vec<String> = unknown.iter().map(|(k, n)| format!("`{k}` ×{n}")).collect();
@@ -224,7 +243,10 @@ pub fn open(spec: &DatasetSpec) -> Result<FileDataset, PluginError> {
     if let Some(b) = &boxes {
         let orphans = b.keys().filter(|k| !named.contains(k.as_str())).count();
         if orphans > 0 {
-            warnings.push(format!("BBox_List_2017.csv: {orphans} images with boxes have no row in {}; their boxes are not used", entries.file.display()));
+            warnings.push(format!(
+                "BBox_List_2017.csv: {orphans} images with boxes have no row in {}; their boxes are not used",
+                entries.file.display()
+            ));
         }
     }
 
@@ -238,7 +260,11 @@ pub fn open(spec: &DatasetSpec) -> Result<FileDataset, PluginError> {
 
     let desc = DatasetDesc {
         name: spec.name.clone(),
-        description: format!("NIH ChestX-ray14 ({}) under {}", entries.file.file_name().unwrap_or_default().to_string_lossy(), root.display()),
+        description: format!(
+            "NIH ChestX-ray14 ({}) under {}",
+            entries.file.file_name().unwrap_or_default().to_string_lossy(),
+            root.display()
+        ),
         cls_labels,
         loc_labels: if boxes.is_some() { LOC_LABELS.iter().map(|s| s.to_string()).collect() } else { vec![] },
         seg_labels: vec![],

@@ -42,12 +42,17 @@ fn reads_what_the_fixture_script_wrote() {
     let n = check_expected(&ds, "nih-cxr14", &root(), &root().join("expected.jsonl")).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(n, 12);
     assert!(!ds.desc().drawn_split);
-    assert_eq!(ds.desc().loc_labels, ["Atelectasis", "Cardiomegaly", "Effusion", "Infiltration", "Mass", "Nodule", "Pneumonia", "Pneumothorax"]);
+    assert_eq!(
+        ds.desc().loc_labels,
+        ["Atelectasis", "Cardiomegaly", "Effusion", "Infiltration", "Mass", "Nodule", "Pneumonia", "Pneumothorax"]
+    );
     assert!(ds.desc().eval_labels.is_empty());
     // The listed image that is missing is indexed and skipped when loaded; the unlisted one is not indexed.
     let train = ids(&ds, Split::Train);
     assert!(train.contains(&"00000005_000.png".to_string()));
-    assert!(ds.labels(&ds.index(Split::Train).unwrap().into_iter().find(|r| r.id == "00000005_000.png").unwrap(), 64).is_err());
+    assert!(ds
+        .labels(&ds.index(Split::Train).unwrap().into_iter().find(|r| r.id == "00000005_000.png").unwrap(), 64)
+        .is_err());
     assert!(!train.iter().chain(&ids(&ds, Split::Test)).any(|i| i.starts_with("00000010")));
     assert!(ds.warnings().is_empty(), "{:?}", ds.warnings());
     // Decoding, the RGBA PNG included.
@@ -119,7 +124,12 @@ fn missing_label_files_and_bad_options_are_named() {
     let empty = std::env::temp_dir().join(format!("fx-nih-empty-{}", std::process::id()));
     std::fs::create_dir_all(&empty).unwrap();
     let e = fx_nih_cxr14::open(&spec(empty.clone(), serde_json::json!({}))).err().unwrap().to_string();
-    assert!(e.contains("Data_Entry_2017_v2020.csv") && e.contains("Data_Entry_2017.csv") && e.contains(&empty.display().to_string()), "{e}");
+    assert!(
+        e.contains("Data_Entry_2017_v2020.csv")
+            && e.contains("Data_Entry_2017.csv")
+            && e.contains(&empty.display().to_string()),
+        "{e}"
+    );
     std::fs::copy(root().join("Data_Entry_2017_v2020.csv"), empty.join("Data_Entry_2017_v2020.csv")).unwrap();
     let e = fx_nih_cxr14::open(&spec(empty.clone(), serde_json::json!({}))).err().unwrap().to_string();
     assert!(e.contains("train_val_list.txt"), "{e}");

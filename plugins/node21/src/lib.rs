@@ -36,7 +36,11 @@ use std::collections::HashMap;
 pub fn open(spec: &DatasetSpec) -> Result<FileDataset, PluginError> {
     let opts = Options::new(spec, "node21", &["split", "seed"])?;
     let root = opts.root("node21")?;
-    let meta = find_file(&root, &["cxr_images/proccessed_data/metadata.csv", "proccessed_data/metadata.csv", "metadata.csv"], "the nodule list")?;
+    let meta = find_file(
+        &root,
+        &["cxr_images/proccessed_data/metadata.csv", "proccessed_data/metadata.csv", "metadata.csv"],
+        "the nodule list",
+    )?;
     let dir = meta.parent().unwrap_or(&root).to_path_buf();
     let images = find_file(&dir, &["images"], "the image folder")?;
     let t = Table::read(&meta)?;
@@ -50,9 +54,12 @@ pub fn open(spec: &DatasetSpec) -> Result<FileDataset, PluginError> {
         if file.is_empty() {
             continue;
         }
-        let file = if std::path::Path::new(file).extension().is_some() { file.to_string() } else { format!("{file}.mha") };
+        let file =
+            if std::path::Path::new(file).extension().is_some() { file.to_string() } else { format!("{file}.mha") };
         let num = |c: usize| -> Result<f32, PluginError> {
-            t.get(r, c).parse::<f32>().map_err(|_| PluginError::input(t.at(r), format!("`{}` is not a number", t.get(r, c))))
+            t.get(r, c)
+                .parse::<f32>()
+                .map_err(|_| PluginError::input(t.at(r), format!("`{}` is not a number", t.get(r, c))))
         };
         let nodule = num(label)? != 0.0;
         if !found.contains_key(&file) {
@@ -65,11 +72,13 @@ pub fn open(spec: &DatasetSpec) -> Result<FileDataset, PluginError> {
             if bw > 0.0 && bh > 0.0 {
                 slot.1.push(LabeledBox { label: 0, x0: bx, y0: by, x1: bx + bw, y1: by + bh });
             } else {
-                warnings.push(format!("{}: a nodule row whose box [{bx}, {by}, {bw}, {bh}] has no area; no box", t.at(r)));
+                warnings
+                    .push(format!("{}: a nodule row whose box [{bx}, {by}, {bw}, {bh}] has no area; no box", t.at(r)));
             }
         }
     }
-    let ids: Vec<String> = order.iter().map(|f| std::path::Path::new(f).with_extension("").to_string_lossy().into_owned()).collect();
+    let ids: Vec<String> =
+        order.iter().map(|f| std::path::Path::new(f).with_extension("").to_string_lossy().into_owned()).collect();
     let refs: Vec<&str> = ids.iter().map(|s| s.as_str()).collect();
     let split = draw_split(&refs, opts.fractions()?, opts.u64("seed", 0)?);
     let mut splits: [Vec<Entry>; 3] = Default::default();

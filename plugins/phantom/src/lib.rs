@@ -128,21 +128,25 @@ impl PhantomDataset {
         let opts = spec.options.as_object().cloned().unwrap_or_default();
         let known = ["train", "val", "test", "seed", "style", "prevalence", "corrupt", "labels"];
         if let Some(k) = opts.keys().find(|k| !known.contains(&k.as_str())) {
-            return Err(err(format!("unknown option `{k}` for plugin {}; expected one of {}", preset.name, known.join(", "))));
+            return Err(err(format!(
+                "unknown option `{k}` for plugin {}; expected one of {}",
+                preset.name,
+                known.join(", ")
+            )));
         }
         let mut sizes = SPLIT_SIZES.map(|(_, n)| n);
         for (split, _) in SPLIT_SIZES {
             if let Some(v) = opts.get(split.as_str()) {
                 // Bounded: an index of this many records is built at open.
-                sizes[split_pos(split)] = v
-                    .as_u64()
-                    .filter(|n| *n <= 10_000_000)
-                    .ok_or_else(|| err(format!("options.{} must be an integer within 0..=10000000, got {v}", split.as_str())))?
-                    as usize;
+                sizes[split_pos(split)] = v.as_u64().filter(|n| *n <= 10_000_000).ok_or_else(|| {
+                    err(format!("options.{} must be an integer within 0..=10000000, got {v}", split.as_str()))
+                })? as usize;
             }
         }
         let seed = match opts.get("seed") {
-            Some(v) => v.as_u64().ok_or_else(|| err(format!("options.seed must be a non-negative integer, got {v}")))?,
+            Some(v) => {
+                v.as_u64().ok_or_else(|| err(format!("options.seed must be a non-negative integer, got {v}")))?
+            }
             None => preset.name.bytes().fold(0u64, |h, b| h.wrapping_mul(131).wrapping_add(b as u64)),
         };
         let style = match opts.get("style") {
@@ -163,11 +167,15 @@ impl PhantomDataset {
             for (k, x) in over {
                 let f = Finding::parse(k).ok_or_else(|| err(format!("options.prevalence: unknown finding `{k}`")))?;
                 let p = x.as_f64().filter(|p| (0.0..=1.0).contains(p));
-                prevalence[f.index()] = p.ok_or_else(|| err(format!("options.prevalence.{k} must be within [0, 1]")))? as f32;
+                prevalence[f.index()] =
+                    p.ok_or_else(|| err(format!("options.prevalence.{k} must be within [0, 1]")))? as f32;
             }
         }
         let corrupt = match opts.get("corrupt") {
-            Some(v) => v.as_f64().filter(|p| (0.0..=1.0).contains(p)).ok_or_else(|| err(format!("options.corrupt must be within [0, 1], got {v}")))?,
+            Some(v) => v
+                .as_f64()
+                .filter(|p| (0.0..=1.0).contains(p))
+                .ok_or_else(|| err(format!("options.corrupt must be within [0, 1], got {v}")))?,
             None => 0.0,
         };
         let (loc, seg) = match opts.get("labels") {
@@ -204,7 +212,8 @@ fn box_and_mask_labels(preset: &Preset) -> Vec<&'static str> {
 /// indices do not depend on how the option lists them. Classification labels are untouched.
 fn select_labels(preset: &Preset, v: &serde_json::Value) -> Result<(Vec<Target>, Vec<Target>), String> {
     let allowed = box_and_mask_labels(preset);
-    let offered = if allowed.is_empty() { "none: this preset has no boxes or masks".to_string() } else { allowed.join(", ") };
+    let offered =
+        if allowed.is_empty() { "none: this preset has no boxes or masks".to_string() } else { allowed.join(", ") };
     let names: Vec<&str> = v
         .as_array()
         .and_then(|a| a.iter().map(|x| x.as_str()).collect())
@@ -213,7 +222,10 @@ fn select_labels(preset: &Preset, v: &serde_json::Value) -> Result<(Vec<Target>,
         return Err(format!("options.labels is empty; name at least one of: {offered}"));
     }
     if let Some(n) = names.iter().find(|n| !allowed.contains(n)) {
-        return Err(format!("options.labels: unknown label `{n}` for plugin {}; allowed labels: {offered}", preset.name));
+        return Err(format!(
+            "options.labels: unknown label `{n}` for plugin {}; allowed labels: {offered}",
+            preset.name
+        ));
     }
     let keep = |ts: &[Target]| ts.iter().copied().filter(|t| names.contains(&t.name())).collect();
     Ok((keep(preset.loc), keep(preset.seg)))
@@ -271,7 +283,17 @@ impl Dataset for PhantomDataset {
                 Target::Organ(o) => p.organ_masks[o.index()].clone(),
             })
             .collect();
-        Ok(Sample { id: record.id.clone(), height: size, width: size, image: p.image, image_dims: None, cls, boxes, masks, warnings: vec![] })
+        Ok(Sample {
+            id: record.id.clone(),
+            height: size,
+            width: size,
+            image: p.image,
+            image_dims: None,
+            cls,
+            boxes,
+            masks,
+            warnings: vec![],
+        })
     }
 }
 
@@ -303,7 +325,10 @@ mod tests {
         assert_eq!(plugins().len(), PRESETS.len());
         for p in plugins() {
             let ds = (p.open)(&spec(p.name, serde_json::json!({"train": 5, "test": 3}))).unwrap();
-            let huge = (p.open)(&spec(p.name, serde_json::json!({"train": 18446744073709551615u64}))).err().unwrap().to_string();
+            let huge = (p.open)(&spec(p.name, serde_json::json!({"train": 18446744073709551615u64})))
+                .err()
+                .unwrap()
+                .to_string();
             assert!(huge.contains("options.train must be an integer within 0..=10000000"), "{huge}");
             assert_eq!(ds.index(Split::Train).unwrap().len(), 5);
             let test = ds.index(Split::Test).unwrap();
@@ -341,7 +366,10 @@ mod tests {
         assert_eq!(two.desc().seg_labels, ["heart", "right_lung"]);
         let t = two.load(rec, 32).unwrap();
         assert_eq!(t.masks, [a.masks[0].clone(), a.masks[2].clone()]);
-        assert_eq!(t.boxes.iter().map(|b| (b.label, b.x0)).collect::<Vec<_>>(), [(0, a.boxes[0].x0), (1, a.boxes[2].x0)]);
+        assert_eq!(
+            t.boxes.iter().map(|b| (b.label, b.x0)).collect::<Vec<_>>(),
+            [(0, a.boxes[0].x0), (1, a.boxes[2].x0)]
+        );
     }
 
     #[test]
@@ -353,7 +381,10 @@ mod tests {
         assert!(e.contains("options.labels must be a list"), "{e}");
         let e = organs(serde_json::json!({"labels": []})).err().unwrap().to_string();
         assert!(e.contains("options.labels is empty"), "{e}");
-        let e = (plugins()[0].open)(&spec("phantom-cxp", serde_json::json!({"labels": ["heart"]}))).err().unwrap().to_string();
+        let e = (plugins()[0].open)(&spec("phantom-cxp", serde_json::json!({"labels": ["heart"]})))
+            .err()
+            .unwrap()
+            .to_string();
         assert!(e.contains("this preset has no boxes or masks"), "{e}");
     }
 
@@ -361,9 +392,15 @@ mod tests {
     fn bad_options_are_named() {
         let e = (plugins()[0].open)(&spec("phantom-cxp", serde_json::json!({"trian": 5}))).err().unwrap().to_string();
         assert!(e.contains("unknown option `trian`"), "{e}");
-        let e = (plugins()[0].open)(&spec("phantom-cxp", serde_json::json!({"prevalence": {"nodule": 2.0}}))).err().unwrap().to_string();
+        let e = (plugins()[0].open)(&spec("phantom-cxp", serde_json::json!({"prevalence": {"nodule": 2.0}})))
+            .err()
+            .unwrap()
+            .to_string();
         assert!(e.contains("prevalence.nodule"), "{e}");
-        let e = (plugins()[0].open)(&spec("phantom-cxp", serde_json::json!({"style": {"noize": 0.1}}))).err().unwrap().to_string();
+        let e = (plugins()[0].open)(&spec("phantom-cxp", serde_json::json!({"style": {"noize": 0.1}})))
+            .err()
+            .unwrap()
+            .to_string();
         assert!(e.contains("options.style"), "{e}");
     }
 }

@@ -27,8 +27,14 @@ pub fn open(spec: &DatasetSpec) -> Result<FileDataset, PluginError> {
     let labels = Table::read(&find_file(&root, &["stage_2_train_labels.csv"], "the box list")?)?;
     let classes = Table::read(&find_file(&root, &["stage_2_detailed_class_info.csv"], "the class list")?)?;
     let images = find_file(&root, &["stage_2_train_images"], "the DICOM folder")?;
-    let (pid, x, y, w, h, target) =
-        (labels.col("patientId")?, labels.col("x")?, labels.col("y")?, labels.col("width")?, labels.col("height")?, labels.col("Target")?);
+    let (pid, x, y, w, h, target) = (
+        labels.col("patientId")?,
+        labels.col("x")?,
+        labels.col("y")?,
+        labels.col("width")?,
+        labels.col("height")?,
+        labels.col("Target")?,
+    );
     // Patients in file order, with their boxes.
     let mut order: Vec<String> = Vec::new();
     let mut boxes: BTreeMap<String, Vec<LabeledBox>> = BTreeMap::new();
@@ -43,7 +49,9 @@ pub fn open(spec: &DatasetSpec) -> Result<FileDataset, PluginError> {
         let list = boxes.entry(p).or_default();
         if labels.get(r, target) == "1" {
             let num = |c: usize| -> Result<f32, PluginError> {
-                labels.get(r, c).parse::<f32>().map_err(|_| PluginError::input(labels.at(r), format!("`{}` is not a coordinate", labels.get(r, c))))
+                labels.get(r, c).parse::<f32>().map_err(|_| {
+                    PluginError::input(labels.at(r), format!("`{}` is not a coordinate", labels.get(r, c)))
+                })
             };
             let (bx, by, bw, bh) = (num(x)?, num(y)?, num(w)?, num(h)?);
             list.push(LabeledBox { label: 0, x0: bx, y0: by, x1: bx + bw, y1: by + bh });
@@ -53,7 +61,9 @@ pub fn open(spec: &DatasetSpec) -> Result<FileDataset, PluginError> {
     let mut class_of: BTreeMap<String, usize> = BTreeMap::new();
     for r in 0..classes.rows.len() {
         let c = classes.get(r, cclass);
-        let k = CLASSES.iter().position(|x| *x == c).ok_or_else(|| PluginError::input(classes.at(r), format!("unknown class `{c}`; expected one of {CLASSES:?}")))?;
+        let k = CLASSES.iter().position(|x| *x == c).ok_or_else(|| {
+            PluginError::input(classes.at(r), format!("unknown class `{c}`; expected one of {CLASSES:?}"))
+        })?;
         class_of.insert(classes.get(r, cpid).to_string(), k);
     }
     let mut warnings = Vec::new();
@@ -79,7 +89,7 @@ pub fn open(spec: &DatasetSpec) -> Result<FileDataset, PluginError> {
         loc_labels: vec!["pneumonia".into()],
         seg_labels: vec![],
         drawn_split: true,
-            eval_labels: vec![],
+        eval_labels: vec![],
     };
     FileDataset::new(spec, desc, splits, opts.decode()?, false, warnings)
 }

@@ -10,13 +10,20 @@ fn root() -> PathBuf {
 }
 
 fn spec(root: PathBuf, options: serde_json::Value) -> DatasetSpec {
-    DatasetSpec { name: "rsna-pneumonia".into(), plugin: "rsna-pneumonia".into(), root: Some(root), options, cache: None }
+    DatasetSpec {
+        name: "rsna-pneumonia".into(),
+        plugin: "rsna-pneumonia".into(),
+        root: Some(root),
+        options,
+        cache: None,
+    }
 }
 
 #[test]
 fn reads_what_the_fixture_script_wrote() {
     let ds = fx_rsna_pneumonia::open(&spec(root(), serde_json::json!({}))).unwrap();
-    let n = check_expected(&ds, "rsna-pneumonia", &root(), &root().join("expected.jsonl")).unwrap_or_else(|e| panic!("{e}"));
+    let n = check_expected(&ds, "rsna-pneumonia", &root(), &root().join("expected.jsonl"))
+        .unwrap_or_else(|e| panic!("{e}"));
     assert!(n >= 8, "{n} samples compared");
     assert!(ds.desc().drawn_split);
 }
@@ -27,6 +34,9 @@ fn a_missing_label_file_and_a_bad_option_are_named() {
     std::fs::create_dir_all(&empty).unwrap();
     let e = fx_rsna_pneumonia::open(&spec(empty.clone(), serde_json::json!({}))).err().unwrap().to_string();
     assert!(e.contains("stage_2_train_labels.csv") && e.contains(&empty.display().to_string()), "{e}");
-    let e = fx_rsna_pneumonia::open(&spec(root(), serde_json::json!({ "splits": [0.5, 0.5, 0.0] }))).err().unwrap().to_string();
+    let e = fx_rsna_pneumonia::open(&spec(root(), serde_json::json!({ "splits": [0.5, 0.5, 0.0] })))
+        .err()
+        .unwrap()
+        .to_string();
     assert!(e.contains("unknown option `splits`"), "{e}");
 }

@@ -41,7 +41,11 @@ pub const SEG_LABELS: [&str; 1] = ["Lung"];
 pub fn open(spec: &DatasetSpec) -> Result<FileDataset, PluginError> {
     let opts = Options::new(spec, "shenzhen", &["split", "seed", "masks"])?;
     let root = opts.root("shenzhen")?;
-    let images = find_file(&root, &["CXR_png", "ChinaSet_AllFiles/CXR_png"], "the image folder (its file names are the labels)")?;
+    let images = find_file(
+        &root,
+        &["CXR_png", "ChinaSet_AllFiles/CXR_png"],
+        "the image folder (its file names are the labels)",
+    )?;
     let mut warnings = Vec::new();
     let list = fx_data::nlm_tb::images(&images, "CHNCXR", &mut warnings)?;
     let masks = match opts.string("masks")? {
@@ -56,7 +60,8 @@ pub fn open(spec: &DatasetSpec) -> Result<FileDataset, PluginError> {
         let mut e = Entry::new(stem.clone(), images.join(format!("{stem}.png")));
         e.cls = vec![*label];
         if let Some(dir) = &masks {
-            match [format!("{stem}_mask.png"), format!("{stem}.png")].iter().map(|n| dir.join(n)).find(|p| p.is_file()) {
+            match [format!("{stem}_mask.png"), format!("{stem}.png")].iter().map(|n| dir.join(n)).find(|p| p.is_file())
+            {
                 Some(p) => e.masks = vec![MaskSource::File(p)],
                 None => {
                     unmasked.push(stem);
@@ -86,14 +91,15 @@ pub fn open(spec: &DatasetSpec) -> Result<FileDataset, PluginError> {
     FileDataset::new(spec, desc, splits, opts.decode()?, false, warnings)
 }
 
-
 /// The folder that holds the mask PNGs: `dir`, or `dir/mask` when `dir` holds no PNG.
 fn mask_folder(dir: &Path) -> Result<PathBuf, String> {
     if !dir.is_dir() {
         return Err(format!("options.masks: the lung-mask folder {} does not exist", dir.display()));
     }
     let has_png = |d: &Path| {
-        std::fs::read_dir(d).map(|r| r.flatten().any(|e| e.file_name().to_string_lossy().to_ascii_lowercase().ends_with(".png"))).unwrap_or(false)
+        std::fs::read_dir(d)
+            .map(|r| r.flatten().any(|e| e.file_name().to_string_lossy().to_ascii_lowercase().ends_with(".png")))
+            .unwrap_or(false)
     };
     if !has_png(dir) && has_png(&dir.join("mask")) {
         return Ok(dir.join("mask"));
@@ -110,4 +116,3 @@ pub fn plugins() -> Vec<PluginEntry> {
 }
 
 fx_plugin::export_plugins!(plugins);
-

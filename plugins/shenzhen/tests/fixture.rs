@@ -35,7 +35,8 @@ fn reads_what_the_fixture_script_wrote() {
 #[test]
 fn masks_option_adds_the_lung_task_and_keeps_only_masked_images() {
     let ds = fx_shenzhen::open(&spec(root(), serde_json::json!({ "masks": "mask" }))).unwrap();
-    let n = check_expected(&ds, "shenzhen", &root(), &root().join("expected-masks.jsonl")).unwrap_or_else(|e| panic!("{e}"));
+    let n = check_expected(&ds, "shenzhen", &root(), &root().join("expected-masks.jsonl"))
+        .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(n, 8);
     assert_eq!(ds.desc().seg_labels, vec!["Lung"]);
     let w = ds.warnings().join("\n");
@@ -66,7 +67,8 @@ fn a_missing_image_folder_a_missing_mask_folder_and_a_bad_option_are_named() {
     std::fs::create_dir_all(&empty).unwrap();
     let e = fx_shenzhen::open(&spec(empty.clone(), serde_json::json!({}))).err().unwrap().to_string();
     assert!(e.contains("ChinaSet_AllFiles/CXR_png") && e.contains(&empty.display().to_string()), "{e}");
-    let e = fx_shenzhen::open(&spec(root(), serde_json::json!({ "masks": "no-such-folder" }))).err().unwrap().to_string();
+    let e =
+        fx_shenzhen::open(&spec(root(), serde_json::json!({ "masks": "no-such-folder" }))).err().unwrap().to_string();
     assert!(e.contains("no-such-folder") && e.contains("options.masks"), "{e}");
     let e = fx_shenzhen::open(&spec(root(), serde_json::json!({ "mask": "mask" }))).err().unwrap().to_string();
     assert!(e.contains("unknown option `mask`"), "{e}");

@@ -55,8 +55,14 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 pub const LABEL: &str = "Pneumothorax";
-pub const CSV_CANDIDATES: [&str; 6] =
-    ["stage_2_train.csv", "train-rle.csv", "siim/stage_2_train.csv", "siim/train-rle.csv", "pneumothorax/stage_2_train.csv", "pneumothorax/train-rle.csv"];
+pub const CSV_CANDIDATES: [&str; 6] = [
+    "stage_2_train.csv",
+    "train-rle.csv",
+    "siim/stage_2_train.csv",
+    "siim/train-rle.csv",
+    "pneumothorax/stage_2_train.csv",
+    "pneumothorax/train-rle.csv",
+];
 const STAGE1_TEST_DIR: &str = "dicom-images-test";
 
 enum SplitRule {
@@ -77,7 +83,11 @@ pub fn open(spec: &DatasetSpec) -> Result<FileDataset, PluginError> {
     };
     let rule = match opts.string("split") {
         Ok(Some(s)) if s == "stage1" => SplitRule::Stage1,
-        Ok(Some(s)) => return Err(opts.err(format!("options.split must be [train, val, test] fractions or \"stage1\", got \"{s}\""))),
+        Ok(Some(s)) => {
+            return Err(
+                opts.err(format!("options.split must be [train, val, test] fractions or \"stage1\", got \"{s}\""))
+            )
+        }
         _ => SplitRule::Fractions(opts.fractions()?),
     };
     let seed = opts.u64("seed", 0)?;
@@ -105,7 +115,10 @@ pub fn open(spec: &DatasetSpec) -> Result<FileDataset, PluginError> {
     let (found, duplicates) = index_dicoms(&images)?;
     let mut warnings = Vec::new();
     if duplicates > 0 {
-        warnings.push(format!("{}: {duplicates} ImageIds have more than one .dcm; the first met in a sorted walk is used", images.display()));
+        warnings.push(format!(
+            "{}: {duplicates} ImageIds have more than one .dcm; the first met in a sorted walk is used",
+            images.display()
+        ));
     }
     let missing: Vec<&String> = order.iter().filter(|id| !found.contains_key(*id)).collect();
     if let Some(first) = missing.first() {
@@ -123,7 +136,8 @@ pub fn open(spec: &DatasetSpec) -> Result<FileDataset, PluginError> {
     let split: Vec<Split> = match rule {
         SplitRule::Fractions(f) => draw_split(&refs, f, seed),
         SplitRule::Stage1 => {
-            let is_test: Vec<bool> = order.iter().map(|id| found.get(id).is_some_and(|p| under(p, &images, STAGE1_TEST_DIR))).collect();
+            let is_test: Vec<bool> =
+                order.iter().map(|id| found.get(id).is_some_and(|p| under(p, &images, STAGE1_TEST_DIR))).collect();
             if !is_test.iter().any(|t| *t) {
                 return Err(opts.err(format!(
                     "options.split = \"stage1\" needs labelled images under {}/ (stage_2_train.csv labels them); {} names none there",
@@ -147,7 +161,11 @@ pub fn open(spec: &DatasetSpec) -> Result<FileDataset, PluginError> {
     }
     let desc = DatasetDesc {
         name: spec.name.clone(),
-        description: format!("SIIM-ACR Pneumothorax Segmentation ({}) under {}", csv.file_name().unwrap_or_default().to_string_lossy(), root.display()),
+        description: format!(
+            "SIIM-ACR Pneumothorax Segmentation ({}) under {}",
+            csv.file_name().unwrap_or_default().to_string_lossy(),
+            root.display()
+        ),
         cls_labels: vec![LABEL.into()],
         loc_labels: vec![LABEL.into()],
         seg_labels: vec![LABEL.into()],
@@ -172,7 +190,9 @@ fn index_dicoms(dir: &Path) -> Result<(HashMap<String, PathBuf>, usize), PluginE
     while let Some((d, depth)) = stack.pop() {
         let rd = match std::fs::read_dir(&d) {
             Ok(rd) => rd,
-            Err(e) if first => return Err(PluginError::input(d.display(), format!("cannot list the image folder: {e}"))),
+            Err(e) if first => {
+                return Err(PluginError::input(d.display(), format!("cannot list the image folder: {e}")))
+            }
             Err(_) => continue,
         };
         first = false;

@@ -33,7 +33,8 @@ fn reads_what_the_fixture_script_wrote() {
     assert!(ds.warnings().iter().any(|w| w.contains("1 of 11 labelled images have no .dcm")), "{:?}", ds.warnings());
     // The stage 1 CSV (leading spaces in the header and values) reads the stage 1 train images.
     let s1 = fx_siim_acr::open(&spec(root(), serde_json::json!({ "csv": "train-rle.csv" }))).unwrap();
-    let n = check_expected(&s1, "siim-acr", &root(), &root().join("expected-stage1.jsonl")).unwrap_or_else(|e| panic!("{e}"));
+    let n = check_expected(&s1, "siim-acr", &root(), &root().join("expected-stage1.jsonl"))
+        .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(n, 7);
 }
 
@@ -52,8 +53,11 @@ fn splits_are_seeded_and_stage1_reproduces_the_papers_partition() {
     assert!(test.iter().all(|p| p.contains("/dicom-images-test/")), "{test:?}");
     let rest = ids(&st, Split::Train).len() + ids(&st, Split::Val).len();
     assert_eq!(rest, 8); // 7 stage 1 train images on disk + the missing one
-    // stage1 without stage 1 test labels is an error that says why.
-    let e = fx_siim_acr::open(&spec(root(), serde_json::json!({ "split": "stage1", "csv": "train-rle.csv" }))).err().unwrap().to_string();
+                         // stage1 without stage 1 test labels is an error that says why.
+    let e = fx_siim_acr::open(&spec(root(), serde_json::json!({ "split": "stage1", "csv": "train-rle.csv" })))
+        .err()
+        .unwrap()
+        .to_string();
     assert!(e.contains("dicom-images-test"), "{e}");
 }
 
@@ -75,10 +79,14 @@ fn a_missing_label_file_and_a_bad_option_are_named() {
     let empty = std::env::temp_dir().join(format!("fx-siim-empty-{}", std::process::id()));
     std::fs::create_dir_all(&empty).unwrap();
     let e = fx_siim_acr::open(&spec(empty.clone(), serde_json::json!({}))).err().unwrap().to_string();
-    assert!(e.contains("stage_2_train.csv") && e.contains("train-rle.csv") && e.contains(&empty.display().to_string()), "{e}");
+    assert!(
+        e.contains("stage_2_train.csv") && e.contains("train-rle.csv") && e.contains(&empty.display().to_string()),
+        "{e}"
+    );
     let e = fx_siim_acr::open(&spec(root(), serde_json::json!({ "csv": "labels.csv" }))).err().unwrap().to_string();
     assert!(e.contains("labels.csv"), "{e}");
-    let e = fx_siim_acr::open(&spec(root(), serde_json::json!({ "splits": [0.5, 0.5, 0.0] }))).err().unwrap().to_string();
+    let e =
+        fx_siim_acr::open(&spec(root(), serde_json::json!({ "splits": [0.5, 0.5, 0.0] }))).err().unwrap().to_string();
     assert!(e.contains("unknown option `splits`"), "{e}");
     let e = fx_siim_acr::open(&spec(root(), serde_json::json!({ "split": "official" }))).err().unwrap().to_string();
     assert!(e.contains("stage1"), "{e}");
@@ -92,7 +100,12 @@ fn loads_like_labels(ds: &dyn Dataset) -> usize {
         for r in ds.index(s).unwrap() {
             let Ok(l) = ds.labels(&r, 64) else { continue };
             let p = ds.load(&r, 64).unwrap_or_else(|e| panic!("{}: {e}", r.id));
-            assert_eq!((p.width, p.height, &p.cls, &p.boxes, &p.masks), (l.width, l.height, &l.cls, &l.boxes, &l.masks), "{}", r.id);
+            assert_eq!(
+                (p.width, p.height, &p.cls, &p.boxes, &p.masks),
+                (l.width, l.height, &l.cls, &l.boxes, &l.masks),
+                "{}",
+                r.id
+            );
             assert!(!p.image.is_empty());
             n += 1;
         }

@@ -37,23 +37,29 @@ impl Stripes {
         let opts = spec.options.as_object().cloned().unwrap_or_default();
         let known = ["train", "val", "test", "seed", "abort_on"];
         if let Some(k) = opts.keys().find(|k| !known.contains(&k.as_str())) {
-            return Err(PluginError::config(&spec.name, format!("unknown option `{k}` for plugin stripes; expected one of {}", known.join(", "))));
+            return Err(PluginError::config(
+                &spec.name,
+                format!("unknown option `{k}` for plugin stripes; expected one of {}", known.join(", ")),
+            ));
         }
         let num = |k: &str, d: u64| -> Result<u64, PluginError> {
             match opts.get(k) {
                 None => Ok(d),
-                Some(v) => v.as_u64().ok_or_else(|| PluginError::config(&spec.name, format!("options.{k} must be a non-negative integer, got {v}"))),
+                Some(v) => v.as_u64().ok_or_else(|| {
+                    PluginError::config(&spec.name, format!("options.{k} must be a non-negative integer, got {v}"))
+                }),
             }
         };
         Ok(Stripes {
             desc: DatasetDesc {
                 name: spec.name.clone(),
-                description: "stripes (example plugin library): vertical or horizontal stripes with one bright block".into(),
+                description: "stripes (example plugin library): vertical or horizontal stripes with one bright block"
+                    .into(),
                 cls_labels: vec!["vertical".into()],
                 loc_labels: vec!["block".into()],
                 seg_labels: vec![],
                 drawn_split: false,
-            eval_labels: vec![],
+                eval_labels: vec![],
             },
             sizes: [num("train", 200)? as usize, num("val", 20)? as usize, num("test", 50)? as usize],
             seed: num("seed", 1)?,
@@ -76,7 +82,9 @@ impl Dataset for Stripes {
         Ok((0..n)
             .map(|i| SampleRecord {
                 id: format!("{}-{i:04}", split.as_str()),
-                source: SampleSource::Phantom(self.seed.wrapping_mul(1_000_003).wrapping_add(k << 32).wrapping_add(i as u64)),
+                source: SampleSource::Phantom(
+                    self.seed.wrapping_mul(1_000_003).wrapping_add(k << 32).wrapping_add(i as u64),
+                ),
             })
             .collect())
     }

@@ -61,7 +61,8 @@ fn read_split(root: &Path, imgs: &Path, stem: &str, warnings: &mut Vec<String>) 
     let (list_rel, json_rel) = (format!("lists/{stem}.txt"), format!("annotations/json/{stem}.json"));
     let list = find_file(root, &[list_rel.as_str()], "the official image list")?;
     let json = find_file(root, &[json_rel.as_str()], "the COCO annotations")?;
-    let text = std::fs::read_to_string(&list).map_err(|e| PluginError::input(list.display(), format!("cannot read: {e}")))?;
+    let text =
+        std::fs::read_to_string(&list).map_err(|e| PluginError::input(list.display(), format!("cannot read: {e}")))?;
     let coco = read_coco(&json).map_err(|e| {
         let prefix = format!("{}: ", json.display());
         PluginError::input(json.display(), e.strip_prefix(&prefix).unwrap_or(&e))
@@ -70,12 +71,16 @@ fn read_split(root: &Path, imgs: &Path, stem: &str, warnings: &mut Vec<String>) 
     let mut label_of = Vec::with_capacity(coco.categories.len());
     for c in &coco.categories {
         let k = CATEGORIES.iter().position(|n| *n == c.name).ok_or_else(|| {
-            PluginError::input(json.display(), format!("unknown category `{}` (id {}); expected one of {CATEGORIES:?}", c.name, c.id))
+            PluginError::input(
+                json.display(),
+                format!("unknown category `{}` (id {}); expected one of {CATEGORIES:?}", c.name, c.id),
+            )
         })?;
         label_of.push(k);
     }
     warnings.extend(coco.problems.iter().cloned());
-    let by_name: HashMap<&str, usize> = coco.images.iter().enumerate().map(|(i, im)| (im.file_name.as_str(), i)).collect();
+    let by_name: HashMap<&str, usize> =
+        coco.images.iter().enumerate().map(|(i, im)| (im.file_name.as_str(), i)).collect();
     let mut listed = std::collections::HashSet::new();
     let mut out = Vec::new();
     let mut absent = Vec::new();
@@ -89,7 +94,10 @@ fn read_split(root: &Path, imgs: &Path, stem: &str, warnings: &mut Vec<String>) 
         let class = FOLDERS.iter().position(|f| *f == folder).ok_or_else(|| {
             PluginError::input(
                 format!("{} line {}", list.display(), n + 1),
-                format!("`{line}` is not under one of the class folders {}", FOLDERS.map(|f| format!("{f}/")).join(", ")),
+                format!(
+                    "`{line}` is not under one of the class folders {}",
+                    FOLDERS.map(|f| format!("{f}/")).join(", ")
+                ),
             )
         })?;
         let Some(&i) = by_name.get(line) else {
@@ -127,7 +135,8 @@ pub fn open(spec: &DatasetSpec) -> Result<FileDataset, PluginError> {
     let opts = Options::new(spec, "tbx11k", &["val_fraction", "seed"])?;
     let given = opts.root("tbx11k")?;
     // The archive unpacks to `TBX11K/`: accept its parent too.
-    let root = if !given.join("lists").exists() && given.join("TBX11K").is_dir() { given.join("TBX11K") } else { given };
+    let root =
+        if !given.join("lists").exists() && given.join("TBX11K").is_dir() { given.join("TBX11K") } else { given };
     let val_fraction = opts.f64("val_fraction", 0.1)?;
     if !(0.0..1.0).contains(&val_fraction) {
         return Err(opts.err(format!("options.val_fraction must be in [0, 1), got {val_fraction}")));

@@ -33,7 +33,11 @@ fn reads_what_the_fixture_script_wrote() {
     let e = ds.labels(missing, 64).err().unwrap().to_string();
     assert!(e.contains("s0004.png"), "{e}");
     // The box starting left of the image was clipped, with a warning naming the JSON.
-    assert!(ds.warnings().iter().any(|w| w.contains("TBX11K_val.json") && w.contains("clipped")), "{:?}", ds.warnings());
+    assert!(
+        ds.warnings().iter().any(|w| w.contains("TBX11K_val.json") && w.contains("clipped")),
+        "{:?}",
+        ds.warnings()
+    );
 }
 
 #[test]

@@ -117,7 +117,8 @@ pub const LOCAL: [&str; 22] = [
 ];
 
 /// The paper's VinDr-CXR classification labels ("PE" = Pleural effusion).
-pub const PAPER_CLS: [&str; 6] = ["Pleural effusion", "Lung tumor", "Pneumonia", "Tuberculosis", "Other diseases", "No finding"];
+pub const PAPER_CLS: [&str; 6] =
+    ["Pleural effusion", "Lung tumor", "Pneumonia", "Tuberculosis", "Other diseases", "No finding"];
 
 const NO_FINDING: &str = "No finding";
 const KNOWN: [&str; 6] = ["raters", "cls_labels", "loc_labels", "val", "split", "seed"];
@@ -134,7 +135,8 @@ pub fn open(spec: &DatasetSpec) -> Result<FileDataset, PluginError> {
     let opts = Options::new(spec, "vindr-cxr", &KNOWN)?;
     let root = opts.root("vindr-cxr")?;
     let fuse = opts.choice("raters", &["fuse", "all"])? == "fuse";
-    let loc_labels: Vec<&str> = if opts.choice("loc_labels", &["lesions", "all"])? == "all" { LOCAL.to_vec() } else { LESIONS.to_vec() };
+    let loc_labels: Vec<&str> =
+        if opts.choice("loc_labels", &["lesions", "all"])? == "all" { LOCAL.to_vec() } else { LESIONS.to_vec() };
     let seed = opts.u64("seed", 0)?;
     let given = |k: &str| spec.options.get(k).is_some();
     let labels_file = find_file(&root, &["annotations/image_labels_train.csv", "train.csv"], "the label list")?;
@@ -144,7 +146,10 @@ pub fn open(spec: &DatasetSpec) -> Result<FileDataset, PluginError> {
     let (cls_labels, splits, drawn) = if kaggle {
         for k in ["val", "cls_labels"] {
             if given(k) {
-                return Err(opts.err(format!("options.{k} applies to the PhysioNet layout (annotations/…); {} is the Kaggle layout", labels_file.display())));
+                return Err(opts.err(format!(
+                    "options.{k} applies to the PhysioNet layout (annotations/…); {} is the Kaggle layout",
+                    labels_file.display()
+                )));
             }
         }
         let cls_labels: Vec<String> = LESIONS.iter().chain([NO_FINDING].iter()).map(|s| s.to_string()).collect();
@@ -181,7 +186,8 @@ pub fn open(spec: &DatasetSpec) -> Result<FileDataset, PluginError> {
         let all_cls = opts.choice("cls_labels", &["paper", "all"])? == "all";
         let train_labels = Table::read(&labels_file)?;
         let test_labels = Table::read(&find_file(&root, &["annotations/image_labels_test.csv"], "the test labels")?)?;
-        let train_boxes = Table::read(&find_file(&root, &["annotations/annotations_train.csv"], "the training boxes")?)?;
+        let train_boxes =
+            Table::read(&find_file(&root, &["annotations/annotations_train.csv"], "the training boxes")?)?;
         let test_boxes = Table::read(&find_file(&root, &["annotations/annotations_test.csv"], "the test boxes")?)?;
         let cls_labels: Vec<String> = if all_cls {
             label_columns(&train_labels).into_iter().map(|(_, l)| l).collect()
@@ -189,7 +195,9 @@ pub fn open(spec: &DatasetSpec) -> Result<FileDataset, PluginError> {
             PAPER_CLS.iter().map(|s| s.to_string()).collect()
         };
         let mut splits: [Vec<Entry>; 3] = Default::default();
-        for (labels, boxes_table, folder, is_train) in [(&train_labels, &train_boxes, "train", true), (&test_labels, &test_boxes, "test", false)] {
+        for (labels, boxes_table, folder, is_train) in
+            [(&train_labels, &train_boxes, "train", true), (&test_labels, &test_boxes, "test", false)]
+        {
             let (order, cls) = read_image_labels(labels, &cls_labels)?;
             let (box_order, boxes) = read_boxes(boxes_table, &loc_labels, &mut warnings)?;
             let unlabelled = box_order.iter().filter(|id| !cls.contains_key(*id)).count();
@@ -276,7 +284,9 @@ fn read_image_labels(t: &Table, labels: &[String]) -> Result<(Vec<String>, HashM
             if s.is_empty() {
                 continue;
             }
-            let x: f32 = s.parse().map_err(|_| PluginError::input(t.at(r), format!("`{s}` in column `{}` is not 0 or 1", t.header[c])))?;
+            let x: f32 = s
+                .parse()
+                .map_err(|_| PluginError::input(t.at(r), format!("`{s}` in column `{}` is not 0 or 1", t.header[c])))?;
             v[k] = if v[k].is_nan() { x } else { v[k].max(x) };
         }
     }
@@ -286,7 +296,11 @@ fn read_image_labels(t: &Table, labels: &[String]) -> Result<(Vec<String>, HashM
 /// Box rows per image (file order), images in order of first appearance. Rows without coordinates
 /// carry no box; boxes of labels outside `labels` are dropped (unknown class names counted).
 #[allow(clippy::type_complexity)]
-fn read_boxes(t: &Table, labels: &[&str], warnings: &mut Vec<String>) -> Result<(Vec<String>, HashMap<String, Vec<BoxRow>>), PluginError> {
+fn read_boxes(
+    t: &Table,
+    labels: &[&str],
+    warnings: &mut Vec<String>,
+) -> Result<(Vec<String>, HashMap<String, Vec<BoxRow>>), PluginError> {
     let (img, cname) = (t.col("image_id")?, t.col("class_name")?);
     let rad = t.col_any(&["rad_id", "rad_ID"]).ok();
     let xy = [t.col("x_min")?, t.col("y_min")?, t.col("x_max")?, t.col("y_max")?];
@@ -308,7 +322,9 @@ fn read_boxes(t: &Table, labels: &[&str], warnings: &mut Vec<String>) -> Result<
         let mut b = [0f64; 4];
         for (k, &c) in xy.iter().enumerate() {
             let s = t.get(r, c);
-            b[k] = s.parse::<f64>().ok().filter(|v| v.is_finite()).ok_or_else(|| PluginError::input(t.at(r), format!("`{s}` in column `{}` is not a coordinate", t.header[c])))?;
+            b[k] = s.parse::<f64>().ok().filter(|v| v.is_finite()).ok_or_else(|| {
+                PluginError::input(t.at(r), format!("`{s}` in column `{}` is not a coordinate", t.header[c]))
+            })?;
         }
         let name = t.get(r, cname);
         let Some(label) = labels.iter().position(|l| *l == name) else {
@@ -327,7 +343,10 @@ fn read_boxes(t: &Table, labels: &[&str], warnings: &mut Vec<String>) -> Result<
         warnings.push(format!("{}: boxes of unknown classes dropped: {}", t.file.display(), unknown.join(", ")));
     }
     if degenerate > 0 {
-        warnings.push(format!("{}: {degenerate} empty box(es) (x_max <= x_min or y_max <= y_min) dropped", t.file.display()));
+        warnings.push(format!(
+            "{}: {degenerate} empty box(es) (x_max <= x_min or y_max <= y_min) dropped",
+            t.file.display()
+        ));
     }
     Ok((order, out))
 }
@@ -347,8 +366,11 @@ fn iou(a: &[f64; 4], b: &[f64; 4]) -> f64 {
 /// The boxes of one image: every row's (`fuse` false) or fused across radiologists (see the
 /// crate documentation).
 fn to_boxes(rows: &[BoxRow], fuse: bool) -> Vec<LabeledBox> {
-    let out: Vec<(usize, [f64; 4])> = if fuse { fuse_boxes(rows) } else { rows.iter().map(|r| (r.label, r.b)).collect() };
-    out.into_iter().map(|(label, b)| LabeledBox { label, x0: b[0] as f32, y0: b[1] as f32, x1: b[2] as f32, y1: b[3] as f32 }).collect()
+    let out: Vec<(usize, [f64; 4])> =
+        if fuse { fuse_boxes(rows) } else { rows.iter().map(|r| (r.label, r.b)).collect() };
+    out.into_iter()
+        .map(|(label, b)| LabeledBox { label, x0: b[0] as f32, y0: b[1] as f32, x1: b[2] as f32, y1: b[3] as f32 })
+        .collect()
 }
 
 fn fuse_boxes(rows: &[BoxRow]) -> Vec<(usize, [f64; 4])> {

@@ -79,7 +79,8 @@ fn raters_all_keeps_every_radiologists_box() {
 
 #[test]
 fn label_options_change_the_label_sets() {
-    let ds = fx_vindr_cxr::open(&spec(root(), serde_json::json!({ "loc_labels": "all", "cls_labels": "all" }))).unwrap();
+    let ds =
+        fx_vindr_cxr::open(&spec(root(), serde_json::json!({ "loc_labels": "all", "cls_labels": "all" }))).unwrap();
     assert_eq!(ds.desc().loc_labels.len(), 22);
     assert_eq!(ds.desc().cls_labels.len(), 28);
     let (_, t3) = sample(&ds, T3);
@@ -90,13 +91,20 @@ fn label_options_change_the_label_sets() {
     // The test file's "Other disease" is read as "Other diseases".
     let (split, s0) = sample(&ds, S0);
     assert_eq!(split, Split::Test);
-    assert_eq!((value(&ds, &s0, "Other diseases"), value(&ds, &s0, "Cardiomegaly"), value(&ds, &s0, "No finding")), (1.0, 1.0, 0.0));
+    assert_eq!(
+        (value(&ds, &s0, "Other diseases"), value(&ds, &s0, "Cardiomegaly"), value(&ds, &s0, "No finding")),
+        (1.0, 1.0, 0.0)
+    );
 }
 
 #[test]
 fn val_is_drawn_from_train_by_image() {
     let ds = fx_vindr_cxr::open(&spec(root(), serde_json::json!({ "val": 0.5, "seed": 3 }))).unwrap();
-    let (tr, va, te) = (ds.index(Split::Train).unwrap().len(), ds.index(Split::Val).unwrap().len(), ds.index(Split::Test).unwrap().len());
+    let (tr, va, te) = (
+        ds.index(Split::Train).unwrap().len(),
+        ds.index(Split::Val).unwrap().len(),
+        ds.index(Split::Test).unwrap().len(),
+    );
     assert_eq!((tr + va, te), (7, 3));
     assert!(tr > 0 && va > 0, "{tr} {va}");
     assert!(!ds.desc().drawn_split);
@@ -130,7 +138,10 @@ fn reads_the_kaggle_layout_with_a_drawn_split() {
     let (_, t1) = sample(&ds, T1);
     assert_eq!(t1.boxes.len(), 1);
     assert_eq!((t1.boxes[0].x0, t1.boxes[0].y1), (18.5, 40.5));
-    assert_eq!((value(&ds, &t1, "Cardiomegaly"), value(&ds, &t1, "No finding"), value(&ds, &t1, "Aortic enlargement")), (1.0, 1.0, 0.0));
+    assert_eq!(
+        (value(&ds, &t1, "Cardiomegaly"), value(&ds, &t1, "No finding"), value(&ds, &t1, "Aortic enlargement")),
+        (1.0, 1.0, 0.0)
+    );
     let (_, t3) = sample(&ds, T3);
     assert!(t3.boxes.is_empty());
     assert_eq!(value(&ds, &t3, "No finding"), 1.0);
@@ -143,7 +154,12 @@ fn reads_the_kaggle_layout_with_a_drawn_split() {
 fn missing_label_files_and_bad_options_are_named() {
     let empty = tmp("empty");
     let e = fx_vindr_cxr::open(&spec(empty.clone(), serde_json::json!({}))).err().unwrap().to_string();
-    assert!(e.contains("annotations/image_labels_train.csv") && e.contains("train.csv") && e.contains(&empty.display().to_string()), "{e}");
+    assert!(
+        e.contains("annotations/image_labels_train.csv")
+            && e.contains("train.csv")
+            && e.contains(&empty.display().to_string()),
+        "{e}"
+    );
     // PhysioNet layout without the test labels.
     std::fs::create_dir_all(empty.join("annotations")).unwrap();
     let copy = |f: &str| std::fs::copy(root().join("annotations").join(f), empty.join("annotations").join(f)).unwrap();
@@ -160,6 +176,7 @@ fn missing_label_files_and_bad_options_are_named() {
     assert!(e.contains("unknown option `rater`"), "{e}");
     let e = fx_vindr_cxr::open(&spec(root(), serde_json::json!({ "raters": "majority" }))).err().unwrap().to_string();
     assert!(e.contains("options.raters"), "{e}");
-    let e = fx_vindr_cxr::open(&spec(root(), serde_json::json!({ "split": [0.7, 0.1, 0.2] }))).err().unwrap().to_string();
+    let e =
+        fx_vindr_cxr::open(&spec(root(), serde_json::json!({ "split": [0.7, 0.1, 0.2] }))).err().unwrap().to_string();
     assert!(e.contains("official"), "{e}");
 }

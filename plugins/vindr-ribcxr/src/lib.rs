@@ -42,7 +42,8 @@ use serde_json::Value;
 use std::path::{Path, PathBuf};
 
 pub const RIBS: [&str; 20] = [
-    "R1", "R2", "R3", "R4", "R5", "R6", "R7", "R8", "R9", "R10", "L1", "L2", "L3", "L4", "L5", "L6", "L7", "L8", "L9", "L10",
+    "R1", "R2", "R3", "R4", "R5", "R6", "R7", "R8", "R9", "R10", "L1", "L2", "L3", "L4", "L5", "L6", "L7", "L8", "L9",
+    "L10",
 ];
 
 pub fn open(spec: &DatasetSpec) -> Result<FileDataset, PluginError> {
@@ -50,7 +51,11 @@ pub fn open(spec: &DatasetSpec) -> Result<FileDataset, PluginError> {
     let root = opts.root("vindr-ribcxr")?;
     let val_split = opts.choice("val_split", &["test", "val"])?;
     // The release's `data/` folder, or the folder above it.
-    let base = if !root.join("train").is_dir() && root.join("data").join("train").is_dir() { root.join("data") } else { root.clone() };
+    let base = if !root.join("train").is_dir() && root.join("data").join("train").is_dir() {
+        root.join("data")
+    } else {
+        root.clone()
+    };
     let mut warnings = Vec::new();
     let train = mask_json(&base, "train")?;
     let val = mask_json(&base, "val")?;
@@ -59,7 +64,10 @@ pub fn open(spec: &DatasetSpec) -> Result<FileDataset, PluginError> {
     match test {
         Some(t) => {
             if spec.options.get("val_split").is_some() {
-                return Err(opts.err(format!("options.val_split: {} has its own test split, so val/ is the validation split", base.display())));
+                return Err(opts.err(format!(
+                    "options.val_split: {} has its own test split, so val/ is the validation split",
+                    base.display()
+                )));
             }
             parts.push(("val", val, Split::Val));
             parts.push(("test", t, Split::Test));
@@ -90,17 +98,31 @@ fn mask_json(base: &Path, split: &str) -> Result<PathBuf, PluginError> {
     let mut found: Vec<PathBuf> = std::fs::read_dir(&dir)
         .map(|rd| {
             rd.filter_map(|e| e.ok().map(|e| e.path()))
-                .filter(|p| p.is_file() && p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.to_ascii_lowercase().ends_with("_mask.json")))
+                .filter(|p| {
+                    p.is_file()
+                        && p.file_name()
+                            .and_then(|n| n.to_str())
+                            .is_some_and(|n| n.to_ascii_lowercase().ends_with("_mask.json"))
+                })
                 .collect()
         })
         .unwrap_or_default();
     found.sort();
     match found.len() {
         1 => Ok(found.pop().unwrap()),
-        0 => Err(PluginError::input(expected.display(), format!("the {split} labels are missing: expected this file (or another `*_mask.json` in {})", dir.display()))),
+        0 => Err(PluginError::input(
+            expected.display(),
+            format!(
+                "the {split} labels are missing: expected this file (or another `*_mask.json` in {})",
+                dir.display()
+            ),
+        )),
         _ => Err(PluginError::input(
             dir.display(),
-            format!("several label files: {}; keep one", found.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ")),
+            format!(
+                "several label files: {}; keep one",
+                found.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ")
+            ),
         )),
     }
 }
@@ -110,10 +132,18 @@ fn read_split(dir: &Path, json: &Path, warnings: &mut Vec<String>) -> Result<Vec
     let bytes = std::fs::read(json).map_err(|e| bad(format!("cannot read: {e}")))?;
     let v: Value = serde_json::from_slice(&bytes).map_err(|e| bad(format!("not valid JSON: {e}")))?;
     let table = v.as_object().ok_or_else(|| bad("expected an object with keys \"img\", \"R1\" … \"L10\"".into()))?;
-    let img = table.get("img").and_then(|x| x.as_object()).ok_or_else(|| bad("no \"img\" object (image index → path)".into()))?;
+    let img = table
+        .get("img")
+        .and_then(|x| x.as_object())
+        .ok_or_else(|| bad("no \"img\" object (image index → path)".into()))?;
     let mut columns = Vec::with_capacity(RIBS.len());
     for rib in RIBS {
-        columns.push(table.get(rib).and_then(|x| x.as_object()).ok_or_else(|| bad(format!("no \"{rib}\" object (image index → polygon)")))?);
+        columns.push(
+            table
+                .get(rib)
+                .and_then(|x| x.as_object())
+                .ok_or_else(|| bad(format!("no \"{rib}\" object (image index → polygon)")))?,
+        );
     }
     let mut keys: Vec<&String> = img.keys().collect();
     keys.sort_by_key(|k| (k.parse::<u64>().unwrap_or(u64::MAX), k.to_string()));
@@ -126,7 +156,12 @@ fn read_split(dir: &Path, json: &Path, warnings: &mut Vec<String>) -> Result<Vec
         if !image.is_file() && dir.join(name).is_file() {
             image = dir.join(name);
         }
-        let id = image.strip_prefix(dir.parent().unwrap_or(dir)).unwrap_or(&image).with_extension("").to_string_lossy().replace('\\', "/");
+        let id = image
+            .strip_prefix(dir.parent().unwrap_or(dir))
+            .unwrap_or(&image)
+            .with_extension("")
+            .to_string_lossy()
+            .replace('\\', "/");
         let mut e = Entry::new(id, image);
         for (rib, col) in RIBS.iter().zip(&columns) {
             e.masks.push(match col.get(key.as_str()) {
@@ -138,7 +173,11 @@ fn read_split(dir: &Path, json: &Path, warnings: &mut Vec<String>) -> Result<Vec
                         let c = |k: &str| p.get(k).and_then(|x| x.as_f64()).filter(|x| x.is_finite());
                         match (c("x"), c("y")) {
                             (Some(x), Some(y)) => flat.extend([x as f32, y as f32]),
-                            _ => return Err(bad(format!("{rib}[{key}] point {i} is not {{\"x\": number, \"y\": number}}"))),
+                            _ => {
+                                return Err(bad(format!(
+                                    "{rib}[{key}] point {i} is not {{\"x\": number, \"y\": number}}"
+                                )))
+                            }
                         }
                     }
                     if flat.len() < 6 {
@@ -148,13 +187,16 @@ fn read_split(dir: &Path, json: &Path, warnings: &mut Vec<String>) -> Result<Vec
                         MaskSource::Polygons(vec![flat])
                     }
                 }
-                Some(other) => return Err(bad(format!("{rib}[{key}] is neither a list of points nor \"None\": {other}"))),
+                Some(other) => {
+                    return Err(bad(format!("{rib}[{key}] is neither a list of points nor \"None\": {other}")))
+                }
             });
         }
         out.push(e);
     }
     if short > 0 {
-        warnings.push(format!("{}: {short} rib polygon(s) with fewer than 3 points read as empty masks", json.display()));
+        warnings
+            .push(format!("{}: {short} rib polygon(s) with fewer than 3 points read as empty masks", json.display()));
     }
     Ok(out)
 }

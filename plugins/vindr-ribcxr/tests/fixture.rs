@@ -36,7 +36,8 @@ fn copy_tree(from: &Path, to: &Path) {
 #[test]
 fn reads_what_the_fixture_script_wrote() {
     let ds = fx_vindr_ribcxr::open(&spec(root(), serde_json::json!({}))).unwrap();
-    let n = check_expected(&ds, "vindr-ribcxr", &root(), &root().join("expected.jsonl")).unwrap_or_else(|e| panic!("{e}"));
+    let n =
+        check_expected(&ds, "vindr-ribcxr", &root(), &root().join("expected.jsonl")).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(n, 9);
     assert!(!ds.desc().drawn_split);
     assert_eq!(ds.desc().seg_labels, fx_vindr_ribcxr::RIBS);
@@ -92,8 +93,12 @@ fn missing_label_files_and_bad_options_are_named() {
     let e = fx_vindr_ribcxr::open(&spec(empty.clone(), serde_json::json!({}))).err().unwrap().to_string();
     assert!(e.contains("no \"L7\" object"), "{e}");
     std::fs::remove_dir_all(&empty).unwrap();
-    let e = fx_vindr_ribcxr::open(&spec(root(), serde_json::json!({ "split": [0.7, 0.1, 0.2] }))).err().unwrap().to_string();
+    let e = fx_vindr_ribcxr::open(&spec(root(), serde_json::json!({ "split": [0.7, 0.1, 0.2] })))
+        .err()
+        .unwrap()
+        .to_string();
     assert!(e.contains("unknown option `split`"), "{e}");
-    let e = fx_vindr_ribcxr::open(&spec(root(), serde_json::json!({ "val_split": "train" }))).err().unwrap().to_string();
+    let e =
+        fx_vindr_ribcxr::open(&spec(root(), serde_json::json!({ "val_split": "train" }))).err().unwrap().to_string();
     assert!(e.contains("options.val_split"), "{e}");
 }

@@ -79,7 +79,8 @@ pub fn decode(path: &Path, window: Window) -> Result<Gray, String> {
     if rows == 0 || cols == 0 || rows > 65536 || cols > 65536 {
         return Err(format!("Rows × Columns = {rows} × {cols} is not an image size fx reads"));
     }
-    let frames = obj.element_opt(tags::NUMBER_OF_FRAMES).ok().flatten().and_then(|e| e.to_int::<i64>().ok()).unwrap_or(1);
+    let frames =
+        obj.element_opt(tags::NUMBER_OF_FRAMES).ok().flatten().and_then(|e| e.to_int::<i64>().ok()).unwrap_or(1);
     // dicom-rs's codecs can panic on damaged data (an RLE segment cut short indexes past its end):
     // a damaged file is an error, never a crash.
     let decoded = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| obj.decode_pixel_data_frame(0)));
@@ -166,7 +167,11 @@ pub fn decode(path: &Path, window: Window) -> Result<Gray, String> {
             v
         }
         Window::Full => {
-            let (lo, span) = if signed { (-(2f64.powi(bits_stored as i32 - 1)), 2f64.powi(bits_stored as i32) - 1.0) } else { (0.0, 2f64.powi(bits_stored as i32) - 1.0) };
+            let (lo, span) = if signed {
+                (-(2f64.powi(bits_stored as i32 - 1)), 2f64.powi(bits_stored as i32) - 1.0)
+            } else {
+                (0.0, 2f64.powi(bits_stored as i32) - 1.0)
+            };
             raw.iter().map(|&v| ((v - lo) / span).clamp(0.0, 1.0) as f32).collect()
         }
     };
@@ -223,7 +228,8 @@ fn voi_lut(obj: &DefaultDicomObject) -> Result<Option<Lut>, String> {
         0 => 65536,
         n => n as usize,
     };
-    let signed_pixels = obj.element_opt(tags::PIXEL_REPRESENTATION).ok().flatten().and_then(|e| e.to_int::<u16>().ok()) == Some(1);
+    let signed_pixels =
+        obj.element_opt(tags::PIXEL_REPRESENTATION).ok().flatten().and_then(|e| e.to_int::<u16>().ok()) == Some(1);
     let first = if signed_pixels { first as u16 as i16 as i64 } else { first as u16 as i64 };
     let bits = bits as u16 as i64;
     let data_el = item.element(tags::LUT_DATA).map_err(|_| "VOI LUT Sequence item without LUTData".to_string())?;

@@ -23,7 +23,8 @@ fn parse_header(bytes: &[u8]) -> Result<Header, String> {
     let mut pos = 0;
     while pos < bytes.len().min(MAX_HEADER) {
         let end = bytes[pos..].iter().position(|&b| b == b'\n').map(|i| pos + i).unwrap_or(bytes.len());
-        let line = std::str::from_utf8(&bytes[pos..end]).map_err(|_| format!("MetaImage header: line at byte {pos} is not text"))?;
+        let line = std::str::from_utf8(&bytes[pos..end])
+            .map_err(|_| format!("MetaImage header: line at byte {pos} is not text"))?;
         let line = line.trim_end_matches('\r').trim();
         pos = end + 1;
         if line.is_empty() {
@@ -50,7 +51,8 @@ impl Header {
     }
 
     fn dims(&self) -> Result<(usize, usize), String> {
-        let ndims: usize = self.get("NDims").ok_or("MetaImage header has no NDims")?.parse().map_err(|_| "NDims is not a number")?;
+        let ndims: usize =
+            self.get("NDims").ok_or("MetaImage header has no NDims")?.parse().map_err(|_| "NDims is not a number")?;
         let sizes: Vec<usize> = self
             .get("DimSize")
             .ok_or("MetaImage header has no DimSize")?
@@ -62,7 +64,9 @@ impl Header {
         }
         match sizes.as_slice() {
             [w, h] | [w, h, 1] if *w > 0 && *h > 0 && *w <= 65536 && *h <= 65536 => Ok((*w, *h)),
-            _ => Err(format!("DimSize {sizes:?}: fx reads 2-D images (or 3-D with one slice) up to 65536 pixels a side")),
+            _ => {
+                Err(format!("DimSize {sizes:?}: fx reads 2-D images (or 3-D with one slice) up to 65536 pixels a side"))
+            }
         }
     }
 }
@@ -108,7 +112,11 @@ pub fn decode(path: &Path, window: Window) -> Result<Gray, String> {
     let bytes = std::fs::read(path).map_err(|e| format!("cannot open: {e}"))?;
     let h = parse_header(&bytes)?;
     let (w, hh) = h.dims()?;
-    let channels: usize = h.get("ElementNumberOfChannels").unwrap_or("1").parse().map_err(|_| "ElementNumberOfChannels is not a number")?;
+    let channels: usize = h
+        .get("ElementNumberOfChannels")
+        .unwrap_or("1")
+        .parse()
+        .map_err(|_| "ElementNumberOfChannels is not a number")?;
     if channels != 1 {
         return Err(format!("ElementNumberOfChannels = {channels}: fx reads single-channel images"));
     }
@@ -116,8 +124,12 @@ pub fn decode(path: &Path, window: Window) -> Result<Gray, String> {
     let (size, read): (usize, fn(&[u8], bool) -> f32) = match etype {
         "MET_UCHAR" => (1, |b, _| b[0] as f32),
         "MET_CHAR" => (1, |b, _| b[0] as i8 as f32),
-        "MET_USHORT" => (2, |b, be| if be { u16::from_be_bytes([b[0], b[1]]) } else { u16::from_le_bytes([b[0], b[1]]) } as f32),
-        "MET_SHORT" => (2, |b, be| if be { i16::from_be_bytes([b[0], b[1]]) } else { i16::from_le_bytes([b[0], b[1]]) } as f32),
+        "MET_USHORT" => {
+            (2, |b, be| if be { u16::from_be_bytes([b[0], b[1]]) } else { u16::from_le_bytes([b[0], b[1]]) } as f32)
+        }
+        "MET_SHORT" => {
+            (2, |b, be| if be { i16::from_be_bytes([b[0], b[1]]) } else { i16::from_le_bytes([b[0], b[1]]) } as f32)
+        }
         "MET_UINT" => (4, |b, be| {
             let a = [b[0], b[1], b[2], b[3]];
             (if be { u32::from_be_bytes(a) } else { u32::from_le_bytes(a) }) as f32
@@ -128,13 +140,21 @@ pub fn decode(path: &Path, window: Window) -> Result<Gray, String> {
         }),
         "MET_FLOAT" => (4, |b, be| {
             let a = [b[0], b[1], b[2], b[3]];
-            if be { f32::from_be_bytes(a) } else { f32::from_le_bytes(a) }
+            if be {
+                f32::from_be_bytes(a)
+            } else {
+                f32::from_le_bytes(a)
+            }
         }),
         "MET_DOUBLE" => (8, |b, be| {
             let a = [b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]];
             (if be { f64::from_be_bytes(a) } else { f64::from_le_bytes(a) }) as f32
         }),
-        other => return Err(format!("ElementType {other} is not one fx reads (MET_UCHAR/CHAR/USHORT/SHORT/UINT/INT/FLOAT/DOUBLE)")),
+        other => {
+            return Err(format!(
+                "ElementType {other} is not one fx reads (MET_UCHAR/CHAR/USHORT/SHORT/UINT/INT/FLOAT/DOUBLE)"
+            ))
+        }
     };
     let big_endian = h.truthy("BinaryDataByteOrderMSB") || h.truthy("ElementByteOrderMSB");
     let file = h.get("ElementDataFile").unwrap_or("LOCAL");
@@ -143,7 +163,11 @@ pub fn decode(path: &Path, window: Window) -> Result<Gray, String> {
     } else {
         let data = data_file(path, file)?;
         // At most what the image can use (the compressed size when compressed).
-        let limit = if h.truthy("CompressedData") { h.get("CompressedDataSize").and_then(|v| v.parse::<u64>().ok()).unwrap_or(1 << 31) } else { (w * hh * size) as u64 };
+        let limit = if h.truthy("CompressedData") {
+            h.get("CompressedDataSize").and_then(|v| v.parse::<u64>().ok()).unwrap_or(1 << 31)
+        } else {
+            (w * hh * size) as u64
+        };
         let mut out = Vec::new();
         std::fs::File::open(&data)
             .and_then(|f| f.take(limit).read_to_end(&mut out))

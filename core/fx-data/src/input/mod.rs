@@ -72,10 +72,9 @@ impl DecodeOptions {
     pub fn from_options(opts: &serde_json::Map<String, serde_json::Value>) -> Result<DecodeOptions, String> {
         let mut out = DecodeOptions::default();
         if let Some(v) = opts.get("window") {
-            out.window = v
-                .as_str()
-                .and_then(Window::parse)
-                .ok_or_else(|| format!("options.window must be \"dicom\", \"minmax\", \"percentile\" or \"full\", got {v}"))?;
+            out.window = v.as_str().and_then(Window::parse).ok_or_else(|| {
+                format!("options.window must be \"dicom\", \"minmax\", \"percentile\" or \"full\", got {v}")
+            })?;
         }
         if let Some(v) = opts.get("raw") {
             out.raw = RawOptions::from_json(v)?;
@@ -187,7 +186,9 @@ fn decode_picture(path: &Path, window: Window) -> Result<Gray, String> {
     let scale = if sixteen { 65535.0 } else { 255.0 };
     let mut values: Vec<f32> = if img.color().has_color() {
         let rgb = img.into_rgb16();
-        rgb.pixels().map(|p| (299.0 * p[0] as f32 + 587.0 * p[1] as f32 + 114.0 * p[2] as f32) / 1000.0 / 65535.0 * scale).collect()
+        rgb.pixels()
+            .map(|p| (299.0 * p[0] as f32 + 587.0 * p[1] as f32 + 114.0 * p[2] as f32) / 1000.0 / 65535.0 * scale)
+            .collect()
     } else {
         img.into_luma16().into_raw().into_iter().map(|v| v as f32 / 65535.0 * scale).collect()
     };
@@ -265,9 +266,11 @@ mod tests {
         assert!((g.pixels[3] - 1.0).abs() < 1e-6 && g.pixels[0] == 0.0);
         assert_eq!(dimensions(&p8, &DecodeOptions::default()).unwrap(), (4, 3));
         let p16 = dir.path().join("b.png");
-        image::ImageBuffer::<image::Luma<u16>, Vec<u16>>::from_fn(2, 2, |x, y| image::Luma([((x + 2 * y) * 20000) as u16]))
-            .save(&p16)
-            .unwrap();
+        image::ImageBuffer::<image::Luma<u16>, Vec<u16>>::from_fn(2, 2, |x, y| {
+            image::Luma([((x + 2 * y) * 20000) as u16])
+        })
+        .save(&p16)
+        .unwrap();
         let g = decode(&p16, &DecodeOptions::default()).unwrap();
         assert!((g.pixels[3] - 60000.0 / 65535.0).abs() < 1e-6);
         let g = decode(&p16, &DecodeOptions { window: Window::Minmax, ..Default::default() }).unwrap();

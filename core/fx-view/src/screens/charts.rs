@@ -55,7 +55,8 @@ pub fn draw(f: &mut Frame, area: Rect, v: &View, drawn: &mut Drawn) {
     let legend_area = Rect { y: area.y + area.height - 1, height: 1, ..area };
     let grid = Rect { height: area.height - 1, ..area };
     // As MetricChart decides: more epochs than plot columns (chart width less borders and labels).
-    let dense = window.as_ref().map_or(epochs, |w| w.0 .1 + 1 - w.0 .0) > (area.width / cols_for(area.width, series.len())).saturating_sub(8) as usize;
+    let dense = window.as_ref().map_or(epochs, |w| w.0 .1 + 1 - w.0 .0)
+        > (area.width / cols_for(area.width, series.len())).saturating_sub(8) as usize;
     let joined = if dense { format!("{} range", t.range) } else { format!("{}{} joined", t.line, t.line) };
     let legend = Line::from(vec![
         Span::styled(format!("{} focused", t.focused), t.focused_style()),
@@ -68,7 +69,10 @@ pub fn draw(f: &mut Frame, area: Rect, v: &View, drawn: &mut Drawn) {
         Span::raw("  "),
         Span::styled(format!("{model} (t)"), t.title()),
         Span::raw("  "),
-        Span::styled(window.as_ref().map(|w| format!("{} (w)", w.1)).unwrap_or_else(|| "whole run (w)".into()), t.title()),
+        Span::styled(
+            window.as_ref().map(|w| format!("{} (w)", w.1)).unwrap_or_else(|| "whole run (w)".into()),
+            t.title(),
+        ),
     ]);
     f.render_widget(Paragraph::new(legend), legend_area);
 

@@ -20,8 +20,16 @@ use ratatui::Frame;
 
 pub const KEYS: &str = "←/→ metric  m teacher/student  a seed groups  ↑/↓ scroll  Esc back";
 
-const COLOURS: [Color; 8] =
-    [Color::Yellow, Color::Cyan, Color::Magenta, Color::Green, Color::LightRed, Color::LightBlue, Color::White, Color::LightYellow];
+const COLOURS: [Color; 8] = [
+    Color::Yellow,
+    Color::Cyan,
+    Color::Magenta,
+    Color::Green,
+    Color::LightRed,
+    Color::LightBlue,
+    Color::White,
+    Color::LightYellow,
+];
 
 /// (focused, unfocused) glyphs of the i-th line.
 pub fn glyphs(i: usize, t: &Theme) -> (char, char) {
@@ -62,7 +70,11 @@ pub fn lines(c: &Comparison, key: &Key) -> Vec<Trace> {
                 Trace {
                     label,
                     points: line.iter().map(|(p, _, _)| *p).collect(),
-                    band: if g.len() > 1 { line.iter().map(|(p, lo, hi)| (p.epoch, *lo, *hi)).collect() } else { Vec::new() },
+                    band: if g.len() > 1 {
+                        line.iter().map(|(p, lo, hi)| (p.epoch, *lo, *hi)).collect()
+                    } else {
+                        Vec::new()
+                    },
                 }
             })
             .collect();
@@ -70,7 +82,11 @@ pub fn lines(c: &Comparison, key: &Key) -> Vec<Trace> {
     c.runs
         .iter()
         .zip(&c.labels)
-        .map(|(r, l)| Trace { label: l.clone(), points: compare::points(&r.store.metrics, key, &c.model), band: Vec::new() })
+        .map(|(r, l)| Trace {
+            label: l.clone(),
+            points: compare::points(&r.store.metrics, key, &c.model),
+            band: Vec::new(),
+        })
         .collect()
 }
 
@@ -102,7 +118,16 @@ impl Widget for Chart<'_> {
         }
         let (lo, hi) = y_range(&all);
         let epochs = self.epochs.max(all.iter().map(|p| p.epoch).max().unwrap_or(1)).max(1);
-        let g = Geo { x0: area.x + label_w + 1, y0: area.y, w: area.width - label_w - 1, h: area.height - 1, first: 1, last: epochs, lo, hi };
+        let g = Geo {
+            x0: area.x + label_w + 1,
+            y0: area.y,
+            w: area.width - label_w - 1,
+            h: area.height - 1,
+            first: 1,
+            last: epochs,
+            lo,
+            hi,
+        };
         let axis = if t.ascii { '|' } else { '│' };
         let tick = if t.ascii { '+' } else { '┤' };
         for row in g.y0..g.y0 + g.h {
@@ -205,8 +230,13 @@ fn value(v: Option<f64>) -> String {
 pub fn draw(f: &mut Frame, area: Rect, c: &Comparison, t: &Theme) {
     let w = area.width as usize;
     let chart_h = (area.height / 2).max(8).min(area.height.saturating_sub(4));
-    let [top, chart, rest, bottom] =
-        Layout::vertical([Constraint::Length(1), Constraint::Length(chart_h), Constraint::Min(1), Constraint::Length(1)]).areas(area);
+    let [top, chart, rest, bottom] = Layout::vertical([
+        Constraint::Length(1),
+        Constraint::Length(chart_h),
+        Constraint::Min(1),
+        Constraint::Length(1),
+    ])
+    .areas(area);
     let Some(key) = c.current_key().cloned() else {
         f.render_widget(Paragraph::new(format!(" compare {} runs: none has metric rows yet", c.runs.len())), top);
         f.render_widget(Paragraph::new(Line::from(Span::styled(fit(&format!(" {KEYS}"), w), t.dim()))), bottom);
@@ -238,7 +268,14 @@ pub fn draw(f: &mut Frame, area: Rect, c: &Comparison, t: &Theme) {
     let label_w = w.saturating_sub(2 + 1 + 9 + 13 + 13 + 10).clamp(12, 60);
     let mut rows: Vec<Line> = Vec::new();
     rows.push(Line::from(Span::styled(
-        format!("   {} {:>9} {:>13} {:>13} {}", pad("run (keys that differ)", label_w), "status", "final (ep)", "best (ep)", "epochs"),
+        format!(
+            "   {} {:>9} {:>13} {:>13} {}",
+            pad("run (keys that differ)", label_w),
+            "status",
+            "final (ep)",
+            "best (ep)",
+            "epochs"
+        ),
         t.title(),
     )));
     if c.seed_groups {
@@ -300,6 +337,10 @@ pub fn draw(f: &mut Frame, area: Rect, c: &Comparison, t: &Theme) {
         glyphs(0, t).1,
         if t.ascii { '*' } else { '✱' }
     );
-    let legend = if t.ascii { legend.replace('←', "<").replace('→', ">").replace('↑', "^").replace('↓', "v") } else { legend };
+    let legend = if t.ascii {
+        legend.replace('←', "<").replace('→', ">").replace('↑', "^").replace('↓', "v")
+    } else {
+        legend
+    };
     f.render_widget(Paragraph::new(Line::from(Span::styled(fit(&legend, w), t.dim()))), bottom);
 }

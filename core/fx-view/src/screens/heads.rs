@@ -42,7 +42,16 @@ pub fn draw(f: &mut Frame, area: Rect, v: &View) {
     let inner_w = bottom.width.saturating_sub(2) as usize;
     let dw = 14.min(inner_w / 4);
     let mut lines = vec![Line::from(Span::styled(
-        format!("  {} {:<4} {:<12} {:>7} {:<9} {:>6} {}", pad("dataset", dw), "task", "head", "params", "state", "epochs", "labels"),
+        format!(
+            "  {} {:<4} {:<12} {:>7} {:<9} {:>6} {}",
+            pad("dataset", dw),
+            "task",
+            "head",
+            "params",
+            "state",
+            "epochs",
+            "labels"
+        ),
         t.dim(),
     ))];
     let pairs = facts::pairs(s);
@@ -61,7 +70,8 @@ pub fn draw(f: &mut Frame, area: Rect, v: &View) {
         };
         let mark = if active { t.current } else { " " };
         let params = s.parameters.get(&format!("{head}.{d}")).map(|n| human(*n)).unwrap_or_else(|| "-".into());
-        let text = format!("{mark} {} {:<4} {:<12} {params:>7} {:<9} {:>6} {labels}", pad(d, dw), task, head, state, epochs);
+        let text =
+            format!("{mark} {} {:<4} {:<12} {params:>7} {:<9} {:>6} {labels}", pad(d, dw), task, head, state, epochs);
         let text = fit(&text, inner_w);
         lines.push(if trainable { Line::styled(text, t.highlight()) } else { Line::from(text) });
     }

@@ -105,12 +105,18 @@ fn line_of(cols: &[Column], run_w: usize, texts: impl Fn(Column) -> String) -> S
 /// Draws the browser (the comparison is [`super::compare::draw`]). Records the page size.
 pub fn draw(f: &mut Frame, area: Rect, b: &mut Browser, runs: &Runs, t: &Theme) {
     let [top, body, prompt, bottom] =
-        Layout::vertical([Constraint::Length(1), Constraint::Min(1), Constraint::Length(1), Constraint::Length(1)]).areas(area);
+        Layout::vertical([Constraint::Length(1), Constraint::Min(1), Constraint::Length(1), Constraint::Length(1)])
+            .areas(area);
     let items = b.items(runs);
     let total = runs.rows().len();
     let live = runs.rows().iter().filter(|r| r.status.is_live() && !r.gone).count();
     let folders: Vec<String> = runs.folders.iter().map(|d| d.display().to_string()).collect();
-    let mut head = format!(" fx runs {} {} of {total} shown {} {live} live", t.sep, items.iter().filter(|i| matches!(i, Item::Run(_))).count(), t.sep);
+    let mut head = format!(
+        " fx runs {} {} of {total} shown {} {live} live",
+        t.sep,
+        items.iter().filter(|i| matches!(i, Item::Run(_))).count(),
+        t.sep
+    );
     if !b.marked.is_empty() {
         head.push_str(&format!(" {} {} marked", t.sep, b.marked.len()));
     }
@@ -122,8 +128,19 @@ pub fn draw(f: &mut Frame, area: Rect, b: &mut Browser, runs: &Runs, t: &Theme) 
     let cols = columns(w);
     let fixed: usize = 2 + cols.iter().filter(|c| **c != Column::Run).map(|c| width(*c) + 1).sum::<usize>();
     let run_w = w.saturating_sub(fixed + 1).max(8);
-    let arrow = if b.reverse { if t.ascii { "v" } else { "↓" } } else if t.ascii { "^" } else { "↑" };
-    let header = line_of(&cols, run_w, |c| if c == b.sort { format!("{}{arrow}", c.title()) } else { c.title().to_string() });
+    let arrow = if b.reverse {
+        if t.ascii {
+            "v"
+        } else {
+            "↓"
+        }
+    } else if t.ascii {
+        "^"
+    } else {
+        "↑"
+    };
+    let header =
+        line_of(&cols, run_w, |c| if c == b.sort { format!("{}{arrow}", c.title()) } else { c.title().to_string() });
     let mut lines = vec![Line::from(Span::styled(format!("  {header}"), t.title()))];
     let page = (body.height as usize).saturating_sub(1).max(1);
     b.page = page;
@@ -141,10 +158,24 @@ pub fn draw(f: &mut Frame, area: Rect, b: &mut Browser, runs: &Runs, t: &Theme) 
         let (text, style) = match item {
             Item::Sweep { name, runs, marked } => {
                 let m = if *marked > 0 { format!(", {marked} marked") } else { String::new() };
-                (format!("{} sweep {name} ({runs} runs{m}) — Enter compares its cells", if t.ascii { "#" } else { "▸" }), t.title())
+                (
+                    format!(
+                        "{} sweep {name} ({runs} runs{m}) — Enter compares its cells",
+                        if t.ascii { "#" } else { "▸" }
+                    ),
+                    t.title(),
+                )
             }
             Item::Run(r) => {
-                let mark = if b.marked.contains(&r.dir) { if t.ascii { "*" } else { "●" } } else { " " };
+                let mark = if b.marked.contains(&r.dir) {
+                    if t.ascii {
+                        "*"
+                    } else {
+                        "●"
+                    }
+                } else {
+                    " "
+                };
                 let indent = if b.group && r.sweep.is_some() { " " } else { "" };
                 let body = line_of(&cols, run_w.saturating_sub(indent.len()), |c| cell(r, c, t));
                 let style = if r.gone || r.stale { t.level_style("warn") } else { t.status_style(r.status.as_str()) };
@@ -159,16 +190,27 @@ pub fn draw(f: &mut Frame, area: Rect, b: &mut Browser, runs: &Runs, t: &Theme) 
 
     // The prompt line: a question, the text being typed, or the last message.
     let selected_err = match b.items(runs).get(b.selected) {
-        Some(Item::Run(r)) if r.gone => Some(format!("{}: run.json says {} but its trainer is gone (resume: fx-tui --resume {})", r.id, r.status.as_str(), r.dir.display())),
-        Some(Item::Run(r)) if r.stale => Some(format!("{}: no heartbeat for over {}", r.id, fmt_age(crate::runs::STALE_AFTER_S))),
+        Some(Item::Run(r)) if r.gone => Some(format!(
+            "{}: run.json says {} but its trainer is gone (resume: fx-tui --resume {})",
+            r.id,
+            r.status.as_str(),
+            r.dir.display()
+        )),
+        Some(Item::Run(r)) if r.stale => {
+            Some(format!("{}: no heartbeat for over {}", r.id, fmt_age(crate::runs::STALE_AFTER_S)))
+        }
         Some(Item::Run(r)) => r.error.as_ref().map(|e| format!("{}: {e}", r.id)),
         _ => None,
     };
     let (p, style) = match &b.prompt {
         Prompt::Filter => (format!("filter: {}_", b.filter), t.title()),
-        Prompt::Tag(d, text) => (format!("tags for {} (comma-separated, empty clears): {text}_", name_of(d)), t.title()),
+        Prompt::Tag(d, text) => {
+            (format!("tags for {} (comma-separated, empty clears): {text}_", name_of(d)), t.title())
+        }
         Prompt::ConfirmDelete(d) => (format!("move {} to the trash folder? y / n", name_of(d)), t.level_style("warn")),
-        Prompt::ConfirmStop(d) => (format!("stop training {}? it can be resumed later. y / n", name_of(d)), t.level_style("warn")),
+        Prompt::ConfirmStop(d) => {
+            (format!("stop training {}? it can be resumed later. y / n", name_of(d)), t.level_style("warn"))
+        }
         _ => match (&b.message, selected_err) {
             (Some(m), _) => (m.clone(), Style::default()),
             (None, Some(e)) => (e, t.level_style("warn")),

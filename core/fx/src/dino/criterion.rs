@@ -33,7 +33,10 @@ fn xyxy(b: &Tensor) -> Tensor {
 /// Generalised IoU of paired (cx, cy, w, h) boxes, (N, 4) × (N, 4) → (N).
 pub fn paired_giou(a: &Tensor, b: &Tensor) -> Tensor {
     let (a, b) = (xyxy(a), xyxy(b));
-    let area = |x: &Tensor| (x.narrow(-1, 2, 1) - x.narrow(-1, 0, 1)).squeeze_dim(-1) * (x.narrow(-1, 3, 1) - x.narrow(-1, 1, 1)).squeeze_dim(-1);
+    let area = |x: &Tensor| {
+        (x.narrow(-1, 2, 1) - x.narrow(-1, 0, 1)).squeeze_dim(-1)
+            * (x.narrow(-1, 3, 1) - x.narrow(-1, 1, 1)).squeeze_dim(-1)
+    };
     let lt = a.narrow(-1, 0, 2).maximum(&b.narrow(-1, 0, 2));
     let rb = a.narrow(-1, 2, 2).minimum(&b.narrow(-1, 2, 2));
     let wh = (rb - lt).clamp_min(0.0);
@@ -50,7 +53,13 @@ pub fn paired_giou(a: &Tensor, b: &Tensor) -> Tensor {
 /// The three losses of one set of predictions, given which query predicts which GT box.
 /// `pairs`: per image, (query, gt) pairs. Returns (focal, L1, 1 − GIoU), each summed and divided
 /// by `norm`.
-fn losses(logits: &Tensor, boxes: &Tensor, targets: &[Targets], pairs: &[Vec<(usize, usize)>], norm: f64) -> [Tensor; 3] {
+fn losses(
+    logits: &Tensor,
+    boxes: &Tensor,
+    targets: &[Targets],
+    pairs: &[Vec<(usize, usize)>],
+    norm: f64,
+) -> [Tensor; 3] {
     let device = logits.device();
     let (b, q, c) = logits.size3().unwrap();
     let mut onehot = vec![0f32; (b * q * c) as usize];
@@ -97,11 +106,15 @@ pub fn set_criterion(out: &LocOutput, targets: &[Targets]) -> (Tensor, [Tensor; 
     // One host copy of all of them, then the Hungarian matching per set and image.
     let (b, k, c) = sets[0].0.size3().unwrap();
     let host_logits = Vec::<f32>::try_from(
-        &Tensor::stack(&sets.iter().map(|s| s.0.detach().to_kind(Kind::Float)).collect::<Vec<_>>(), 0).to_device(Device::Cpu).flatten(0, -1),
+        &Tensor::stack(&sets.iter().map(|s| s.0.detach().to_kind(Kind::Float)).collect::<Vec<_>>(), 0)
+            .to_device(Device::Cpu)
+            .flatten(0, -1),
     )
     .unwrap();
     let host_boxes = Vec::<f32>::try_from(
-        &Tensor::stack(&sets.iter().map(|s| s.1.detach().to_kind(Kind::Float)).collect::<Vec<_>>(), 0).to_device(Device::Cpu).flatten(0, -1),
+        &Tensor::stack(&sets.iter().map(|s| s.1.detach().to_kind(Kind::Float)).collect::<Vec<_>>(), 0)
+            .to_device(Device::Cpu)
+            .flatten(0, -1),
     )
     .unwrap();
     let (b, k, c) = (b as usize, k as usize, c as usize);
@@ -116,10 +129,12 @@ pub fn set_criterion(out: &LocOutput, targets: &[Targets]) -> (Tensor, [Tensor; 
                 }
                 let lo = (si * b + i) * k;
                 let l = &host_logits[lo * c..(lo + k) * c];
-                let bx: Vec<[f32; 4]> = (0..k).map(|q| {
-                    let o = (lo + q) * 4;
-                    [host_boxes[o], host_boxes[o + 1], host_boxes[o + 2], host_boxes[o + 3]]
-                }).collect();
+                let bx: Vec<[f32; 4]> = (0..k)
+                    .map(|q| {
+                        let o = (lo + q) * 4;
+                        [host_boxes[o], host_boxes[o + 1], host_boxes[o + 2], host_boxes[o + 3]]
+                    })
+                    .collect();
                 let labels: Vec<usize> = t.labels.iter().map(|&l| l as usize).collect();
                 dino_match(l, &bx, &labels, &t.boxes)
             })

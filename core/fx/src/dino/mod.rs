@@ -84,15 +84,31 @@ impl DinoConfig {
     pub fn problems(&self, image_size: i64) -> Vec<String> {
         let mut out = Vec::new();
         if self.hidden_dim <= 0 || self.heads <= 0 || self.hidden_dim % self.heads != 0 {
-            out.push(format!("model.dino.hidden_dim ({}) must be a positive multiple of model.dino.heads ({})", self.hidden_dim, self.heads));
+            out.push(format!(
+                "model.dino.hidden_dim ({}) must be a positive multiple of model.dino.heads ({})",
+                self.hidden_dim, self.heads
+            ));
         }
         if self.hidden_dim % 4 != 0 {
-            out.push(format!("model.dino.hidden_dim ({}) must be a multiple of 4 (box position encoding)", self.hidden_dim));
+            out.push(format!(
+                "model.dino.hidden_dim ({}) must be a multiple of 4 (box position encoding)",
+                self.hidden_dim
+            ));
         }
         if self.gn_groups <= 0 || self.hidden_dim % self.gn_groups != 0 {
-            out.push(format!("model.dino.gn_groups ({}) must divide model.dino.hidden_dim ({})", self.gn_groups, self.hidden_dim));
+            out.push(format!(
+                "model.dino.gn_groups ({}) must divide model.dino.hidden_dim ({})",
+                self.gn_groups, self.hidden_dim
+            ));
         }
-        for (k, v) in [("points", self.points), ("encoder_layers", self.encoder_layers), ("decoder_layers", self.decoder_layers), ("ffn_dim", self.ffn_dim), ("num_queries", self.num_queries), ("num_select", self.num_select)] {
+        for (k, v) in [
+            ("points", self.points),
+            ("encoder_layers", self.encoder_layers),
+            ("decoder_layers", self.decoder_layers),
+            ("ffn_dim", self.ffn_dim),
+            ("num_queries", self.num_queries),
+            ("num_select", self.num_select),
+        ] {
             if v <= 0 {
                 out.push(format!("model.dino.{k} must be positive, got {v}"));
             }
@@ -198,7 +214,13 @@ impl LocEncoder {
         let d = cfg.hidden_dim;
         let gn = |p: nn::Path| nn::group_norm(p, cfg.gn_groups, d, Default::default());
         let conv = |p: nn::Path, i: i64, k: i64, stride: i64| {
-            let c = nn::ConvConfig { stride, padding: k / 2, ws_init: msda::xavier(i * k * k, d * k * k), bs_init: nn::Init::Const(0.0), ..Default::default() };
+            let c = nn::ConvConfig {
+                stride,
+                padding: k / 2,
+                ws_init: msda::xavier(i * k * k, d * k * k),
+                bs_init: nn::Init::Const(0.0),
+                ..Default::default()
+            };
             nn::conv2d(p, i, d, k, c)
         };
         let pp = p / "input_proj";
@@ -207,7 +229,11 @@ impl LocEncoder {
             .enumerate()
             .map(|(l, &c)| {
                 let q = &pp / l;
-                InputProj { norm: Some(nn::layer_norm(&q / "norm", vec![c], Default::default())), conv: conv(&q / "conv", c, 1, 1), gn: gn(&q / "gn") }
+                InputProj {
+                    norm: Some(nn::layer_norm(&q / "norm", vec![c], Default::default())),
+                    conv: conv(&q / "conv", c, 1, 1),
+                    gn: gn(&q / "gn"),
+                }
             })
             .collect();
         // The extra level: stride-2 Conv3×3 on the LayerNorm'd last stage.
@@ -245,7 +271,8 @@ impl LocEncoder {
         let device = maps[0].device();
         let d = self.cfg.hidden_dim;
         let src = Tensor::cat(&maps.iter().map(|m| m.flatten(2, 3).transpose(1, 2)).collect::<Vec<_>>(), 1);
-        let lvl: Vec<i64> = shapes.iter().enumerate().flat_map(|(l, (h, w))| std::iter::repeat_n(l as i64, (h * w) as usize)).collect();
+        let lvl: Vec<i64> =
+            shapes.iter().enumerate().flat_map(|(l, (h, w))| std::iter::repeat_n(l as i64, (h * w) as usize)).collect();
         let pos = level_positions(&shapes, d, self.cfg.pos_temperature, device)
             + self.level_embed.index_select(0, &Tensor::from_slice(&lvl).to_device(device));
         let b = src.size()[0];
@@ -286,7 +313,9 @@ impl SelfAttention {
         let (b, t, d) = qk.size3().unwrap();
         let w = self.in_proj_weight.chunk(3, 0);
         let bias = self.in_proj_bias.chunk(3, 0);
-        let split = |x: &Tensor, i: usize| x.linear(&w[i], Some(&bias[i])).view([b, t, self.heads, d / self.heads]).transpose(1, 2);
+        let split = |x: &Tensor, i: usize| {
+            x.linear(&w[i], Some(&bias[i])).view([b, t, self.heads, d / self.heads]).transpose(1, 2)
+        };
         let (q, k, v) = (split(qk, 0), split(qk, 1), split(v, 2));
         let o = Tensor::scaled_dot_product_attention(&q, &k, &v, mask, 0.0, false, None, false);
         self.out_proj.forward(&o.transpose(1, 2).reshape([b, t, d]))
@@ -314,7 +343,12 @@ impl Mlp {
         for k in 0..n {
             let (a, b) = (if k == 0 { i } else { h }, if k + 1 == n { o } else { h });
             layers.push(if k + 1 == n && zero_last {
-                nn::linear(p / "layers" / k, a, b, nn::LinearConfig { ws_init: nn::Init::Const(0.0), bs_init: Some(nn::Init::Const(0.0)), bias: true })
+                nn::linear(
+                    p / "layers" / k,
+                    a,
+                    b,
+                    nn::LinearConfig { ws_init: nn::Init::Const(0.0), bs_init: Some(nn::Init::Const(0.0)), bias: true },
+                )
             } else {
                 xavier_linear(p / "layers" / k, a, b)
             });
@@ -408,7 +442,11 @@ pub struct DecodeOptions<'a> {
 impl LocDecoder {
     pub fn new(p: &nn::Path, classes: i64, cfg: &DinoConfig) -> LocDecoder {
         let d = cfg.hidden_dim;
-        let class_cfg = nn::LinearConfig { ws_init: msda::xavier(d, classes), bs_init: Some(nn::Init::Const(prior_bias())), bias: true };
+        let class_cfg = nn::LinearConfig {
+            ws_init: msda::xavier(d, classes),
+            bs_init: Some(nn::Init::Const(prior_bias())),
+            bias: true,
+        };
         let layers = (0..cfg.decoder_layers)
             .map(|i| {
                 let q = p / "layers" / i;
@@ -468,7 +506,12 @@ impl LocDecoder {
     /// of every GT box, each as a positive (noise within the box) and a negative (noise beyond it),
     /// labels flipped with probability label_noise/2. Built on the host from the host-side
     /// targets — no device synchronisation.
-    fn denoising(&self, targets: &[Targets], seed: u64, device: tch::Device) -> Option<(Tensor, Tensor, Tensor, DnMeta)> {
+    fn denoising(
+        &self,
+        targets: &[Targets],
+        seed: u64,
+        device: tch::Device,
+    ) -> Option<(Tensor, Tensor, Tensor, DnMeta)> {
         let max_gt = targets.iter().map(|t| t.labels.len()).max().unwrap_or(0) as i64;
         if self.cfg.dn_number == 0 || max_gt == 0 {
             return None;
@@ -543,17 +586,21 @@ impl LocDecoder {
         let k = self.cfg.num_queries.min(s);
         // Two-stage query selection: score every encoder token as a proposal, keep the top K.
         let (proposals, valid) = Self::proposals(&memory.shapes, b, device);
-        let out_memory = self.enc_output_norm.forward(&self.enc_output.forward(&(&memory.tokens * valid.to_kind(Kind::Float))));
+        let out_memory =
+            self.enc_output_norm.forward(&self.enc_output.forward(&(&memory.tokens * valid.to_kind(Kind::Float))));
         let enc_logits = self.enc_out_class_embed.forward(&out_memory);
         let selected = match opts.select {
             Some(sel) => sel.shallow_clone(),
             None => {
-                let score = enc_logits.amax([-1i64].as_slice(), false).masked_fill(&valid.squeeze_dim(-1).logical_not(), f64::NEG_INFINITY);
+                let score = enc_logits
+                    .amax([-1i64].as_slice(), false)
+                    .masked_fill(&valid.squeeze_dim(-1).logical_not(), f64::NEG_INFINITY);
                 score.topk(k, 1, true, true).1
             }
         };
         let gather = |x: &Tensor, c: i64| x.gather(1, &selected.unsqueeze(-1).expand([b, k, c], false), false);
-        let coord_unsig = self.enc_out_bbox_embed.forward(&out_memory) + proposals.masked_fill(&valid.logical_not(), 0.0);
+        let coord_unsig =
+            self.enc_out_bbox_embed.forward(&out_memory) + proposals.masked_fill(&valid.logical_not(), 0.0);
         let ref_undetached = gather(&coord_unsig, 4);
         let selected_tokens = gather(&out_memory, d);
         let interm_logits = gather(&enc_logits, self.classes);
@@ -588,7 +635,9 @@ impl LocDecoder {
             let qk = &x + &pos;
             x = layer.norm2.forward(&(&x + layer.self_attn.forward(&qk, &x, mask.as_ref())));
             let ref_levels = reference.unsqueeze(2).expand([b, pad + k, LEVELS, 4], false);
-            x = layer.norm1.forward(&(&x + layer.cross_attn.forward(&(&x + &pos), &ref_levels, &memory.tokens, &memory.shapes)));
+            x = layer
+                .norm1
+                .forward(&(&x + layer.cross_attn.forward(&(&x + &pos), &ref_levels, &memory.tokens, &memory.shapes)));
             x = layer.norm3.forward(&(&x + layer.linear2.forward(&layer.linear1.forward(&x).relu())));
             let h = self.norm.forward(&x);
             let pred = (self.bbox_embed.forward(&h) + inverse_sigmoid(&ref_pred)).sigmoid();

@@ -55,7 +55,9 @@ fn bilinear(map: &[f32], h: usize, w: usize, x: f32, y: f32) -> f32 {
             map[yi as usize * w + xi as usize]
         }
     };
-    at(x0, y0) * (1.0 - fx) * (1.0 - fy) + at(x0 + 1.0, y0) * fx * (1.0 - fy) + at(x0, y0 + 1.0) * (1.0 - fx) * fy
+    at(x0, y0) * (1.0 - fx) * (1.0 - fy)
+        + at(x0 + 1.0, y0) * fx * (1.0 - fy)
+        + at(x0, y0 + 1.0) * (1.0 - fx) * fy
         + at(x0 + 1.0, y0 + 1.0) * fx * fy
 }
 
@@ -88,11 +90,13 @@ pub fn ms_deform_attn_direct(
                     let (h, w) = (shapes[li].0 as usize, shapes[li].1 as usize);
                     for d in 0..dh {
                         // This head's channel d of level li as a (h, w) map.
-                        let map: Vec<f32> = (0..h * w).map(|k| value[((bi * s + starts[li] + k) * nh + hi) * dh + d]).collect();
+                        let map: Vec<f32> =
+                            (0..h * w).map(|k| value[((bi * s + starts[li] + k) * nh + hi) * dh + d]).collect();
                         for pi in 0..p {
                             let loc = ((((bi * q + qi) * nh + hi) * l + li) * p + pi) * 2;
                             let a = weights[(((bi * q + qi) * nh + hi) * l + li) * p + pi];
-                            out[((bi * q + qi) * nh + hi) * dh + d] += a * bilinear(&map, h, w, locations[loc], locations[loc + 1]);
+                            out[((bi * q + qi) * nh + hi) * dh + d] +=
+                                a * bilinear(&map, h, w, locations[loc], locations[loc + 1]);
                         }
                     }
                 }
@@ -168,7 +172,12 @@ impl MsDeformAttn {
         let (nh, l, p) = (self.heads, self.levels, self.points);
         let value = self.value_proj.forward(input).view([b, s, nh, d / nh]);
         let offsets = self.sampling_offsets.forward(query).view([b, q, nh, l, p, 2]);
-        let weights = self.attention_weights.forward(query).view([b, q, nh, l * p]).softmax(-1, Kind::Float).view([b, q, nh, l, p]);
+        let weights = self
+            .attention_weights
+            .forward(query)
+            .view([b, q, nh, l * p])
+            .softmax(-1, Kind::Float)
+            .view([b, q, nh, l, p]);
         let locations = if reference.size()[3] == 2 {
             // Offsets are in pixels of each level: divide by (w, h).
             let norm: Vec<f32> = shapes.iter().flat_map(|(h, w)| [*w as f32, *h as f32]).collect();
@@ -197,7 +206,9 @@ mod tests {
         let s: i64 = shapes.iter().map(|(h, w)| h * w).sum();
         let value = Tensor::randn([b as i64, s, nh as i64, dh as i64], (Kind::Float, Device::Cpu));
         // Locations deliberately also outside [0, 1] (zero padding) and on the border.
-        let locations = Tensor::rand([b as i64, q as i64, nh as i64, l as i64, p as i64, 2], (Kind::Float, Device::Cpu)) * 1.4 - 0.2;
+        let locations =
+            Tensor::rand([b as i64, q as i64, nh as i64, l as i64, p as i64, 2], (Kind::Float, Device::Cpu)) * 1.4
+                - 0.2;
         let weights = Tensor::rand([b as i64, q as i64, nh as i64, (l * p) as i64], (Kind::Float, Device::Cpu))
             .softmax(-1, Kind::Float)
             .view([b as i64, q as i64, nh as i64, l as i64, p as i64]);

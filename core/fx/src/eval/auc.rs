@@ -3,12 +3,8 @@
 /// AUC of one class: the Mann–Whitney statistic with mid-ranks for ties. Pairs whose label is NaN
 /// (unknown) are left out. `None` when the class lacks a positive or a negative.
 pub fn roc_auc(scores: &[f64], labels: &[f32]) -> Option<f64> {
-    let mut pairs: Vec<(f64, bool)> = scores
-        .iter()
-        .zip(labels)
-        .filter(|(s, l)| !l.is_nan() && !s.is_nan())
-        .map(|(&s, &l)| (s, l > 0.5))
-        .collect();
+    let mut pairs: Vec<(f64, bool)> =
+        scores.iter().zip(labels).filter(|(s, l)| !l.is_nan() && !s.is_nan()).map(|(&s, &l)| (s, l > 0.5)).collect();
     let pos = pairs.iter().filter(|(_, y)| *y).count();
     let neg = pairs.len() - pos;
     if pos == 0 || neg == 0 {

@@ -68,7 +68,11 @@ impl DiceAccumulator {
             assert!(probs.is_empty(), "dice: values given for n = 0 images");
             return;
         }
-        assert!(k > 0 && probs.len().is_multiple_of(n * k), "dice: {} values are not n × k × P with n = {n}, k = {k}", probs.len());
+        assert!(
+            k > 0 && probs.len().is_multiple_of(n * k),
+            "dice: {} values are not n × k × P with n = {n}, k = {k}",
+            probs.len()
+        );
         let p = probs.len() / (n * k);
         for i in 0..n * k {
             let (pr, gt) = (&probs[i * p..(i + 1) * p], &truth[i * p..(i + 1) * p]);
