@@ -5,7 +5,7 @@ CARGO ?= cargo
 TORCH_VERSION := 2.11.0
 FX := target/release/fx-tui
 
-.PHONY: setup libtorch tools build demo test bench fixtures fuzz stress clean
+.PHONY: setup libtorch tools build demo test lint bench fixtures fuzz stress clean
 
 setup: libtorch tools build
 
@@ -30,6 +30,14 @@ demo: setup
 
 test: setup
 	$(CARGO) test --release --workspace
+
+# The gates CI runs before the tests: formatting, clippy with warnings as errors, documentation
+# without warnings. --release everywhere so clippy, rustdoc and the tests share one build of the
+# dependencies.
+lint: libtorch
+	$(CARGO) fmt --all --check
+	$(CARGO) clippy --release --workspace --all-targets -- -D warnings
+	RUSTDOCFLAGS="-D warnings" $(CARGO) doc --release --no-deps --workspace
 
 # The three branches' training steps at the paper's sizes (Swin-B 224; DINO 900 queries, 100 DN).
 # Batch 24 as in the paper; the localization step at batch 24 needs ~33 GB of host memory on a

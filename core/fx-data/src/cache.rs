@@ -287,7 +287,7 @@ mod tests {
                 .map(|_| {
                     s.spawn(|| {
                         // Readers race the writers: every read is a whole entry or a miss.
-                        (0..5).map(|_| read_image(&p, &opts, Some(&cache)).unwrap()).last().unwrap()
+                        (0..5).map(|_| read_image(&p, &opts, Some(&cache)).unwrap()).next_back().unwrap()
                     })
                 })
                 .collect();

@@ -53,9 +53,9 @@ impl ValueRules {
             return Ok(self.blank);
         }
         match s.parse::<f32>() {
-            Ok(v) if v == 1.0 => Ok(1.0),
-            Ok(v) if v == 0.0 => Ok(0.0),
-            Ok(v) if v == -1.0 => Ok(self.uncertain),
+            Ok(1.0) => Ok(1.0),
+            Ok(0.0) => Ok(0.0),
+            Ok(-1.0) => Ok(self.uncertain),
             _ => Err(PluginError::input(
                 t.at(r),
                 format!("`{s}` in column `{}` is not 1.0, 0.0, -1.0 or blank", t.header[c]),

@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
-/// A batch ready to become tensors: images (B × size × size, row-major, [0,1]), classification
+/// A batch ready to become tensors: images (B × size × size, row-major, \[0,1\]), classification
 /// labels (B × C, NaN unknown), boxes per image, masks (B × K × size × size).
 #[derive(Clone, Debug, Default)]
 pub struct Batch {

@@ -87,7 +87,7 @@ pub struct Style {
     pub contrast: f32,
     /// Added after contrast; 0.0 = nominal.
     pub brightness: f32,
-    /// Power applied to the [0,1] image; 1.0 = nominal, >1 darkens mid-tones.
+    /// Power applied to the \[0,1\] image; 1.0 = nominal, >1 darkens mid-tones.
     pub gamma: f32,
     /// Gaussian sigma of per-pixel detector noise, in intensity units.
     pub noise: f32,
@@ -112,7 +112,7 @@ pub type Prevalence = [f32; 5];
 pub struct Phantom {
     /// The image is `size` × `size`.
     pub size: usize,
-    /// Row-major, values in [0,1]; lungs dark, bone/heart/soft tissue bright (like a real CXR).
+    /// Row-major, values in \[0,1\]; lungs dark, bone/heart/soft tissue bright (like a real CXR).
     pub image: Vec<f32>,
     /// Per `Finding::index`.
     pub present: [bool; 5],

@@ -210,7 +210,7 @@ fn runs_differing_only_in_seed_become_one_row_with_mean_and_std() {
     let (m1, s1): (f64, f64) = (rows[1][5].parse().unwrap(), rows[1][6].parse().unwrap());
     assert!((m0 - (base + 1.3333333333333333)).abs() < 1e-9, "{m0} vs {base}");
     assert!((s0 - 1.5275252316519468).abs() < 1e-9, "{s0}");
-    assert!((m1 - (base + 1.5)).abs() < 1e-9 && (s1 - 1.4142135623730951).abs() < 1e-9, "{m1} {s1}");
+    assert!((m1 - (base + 1.5)).abs() < 1e-9 && (s1 - std::f64::consts::SQRT_2).abs() < 1e-9, "{m1} {s1}");
     let md = fs::read_to_string(out.join("ablation.md")).unwrap();
     assert!(md.contains(&format!("{:.2} ± 1.53", base + 1.3333333333333333)), "{md}");
     // Best mean in bold, LaTeX as $m \pm s$.

@@ -89,7 +89,7 @@ pub fn table(datasets: &[String], rows: &[MetricRow]) -> String {
             // The paper's metric of the task (auc, map40, dice); secondary metrics stay in metrics.jsonl.
             let primary = fx_plugin::Task::parse(task).map(|t| t.metric()).unwrap_or("");
             let sel: Vec<&MetricRow> =
-                rows.iter().filter(|r| &r.eval.dataset == d && r.eval.task == task && r.metric == primary).collect();
+                rows.iter().filter(|r| r.eval.dataset == d && r.eval.task == task && r.metric == primary).collect();
             if sel.is_empty() {
                 continue;
             }

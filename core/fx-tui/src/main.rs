@@ -89,7 +89,7 @@ enum Command {
         #[arg(long)]
         check: bool,
         /// Also write each sample's decoded image as fx sees it (8-bit PNG after the DICOM LUTs
-        /// and window) under DIR/<dataset>/ — to look at, or to feed `predict`.
+        /// and window) under `DIR/<dataset>/` — to look at, or to feed `predict`.
         #[arg(long, value_name = "DIR")]
         save_images: Option<PathBuf>,
         /// At most N samples per dataset and split.
@@ -180,7 +180,7 @@ enum Command {
         out: PathBuf,
     },
     /// Run every combination of --grid values as its own run, one after another (headless), then
-    /// write the ablation report over them into <output_dir>/<name>-sweep-report.
+    /// write the ablation report over them into `<output_dir>/<name>-sweep-report`.
     Sweep {
         experiment: PathBuf,
         /// KEY=V1,V2,...; `lock_release` and `student_teacher` mean their `.enabled` switch.

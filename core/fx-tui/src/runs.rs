@@ -42,8 +42,8 @@ pub fn print(folders: &[PathBuf]) -> Result<()> {
         return Ok(());
     }
     println!(
-        "{:40} {:22} {:>9} {:>10} {:>6} {:>6} {:>6}  {}",
-        "run", "status", "epochs", "heartbeat", "cls", "loc", "seg", "tags"
+        "{:40} {:22} {:>9} {:>10} {:>6} {:>6} {:>6}  tags",
+        "run", "status", "epochs", "heartbeat", "cls", "loc", "seg"
     );
     for r in rows {
         let mut status = r.status.as_str().to_string();

@@ -99,6 +99,8 @@ impl StatusFilter {
 }
 
 /// A line of the table: a sweep's header (when grouping) or a run.
+// Built per frame for the rows on screen; boxing the run would only add allocations.
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug, PartialEq)]
 pub enum Item {
     Sweep { name: String, runs: usize, marked: usize },

@@ -331,20 +331,6 @@ pub fn fmt_eta(secs: f64) -> String {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn rfc3339() {
-        assert_eq!(parse_rfc3339("1970-01-01T00:00:00Z"), Some(0));
-        assert_eq!(parse_rfc3339("1970-01-01T01:00:00+01:00"), Some(0));
-        assert_eq!(parse_rfc3339("2000-03-01T00:00:00Z"), Some(951868800));
-        assert_eq!(parse_rfc3339("2026-11-27T19:22:47.123-00:30"), Some(1795807367 + 1800));
-        assert_eq!(parse_rfc3339("garbage"), None);
-    }
-}
-
 /// The epochs the charts' window covers, and a title for it ("cycles 19–20 of 20"); `None` for
 /// the whole run. The window is clamped to the cycles the plan has.
 pub fn window_epochs(store: &Store, w: crate::state::ChartWindow) -> Option<((usize, usize), String)> {
@@ -361,4 +347,18 @@ pub fn window_epochs(store: &Store, w: crate::state::ChartWindow) -> Option<((us
         format!("cycles {first_cycle}-{last_cycle} of {cycles}")
     };
     Some(((a, b), title))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rfc3339() {
+        assert_eq!(parse_rfc3339("1970-01-01T00:00:00Z"), Some(0));
+        assert_eq!(parse_rfc3339("1970-01-01T01:00:00+01:00"), Some(0));
+        assert_eq!(parse_rfc3339("2000-03-01T00:00:00Z"), Some(951868800));
+        assert_eq!(parse_rfc3339("2026-11-27T19:22:47.123-00:30"), Some(1795807367 + 1800));
+        assert_eq!(parse_rfc3339("garbage"), None);
+    }
 }

@@ -105,7 +105,7 @@ fn expected_cls(dir: &Path) -> f64 {
 #[test]
 fn the_index_reads_status_progress_metrics_tags_and_sweeps() {
     let root = folder("index");
-    let idx = Runs::open(&[root.clone()]);
+    let idx = Runs::open(std::slice::from_ref(&root));
     let rows: Vec<runs::RunRow> = idx.rows().into_iter().cloned().collect();
     assert_eq!(rows.len(), 4, "{rows:#?}");
     let by = |id: &str| rows.iter().find(|r| r.id == id).unwrap();
@@ -135,7 +135,7 @@ fn the_index_reads_status_progress_metrics_tags_and_sweeps() {
 #[test]
 fn refresh_rereads_only_what_changed() {
     let root = folder("refresh");
-    let mut idx = Runs::open(&[root.clone()]);
+    let mut idx = Runs::open(std::slice::from_ref(&root));
     let reads = idx.reads;
     assert_eq!(reads, 4);
     assert!(!idx.refresh());
@@ -182,7 +182,7 @@ fn tags_are_written_atomically_and_cleared() {
 #[test]
 fn keys_filter_sort_mark_and_ask_before_stopping_or_deleting() {
     let root = folder("keys");
-    let idx = Runs::open(&[root.clone()]);
+    let idx = Runs::open(std::slice::from_ref(&root));
     let mut b = Browser::default();
     let ids = |b: &Browser| -> Vec<String> {
         b.items(&idx).into_iter().filter_map(|i| if let Item::Run(r) = i { Some(r.id) } else { None }).collect()
@@ -271,7 +271,7 @@ fn draw(b: &mut Browser, idx: &Runs, ascii: bool, w: u16, h: u16, root: &Path) -
 #[test]
 fn browser_snapshots() {
     let root = folder("snap");
-    let idx = Runs::open(&[root.clone()]);
+    let idx = Runs::open(std::slice::from_ref(&root));
     for (ascii, suffix) in [(false, "unicode"), (true, "ascii")] {
         let mut b = Browser::default();
         b.handle_key(ch(' '), &idx);
@@ -284,7 +284,7 @@ fn browser_snapshots() {
 #[test]
 fn comparison_snapshots_and_seed_groups() {
     let root = folder("cmp");
-    let idx = Runs::open(&[root.clone()]);
+    let idx = Runs::open(std::slice::from_ref(&root));
     let dirs: Vec<PathBuf> =
         ["demo-20261127-192247", "demo-20261127-194000", "demo-20261127-195000"].iter().map(|i| root.join(i)).collect();
     let mut c = Comparison::open(&dirs, Some("demo".into()));
@@ -315,7 +315,7 @@ fn comparison_snapshots_and_seed_groups() {
 #[test]
 fn a_followed_sweep_gains_its_new_cells() {
     let root = folder("follow");
-    let mut idx = Runs::open(&[root.clone()]);
+    let mut idx = Runs::open(std::slice::from_ref(&root));
     let mut c = Comparison::open(&[root.join("demo-20261127-192247")], Some("demo".into()));
     assert!(c.refresh(&idx));
     assert_eq!(c.runs.len(), 3);
@@ -344,7 +344,7 @@ fn five_hundred_runs_index_and_draw() {
         }
     }
     let t = std::time::Instant::now();
-    let mut idx = Runs::open(&[root.clone()]);
+    let mut idx = Runs::open(std::slice::from_ref(&root));
     let mut b = Browser::default();
     let screen = draw(&mut b, &idx, false, 80, 24, &root);
     eprintln!("500 runs: index + first frame in {:?}", t.elapsed());

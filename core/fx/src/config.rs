@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Experiment {
-    /// Run name prefix: runs/<name>-<yyyymmdd-hhmmss>.
+    /// Run name prefix: `runs/<name>-<yyyymmdd-hhmmss>`.
     pub name: String,
     #[serde(default = "default_seed")]
     pub seed: u64,
@@ -809,7 +809,9 @@ impl Experiment {
             }
         }
         let ls = &self.optimizer.lr_schedule;
-        if !(ls.warmup_factor > 0.0 && ls.warmup_factor <= 1.0) || !(0.0..=1.0).contains(&ls.min_factor) {
+        // Written as "not inside" so that NaN is refused too.
+        let in_unit = |x: f64| x > 0.0 && x <= 1.0;
+        if !in_unit(ls.warmup_factor) || !(0.0..=1.0).contains(&ls.min_factor) {
             bail!("{p}: optimizer.lr_schedule: warmup_factor must be within (0, 1] and min_factor within [0, 1]");
         }
         if self.model.ppm_channels < 1 || self.model.fpn_channels < 1 {

@@ -43,8 +43,8 @@ impl AdamW {
                 let lr = self.lr.get(group).copied().unwrap_or(0.0);
                 let (m, v, t) = self.state.entry(name.clone()).or_insert_with(|| (p.zeros_like(), p.zeros_like(), 0));
                 *t += 1;
-                let _ = m.lerp_(&g, 1.0 - self.beta1);
-                let _ = v.g_mul_scalar_(self.beta2).addcmul_(&g, &g.g_mul_scalar(1.0 - self.beta2));
+                let _ = m.lerp_(g, 1.0 - self.beta1);
+                let _ = v.g_mul_scalar_(self.beta2).addcmul_(g, &g.g_mul_scalar(1.0 - self.beta2));
                 let bc1 = 1.0 - self.beta1.powi(*t as i32);
                 let bc2 = 1.0 - self.beta2.powi(*t as i32);
                 let mut p = p.shallow_clone();

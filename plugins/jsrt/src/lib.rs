@@ -1,6 +1,6 @@
 //! `jsrt`: the JSRT database (Japanese Society of Radiological Technology; Shiraishi et al., AJR
 //! 2000) with the SCR masks ("Segmentation in Chest Radiographs", van Ginneken, Stegmann & Loog,
-//! MedIA 2006, https://www.isi.uu.nl/Research/Databases/SCR/), each as downloaded.
+//! MedIA 2006, <https://www.isi.uu.nl/Research/Databases/SCR/>), each as downloaded.
 //!
 //! ```text
 //! ROOT/

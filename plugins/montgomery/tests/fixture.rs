@@ -37,7 +37,7 @@ fn reads_what_the_fixture_script_wrote() {
     for r in all.iter().filter(|r| r.id != "MCUCXR_0005_0") {
         let s = ds.load(r, 64).unwrap();
         assert_eq!(s.masks.len(), 2);
-        assert!(s.masks.iter().all(|m| m.len() == s.width * s.height && m.iter().any(|v| *v == 1)));
+        assert!(s.masks.iter().all(|m| m.len() == s.width * s.height && m.contains(&1)));
     }
 }
 

@@ -96,10 +96,10 @@ fn index_images(root: &Path) -> Result<(HashMap<String, PathBuf>, PathBuf, usize
         for p in read(f)? {
             if p.extension().is_some_and(|e| e.eq_ignore_ascii_case("png")) && p.is_file() {
                 let name = p.file_name().unwrap().to_string_lossy().into_owned();
-                if map.contains_key(&name) {
-                    duplicates += 1;
+                if let std::collections::hash_map::Entry::Vacant(e) = map.entry(name) {
+                    e.insert(p);
                 } else {
-                    map.insert(name, p);
+                    duplicates += 1;
                 }
             }
         }

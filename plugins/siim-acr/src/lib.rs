@@ -200,20 +200,18 @@ fn index_dicoms(dir: &Path) -> Result<(HashMap<String, PathBuf>, usize), PluginE
         names.sort();
         // Push folders in reverse so the walk visits them in sorted order.
         for p in names.iter().rev() {
-            if p.is_dir() {
-                if depth < 8 {
-                    stack.push((p.clone(), depth + 1));
-                }
+            if p.is_dir() && depth < 8 {
+                stack.push((p.clone(), depth + 1));
             }
         }
         for p in names {
             let is_dcm = p.extension().is_some_and(|e| e.eq_ignore_ascii_case("dcm"));
             if is_dcm && p.is_file() {
                 let stem = p.file_stem().unwrap_or_default().to_string_lossy().into_owned();
-                if found.contains_key(&stem) {
-                    duplicates += 1;
+                if let std::collections::hash_map::Entry::Vacant(e) = found.entry(stem) {
+                    e.insert(p);
                 } else {
-                    found.insert(stem, p);
+                    duplicates += 1;
                 }
             }
         }

@@ -31,7 +31,7 @@ pub fn roc_auc(scores: &[f64], labels: &[f32]) -> Option<f64> {
 /// Per-class AUCs (row-major scores and labels, `classes` columns) and their mean over the classes
 /// that have both a positive and a negative.
 pub fn mean_auc(scores: &[f64], labels: &[f32], classes: usize) -> (Vec<Option<f64>>, Option<f64>) {
-    let n = if classes == 0 { 0 } else { scores.len() / classes };
+    let n = scores.len().checked_div(classes).unwrap_or(0);
     let per: Vec<Option<f64>> = (0..classes)
         .map(|c| {
             let s: Vec<f64> = (0..n).map(|i| scores[i * classes + c]).collect();
