@@ -83,6 +83,7 @@ pub fn prepare(
             sample.height
         ));
     }
+    let sample = check_against(dataset.desc(), sample)?;
     let original = (sample.width, sample.height);
     let sample = to_pixel_frame(sample);
     let identity = *aug == Augment::none() && sample.width == size && sample.height == size;
@@ -94,6 +95,51 @@ pub fn prepare(
     let mut out = augment::warp(&sample, &a, size);
     augment::jitter_intensity(aug, &mut out.image, &mut rng);
     Ok((out, original))
+}
+
+/// Boxes reaching this far outside the image (in pixels) are clipped to it; farther, the sample
+/// is refused.
+const BOX_SLACK: f32 = 2.0;
+
+/// Checks a sample against its dataset's description before any of it reaches a tensor: one cls
+/// value per cls label, box labels within the loc labels and boxes inside the image (clipped
+/// when they reach at most [`BOX_SLACK`] pixels outside), one mask per seg label (or none). A
+/// plugin that breaks its description gets the sample refused with the reason (skipped and
+/// counted by the caller), never an index error on a device.
+pub fn check_against(desc: &fx_plugin::DatasetDesc, mut s: fx_plugin::Sample) -> Result<fx_plugin::Sample, String> {
+    let n = desc.cls_labels.len();
+    if s.cls.len() != n {
+        return Err(format!("{} classification value(s) for the dataset's {n} cls label(s)", s.cls.len()));
+    }
+    if let Some(v) = s.cls.iter().find(|v| !(v.is_nan() || (0.0..=1.0).contains(*v))) {
+        return Err(format!("classification value {v} (expected 0, 1, or NaN for unknown)"));
+    }
+    let (w, h) = (s.width as f32, s.height as f32);
+    for b in &mut s.boxes {
+        if b.label >= desc.loc_labels.len() {
+            return Err(format!(
+                "box label {} out of range (the dataset has {} loc label(s))",
+                b.label,
+                desc.loc_labels.len()
+            ));
+        }
+        let inside = [b.x0, b.y0, b.x1, b.y1].iter().all(|v| v.is_finite())
+            && b.x0 >= -BOX_SLACK
+            && b.y0 >= -BOX_SLACK
+            && b.x1 <= w + BOX_SLACK
+            && b.y1 <= h + BOX_SLACK;
+        if !inside || b.x1 <= b.x0 || b.y1 <= b.y0 {
+            return Err(format!(
+                "box ({}, {}, {}, {}) is empty or outside the {}×{} image",
+                b.x0, b.y0, b.x1, b.y1, s.width, s.height
+            ));
+        }
+        (b.x0, b.y0, b.x1, b.y1) = (b.x0.max(0.0), b.y0.max(0.0), b.x1.min(w), b.y1.min(h));
+    }
+    if !s.masks.is_empty() && s.masks.len() != desc.seg_labels.len() {
+        return Err(format!("{} mask(s) for the dataset's {} seg label(s)", s.masks.len(), desc.seg_labels.len()));
+    }
+    Ok(s)
 }
 
 /// Brings boxes and masks, given in original pixels, to the frame of the sample's pixels when the
@@ -272,17 +318,28 @@ mod tests {
             if i == 11 {
                 panic!("plugin bug");
             }
-            Ok(Sample {
+            let mut s = Sample {
                 id: r.id.clone(),
                 height: size,
                 width: size,
                 image: vec![i as f32 / 50.0; size * size],
                 image_dims: None,
                 cls: vec![(i % 2) as f32],
-                boxes: vec![],
+                boxes: vec![LabeledBox { label: 0, x0: -1.0, y0: 1.0, x1: 4.0, y1: size as f32 + 1.5 }],
                 masks: vec![],
                 warnings: vec![],
-            })
+            };
+            // A plugin breaking its own description.
+            match i {
+                20 => s.cls = vec![1.0, 0.0],
+                21 => s.boxes[0].label = 3,
+                22 => s.boxes[0].x1 = f32::NAN,
+                23 => s.masks = vec![vec![0; size * size]; 2],
+                26 => s.cls = vec![2.0],
+                25 => s.boxes[0].x0 = -40.0,
+                _ => {}
+            }
+            Ok(s)
         }
     }
 
@@ -293,8 +350,8 @@ mod tests {
                 name: "toy".into(),
                 description: String::new(),
                 cls_labels: vec!["a".into()],
-                loc_labels: vec![],
-                seg_labels: vec![],
+                loc_labels: vec!["lesion".into()],
+                seg_labels: vec!["lung".into()],
                 drawn_split: false,
                 eval_labels: vec![],
             },
@@ -305,13 +362,25 @@ mod tests {
         let batches: Vec<Batch> = Loader::new(ds.clone(), records.clone(), order.clone(), cfg).collect();
         assert_eq!(batches.len(), 7);
         let ids: Vec<String> = batches.iter().flat_map(|b| b.ids.clone()).collect();
-        let bad: Vec<usize> = (0..50).filter(|i| i % 7 == 3 || *i == 11).collect();
+        let bad: Vec<usize> = (0..50).filter(|i| i % 7 == 3 || *i == 11 || (20..=26).contains(i)).collect();
         let expect: Vec<String> = order.iter().filter(|i| !bad.contains(i)).map(|i| format!("s{i}")).collect();
         assert_eq!(ids, expect, "order kept, bad samples dropped");
         let skipped: Vec<(String, String)> = batches.iter().flat_map(|b| b.skipped.clone()).collect();
         assert_eq!(skipped.len(), bad.len());
         assert!(skipped.iter().any(|(_, w)| w.contains("corrupt PNG") && w.contains("toy/")));
         assert!(skipped.iter().any(|(_, w)| w.contains("panicked")));
+        for why in [
+            "2 classification value(s) for the dataset's 1",
+            "box label 3 out of range",
+            "outside the 8×8 image",
+            "2 mask(s) for the dataset's 1 seg label(s)",
+            "classification value 2",
+        ] {
+            assert!(skipped.iter().any(|(_, w)| w.contains(why)), "{why}: {skipped:?}");
+        }
+        // A box reaching slightly outside is clipped to the image, not refused.
+        let b = &batches[0].boxes[0][0];
+        assert!(b.x0 >= 0.0 && b.y1 <= 8.0, "{b:?}");
         let b0 = &batches[0];
         assert_eq!(b0.images.len(), b0.len() * 64);
         assert_eq!(b0.cls.len(), b0.len());
@@ -392,7 +461,16 @@ mod tests {
     struct Fixed(Sample);
     impl Dataset for Fixed {
         fn desc(&self) -> &DatasetDesc {
-            unimplemented!()
+            static DESC: std::sync::OnceLock<DatasetDesc> = std::sync::OnceLock::new();
+            DESC.get_or_init(|| DatasetDesc {
+                name: "fixed".into(),
+                description: String::new(),
+                cls_labels: vec![],
+                loc_labels: vec![],
+                seg_labels: vec![],
+                drawn_split: false,
+                eval_labels: vec![],
+            })
         }
         fn index(&self, _: Split) -> Result<Vec<SampleRecord>, PluginError> {
             Ok(vec![])

@@ -15,3 +15,5 @@ pub const SOCKET: &str = "control.sock";
 pub const TAGS: &str = "tags";
 /// Where the browser moves deleted runs, inside their output folder.
 pub const TRASH: &str = ".trash";
+/// The plugin libraries a run's datasets came from, with their SHA-256 (`{path: sha256}`).
+pub const PLUGINS: &str = "plugins.json";

@@ -282,6 +282,7 @@ impl Library {
         if !path.is_file() {
             bail!("{p}: no such plugin library");
         }
+        check_trust(path)?;
         // SAFETY: loading runs the library's initialisers; a plugin is code the user chose to run.
         let lib = unsafe { libloading::Library::new(path) }
             .map_err(|e| anyhow!("{p}: cannot load it as a shared library: {e}"))?;
@@ -455,4 +456,47 @@ impl Drop for DynDataset {
     fn drop(&mut self) {
         let _ = self.lib.call(&json!({ "op": "close", "handle": self.handle }));
     }
+}
+
+/// Refuses a plugin library that someone other than the user could have written — the file or
+/// its folder writable by group or others (a sticky folder such as /tmp excepted: only a file's
+/// owner may replace it there), or owned by another user than the one running fx or root: a
+/// plugin's code runs with the user's rights.
+pub fn check_trust(path: &Path) -> Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    // SAFETY: getuid has no preconditions.
+    let me = unsafe { libc::getuid() };
+    let check = |p: &Path, what: &str, folder: bool| -> Result<()> {
+        let m = std::fs::metadata(p).map_err(|e| anyhow!("{}: {e}", p.display()))?;
+        let mode = m.mode() & 0o7777;
+        if m.uid() != me && m.uid() != 0 {
+            bail!(
+                "{}: refused: this plugin library's {what} is owned by uid {}, neither you (uid {me}) nor root, \
+                 and a plugin runs with your rights; copy the library to a folder of yours",
+                p.display(),
+                m.uid()
+            );
+        }
+        let sticky = folder && mode & 0o1000 != 0;
+        if mode & 0o022 != 0 && !sticky {
+            let who = if mode & 0o002 != 0 { "everyone" } else { "its group" };
+            bail!(
+                "{}: refused: this plugin library's {what} is writable by {who} (mode {mode:04o}), and a plugin runs \
+                 with your rights; make it yours alone: chmod go-w {}",
+                p.display(),
+                p.display()
+            );
+        }
+        Ok(())
+    };
+    check(path, "file", false)?;
+    let parent = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    check(parent, "folder", true)
+}
+
+/// The SHA-256 of a file, in hex: what a run records of each plugin library it used.
+pub fn sha256_hex(path: &Path) -> Result<String> {
+    use sha2::Digest;
+    let bytes = std::fs::read(path).map_err(|e| anyhow!("{}: {e}", path.display()))?;
+    Ok(sha2::Sha256::digest(&bytes).iter().map(|b| format!("{b:02x}")).collect())
 }

@@ -65,6 +65,14 @@ impl Registry {
             .collect()
     }
 
+    /// The library that provides `plugin`, when a library does (not a built-in plugin).
+    pub fn library_of(&self, plugin: &str) -> Option<&Path> {
+        self.entries.iter().find_map(|e| match e {
+            Source::Library { name, lib, .. } if name == plugin => Some(lib.path()),
+            _ => None,
+        })
+    }
+
     /// Loads a plugin library and adds its plugins; a name already taken is an error. The same
     /// file loaded twice (discovered and also listed by an experiment) is loaded once.
     pub fn load_library(&mut self, path: &Path) -> Result<Vec<String>> {

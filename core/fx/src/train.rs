@@ -593,6 +593,46 @@ impl Trainer {
         Self::resume(&run.dir, registry, Some(device))
     }
 
+    /// Set to 1 to resume a run whose plugin libraries changed since it started.
+    pub const ALLOW_CHANGED_PLUGINS: &str = "FX_ALLOW_CHANGED_PLUGINS";
+
+    /// The plugin libraries the run's datasets come from (the experiment's `plugins`, and discovered
+    /// libraries providing one of its plugins) with their SHA-256. A library whose hash differs from
+    /// the one recorded in the run's plugins.json is refused (its code is not the code the run
+    /// trained with) unless FX_ALLOW_CHANGED_PLUGINS=1.
+    fn check_plugin_libraries(
+        run: &RunStore,
+        exp: &Experiment,
+        registry: &Registry,
+    ) -> Result<std::collections::BTreeMap<String, String>> {
+        let mut now = std::collections::BTreeMap::new();
+        let mut paths: Vec<std::path::PathBuf> = exp.plugins.clone();
+        paths.extend(exp.datasets.iter().filter_map(|d| registry.library_of(&d.plugin).map(Path::to_path_buf)));
+        for p in paths {
+            let key = std::fs::canonicalize(&p).unwrap_or(p.clone()).display().to_string();
+            if let std::collections::btree_map::Entry::Vacant(slot) = now.entry(key) {
+                slot.insert(crate::dynlib::sha256_hex(&p)?);
+            }
+        }
+        let before: std::collections::BTreeMap<String, String> =
+            run.read_json(fx_run::files::PLUGINS).unwrap_or_default();
+        let changed: Vec<String> =
+            now.iter().filter(|(p, h)| before.get(*p).is_some_and(|b| b != *h)).map(|(p, _)| p.clone()).collect();
+        if !changed.is_empty() && std::env::var(Self::ALLOW_CHANGED_PLUGINS).as_deref() != Ok("1") {
+            bail!(
+                "{}: plugin librar{} changed since the run used {}: {} (its SHA-256 differs from the run's {}); \
+             resume with the libraries it trained with, or set {}=1 to resume anyway",
+                run.dir.display(),
+                if changed.len() == 1 { "y" } else { "ies" },
+                if changed.len() == 1 { "it" } else { "them" },
+                changed.join(", "),
+                fx_run::files::PLUGINS,
+                Self::ALLOW_CHANGED_PLUGINS
+            );
+        }
+        Ok(now)
+    }
+
     /// Re-opens a run directory and continues after its last complete checkpoint. Metric rows of an
     /// epoch that never reached its checkpoint are dropped, so none is lost or duplicated.
     pub fn resume(dir: &Path, registry: &Registry, device_override: Option<Device>) -> Result<Trainer> {
@@ -608,6 +648,7 @@ impl Trainer {
         };
         let label = file.display().to_string();
         let datasets = open_datasets(&exp, &label, registry)?;
+        let libraries = Self::check_plugin_libraries(&run, &exp, registry)?;
         let plan = schedule::plan(&exp, &tasks_of(&datasets));
         let stored: Vec<EpochPlan> = run.read_json("plan.json")?;
         if stored != plan {
@@ -672,6 +713,19 @@ impl Trainer {
                 "resumed",
                 format!("resumed after epoch {next}; {dropped} metric row(s) of an unfinished epoch dropped"),
                 serde_json::json!({ "epoch": next, "dropped_rows": dropped }),
+            )?;
+        }
+        if !libraries.is_empty() {
+            run.write_json(fx_run::files::PLUGINS, &libraries)?;
+            run.event(
+                "info",
+                "plugin_libraries",
+                format!(
+                    "{} plugin librar{} (path: SHA-256)",
+                    libraries.len(),
+                    if libraries.len() == 1 { "y" } else { "ies" }
+                ),
+                serde_json::to_value(&libraries)?,
             )?;
         }
         Ok(Trainer {

@@ -129,3 +129,72 @@ fn a_wrong_plugin_library_is_a_clear_error() {
     );
     assert!(err.contains("not an fx plugin"), "{err}");
 }
+
+/// A plugin library someone else could have written is refused before it is loaded, naming the
+/// file and its mode; a run refuses to resume with a library whose SHA-256 changed since it
+/// started, unless told to.
+#[test]
+fn untrusted_libraries_are_refused_and_a_changed_one_stops_a_resume() {
+    use fx::dynlib::Library;
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let folder = dir.path().join("libs");
+    std::fs::create_dir(&folder).unwrap();
+    std::fs::set_permissions(&folder, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let lib = folder.join("libfx_stripes.so");
+    std::fs::copy(stripes_library(), &lib).unwrap();
+    let mode = |p: &Path, m: u32| std::fs::set_permissions(p, std::fs::Permissions::from_mode(m)).unwrap();
+    let refused = |why: &str| {
+        let e = format!("{:#}", Library::open(&lib).err().unwrap_or_else(|| panic!("loaded although {why}")));
+        assert!(e.contains("refused"), "{e}");
+        e
+    };
+    mode(&lib, 0o664);
+    let e = refused("group-writable");
+    assert!(
+        e.contains("libfx_stripes.so") && e.contains("writable by its group (mode 0664)") && e.contains("chmod go-w"),
+        "{e}"
+    );
+    mode(&lib, 0o646);
+    assert!(refused("writable by others").contains("writable by everyone (mode 0646)"));
+    mode(&lib, 0o755);
+    mode(&folder, 0o777);
+    let e = refused("in a world-writable folder");
+    assert!(e.contains("folder") && e.contains("mode 0777"), "{e}");
+    // A sticky folder (as /tmp) lets only a file's owner replace it.
+    mode(&folder, 0o1777);
+    Library::open(&lib).unwrap();
+    mode(&folder, 0o755);
+    // SAFETY: getuid has no preconditions.
+    if unsafe { libc::getuid() } == 0 {
+        std::os::unix::fs::chown(&lib, Some(65534), None).unwrap();
+        assert!(refused("owned by another user").contains("owned by uid 65534"));
+        std::os::unix::fs::chown(&lib, Some(0), None).unwrap();
+    } else {
+        eprintln!("note: not root, so a library owned by another user cannot be arranged here");
+    }
+
+    // The run records the library's SHA-256 ...
+    let registry = Registry::new(fx_phantom::plugins());
+    let runs = dir.path().join("runs");
+    let t = Trainer::create(exp(&runs, &format!("\"{}\"", lib.display())), "dyn.toml", &registry, Device::Cpu).unwrap();
+    let run_dir = t.run_dir();
+    drop(t);
+    let recorded: std::collections::BTreeMap<String, String> =
+        serde_json::from_str(&std::fs::read_to_string(run_dir.join("plugins.json")).unwrap()).unwrap();
+    let key = std::fs::canonicalize(&lib).unwrap().display().to_string();
+    assert_eq!(recorded.get(&key), Some(&fx::dynlib::sha256_hex(&lib).unwrap()), "{recorded:?}");
+    assert!(std::fs::read_to_string(run_dir.join("events.jsonl")).unwrap().contains("plugin_libraries"));
+    // ... and a resume with a different library is refused, unless allowed.
+    use std::io::Write;
+    std::fs::OpenOptions::new().append(true).open(&lib).unwrap().write_all(b"rebuilt").unwrap();
+    let e = format!("{:#}", Trainer::resume(&run_dir, &registry, Some(Device::Cpu)).err().unwrap());
+    assert!(
+        e.contains("changed since the run used it") && e.contains(fx::train::Trainer::ALLOW_CHANGED_PLUGINS),
+        "{e}"
+    );
+    std::env::set_var(fx::train::Trainer::ALLOW_CHANGED_PLUGINS, "1");
+    let resumed = Trainer::resume(&run_dir, &registry, Some(Device::Cpu));
+    std::env::remove_var(fx::train::Trainer::ALLOW_CHANGED_PLUGINS);
+    resumed.unwrap();
+}
