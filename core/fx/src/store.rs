@@ -62,6 +62,8 @@ impl RunStore {
         }
         fs::create_dir_all(dir.join("checkpoints"))?;
         fs::create_dir_all(dir.join("predictions"))?;
+        // Where datasets (a TOML, with their plugin libraries) are dropped to join while training.
+        fs::create_dir_all(dir.join("plugins"))?;
         // The owner's only, whatever the umask (the run holds its control socket), unless the
         // experiment shares its runs with its group (readable, for viewers; control stays the owner's).
         {

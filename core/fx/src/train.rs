@@ -439,6 +439,10 @@ pub struct AddedDatasets {
     pub datasets: Vec<crate::config::DatasetConfig>,
 }
 
+/// The folder of a run where a TOML of `[[datasets]]` (and the plugin libraries it names) can be
+/// dropped to hot-add datasets while the run trains.
+pub const DROP_DIR: &str = "plugins";
+
 pub fn parse_added_datasets(file: &Path, text: &str) -> Result<AddedDatasets> {
     let a: AddedDatasets = toml::from_str(text).map_err(|e| anyhow!("{}: {}", file.display(), e.message()))?;
     if a.datasets.is_empty() {
@@ -1484,6 +1488,7 @@ impl Trainer {
     /// A dataset that cannot join (bad file, name taken, a branch the model lacks) is refused with
     /// an error event and its file moved to RUN/pending/refused/.
     fn add_pending_datasets(&mut self, on: &mut dyn FnMut(Progress)) -> Result<()> {
+        self.queue_dropped_files(on)?;
         let dir = self.run.path("pending");
         let Ok(entries) = std::fs::read_dir(&dir) else { return Ok(()) };
         let mut files: Vec<PathBuf> =
@@ -1530,6 +1535,57 @@ impl Trainer {
                     on(Progress::Warning(msg));
                 }
             }
+        }
+        Ok(())
+    }
+
+    /// Files dropped into RUN/plugins/ — a TOML of `[[datasets]]` tables, with the plugin
+    /// libraries it names beside it — are queued as `fx-tui add` queues them (relative `plugins`
+    /// paths resolve against that folder), and the dropped TOML moves to RUN/plugins/queued/.
+    /// The trainer looks at every epoch boundary, where a dataset can join.
+    fn queue_dropped_files(&mut self, on: &mut dyn FnMut(Progress)) -> Result<()> {
+        let drop = self.run.path(DROP_DIR);
+        let Ok(entries) = std::fs::read_dir(&drop) else { return Ok(()) };
+        let mut files: Vec<PathBuf> = entries
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| p.is_file() && p.extension().is_some_and(|e| e == "toml"))
+            .collect();
+        files.sort();
+        for file in files {
+            let Some(name) = file.file_name().map(|n| n.to_string_lossy().into_owned()) else { continue };
+            let text = std::fs::read_to_string(&file).with_context(|| format!("reading {}", file.display()))?;
+            // A file that does not parse is queued as it is: the queue refuses it with the reason.
+            let queued = match toml::from_str::<toml::Table>(&text) {
+                Ok(mut t) => {
+                    if let Some(toml::Value::Array(libs)) = t.get_mut("plugins") {
+                        for l in libs.iter_mut() {
+                            if let toml::Value::String(s) = l {
+                                if Path::new(s.as_str()).is_relative() {
+                                    *s = drop.join(s.as_str()).display().to_string();
+                                }
+                            }
+                        }
+                    }
+                    toml::to_string(&t).unwrap_or(text.clone())
+                }
+                Err(_) => text.clone(),
+            };
+            let pending = self.run.path("pending");
+            std::fs::create_dir_all(&pending)?;
+            let stamp = chrono::Local::now().format("%Y%m%d-%H%M%S%.3f");
+            crate::store::write_atomic(&pending.join(format!("{stamp}-{name}")), queued.as_bytes())?;
+            let done = drop.join("queued");
+            std::fs::create_dir_all(&done)?;
+            std::fs::rename(&file, done.join(&name))?;
+            let msg = format!("{}: dropped into the run's {DROP_DIR}/ folder; queued", file.display());
+            self.run.event(
+                "info",
+                "dataset_dropped",
+                msg.clone(),
+                serde_json::json!({ "file": file.display().to_string() }),
+            )?;
+            on(Progress::Warning(msg));
         }
         Ok(())
     }

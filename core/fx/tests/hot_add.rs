@@ -54,8 +54,11 @@ fn a_dataset_added_while_training_joins_at_the_next_cycle_and_survives_resume() 
         "[[datasets]]\nplugin = \"phantom-nih\"\noptions = { train = 32, test = 16 }\n",
     )
     .unwrap();
-    // A second file that must be refused: its name is taken.
-    std::fs::write(pending.join("2-dup.toml"), "[[datasets]]\nplugin = \"phantom-cxp\"\n").unwrap();
+    // A second file that must be refused: its name is taken. It is dropped into the run's
+    // plugins/ folder (as a user copies files there) instead of queued by `fx-tui add`.
+    let dropped = t.run.path(fx::train::DROP_DIR);
+    assert!(dropped.is_dir(), "the run offers its drop folder");
+    std::fs::write(dropped.join("2-dup.toml"), "[[datasets]]\nplugin = \"phantom-cxp\"\n").unwrap();
     assert!(t.run_epoch(&mut |_| {}).unwrap());
     // Joined from cycle 2 (cycle 1 had started): the plan grew by one epoch per later cycle.
     assert_eq!(t.plan.len(), 8);
@@ -66,10 +69,20 @@ fn a_dataset_added_while_training_joins_at_the_next_cycle_and_survives_resume() 
         t.student.cls_heads.contains_key("phantom-nih")
             && t.teacher.as_ref().unwrap().cls_heads.contains_key("phantom-nih")
     );
-    assert!(pending.join("added/1-nih.toml").is_file() && pending.join("refused/2-dup.toml").is_file());
+    assert!(pending.join("added/1-nih.toml").is_file());
+    assert!(dropped.join("queued/2-dup.toml").is_file(), "the dropped file is moved aside once queued");
+    let refused: Vec<String> = std::fs::read_dir(pending.join("refused"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(refused.len() == 1 && refused[0].ends_with("-2-dup.toml"), "{refused:?}");
     let events = std::fs::read_to_string(t.run.path("events.jsonl")).unwrap();
     assert!(
-        events.contains("dataset_added") && events.contains("dataset_refused") && events.contains("already in the run"),
+        events.contains("dataset_added")
+            && events.contains("dataset_dropped")
+            && events.contains("dataset_refused")
+            && events.contains("already in the run"),
         "{events}"
     );
     // The stored experiment and plan say so, and the new dataset is evaluated from now on.
