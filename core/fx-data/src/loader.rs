@@ -99,7 +99,7 @@ pub fn prepare(
 
 /// Boxes reaching this far outside the image (in pixels) are clipped to it; farther, the sample
 /// is refused.
-const BOX_SLACK: f32 = 2.0;
+pub const BOX_SLACK: f32 = 2.0;
 
 /// Checks a sample against its dataset's description before any of it reaches a tensor: one cls
 /// value per cls label, box labels within the loc labels and boxes inside the image (clipped
