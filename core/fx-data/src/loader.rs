@@ -128,13 +128,15 @@ pub fn check_against(desc: &fx_plugin::DatasetDesc, mut s: fx_plugin::Sample) ->
             && b.y0 >= -BOX_SLACK
             && b.x1 <= w + BOX_SLACK
             && b.y1 <= h + BOX_SLACK;
-        if !inside || b.x1 <= b.x0 || b.y1 <= b.y0 {
+        let clipped = (b.x0.max(0.0), b.y0.max(0.0), b.x1.min(w), b.y1.min(h));
+        // Checked after clipping: a box just outside the image would otherwise turn inside out.
+        if !inside || clipped.2 <= clipped.0 || clipped.3 <= clipped.1 {
             return Err(format!(
                 "box ({}, {}, {}, {}) is empty or outside the {}×{} image",
                 b.x0, b.y0, b.x1, b.y1, s.width, s.height
             ));
         }
-        (b.x0, b.y0, b.x1, b.y1) = (b.x0.max(0.0), b.y0.max(0.0), b.x1.min(w), b.y1.min(h));
+        (b.x0, b.y0, b.x1, b.y1) = clipped;
     }
     if !s.masks.is_empty() && s.masks.len() != desc.seg_labels.len() {
         return Err(format!("{} mask(s) for the dataset's {} seg label(s)", s.masks.len(), desc.seg_labels.len()));
@@ -336,6 +338,8 @@ mod tests {
                 22 => s.boxes[0].x1 = f32::NAN,
                 23 => s.masks = vec![vec![0; size * size]; 2],
                 26 => s.cls = vec![2.0],
+                // Within the slack, but entirely right of the image: clipping would invert it.
+                27 => (s.boxes[0].x0, s.boxes[0].x1) = (size as f32 + 0.5, size as f32 + 1.5),
                 25 => s.boxes[0].x0 = -40.0,
                 _ => {}
             }
@@ -362,7 +366,7 @@ mod tests {
         let batches: Vec<Batch> = Loader::new(ds.clone(), records.clone(), order.clone(), cfg).collect();
         assert_eq!(batches.len(), 7);
         let ids: Vec<String> = batches.iter().flat_map(|b| b.ids.clone()).collect();
-        let bad: Vec<usize> = (0..50).filter(|i| i % 7 == 3 || *i == 11 || (20..=26).contains(i)).collect();
+        let bad: Vec<usize> = (0..50).filter(|i| i % 7 == 3 || *i == 11 || (20..=27).contains(i)).collect();
         let expect: Vec<String> = order.iter().filter(|i| !bad.contains(i)).map(|i| format!("s{i}")).collect();
         assert_eq!(ids, expect, "order kept, bad samples dropped");
         let skipped: Vec<(String, String)> = batches.iter().flat_map(|b| b.skipped.clone()).collect();

@@ -146,14 +146,15 @@ fn draw<DB: DrawingBackend>(
     let (plot, legend) = area.split_vertically(h.saturating_sub(legend_h));
 
     let first = spec.first.max(1);
-    let epochs = if first > 1 {
-        spec.epochs.max(first)
-    } else {
-        spec.epochs.max(spec.points.iter().map(|p| p.epoch).max().unwrap_or(1)).max(1)
-    };
+    // `epochs` is the axis end the caller chose: the run's extent (planned or evaluated) or a
+    // window's last epoch — also when the window starts at epoch 1.
+    let epochs = spec.epochs.max(first).max(1);
     let x_range = first as f64 - 0.5..epochs as f64 + 0.5;
     let shown: Vec<Point> = spec.points.iter().copied().filter(|p| p.epoch >= first && p.epoch <= epochs).collect();
     let mut range_pts = shown.clone();
+    // The best line carried into a window is drawn too: keep it inside the y range.
+    let carried = crate::data::window_steps(&best_steps(&spec.points), first, epochs);
+    range_pts.extend(carried.iter().map(|&(x, v)| Point { epoch: x as usize, value: v, focused: false }));
     range_pts.extend(spec.band.iter().flat_map(|&(e, a, b)| {
         [Point { epoch: e, value: a, focused: false }, Point { epoch: e, value: b, focused: false }]
     }));

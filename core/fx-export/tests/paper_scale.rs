@@ -78,6 +78,17 @@ fn a_window_of_cycles_charts_only_its_epochs() {
     assert!(texts.iter().any(|t| t == "cycle 20") && !texts.iter().any(|t| t == "cycle 2"), "cycle labels: {texts:?}");
     let grid = std::fs::read_to_string(out.join("grid-teacher.svg")).unwrap();
     assert!(grid.contains("cycles 19-20"), "the grid's header names the window");
+    // A window starting at cycle 1 ends where it should too.
+    let first = tmp.path().join("first");
+    let o = fx_export::ExportOptions { cycles: Some("1".into()), ..Default::default() };
+    fx_export::export(&run, &first, &o).unwrap();
+    let svg = std::fs::read_to_string(first.join("chexpert-cls-teacher.svg")).unwrap();
+    let texts: Vec<String> = svg
+        .split("<text")
+        .skip(1)
+        .filter_map(|t| Some(t[t.find('>')? + 1..t.find("</text>")?].trim().to_string()))
+        .collect();
+    assert!(texts.iter().any(|t| t == "25") && !texts.iter().any(|t| t == "100" || t == "580"), "cycle 1: {texts:?}");
     // Bad windows are named.
     for bad in ["0-3", "5-2", "21", "last:x", "x"] {
         let o = fx_export::ExportOptions { cycles: Some(bad.into()), ..Default::default() };

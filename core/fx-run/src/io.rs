@@ -42,18 +42,20 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
 /// Reads a JSON-lines file; a torn (partial) LAST line is dropped, a bad line elsewhere is an
 /// error naming the file and line. A missing file is empty.
 pub fn read_jsonl<T: DeserializeOwned>(path: &Path) -> Result<Vec<T>> {
-    let text = match fs::read_to_string(path) {
+    // Bytes, not a string: a line torn inside a multi-byte character must not make the whole
+    // file unreadable.
+    let bytes = match fs::read(path) {
         Ok(t) => t,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
         Err(e) => return Err(anyhow!("{}: {e}", path.display())),
     };
-    let lines: Vec<&str> = text.split('\n').collect();
+    let lines: Vec<&[u8]> = bytes.split(|&b| b == b'\n').collect();
     let mut out = Vec::new();
     for (i, line) in lines.iter().enumerate() {
-        if line.trim().is_empty() {
+        if line.iter().all(|b| b.is_ascii_whitespace()) {
             continue;
         }
-        match serde_json::from_str(line) {
+        match serde_json::from_slice(line) {
             Ok(v) => out.push(v),
             // The last line without its newline is an append cut short by a crash.
             Err(_) if i + 1 == lines.len() => break,

@@ -92,9 +92,15 @@ impl Serialize for PerLabel {
 
 impl<'de> Deserialize<'de> for PerLabel {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<PerLabel, D::Error> {
-        let m: std::collections::BTreeMap<Sym, f64> = Deserialize::deserialize(d)?;
-        Ok(PerLabel(m.into_iter().collect()))
+        let m: std::collections::BTreeMap<Sym, Option<f64>> = Deserialize::deserialize(d)?;
+        Ok(PerLabel(m.into_iter().map(|(k, v)| (k, v.unwrap_or(f64::NAN))).collect()))
     }
+}
+
+/// JSON has no NaN: serde_json writes a non-finite f64 as `null`; read it back as NaN so a row
+/// with an undefined metric never makes its file unreadable.
+fn f64_or_nan<'de, D: Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
+    Ok(Option::<f64>::deserialize(d)?.unwrap_or(f64::NAN))
 }
 
 /// One line of `metrics.jsonl`: one metric value of one model on one (dataset, task) after one
@@ -110,6 +116,8 @@ pub struct MetricRow {
     pub model: Sym,
     /// "auc", "map40", "dice" (×100, as the paper reports them), and secondary metrics.
     pub metric: Sym,
+    /// NaN (written as `null` by JSON) when the metric is undefined, e.g. no test image.
+    #[serde(deserialize_with = "f64_or_nan")]
     pub value: f64,
     /// The epoch just trained this same dataset and task.
     pub focused: bool,
@@ -148,6 +156,16 @@ mod tests {
         assert_eq!(back, line.replace(r#"{"x":1.0,"a":2.5}"#, r#"{"a":2.5,"x":1.0}"#));
         let no_labels = MetricRow { per_label: PerLabel::default(), ..r };
         assert!(!serde_json::to_string(&no_labels).unwrap().contains("per_label"));
+    }
+
+    #[test]
+    fn an_undefined_metric_written_as_null_reads_back_as_nan() {
+        let row =
+            MetricRow { value: f64::NAN, per_label: [("a", f64::NAN)].into_iter().collect(), ..Default::default() };
+        let line = serde_json::to_string(&row).unwrap();
+        assert!(line.contains("\"value\":null") && line.contains("\"a\":null"), "{line}");
+        let back: MetricRow = serde_json::from_str(&line).unwrap();
+        assert!(back.value.is_nan() && back.per_label.get("a").unwrap().is_nan());
     }
 
     #[test]

@@ -148,6 +148,9 @@ impl Widget for MetricChart<'_> {
             .map(|p| p.value)
             .fold(None, |a: Option<f64>, v| Some(a.map_or(v, |a| a.max(v))));
         let mut ranged: Vec<Point> = if shown.is_empty() { s.points.clone() } else { shown.clone() };
+        if let Some(b) = best_before {
+            ranged.push(Point { epoch: first, value: b, focused: true });
+        }
         for (_, pts) in self.labels {
             ranged.extend(pts.iter().copied().filter(|p| p.epoch >= first && p.epoch <= last_epoch));
         }

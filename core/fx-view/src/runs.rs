@@ -178,7 +178,14 @@ pub struct Runs {
 
 impl Runs {
     pub fn open(folders: &[PathBuf]) -> Runs {
-        let mut r = Runs { folders: folders.to_vec(), ..Default::default() };
+        // A folder named twice is listed once (its runs would otherwise appear twice).
+        let mut unique: Vec<PathBuf> = Vec::new();
+        for f in folders {
+            if !unique.contains(f) {
+                unique.push(f.clone());
+            }
+        }
+        let mut r = Runs { folders: unique, ..Default::default() };
         r.refresh();
         r
     }

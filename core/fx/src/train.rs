@@ -1554,7 +1554,25 @@ impl Trainer {
         files.sort();
         for file in files {
             let Some(name) = file.file_name().map(|n| n.to_string_lossy().into_owned()) else { continue };
-            let text = std::fs::read_to_string(&file).with_context(|| format!("reading {}", file.display()))?;
+            // A file still being copied waits for the next boundary; one that cannot be read (gone,
+            // not UTF-8) is reported and left, never a reason to stop training.
+            let fresh = std::fs::metadata(&file)
+                .and_then(|m| m.modified())
+                .ok()
+                .and_then(|t| t.elapsed().ok())
+                .is_some_and(|age| age < std::time::Duration::from_secs(2));
+            if fresh {
+                continue;
+            }
+            let text = match std::fs::read_to_string(&file) {
+                Ok(t) => t,
+                Err(e) => {
+                    let msg = format!("{}: cannot read the dropped file: {e}", file.display());
+                    self.run.event("warn", "dataset_dropped", msg.clone(), serde_json::Value::Null)?;
+                    on(Progress::Warning(msg));
+                    continue;
+                }
+            };
             // A file that does not parse is queued as it is: the queue refuses it with the reason.
             let queued = match toml::from_str::<toml::Table>(&text) {
                 Ok(mut t) => {
@@ -1577,7 +1595,14 @@ impl Trainer {
             crate::store::write_atomic(&pending.join(format!("{stamp}-{name}")), queued.as_bytes())?;
             let done = drop.join("queued");
             std::fs::create_dir_all(&done)?;
-            std::fs::rename(&file, done.join(&name))?;
+            if let Err(e) = std::fs::rename(&file, done.join(&name)) {
+                // Queued already; it would be queued again at the next boundary, and then refused
+                // as a duplicate: say so now.
+                let msg = format!("{}: queued, but it could not be moved aside: {e}", file.display());
+                self.run.event("warn", "dataset_dropped", msg.clone(), serde_json::Value::Null)?;
+                on(Progress::Warning(msg));
+                continue;
+            }
             let msg = format!("{}: dropped into the run's {DROP_DIR}/ folder; queued", file.display());
             self.run.event(
                 "info",

@@ -59,6 +59,13 @@ fn a_dataset_added_while_training_joins_at_the_next_cycle_and_survives_resume() 
     let dropped = t.run.path(fx::train::DROP_DIR);
     assert!(dropped.is_dir(), "the run offers its drop folder");
     std::fs::write(dropped.join("2-dup.toml"), "[[datasets]]\nplugin = \"phantom-cxp\"\n").unwrap();
+    // A file modified in the last 2 s may still be being copied and waits; this one is older.
+    std::fs::File::options()
+        .write(true)
+        .open(dropped.join("2-dup.toml"))
+        .unwrap()
+        .set_modified(std::time::SystemTime::now() - std::time::Duration::from_secs(10))
+        .unwrap();
     assert!(t.run_epoch(&mut |_| {}).unwrap());
     // Joined from cycle 2 (cycle 1 had started): the plan grew by one epoch per later cycle.
     assert_eq!(t.plan.len(), 8);
