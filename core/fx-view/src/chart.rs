@@ -82,6 +82,21 @@ pub(crate) fn y_range(points: &[Point]) -> (f64, f64) {
     ((lo - pad).floor(), (hi + pad).ceil())
 }
 
+/// The y axis left of the plot, its value labels in the `label_w` columns from `x`: the top and
+/// bottom rows always, with `every_4` also about every fourth row.
+pub(crate) fn y_axis(buf: &mut Buffer, g: &Geo, x: u16, label_w: u16, every_4: bool, t: &Theme) {
+    let axis = if t.ascii { '|' } else { '│' };
+    let tick = if t.ascii { '+' } else { '┤' };
+    for row in g.y0..g.y0 + g.h {
+        let k = row - g.y0;
+        let labelled = k == 0 || k == g.h - 1 || (every_4 && k.is_multiple_of(4) && g.h - 1 - k >= 2);
+        if labelled {
+            buf.set_stringn(x, row, format!("{:>5.1}", g.value_at(row)), label_w as usize, t.dim());
+        }
+        put(buf, x + label_w, row, if labelled { tick } else { axis }, t.dim());
+    }
+}
+
 /// The letter of the i-th per-label line.
 fn label_glyph(i: usize) -> char {
     (b'a' + (i % 26) as u8) as char
@@ -167,16 +182,7 @@ impl Widget for MetricChart<'_> {
         };
 
         // Y axis and labels: top and bottom always; in detail about every 4 rows.
-        let axis = if t.ascii { '|' } else { '│' };
-        let tick = if t.ascii { '+' } else { '┤' };
-        for row in g.y0..g.y0 + g.h {
-            let k = row - g.y0;
-            let labelled = k == 0 || k == g.h - 1 || (self.detailed && k.is_multiple_of(4) && g.h - 1 - k >= 2);
-            if labelled {
-                buf.set_stringn(inner.x, row, format!("{:>5.1}", g.value_at(row)), label_w as usize, t.dim());
-            }
-            put(buf, inner.x + label_w, row, if labelled { tick } else { axis }, t.dim());
-        }
+        y_axis(buf, &g, inner.x, label_w, self.detailed, t);
         // X labels: first and last epoch; in detail also each cycle start.
         let xrow = g.y0 + g.h;
         let mut marks: Vec<usize> = vec![first, last_epoch];

@@ -6,7 +6,7 @@
 //! first and focused points last: a focused point is never hidden.
 
 use crate::browser::Comparison;
-use crate::chart::{get, put, y_range, Geo};
+use crate::chart::{get, put, y_axis, y_range, Geo};
 use crate::compare::{self, Key};
 use crate::facts::Point;
 use crate::screens::{fit, pad};
@@ -128,16 +128,7 @@ impl Widget for Chart<'_> {
             lo,
             hi,
         };
-        let axis = if t.ascii { '|' } else { '│' };
-        let tick = if t.ascii { '+' } else { '┤' };
-        for row in g.y0..g.y0 + g.h {
-            let k = row - g.y0;
-            let labelled = k == 0 || k == g.h - 1 || (k.is_multiple_of(4) && g.h - 1 - k >= 2);
-            if labelled {
-                buf.set_stringn(area.x, row, format!("{:>5.1}", g.value_at(row)), label_w as usize, t.dim());
-            }
-            put(buf, area.x + label_w, row, if labelled { tick } else { axis }, t.dim());
-        }
+        y_axis(buf, &g, area.x, label_w, true, t);
         let xrow = g.y0 + g.h;
         buf.set_string(g.x0, xrow, "1", t.dim());
         let last = epochs.to_string();
