@@ -1,0 +1,63 @@
+// Compiles src/shim.cpp against the headers of the torch wheel that torch-sys links, with the same
+// flags torch-sys uses for its own C++ wrapper (C++17, the wheel's _GLIBCXX_USE_CXX11_ABI): two
+// translation units built with different ABI settings would disagree on std::string's layout.
+use std::process::Command;
+
+const ASK_PYTHON: &str = r"
+import torch
+from torch.utils import cpp_extension
+print('CXX11', int(torch._C._GLIBCXX_USE_CXX11_ABI))
+for p in cpp_extension.include_paths():
+    print('INCLUDE', p)
+for p in cpp_extension.library_paths():
+    print('LIB', p)
+";
+
+fn main() {
+    println!("cargo:rerun-if-changed=src/shim.cpp");
+    println!("cargo:rerun-if-changed=build.rs");
+    let python = std::env::var("PYTHON").unwrap_or_else(|_| "python3".into());
+    let out = Command::new(&python).arg("-c").arg(ASK_PYTHON).output().unwrap_or_else(|e| {
+        panic!("fx-shim: running {python} to find the torch wheel's headers failed ({e}); run `make setup` first")
+    });
+    assert!(
+        out.status.success(),
+        "fx-shim: {python} could not import torch: {}; run `make setup` first",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    let (mut abi, mut includes, mut libs) = (String::from("1"), Vec::new(), Vec::new());
+    for line in text.lines() {
+        match line.split_once(' ') {
+            Some(("CXX11", v)) => abi = v.trim().to_string(),
+            Some(("INCLUDE", p)) => includes.push(p.trim().to_string()),
+            Some(("LIB", p)) => libs.push(p.trim().to_string()),
+            _ => {}
+        }
+    }
+    cc::Build::new()
+        .cpp(true)
+        .pic(true)
+        .warnings(false)
+        .includes(&includes)
+        .flag("-std=c++17")
+        .flag(format!("-D_GLIBCXX_USE_CXX11_ABI={abi}"))
+        .flag("-DGLOG_USE_GLOG_EXPORT")
+        .file("src/shim.cpp")
+        .compile("fxshim");
+    for lib in &libs {
+        println!("cargo:rustc-link-search=native={lib}");
+    }
+    // The shim calls into these two; torch-sys links them too, but naming them here keeps the
+    // static library's references resolvable whatever order the linker sees.
+    println!("cargo:rustc-link-lib=dylib=torch_cpu");
+    println!("cargo:rustc-link-lib=dylib=c10");
+    // This crate's own tests are binaries: the same rpath and --no-as-needed as
+    // build/link_libtorch.rs gives every other crate that links libtorch.
+    if let Ok(lib) = std::env::var("DEP_TCH_LIBTORCH_LIB") {
+        println!("cargo:rustc-link-arg-tests=-Wl,-rpath,{lib}");
+        println!("cargo:rustc-link-arg-tests=-Wl,--no-as-needed");
+        println!("cargo:rustc-link-arg-tests=-ltorch");
+        println!("cargo:rustc-link-arg-tests=-Wl,--as-needed");
+    }
+}
