@@ -207,7 +207,7 @@ pub fn foreach_lerp(dst: &[&Tensor], src: &[&Tensor], weight: f64) -> Result<()>
 /// here reads a value back to the host.
 pub struct GradScaler {
     pub scale: Tensor,
-    growth_tracker: Tensor,
+    pub growth_tracker: Tensor,
     found_inf: Tensor,
     pub growth: f64,
     pub backoff: f64,

@@ -17,6 +17,8 @@ pub struct BenchArgs {
     pub device: String,
     /// cls, loc or seg.
     pub task: String,
+    /// train.precision: auto, fp32, bf16 or fp16.
+    pub precision: String,
 }
 
 pub fn run(a: &BenchArgs, registry: &Registry) -> Result<()> {
@@ -41,6 +43,7 @@ image_size = {size}
 batch_size = {batch}
 cycles = 1
 log_every = 1
+precision = "{precision}"
 [lock_release]
 enabled = false
 [eval]
@@ -57,14 +60,16 @@ options = {{ train = {n}, test = {batch} }}
         arch = a.arch,
         size = a.image_size,
         batch = a.batch_size,
+        precision = a.precision,
     );
     let exp = Experiment::parse(Path::new("bench"), &text, &[])?;
     let device = fx::train::resolve_device(&exp.device)?;
     let mut trainer = Trainer::create(exp, "bench", registry, device)?;
     println!(
-        "bench: {} {} step at {} px, batch {}, {} timed steps on {} ({:.2} M student parameters; the EMA teacher is a second copy)",
+        "bench: {} {} step in {} at {} px, batch {}, {} timed steps on {} ({:.2} M student parameters; the EMA teacher is a second copy)",
         a.arch,
         a.task,
+        trainer.precision.as_str(),
         a.image_size,
         a.batch_size,
         a.steps,
@@ -76,7 +81,7 @@ options = {{ train = {n}, test = {batch} }}
     let t = Instant::now();
     trainer.run_epoch(&mut |p| match p {
         Progress::Step(s) => {
-            println!("  step {}/{}: {:.1} img/s", s.step, s.steps, s.img_per_s);
+            println!("  step {}/{}: {:.3} img/s", s.step, s.steps, s.img_per_s);
             // The first step pays for allocator and kernel warm-up.
             if s.step > 1 {
                 rates.push(s.img_per_s);
@@ -86,7 +91,7 @@ options = {{ train = {n}, test = {batch} }}
         _ => {}
     })?;
     let mean = rates.iter().sum::<f64>() / rates.len().max(1) as f64;
-    println!("train: {mean:.1} img/s (mean of {} steps after warm-up)", rates.len());
+    println!("train: {mean:.3} img/s (mean of {} steps after warm-up)", rates.len());
     println!(
         "eval:  {:.1} img/s (teacher, {} images, incl. rendering)",
         a.batch_size as f64 / eval_s.max(1e-9),

@@ -257,6 +257,9 @@ enum Command {
         /// or `input`: decode and loader throughput of the image files in --images.
         #[arg(long, default_value = "cls")]
         task: String,
+        /// train.precision of the timed step: auto (bf16 where native), fp32, bf16 or fp16.
+        #[arg(long, default_value = "auto")]
+        precision: String,
         /// For --task input: a folder of image files (make bench writes 2048×2048 ones).
         #[arg(long)]
         images: Option<PathBuf>,
@@ -722,7 +725,7 @@ fn main() {
             Some(dir) => bench::input(dir, (*image_size).max(1) as usize),
             None => Err(anyhow::anyhow!("bench --task input needs --images DIR")),
         },
-        Some(Command::Bench { arch, image_size, batch_size, steps, device, task, .. }) => bench::run(
+        Some(Command::Bench { arch, image_size, batch_size, steps, device, task, precision, .. }) => bench::run(
             &bench::BenchArgs {
                 arch: arch.clone(),
                 image_size: *image_size,
@@ -730,6 +733,7 @@ fn main() {
                 steps: *steps,
                 device: device.clone(),
                 task: task.clone(),
+                precision: precision.clone(),
             },
             &registry(),
         ),

@@ -119,6 +119,10 @@ pub struct TrainConfig {
     pub branches: String,
     /// The order of the (dataset, task) epochs within a cycle.
     pub order: Order,
+    /// Arithmetic of the forward passes (training and evaluation): "auto" (bf16 where the device
+    /// computes it natively, fp32 otherwise), "fp32", "bf16" or "fp16" (with gradient scaling).
+    /// Weights, optimizer moments, losses and metrics stay fp32 in every case.
+    pub precision: Precision,
 }
 
 impl Default for TrainConfig {
@@ -131,6 +135,7 @@ impl Default for TrainConfig {
             prefetch: 4,
             branches: "CLS".into(),
             order: Order::Dataset,
+            precision: Precision::Auto,
         }
     }
 }
@@ -168,6 +173,65 @@ impl<'de> Deserialize<'de> for Order {
             serde::de::Error::custom(format!(
                 "train.order must be \"dataset\" (each dataset's tasks in turn) or \"task\" \
                  (every dataset's cls, then loc, then seg task), got {v}"
+            ))
+        })
+    }
+}
+
+/// `train.precision`: the arithmetic of the forward passes under autocast (`torch.autocast`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Precision {
+    /// bf16 on CUDA and on CPUs with native bf16 instructions (AVX-512 BF16 or AMX), fp32 elsewhere.
+    #[default]
+    Auto,
+    Fp32,
+    Bf16,
+    /// fp16 autocast with a dynamic gradient scale (`torch.amp.GradScaler`).
+    Fp16,
+}
+
+impl Precision {
+    pub const ALL: [Precision; 4] = [Precision::Auto, Precision::Fp32, Precision::Bf16, Precision::Fp16];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Precision::Auto => "auto",
+            Precision::Fp32 => "fp32",
+            Precision::Bf16 => "bf16",
+            Precision::Fp16 => "fp16",
+        }
+    }
+
+    /// What "auto" means on `device`; the explicit values stay as they are.
+    pub fn resolve(self, device: tch::Device) -> Precision {
+        match self {
+            Precision::Auto if device.is_cuda() || cpu_has_native_bf16() => Precision::Bf16,
+            Precision::Auto => Precision::Fp32,
+            p => p,
+        }
+    }
+}
+
+/// Whether this CPU computes bf16 natively (without it, bf16 matmuls are emulated and slower
+/// than fp32): the `avx512_bf16` or `amx_bf16` flag in /proc/cpuinfo.
+pub fn cpu_has_native_bf16() -> bool {
+    std::fs::read_to_string("/proc/cpuinfo")
+        .map(|s| {
+            s.lines()
+                .filter(|l| l.starts_with("flags"))
+                .any(|l| l.split_whitespace().any(|f| f == "avx512_bf16" || f == "amx_bf16"))
+        })
+        .unwrap_or(false)
+}
+
+impl<'de> Deserialize<'de> for Precision {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        let v = toml::Value::deserialize(d)?;
+        Precision::ALL.into_iter().find(|o| v.as_str() == Some(o.as_str())).ok_or_else(|| {
+            serde::de::Error::custom(format!(
+                "train.precision must be \"auto\" (bf16 where the device computes it natively), \"fp32\", \"bf16\" \
+                 or \"fp16\", got {v}"
             ))
         })
     }

@@ -49,6 +49,16 @@ pub fn is_buffer(name: &str) -> bool {
     name.ends_with(".running_mean") || name.ends_with(".running_var") || name.ends_with(".num_batches_tracked")
 }
 
+/// `t` in fp32: the outputs of every branch leave the model in fp32, so that losses, the matcher
+/// and metrics never run in the lower precision of an autocast region (`train.precision`).
+pub fn fp32(t: &Tensor) -> Tensor {
+    if t.kind() == Kind::Float {
+        t.shallow_clone()
+    } else {
+        t.to_kind(Kind::Float)
+    }
+}
+
 /// Output of the segmentation path.
 pub struct SegOutput {
     /// (B, K, H, W) mask logits at the input size.
@@ -111,7 +121,7 @@ impl Model {
         let f = self.backbone.forward(x, train);
         let head =
             self.cls_heads.get(dataset).unwrap_or_else(|| panic!("no classification head for dataset {dataset}"));
-        ClsOutput { logits: head.forward(&f.pooled), pooled: f.pooled }
+        ClsOutput { logits: fp32(&head.forward(&f.pooled)), pooled: fp32(&f.pooled) }
     }
 
     /// Segmentation: backbone stages → UperNet → the dataset's head. `train_backbone` switches
@@ -124,7 +134,7 @@ impl Model {
         let d = decoder.forward(&stages, train_decoder);
         let head = self.seg_heads.get(dataset).unwrap_or_else(|| panic!("no segmentation head for dataset {dataset}"));
         let (h, w) = (x.size()[2], x.size()[3]);
-        SegOutput { logits: head_logits(head, &d.fused, h, w), fused: d.fused, stage4: d.stage4 }
+        SegOutput { logits: fp32(&head_logits(head, &d.fused, h, w)), fused: fp32(&d.fused), stage4: fp32(&d.stage4) }
     }
 
     /// Adds the heads of a dataset that joins the model after it was built (hot-add). The branches
@@ -226,14 +236,21 @@ impl Model {
 
     /// teacher ← momentum·teacher + (1 − momentum)·student, over every variable (parameters and,
     /// were there any, buffers: the reference skips BatchNorm buffers, fx does not).
-    pub fn ema_from(&mut self, student: &Model, momentum: f64) {
+    /// One foreach call for all tensors (`torch._foreach_lerp_`), not a kernel per tensor.
+    pub fn ema_from(&mut self, student: &Model, momentum: f64) -> Result<()> {
         let src = student.vs.variables();
+        let pairs: Vec<(Tensor, Tensor)> = self
+            .vs
+            .variables()
+            .into_iter()
+            .filter_map(|(name, t)| src.get(&name).map(|s| (t, s.shallow_clone())))
+            .collect();
         tch::no_grad(|| {
-            for (name, mut t) in self.vs.variables() {
-                if let Some(s) = src.get(&name) {
-                    let _ = t.lerp_(s, 1.0 - momentum);
-                }
-            }
-        });
+            fx_shim::foreach_lerp(
+                &pairs.iter().map(|p| &p.0).collect::<Vec<_>>(),
+                &pairs.iter().map(|p| &p.1).collect::<Vec<_>>(),
+                1.0 - momentum,
+            )
+        })
     }
 }

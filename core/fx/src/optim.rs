@@ -1,12 +1,14 @@
 //! AdamW with one learning rate per parameter group, written over tch tensors so that its moments
 //! can be checkpointed (tch 0.24 cannot save its optimiser state) and so that exactly the parameters
-//! an epoch trains are stepped: a frozen or inactive parameter is neither decayed nor moved.
+//! an epoch trains are stepped: a frozen or inactive parameter is neither decayed nor moved. The
+//! update itself is PyTorch's fused AdamW kernel (through fx-shim), one call per parameter group.
 
 use crate::schedule::Group;
 use anyhow::{Context, Result};
+use fx_shim::GradScaler;
 use std::collections::BTreeMap;
 use std::path::Path;
-use tch::Tensor;
+use tch::{Kind, Tensor};
 
 pub struct AdamW {
     pub beta1: f64,
@@ -14,13 +16,16 @@ pub struct AdamW {
     pub eps: f64,
     pub weight_decay: f64,
     pub lr: BTreeMap<Group, f64>,
-    /// Per parameter name: (first moment, second moment, steps taken).
-    state: BTreeMap<String, (Tensor, Tensor, i64)>,
+    /// Per parameter name: (first moment, second moment, steps taken as a float scalar on the
+    /// device: the fused kernel reads it there, so counting never syncs with the host).
+    state: BTreeMap<String, (Tensor, Tensor, Tensor)>,
+    /// fp16 training's dynamic loss scale (`train.precision = "fp16"`); checkpointed with the moments.
+    pub scaler: Option<GradScaler>,
 }
 
 impl AdamW {
     pub fn new(beta1: f64, beta2: f64, eps: f64, weight_decay: f64, lr: BTreeMap<Group, f64>) -> AdamW {
-        AdamW { beta1, beta2, eps, weight_decay, lr, state: BTreeMap::new() }
+        AdamW { beta1, beta2, eps, weight_decay, lr, state: BTreeMap::new(), scaler: None }
     }
 
     /// Scales every group's rate for the coming steps (the schedule's factor of the epoch).
@@ -28,31 +33,54 @@ impl AdamW {
         self.lr = base.iter().map(|(g, lr)| (*g, lr * factor)).collect();
     }
 
-    /// One update of the given parameters (name, tensor), each with its group's learning rate.
-    /// Every operation stays on the device: no host synchronisation.
+    /// Steps taken by one parameter (reads the device; for tests and reports, not the step).
+    pub fn steps_of(&self, name: &str) -> Option<i64> {
+        self.state.get(name).map(|(_, _, t)| t.double_value(&[]) as i64)
+    }
+
+    /// One update of the given parameters (name, tensor), each with its group's learning rate:
+    /// torch.optim.AdamW(fused=True)'s kernel, one call per group. Every operation stays on the
+    /// device: no host synchronisation.
     /// `grads[i]` is the gradient of `params[i]` from [`gradients`]; an undefined one (the
     /// parameter did not take part in this step's loss) leaves the parameter and its moments
     /// untouched — the same in a long-lived process and in one resumed from a checkpoint.
-    pub fn step(&mut self, params: &[(String, Group, Tensor)], grads: &[Tensor]) {
+    /// With `found_inf` (fp16: the scaler's flag) a step with an inf/NaN gradient changes nothing.
+    pub fn step(
+        &mut self,
+        params: &[(String, Group, Tensor)],
+        grads: &[Tensor],
+        found_inf: Option<&Tensor>,
+    ) -> Result<()> {
         assert_eq!(params.len(), grads.len(), "one gradient per parameter");
-        tch::no_grad(|| {
-            for ((name, group, p), g) in params.iter().zip(grads) {
-                if !g.defined() {
-                    continue;
-                }
-                let lr = self.lr.get(group).copied().unwrap_or(0.0);
-                let (m, v, t) = self.state.entry(name.clone()).or_insert_with(|| (p.zeros_like(), p.zeros_like(), 0));
-                *t += 1;
-                let _ = m.lerp_(g, 1.0 - self.beta1);
-                let _ = v.g_mul_scalar_(self.beta2).addcmul_(g, &g.g_mul_scalar(1.0 - self.beta2));
-                let bc1 = 1.0 - self.beta1.powi(*t as i32);
-                let bc2 = 1.0 - self.beta2.powi(*t as i32);
-                let mut p = p.shallow_clone();
-                let _ = p.g_mul_scalar_(1.0 - lr * self.weight_decay);
-                let denom = (v.sqrt() / bc2.sqrt()).g_add_scalar(self.eps);
-                let _ = p.addcdiv_(&(m.g_mul_scalar(-lr / bc1)), &denom);
+        let mut groups: BTreeMap<Group, Vec<usize>> = BTreeMap::new();
+        for (i, ((name, group, p), g)) in params.iter().zip(grads).enumerate() {
+            if !g.defined() {
+                continue;
             }
-        });
+            self.state
+                .entry(name.clone())
+                .or_insert_with(|| (p.zeros_like(), p.zeros_like(), Tensor::zeros([], (Kind::Float, p.device()))));
+            groups.entry(*group).or_default().push(i);
+        }
+        tch::no_grad(|| -> Result<()> {
+            for (group, idx) in &groups {
+                let lr = self.lr.get(group).copied().unwrap_or(0.0);
+                let state: Vec<&(Tensor, Tensor, Tensor)> = idx.iter().map(|&i| &self.state[&params[i].0]).collect();
+                fx_shim::fused_adamw(
+                    &idx.iter().map(|&i| &params[i].2).collect::<Vec<_>>(),
+                    &idx.iter().map(|&i| &grads[i]).collect::<Vec<_>>(),
+                    &state.iter().map(|s| &s.0).collect::<Vec<_>>(),
+                    &state.iter().map(|s| &s.1).collect::<Vec<_>>(),
+                    &state.iter().map(|s| &s.2).collect::<Vec<_>>(),
+                    lr,
+                    (self.beta1, self.beta2),
+                    self.weight_decay,
+                    self.eps,
+                    found_inf,
+                )?;
+            }
+            Ok(())
+        })
     }
 }
 
@@ -74,7 +102,12 @@ impl AdamW {
         for (name, (m, v, t)) in &self.state {
             tensors.push((format!("m.{name}"), m.shallow_clone()));
             tensors.push((format!("v.{name}"), v.shallow_clone()));
-            tensors.push((format!("t.{name}"), Tensor::from_slice(&[*t])));
+            // Stored as before the fused kernel: one int64 count, shape [1].
+            tensors.push((format!("t.{name}"), t.to_kind(Kind::Int64).reshape([1])));
+        }
+        if let Some(s) = &self.scaler {
+            tensors.push(("amp.scale".into(), s.scale.shallow_clone()));
+            tensors.push(("amp.growth_tracker".into(), s.growth_tracker.shallow_clone()));
         }
         Tensor::write_safetensors(&tensors, path).with_context(|| format!("writing {}", path.display()))?;
         Ok(())
@@ -84,6 +117,16 @@ impl AdamW {
         let mut parts: BTreeMap<String, [Option<Tensor>; 3]> = BTreeMap::new();
         for (key, t) in Tensor::read_safetensors(path).with_context(|| format!("reading {}", path.display()))? {
             let (kind, name) = key.split_once('.').context("optimizer state key without a kind prefix")?;
+            if kind == "amp" {
+                if let Some(s) = self.scaler.as_mut() {
+                    match name {
+                        "scale" => s.scale = t.to_device(device),
+                        "growth_tracker" => s.growth_tracker = t.to_device(device),
+                        _ => anyhow::bail!("{}: unexpected optimizer state key {key}", path.display()),
+                    }
+                }
+                continue;
+            }
             let slot = match kind {
                 "m" => 0,
                 "v" => 1,
@@ -97,7 +140,8 @@ impl AdamW {
             let (Some(m), Some(v), Some(t)) = (m, v, t) else {
                 anyhow::bail!("{}: incomplete optimizer state for {name}", path.display())
             };
-            self.state.insert(name, (m.to_device(device), v.to_device(device), t.int64_value(&[0])));
+            let steps = Tensor::from(t.int64_value(&[0]) as f32).to_device(device);
+            self.state.insert(name, (m.to_device(device), v.to_device(device), steps));
         }
         Ok(())
     }
@@ -106,7 +150,7 @@ impl AdamW {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use tch::{Device, Kind};
+    use tch::Device;
 
     /// Compares one parameter's trajectory with the closed-form AdamW (as torch.optim.AdamW does it).
     #[test]
@@ -121,7 +165,7 @@ mod tests {
         for t in 1..=3 {
             let loss = (&p * &p).sum(Kind::Float);
             let grads = gradients(&loss, &params);
-            opt.step(&params, &grads);
+            opt.step(&params, &grads, None).unwrap();
             for i in 0..3 {
                 let g = 2.0 * x[i];
                 m[i] = 0.9 * m[i] + 0.1 * g;
@@ -142,9 +186,10 @@ mod tests {
         opt.save(&f).unwrap();
         let mut other = AdamW::new(0.9, 0.999, 1e-8, 0.01, BTreeMap::new());
         other.load(&f, Device::Cpu).unwrap();
-        let (m1, v1, t1) = &opt.state["w"];
-        let (m2, v2, t2) = &other.state["w"];
-        assert_eq!(t1, t2);
+        let (m1, v1, _) = &opt.state["w"];
+        let (m2, v2, _) = &other.state["w"];
+        assert_eq!(opt.steps_of("w"), Some(3));
+        assert_eq!(other.steps_of("w"), Some(3));
         assert!(m1.equal(m2) && v1.equal(v2));
         std::fs::remove_dir_all(dir).unwrap();
     }
@@ -163,15 +208,15 @@ mod tests {
         ];
         // One step that uses both, then steps that use only `a`.
         let grads = gradients(&(&used.sum(Kind::Float) + &unused.sum(Kind::Float)), &params);
-        opt.step(&params, &grads);
+        opt.step(&params, &grads, None).unwrap();
         let after_first = unused.detach().copy();
         for _ in 0..3 {
             let grads = gradients(&used.sum(Kind::Float), &params);
             assert!(grads[0].defined() && !grads[1].defined());
-            opt.step(&params, &grads);
+            opt.step(&params, &grads, None).unwrap();
         }
         assert!(unused.detach().equal(&after_first));
-        assert_eq!(opt.state["b"].2, 1);
-        assert_eq!(opt.state["a"].2, 4);
+        assert_eq!(opt.steps_of("b"), Some(1));
+        assert_eq!(opt.steps_of("a"), Some(4));
     }
 }

@@ -4,7 +4,7 @@
 //!
 //! The engine has no UI: it reports through a callback of [`Progress`] values.
 
-use crate::config::{Experiment, ModelRole, SegLoss};
+use crate::config::{Experiment, ModelRole, Precision, SegLoss};
 use crate::dino::{criterion, DecodeOptions, Targets};
 use crate::eval::auc::mean_auc;
 use crate::eval::dice::DiceAccumulator;
@@ -19,6 +19,7 @@ use fx_data::augment::Augment;
 use fx_data::loader::{pass_order, Batch, Loader, LoaderConfig};
 use fx_data::rng::mix;
 use fx_plugin::{Dataset, SampleRecord, Split, Task};
+use fx_shim::{Autocast, LowPrecision};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -328,6 +329,8 @@ pub struct Trainer {
     pub plan: Vec<EpochPlan>,
     pub student: Model,
     pub teacher: Option<Model>,
+    /// `train.precision` resolved for the device: never `Auto`.
+    pub precision: Precision,
     opt: AdamW,
     /// Index into `plan` of the next epoch to train.
     next: usize,
@@ -664,6 +667,10 @@ impl Trainer {
         let (student, mut teacher) = model_pair(&exp, device, &heads(&exp, &datasets))?;
         let o = &exp.optimizer;
         let mut opt = AdamW::new(o.beta1, o.beta2, o.eps, o.weight_decay, lr_map(&exp));
+        let precision = exp.train.precision.resolve(device);
+        if precision == Precision::Fp16 {
+            opt.scaler = Some(fx_shim::GradScaler::new(device));
+        }
         let (next, wall_offset, skipped_total) = match run.last_checkpoint()? {
             Some((ck, state)) => {
                 // The checkpoint's experiment read back through this build (defaults of keys added
@@ -719,6 +726,16 @@ impl Trainer {
                 serde_json::json!({ "epoch": next, "dropped_rows": dropped }),
             )?;
         }
+        run.event(
+            "info",
+            "precision",
+            format!(
+                "forward passes in {} (train.precision = \"{}\"); weights, moments, losses and metrics in fp32",
+                precision.as_str(),
+                exp.train.precision.as_str()
+            ),
+            serde_json::json!({ "precision": precision.as_str(), "configured": exp.train.precision.as_str() }),
+        )?;
         if !libraries.is_empty() {
             run.write_json(fx_run::files::PLUGINS, &libraries)?;
             run.event(
@@ -740,6 +757,7 @@ impl Trainer {
             plan,
             student,
             teacher,
+            precision,
             opt,
             next,
             wall_offset,
@@ -858,7 +876,7 @@ impl Trainer {
             return Ok(false);
         }
         if let Some(t) = self.teacher.as_mut() {
-            t.ema_from(&self.student, self.exp.student_teacher.momentum);
+            t.ema_from(&self.student, self.exp.student_teacher.momentum)?;
         }
         let train_s = t_train.elapsed().as_secs_f64();
         let t_eval = Instant::now();
@@ -922,6 +940,15 @@ impl Trainer {
                 "time": crate::store::now(),
             }),
         )
+    }
+
+    /// The autocast dtype of this run's forward passes; `None` in fp32.
+    pub fn low_precision(&self) -> Option<LowPrecision> {
+        match self.precision {
+            Precision::Bf16 => Some(LowPrecision::Bf16),
+            Precision::Fp16 => Some(LowPrecision::Fp16),
+            Precision::Fp32 | Precision::Auto => None,
+        }
     }
 
     fn dataset(&self, name: &str) -> &OpenedDataset {
@@ -989,16 +1016,32 @@ impl Trainer {
                 }
             }
             if !batch.is_empty() {
-                let loss = match plan.task {
-                    Task::Cls => self.cls_step(plan, &batch, w)?,
-                    Task::Loc => self.loc_step(plan, &batch, w, mix(&[self.exp.seed, epoch, step as u64, 3]))?,
-                    Task::Seg => self.seg_step(plan, &batch, w)?,
+                let loss = {
+                    // The forward passes (student and teacher) under autocast; the outputs leave
+                    // the model in fp32, so the loss is fp32. Backward follows the forward's dtypes.
+                    let _autocast = Autocast::new(self.device, self.low_precision());
+                    match plan.task {
+                        Task::Cls => self.cls_step(plan, &batch, w)?,
+                        Task::Loc => self.loc_step(plan, &batch, w, mix(&[self.exp.seed, epoch, step as u64, 3]))?,
+                        Task::Seg => self.seg_step(plan, &batch, w)?,
+                    }
                 };
-                let grads = crate::optim::gradients(&loss, &active);
+                let (grads, found_inf) = match self.opt.scaler.as_mut() {
+                    Some(scaler) => {
+                        let grads = crate::optim::gradients(&scaler.scale_loss(&loss), &active);
+                        let defined: Vec<&Tensor> = grads.iter().filter(|g| g.defined()).collect();
+                        let found_inf = scaler.unscale(&defined)?.shallow_clone();
+                        (grads, Some(found_inf))
+                    }
+                    None => (crate::optim::gradients(&loss, &active), None),
+                };
                 if plan.task == Task::Loc {
                     criterion::clip_grad_norm(&grads, self.exp.model.dino.clip_max_norm);
                 }
-                self.opt.step(&active, &grads);
+                self.opt.step(&active, &grads, found_inf.as_ref())?;
+                if let Some(scaler) = self.opt.scaler.as_mut() {
+                    scaler.update()?;
+                }
                 loss_acc += loss.detach();
                 window_steps += 1;
                 window_images += batch.len();
@@ -1188,6 +1231,8 @@ impl Trainer {
 
     /// Evaluates every (dataset, task) with every configured model.
     fn evaluate(&mut self, plan: &EpochPlan, wall_time: f64) -> Result<Vec<MetricRow>> {
+        // Evaluation runs under the training's autocast too (outputs leave the model in fp32).
+        let _autocast = Autocast::new(self.device, self.low_precision());
         let mut rows = Vec::new();
         let names: Vec<String> = self.datasets.iter().map(|d| d.name.clone()).collect();
         for name in names {

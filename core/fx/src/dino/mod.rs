@@ -652,17 +652,20 @@ impl LocDecoder {
             ref_pred = (self.bbox_embed.forward(&x) + inverse_sigmoid(&reference)).sigmoid();
             reference = ref_pred.detach();
         }
+        // Under autocast the heads' outputs are bf16/fp16; the criterion, the matcher and the
+        // metrics take them in fp32 (a no-op in fp32 training).
+        let fp32 = |v: Vec<Tensor>| v.iter().map(crate::model::fp32).collect::<Vec<_>>();
         LocOutput {
-            logits,
-            boxes,
-            dn_logits,
-            dn_boxes,
+            logits: fp32(logits),
+            boxes: fp32(boxes),
+            dn_logits: fp32(dn_logits),
+            dn_boxes: fp32(dn_boxes),
             dn,
-            interm_logits,
-            interm_boxes,
+            interm_logits: crate::model::fp32(&interm_logits),
+            interm_boxes: crate::model::fp32(&interm_boxes),
             selected,
-            selected_tokens,
-            hidden: hidden.expect("at least one decoder layer"),
+            selected_tokens: crate::model::fp32(&selected_tokens),
+            hidden: crate::model::fp32(&hidden.expect("at least one decoder layer")),
         }
     }
 }

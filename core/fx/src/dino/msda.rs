@@ -24,12 +24,13 @@ pub fn ms_deform_attn(value: &Tensor, shapes: &[(i64, i64)], locations: &Tensor,
     let (q, l, p) = (s[1], s[3], s[4]);
     let sizes: Vec<i64> = shapes.iter().map(|(h, w)| h * w).collect();
     let values = value.split_with_sizes(sizes.as_slice(), 1);
-    // grid_sample wants coordinates in [-1, 1].
-    let grids = locations * 2.0 - 1.0;
+    // grid_sample wants coordinates in [-1, 1]. Sampling runs in fp32 whatever the autocast
+    // precision: bf16 has 8 bits of mantissa, too few for sub-pixel positions on a 100-px map.
+    let grids = locations.to_kind(Kind::Float) * 2.0 - 1.0;
     let mut sampled = Vec::with_capacity(l as usize);
     for (lvl, ((h, w), v)) in shapes.iter().zip(values).enumerate() {
         // (B, h·w, H, Dh) → (B·H, Dh, h, w)
-        let v = v.flatten(2, 3).transpose(1, 2).reshape([b * nh, dh, *h, *w]);
+        let v = v.flatten(2, 3).transpose(1, 2).reshape([b * nh, dh, *h, *w]).to_kind(Kind::Float);
         // (B, Q, H, P, 2) → (B·H, Q, P, 2)
         let g = grids.select(3, lvl as i64).transpose(1, 2).flatten(0, 1);
         // bilinear (0), zero padding (0), align_corners = false: (B·H, Dh, Q, P)
@@ -37,7 +38,7 @@ pub fn ms_deform_attn(value: &Tensor, shapes: &[(i64, i64)], locations: &Tensor,
     }
     // (B·H, Dh, Q, L, P) → (B·H, Dh, Q, L·P)
     let sampled = Tensor::stack(&sampled, -2).flatten(-2, -1);
-    let w = weights.transpose(1, 2).reshape([b * nh, 1, q, l * p]);
+    let w = weights.transpose(1, 2).reshape([b * nh, 1, q, l * p]).to_kind(Kind::Float);
     (sampled * w).sum_dim_intlist([-1i64].as_slice(), false, Kind::Float).view([b, nh * dh, q]).transpose(1, 2)
 }
 
