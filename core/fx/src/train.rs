@@ -957,7 +957,19 @@ impl Trainer {
 
     fn images_tensor(&self, batch: &Batch) -> Tensor {
         let s = batch.size as i64;
-        Tensor::from_slice(&batch.images).view([batch.len() as i64, 1, s, s]).to_device(self.device)
+        self.upload(Tensor::from_slice(&batch.images).view([batch.len() as i64, 1, s, s]))
+    }
+
+    /// A host batch on the training device. On CUDA through pinned memory with a non-blocking
+    /// copy, so the step never waits for the transfer (PyTorch's `pin_memory=True` +
+    /// `.to(device, non_blocking=True)`); the caching host allocator keeps the pinned buffer alive
+    /// until the copy is done. On the CPU the tensor is used as it is.
+    fn upload(&self, t: Tensor) -> Tensor {
+        if self.device.is_cuda() {
+            t.pin_memory(self.device).to_device_(self.device, t.kind(), true, false)
+        } else {
+            t
+        }
     }
 
     /// Images of the remaining epochs, for the run ETA.
@@ -1114,7 +1126,7 @@ impl Trainer {
     fn cls_step(&self, plan: &EpochPlan, batch: &Batch, w: f64) -> Result<Tensor> {
         let x = self.student.input(&self.images_tensor(batch));
         let c = self.dataset(&plan.dataset).dataset.desc().cls_labels.len() as i64;
-        let labels = Tensor::from_slice(&batch.cls).view([batch.len() as i64, c]).to_device(self.device);
+        let labels = self.upload(Tensor::from_slice(&batch.cls).view([batch.len() as i64, c]));
         let known = labels.isnan().logical_not().to_kind(Kind::Float);
         let target = labels.nan_to_num(0.0, None, None);
         let out = self.student.cls(&x, &plan.dataset, true);
@@ -1170,7 +1182,7 @@ impl Trainer {
 
     fn masks_tensor(&self, batch: &Batch, k: i64) -> Tensor {
         let s = batch.size as i64;
-        Tensor::from_slice(&batch.masks).view([batch.len() as i64, k, s, s]).to_device(self.device).to_kind(Kind::Float)
+        self.upload(Tensor::from_slice(&batch.masks).view([batch.len() as i64, k, s, s])).to_kind(Kind::Float)
     }
 
     /// Segmentation step: soft Dice pooled over the batch (smooth 1, optionally + BCE) plus the
