@@ -101,11 +101,15 @@ def main():
     ap.add_argument("--batch-size", type=int, default=8)
     ap.add_argument("--image-size", type=int, default=224)
     ap.add_argument("--steps", type=int, default=3)
+    ap.add_argument("--device", default="cpu", help="cpu or cuda")
     a = ap.parse_args()
+    dev = torch.device(a.device)
     torch.manual_seed(0)
     classes = 14 if a.task == "cls" else 3
     student = Model(a.arch, a.task, classes, a.image_size)
     teacher = Model(a.arch, a.task, classes, a.image_size)
+    student.to(dev)
+    teacher.to(dev)
     teacher.load_state_dict(student.state_dict())
     teacher.eval()
     for p in teacher.parameters():
@@ -113,16 +117,17 @@ def main():
     opt = torch.optim.AdamW(student.parameters(), lr=1e-4, weight_decay=0.05)
     w = 0.5
     b, s = a.batch_size, a.image_size
-    gray = torch.rand(b, 1, s, s)
+    gray = torch.rand(b, 1, s, s, device=dev)
+    mean, std = MEAN.to(dev), STD.to(dev)
     if a.task == "cls":
-        labels = (torch.rand(b, classes) > 0.7).float()
+        labels = (torch.rand(b, classes, device=dev) > 0.7).float()
         labels[0, 0] = float("nan")  # an unknown label, masked out as fx does
     else:
-        masks = (torch.rand(b, classes, s, s) > 0.5).float()
-    autocast = torch.autocast("cpu", dtype=torch.bfloat16, enabled=a.precision == "bf16")
+        masks = (torch.rand(b, classes, s, s, device=dev) > 0.5).float()
+    autocast = torch.autocast(dev.type, dtype=torch.bfloat16, enabled=a.precision == "bf16")
 
     def step():
-        x = (gray.expand(-1, 3, -1, -1) - MEAN) / STD
+        x = (gray.expand(-1, 3, -1, -1) - mean) / std
         with autocast:
             out, feats = student(x)
             with torch.no_grad():
@@ -145,10 +150,13 @@ def main():
         opt.step()
 
     student.train()
-    step()  # warm-up: allocator, oneDNN primitive caches
+    sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
+    step()  # warm-up: allocator, oneDNN primitive caches / cuDNN autotuning
+    sync()
     t = time.perf_counter()
     for _ in range(a.steps):
         step()
+    sync()
     rate = b * a.steps / (time.perf_counter() - t)
     print(f"torch: {rate:.3f} img/s ({a.arch} {a.task} {a.precision}, batch {b}, {s} px, {torch.get_num_threads()} threads)")
 
