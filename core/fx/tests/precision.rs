@@ -3,6 +3,9 @@
 //! resumes exactly too, and fp32 stays what it was. Explicit precisions, so the test means the
 //! same on a CPU with and without native bf16 (where "auto" would differ).
 
+mod common;
+
+use common::{last_checkpoint, rows};
 use fx::config::{Experiment, Precision};
 use fx::registry::Registry;
 use fx::train::{Progress, Trainer};
@@ -67,24 +70,6 @@ fn registry() -> Registry {
     Registry::new(fx_phantom::plugins())
 }
 
-fn rows(run: &Path) -> Vec<serde_json::Value> {
-    std::fs::read_to_string(run.join("metrics.jsonl"))
-        .unwrap()
-        .lines()
-        .map(|l| {
-            let mut v: serde_json::Value = serde_json::from_str(l).unwrap();
-            v.as_object_mut().unwrap().remove("wall_time");
-            v
-        })
-        .collect()
-}
-
-fn last_checkpoint(run: &Path) -> PathBuf {
-    let last: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(run.join("checkpoints/last.json")).unwrap()).unwrap();
-    run.join("checkpoints").join(last["dir"].as_str().unwrap())
-}
-
 /// Trains `precision` on `datasets` straight through; returns the run and each epoch's step losses.
 fn train(dir: &Path, precision: &str, cycles: usize, datasets: &str) -> (PathBuf, Vec<Vec<f64>>) {
     let mut t =
@@ -120,15 +105,7 @@ fn resumes_exactly(precision: &str) -> PathBuf {
         let mut t = Trainer::resume(&resumed_dir, &registry(), Some(Device::Cpu)).unwrap();
         t.run_epoch(&mut |_| {}).unwrap();
     }
-    let (ra, rb) = (rows(&straight_dir), rows(&resumed_dir));
-    assert_eq!(ra.len(), rb.len());
-    for (x, y) in ra.iter().zip(&rb) {
-        assert_eq!(x, y, "{precision}: a resumed run's row differs");
-    }
-    let (ca, cb) = (last_checkpoint(&straight_dir), last_checkpoint(&resumed_dir));
-    for f in ["student.safetensors", "teacher.safetensors", "optimizer.safetensors"] {
-        assert!(std::fs::read(ca.join(f)).unwrap() == std::fs::read(cb.join(f)).unwrap(), "{precision}: {f} differs");
-    }
+    common::assert_same_run(&straight_dir, &resumed_dir, precision);
     straight_dir
 }
 

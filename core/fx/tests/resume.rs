@@ -5,10 +5,12 @@
 //! epoch (e.g. `backbone.norm` in loc/seg Release epochs) were moved by AdamW through zeroed
 //! gradients in a long-lived process and skipped in a resumed one.
 
+mod common;
+
 use fx::config::Experiment;
 use fx::registry::Registry;
 use fx::train::Trainer;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use tch::Device;
 
 fn experiment(dir: &Path) -> Experiment {
@@ -63,25 +65,6 @@ fn registry() -> Registry {
     Registry::new(fx_phantom::plugins())
 }
 
-/// Metric rows without their wall times.
-fn rows(run: &Path) -> Vec<serde_json::Value> {
-    std::fs::read_to_string(run.join("metrics.jsonl"))
-        .unwrap()
-        .lines()
-        .map(|l| {
-            let mut v: serde_json::Value = serde_json::from_str(l).unwrap();
-            v.as_object_mut().unwrap().remove("wall_time");
-            v
-        })
-        .collect()
-}
-
-fn last_checkpoint(run: &Path) -> PathBuf {
-    let last: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(run.join("checkpoints/last.json")).unwrap()).unwrap();
-    run.join("checkpoints").join(last["dir"].as_str().unwrap())
-}
-
 #[test]
 fn resuming_after_every_epoch_reproduces_the_straight_run_on_all_three_branches() {
     let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
@@ -104,15 +87,7 @@ fn resuming_after_every_epoch_reproduces_the_straight_run_on_all_three_branches(
         let mut t = Trainer::resume(&resumed_dir, &registry(), Some(Device::Cpu)).unwrap();
         t.run_epoch(&mut |_| {}).unwrap();
     }
-    let (ra, rb) = (rows(&straight_dir), rows(&resumed_dir));
-    assert_eq!(ra.len(), rb.len());
-    for (x, y) in ra.iter().zip(&rb) {
-        assert_eq!(x, y, "a resumed run's row differs");
-    }
-    let (ca, cb) = (last_checkpoint(&straight_dir), last_checkpoint(&resumed_dir));
-    for f in ["student.safetensors", "teacher.safetensors", "optimizer.safetensors"] {
-        assert!(std::fs::read(ca.join(f)).unwrap() == std::fs::read(cb.join(f)).unwrap(), "{f} differs");
-    }
+    common::assert_same_run(&straight_dir, &resumed_dir, "cls + loc + seg");
 }
 
 /// An experiment.toml edited after the last checkpoint (here: a dataset's size) is refused on
