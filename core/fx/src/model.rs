@@ -51,12 +51,9 @@ pub fn is_buffer(name: &str) -> bool {
 
 /// `t` in fp32: the outputs of every branch leave the model in fp32, so that losses, the matcher
 /// and metrics never run in the lower precision of an autocast region (`train.precision`).
+/// (An fp32 tensor comes back as itself: `to_kind` aliases when the dtype already matches.)
 pub fn fp32(t: &Tensor) -> Tensor {
-    if t.kind() == Kind::Float {
-        t.shallow_clone()
-    } else {
-        t.to_kind(Kind::Float)
-    }
+    t.to_kind(Kind::Float)
 }
 
 /// Output of the segmentation path.
