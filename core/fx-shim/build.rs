@@ -15,6 +15,8 @@ for p in cpp_extension.library_paths():
 
 fn main() {
     println!("cargo:rerun-if-changed=src/shim.cpp");
+    println!("cargo:rerun-if-changed=src/c10d.cpp");
+    println!("cargo:rerun-if-changed=gloo-decl");
     println!("cargo:rerun-if-changed=build.rs");
     let python = std::env::var("PYTHON").unwrap_or_else(|_| "python3".into());
     let out = Command::new(&python).arg("-c").arg(ASK_PYTHON).output().unwrap_or_else(|e| {
@@ -43,7 +45,12 @@ fn main() {
         .flag("-std=c++17")
         .flag(format!("-D_GLIBCXX_USE_CXX11_ABI={abi}"))
         .flag("-DGLOG_USE_GLOG_EXPORT")
+        // c10d.cpp includes ProcessGroupGloo.hpp: libtorch is built with Gloo, and the gloo
+        // names that header uses are declared in gloo-decl/ (the wheel lacks gloo's headers).
+        .define("USE_C10D_GLOO", None)
+        .include("gloo-decl")
         .file("src/shim.cpp")
+        .file("src/c10d.cpp")
         .compile("fxshim");
     for lib in &libs {
         println!("cargo:rustc-link-search=native={lib}");

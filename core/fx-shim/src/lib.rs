@@ -6,10 +6,14 @@
 //! - [`fused_adamw`]: `torch.optim.AdamW(fused=True)`'s kernel, one call per parameter group
 //!   instead of ~7 kernels per tensor;
 //! - [`foreach_lerp`]: the EMA teacher update in one call for all tensors;
-//! - [`GradScaler`]: `torch.amp.GradScaler`'s device-side unscale and scale update, for fp16.
+//! - [`GradScaler`]: `torch.amp.GradScaler`'s device-side unscale and scale update, for fp16;
+//! - [`c10d`]: the TCP store and the Gloo process group of `torch.distributed`, for data-parallel
+//!   training.
 //!
 //! Tensors cross as `at::Tensor*` (tch's `Tensor::as_ptr`); no C++ exception crosses: a failing
 //! call returns its message as an error.
+
+pub mod c10d;
 
 use anyhow::{bail, Result};
 use std::ffi::{c_char, c_void, CStr};

@@ -1,0 +1,151 @@
+// PyTorch's c10d for fx's data-parallel training: the TCP store rendezvous and the Gloo process
+// group, over libtorch's exported classes (torch.distributed uses the same ones). Same conventions
+// as shim.cpp: NULL or a malloc'd error message; handles are heap-allocated intrusive pointers.
+#include <ATen/ATen.h>
+#include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
+#include <torch/csrc/distributed/c10d/TCPStore.hpp>
+
+#include <chrono>
+#include <cstdlib>
+#include <cstring>
+#include <vector>
+
+typedef at::Tensor* tensor;
+typedef c10::intrusive_ptr<c10d::Store> Store;
+typedef c10::intrusive_ptr<c10d::Backend> Group;
+
+#define FX_TRY(body)                                   \
+  try {                                                \
+    body;                                              \
+    return nullptr;                                    \
+  } catch (const std::exception& e) {                  \
+    return strdup(e.what());                           \
+  } catch (...) {                                      \
+    return strdup("unknown C++ exception in fx-shim"); \
+  }
+
+// DDP's default bucket size: one collective per 25 MB of gradients instead of one per tensor.
+static const int64_t kBucketBytes = 25 * 1024 * 1024;
+
+// Runs `collective` on flat buckets of `ts` (same dtype and device) and copies the results back.
+// All buckets are started before the first wait, so Gloo's threads work on them together.
+template <typename F>
+static void bucketed(tensor* ts, size_t n, std::chrono::milliseconds timeout, F collective) {
+  std::vector<std::pair<size_t, size_t>> spans;
+  size_t lo = 0;
+  int64_t bytes = 0;
+  for (size_t i = 0; i < n; i++) {
+    bytes += ts[i]->numel() * ts[i]->element_size();
+    if (bytes >= kBucketBytes || i + 1 == n) {
+      spans.emplace_back(lo, i + 1);
+      lo = i + 1;
+      bytes = 0;
+    }
+  }
+  std::vector<at::Tensor> flats;
+  std::vector<c10::intrusive_ptr<c10d::Work>> works;
+  for (auto [a, b] : spans) {
+    std::vector<at::Tensor> parts;
+    for (size_t i = a; i < b; i++) parts.push_back(ts[i]->detach().reshape({-1}));
+    flats.push_back(at::cat(parts));
+    std::vector<at::Tensor> one{flats.back()};
+    works.push_back(collective(one));
+  }
+  for (auto& w : works) w->wait(timeout);
+  for (size_t k = 0; k < spans.size(); k++) {
+    int64_t off = 0;
+    for (size_t i = spans[k].first; i < spans[k].second; i++) {
+      int64_t m = ts[i]->numel();
+      ts[i]->detach().copy_(flats[k].narrow(0, off, m).view(ts[i]->sizes()));
+      off += m;
+    }
+  }
+}
+
+extern "C" {
+
+// The rendezvous: rank 0 serves the store at host:port, every rank (rank 0 too) connects to it.
+// Waits up to timeout_ms for all `world` ranks.
+char* fx_store_tcp(const char* host, int port, bool server, int world, int64_t timeout_ms, void** out) {
+  FX_TRY({
+    c10d::TCPStoreOptions o;
+    o.port = static_cast<uint16_t>(port);
+    o.isServer = server;
+    o.numWorkers = static_cast<size_t>(world);
+    o.waitWorkers = true;
+    o.timeout = std::chrono::milliseconds(timeout_ms);
+    *out = new Store(c10::make_intrusive<c10d::TCPStore>(std::string(host), o));
+  })
+}
+
+void fx_store_free(void* s) { delete static_cast<Store*>(s); }
+
+char* fx_store_set(void* s, const char* key, const uint8_t* data, size_t n) {
+  FX_TRY({ (*static_cast<Store*>(s))->set(std::string(key), std::vector<uint8_t>(data, data + n)); })
+}
+
+// Blocks until the key exists (up to the store's timeout). *data is malloc'd, freed with fx_shim_free.
+char* fx_store_get(void* s, const char* key, uint8_t** data, size_t* n) {
+  FX_TRY({
+    auto v = (*static_cast<Store*>(s))->get(std::string(key));
+    *n = v.size();
+    *data = static_cast<uint8_t*>(malloc(v.size() + 1));
+    if (!v.empty()) memcpy(*data, v.data(), v.size());
+  })
+}
+
+// A Gloo process group over the store, its transport bound to `hostname` (this node's address as
+// the other ranks reach it). Every collective fails after timeout_ms instead of hanging.
+char* fx_pg_gloo(void* store, int rank, int world, int64_t timeout_ms, const char* hostname, void** out) {
+  FX_TRY({
+    auto timeout = std::chrono::milliseconds(timeout_ms);
+    auto opts = c10d::ProcessGroupGloo::Options::create(timeout);
+    opts->devices.push_back(c10d::ProcessGroupGloo::createDeviceForHostname(std::string(hostname)));
+    Group g = c10::make_intrusive<c10d::ProcessGroupGloo>(*static_cast<Store*>(store), rank, world, opts);
+    *out = new Group(g);
+  })
+}
+
+void fx_pg_free(void* g) { delete static_cast<Group*>(g); }
+
+// Sums each tensor over the ranks, in place.
+char* fx_pg_allreduce_sum(void* g, tensor* ts, size_t n, int64_t timeout_ms) {
+  FX_TRY({
+    auto& pg = *static_cast<Group*>(g);
+    bucketed(ts, n, std::chrono::milliseconds(timeout_ms),
+             [&](std::vector<at::Tensor>& one) { return pg->allreduce(one, c10d::AllreduceOptions()); });
+  })
+}
+
+// Every rank's tensors become rank `root`'s.
+char* fx_pg_broadcast(void* g, tensor* ts, size_t n, int root, int64_t timeout_ms) {
+  FX_TRY({
+    auto& pg = *static_cast<Group*>(g);
+    c10d::BroadcastOptions o;
+    o.rootRank = root;
+    bucketed(ts, n, std::chrono::milliseconds(timeout_ms),
+             [&](std::vector<at::Tensor>& one) { return pg->broadcast(one, o); });
+  })
+}
+
+// out[r] = rank r's `in` (same shape on every rank).
+char* fx_pg_allgather(void* g, tensor in, tensor* out, size_t world, int64_t timeout_ms) {
+  FX_TRY({
+    auto& pg = *static_cast<Group*>(g);
+    std::vector<at::Tensor> ins{*in};
+    std::vector<std::vector<at::Tensor>> outs(1);
+    for (size_t r = 0; r < world; r++) outs[0].push_back(*out[r]);
+    pg->allgather(outs, ins, c10d::AllgatherOptions())->wait(std::chrono::milliseconds(timeout_ms));
+  })
+}
+
+char* fx_pg_barrier(void* g, int64_t timeout_ms) {
+  FX_TRY({
+    auto& pg = *static_cast<Group*>(g);
+    c10d::BarrierOptions o;
+    o.timeout = std::chrono::milliseconds(timeout_ms);
+    pg->barrier(o)->wait(std::chrono::milliseconds(timeout_ms));
+  })
+}
+
+}  // extern "C"

@@ -1,0 +1,182 @@
+//! PyTorch's c10d, the engine behind `torch.distributed`: a TCP store for the rendezvous and a Gloo
+//! process group for the collectives (CPU tensors; Gloo also reduces CUDA tensors through host
+//! copies). Every call waits at most the timeout it was given and then fails with libtorch's
+//! message, so a rank that died or hangs turns into an error on the others, never a hang.
+
+use crate::{check, ptr, ptrs};
+use anyhow::{Context, Result};
+use std::ffi::{c_char, c_void, CString};
+use std::time::Duration;
+use tch::Tensor;
+
+extern "C" {
+    fn fx_shim_free(s: *mut c_char);
+    fn fx_store_tcp(
+        host: *const c_char,
+        port: i32,
+        server: bool,
+        world: i32,
+        timeout_ms: i64,
+        out: *mut *mut c_void,
+    ) -> *mut c_char;
+    fn fx_store_free(s: *mut c_void);
+    fn fx_store_set(s: *mut c_void, key: *const c_char, data: *const u8, n: usize) -> *mut c_char;
+    fn fx_store_get(s: *mut c_void, key: *const c_char, data: *mut *mut u8, n: *mut usize) -> *mut c_char;
+    fn fx_pg_gloo(
+        store: *mut c_void,
+        rank: i32,
+        world: i32,
+        timeout_ms: i64,
+        hostname: *const c_char,
+        out: *mut *mut c_void,
+    ) -> *mut c_char;
+    fn fx_pg_free(g: *mut c_void);
+    fn fx_pg_allreduce_sum(g: *mut c_void, ts: *const *mut c_void, n: usize, timeout_ms: i64) -> *mut c_char;
+    fn fx_pg_broadcast(g: *mut c_void, ts: *const *mut c_void, n: usize, root: i32, timeout_ms: i64) -> *mut c_char;
+    fn fx_pg_allgather(
+        g: *mut c_void,
+        input: *mut c_void,
+        out: *const *mut c_void,
+        world: usize,
+        timeout_ms: i64,
+    ) -> *mut c_char;
+    fn fx_pg_barrier(g: *mut c_void, timeout_ms: i64) -> *mut c_char;
+}
+
+fn c_string(s: &str) -> Result<CString> {
+    CString::new(s).with_context(|| format!("{s:?} contains a NUL byte"))
+}
+
+fn millis(t: Duration) -> i64 {
+    t.as_millis().min(i64::MAX as u128) as i64
+}
+
+/// c10d's TCPStore: a key-value store served by rank 0, through which the ranks find each other.
+pub struct TcpStore {
+    raw: *mut c_void,
+}
+
+// SAFETY: c10d::TCPStore serialises its own client calls; the handle is only freed by Drop.
+unsafe impl Send for TcpStore {}
+unsafe impl Sync for TcpStore {}
+
+impl TcpStore {
+    /// Rank 0 (`server`) listens on `host:port`; every rank connects and waits until `world`
+    /// ranks have, for at most `timeout`.
+    pub fn connect(host: &str, port: u16, server: bool, world: usize, timeout: Duration) -> Result<TcpStore> {
+        let h = c_string(host)?;
+        let mut raw = std::ptr::null_mut();
+        // SAFETY: h outlives the call; raw is written on success only.
+        let err = unsafe { fx_store_tcp(h.as_ptr(), port as i32, server, world as i32, millis(timeout), &mut raw) };
+        check(err, &format!("c10d rendezvous at {host}:{port}"))?;
+        Ok(TcpStore { raw })
+    }
+
+    pub fn set(&self, key: &str, value: &[u8]) -> Result<()> {
+        let k = c_string(key)?;
+        // SAFETY: key and value outlive the call.
+        check(unsafe { fx_store_set(self.raw, k.as_ptr(), value.as_ptr(), value.len()) }, &format!("store set {key}"))
+    }
+
+    /// The value of `key`, waiting (up to the store's timeout) until some rank sets it.
+    pub fn get(&self, key: &str) -> Result<Vec<u8>> {
+        let k = c_string(key)?;
+        let (mut data, mut n) = (std::ptr::null_mut(), 0usize);
+        // SAFETY: on success data is a malloc'd buffer of n bytes, copied then freed here.
+        let err = unsafe { fx_store_get(self.raw, k.as_ptr(), &mut data, &mut n) };
+        check(err, &format!("store get {key}"))?;
+        let v = unsafe { std::slice::from_raw_parts(data, n) }.to_vec();
+        unsafe { fx_shim_free(data as *mut c_char) };
+        Ok(v)
+    }
+}
+
+impl Drop for TcpStore {
+    fn drop(&mut self) {
+        // SAFETY: raw came from fx_store_tcp and is freed once.
+        unsafe { fx_store_free(self.raw) }
+    }
+}
+
+/// A c10d Gloo process group: the ranks of one job and their collectives.
+pub struct ProcessGroup {
+    raw: *mut c_void,
+    world: usize,
+    timeout: Duration,
+}
+
+// SAFETY: c10d backends are used from one thread at a time by fx (the trainer's); moving the
+// handle between threads is what torch.distributed does too.
+unsafe impl Send for ProcessGroup {}
+
+impl ProcessGroup {
+    /// Joins the Gloo group of `world` ranks as `rank`, its transport bound to `hostname` (an
+    /// address of this node the other ranks can reach). Collectives fail after `timeout`.
+    pub fn gloo(
+        store: &TcpStore,
+        rank: usize,
+        world: usize,
+        hostname: &str,
+        timeout: Duration,
+    ) -> Result<ProcessGroup> {
+        let h = c_string(hostname)?;
+        let mut raw = std::ptr::null_mut();
+        // SAFETY: the store handle is live; h outlives the call.
+        let err = unsafe { fx_pg_gloo(store.raw, rank as i32, world as i32, millis(timeout), h.as_ptr(), &mut raw) };
+        check(err, &format!("c10d Gloo group (rank {rank} of {world})"))?;
+        Ok(ProcessGroup { raw, world, timeout })
+    }
+
+    pub fn world(&self) -> usize {
+        self.world
+    }
+
+    /// Each tensor becomes its sum over the ranks (in place; tensors of one dtype and device,
+    /// reduced in 25 MB buckets).
+    pub fn all_reduce_sum(&self, ts: &[&Tensor]) -> Result<()> {
+        if ts.is_empty() {
+            return Ok(());
+        }
+        let p = ptrs(ts);
+        // SAFETY: the tensors outlive the call.
+        check(unsafe { fx_pg_allreduce_sum(self.raw, p.as_ptr(), p.len(), millis(self.timeout)) }, "c10d all_reduce")
+    }
+
+    /// Every rank's tensors become rank `root`'s (in place).
+    pub fn broadcast(&self, ts: &[&Tensor], root: usize) -> Result<()> {
+        if ts.is_empty() {
+            return Ok(());
+        }
+        let p = ptrs(ts);
+        // SAFETY: the tensors outlive the call.
+        check(
+            unsafe { fx_pg_broadcast(self.raw, p.as_ptr(), p.len(), root as i32, millis(self.timeout)) },
+            "c10d broadcast",
+        )
+    }
+
+    /// Rank r's `t` (same shape and dtype on every rank) for r in 0..world.
+    pub fn all_gather(&self, t: &Tensor) -> Result<Vec<Tensor>> {
+        let out: Vec<Tensor> = (0..self.world).map(|_| t.empty_like()).collect();
+        let p: Vec<*mut c_void> = out.iter().map(ptr).collect();
+        // SAFETY: input and outputs outlive the call.
+        check(
+            unsafe { fx_pg_allgather(self.raw, ptr(t), p.as_ptr(), self.world, millis(self.timeout)) },
+            "c10d all_gather",
+        )?;
+        Ok(out)
+    }
+
+    /// Returns when every rank has called it (or fails after the timeout).
+    pub fn barrier(&self) -> Result<()> {
+        // SAFETY: the group handle is live.
+        check(unsafe { fx_pg_barrier(self.raw, millis(self.timeout)) }, "c10d barrier")
+    }
+}
+
+impl Drop for ProcessGroup {
+    fn drop(&mut self) {
+        // SAFETY: raw came from fx_pg_gloo and is freed once.
+        unsafe { fx_pg_free(self.raw) }
+    }
+}

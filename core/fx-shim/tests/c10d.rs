@@ -1,0 +1,80 @@
+//! c10d through the shim: two ranks as two threads of this process, on localhost over Gloo.
+use fx_shim::c10d::{ProcessGroup, TcpStore};
+use std::time::{Duration, Instant};
+use tch::{Kind, Tensor};
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// Runs `body(rank, group, store)` on two ranks and returns their results in rank order.
+fn two_ranks<T: Send + 'static>(
+    timeout: Duration,
+    body: impl Fn(usize, &ProcessGroup, &TcpStore) -> T + Send + Sync + Clone + 'static,
+) -> Vec<T> {
+    let port = free_port();
+    let handles: Vec<_> = (0..2)
+        .map(|rank| {
+            let body = body.clone();
+            std::thread::spawn(move || {
+                let store = TcpStore::connect("127.0.0.1", port, rank == 0, 2, Duration::from_secs(30)).unwrap();
+                let pg = ProcessGroup::gloo(&store, rank, 2, "127.0.0.1", timeout).unwrap();
+                body(rank, &pg, &store)
+            })
+        })
+        .collect();
+    handles.into_iter().map(|h| h.join().unwrap()).collect()
+}
+
+#[test]
+fn collectives_match_their_definitions() {
+    let out = two_ranks(Duration::from_secs(30), |rank, pg, store| {
+        // Two tensors of different shapes in one call: summed element-wise over the ranks.
+        let a = Tensor::from_slice(&[1.0f32, 2.0, 3.0]) * (rank as f64 + 1.0);
+        let b = Tensor::ones([2, 2], (Kind::Float, tch::Device::Cpu)) * (10.0 * (rank as f64 + 1.0));
+        pg.all_reduce_sum(&[&a, &b]).unwrap();
+        // Broadcast from rank 1.
+        let c = Tensor::from_slice(&[rank as f32; 4]);
+        pg.broadcast(&[&c], 1).unwrap();
+        let g = pg.all_gather(&Tensor::from_slice(&[rank as f32 * 5.0, 7.0])).unwrap();
+        pg.barrier().unwrap();
+        // The store: rank 0 publishes, rank 1 waits for it.
+        if rank == 0 {
+            store.set("greeting", b"run-dir/path").unwrap();
+        }
+        let got = store.get("greeting").unwrap();
+        (
+            Vec::<f32>::try_from(&a).unwrap(),
+            Vec::<f32>::try_from(&b.view([-1])).unwrap(),
+            Vec::<f32>::try_from(&c).unwrap(),
+            g.iter().map(|t| Vec::<f32>::try_from(t).unwrap()).collect::<Vec<_>>(),
+            got,
+        )
+    });
+    for (a, b, c, g, got) in &out {
+        assert_eq!(a, &vec![3.0, 6.0, 9.0]);
+        assert_eq!(b, &vec![30.0; 4]);
+        assert_eq!(c, &vec![1.0; 4]);
+        assert_eq!(g, &vec![vec![0.0, 7.0], vec![5.0, 7.0]]);
+        assert_eq!(got, b"run-dir/path");
+    }
+}
+
+#[test]
+fn a_rank_that_stops_answering_fails_the_collective_within_the_timeout() {
+    let out = two_ranks(Duration::from_secs(3), |rank, pg, _| {
+        let t = Tensor::ones([4], (Kind::Float, tch::Device::Cpu));
+        pg.all_reduce_sum(&[&t]).unwrap();
+        if rank == 1 {
+            // Alive but silent: never joins the next collective.
+            std::thread::sleep(Duration::from_secs(8));
+            return None;
+        }
+        let t0 = Instant::now();
+        let err = pg.all_reduce_sum(&[&t]).expect_err("the silent rank must make the all-reduce fail");
+        Some((t0.elapsed(), format!("{err:#}")))
+    });
+    let (took, msg) = out[0].clone().unwrap();
+    assert!(msg.contains("c10d all_reduce"), "{msg}");
+    assert!(took < Duration::from_secs(8), "the error came after {took:?}, not within the 3 s timeout: {msg}");
+}
