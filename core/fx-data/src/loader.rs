@@ -48,6 +48,30 @@ pub struct LoaderConfig {
     pub augment: Augment,
     /// Seed of this pass: augmentation draws depend on (seed, position) only.
     pub seed: u64,
+    /// (rank, world) of a data-parallel job: batch b of every rank comes from the same global
+    /// batch of `batch_size × world` positions of the order, rank r taking the r-th slice, and
+    /// every sample keeps the augmentation of its global position. So the union of the ranks'
+    /// batches is exactly what one process with the global batch would see. (0, 1) alone.
+    pub shard: (usize, usize),
+}
+
+impl LoaderConfig {
+    /// The global batch: what all ranks together take per step.
+    pub fn global_batch(&self) -> usize {
+        self.batch_size.max(1) * self.shard.1.max(1)
+    }
+
+    /// Positions of the order in this rank's slice of global batch `b`.
+    pub fn slice(&self, b: usize, n: usize) -> std::ops::Range<usize> {
+        let lo = (b * self.global_batch() + self.shard.0 * self.batch_size.max(1)).min(n);
+        lo..(lo + self.batch_size.max(1)).min(n)
+    }
+
+    /// Number of positions in global batch `b` over all ranks.
+    pub fn global_len(&self, b: usize, n: usize) -> usize {
+        let lo = (b * self.global_batch()).min(n);
+        (lo + self.global_batch()).min(n) - lo
+    }
 }
 
 /// Iterates over batches of `records` in the given order.
@@ -176,7 +200,7 @@ impl Loader {
         order: Vec<usize>,
         cfg: LoaderConfig,
     ) -> Loader {
-        let total = order.len().div_ceil(cfg.batch_size.max(1));
+        let total = order.len().div_ceil(cfg.global_batch());
         let (tx, rx) = crossbeam_channel::bounded(cfg.prefetch.max(1));
         let stop = Arc::new(AtomicBool::new(false));
         let next_batch = Arc::new(AtomicUsize::new(0));
@@ -198,9 +222,8 @@ impl Loader {
                     if b >= total || stop.load(Ordering::SeqCst) {
                         break;
                     }
-                    let lo = b * cfg.batch_size;
-                    let hi = (lo + cfg.batch_size).min(order.len());
-                    let batch = build_batch(dataset.as_ref(), &records, &order[lo..hi], lo, &cfg);
+                    let r = cfg.slice(b, order.len());
+                    let batch = build_batch(dataset.as_ref(), &records, &order[r.clone()], r.start, &cfg);
                     if tx.send((b, batch)).is_err() {
                         break;
                     }
@@ -362,7 +385,15 @@ mod tests {
         });
         let records = Arc::new(ds.index(Split::Train).unwrap());
         let order = pass_order(50, 1.0, 9, true);
-        let cfg = LoaderConfig { size: 8, batch_size: 8, workers: 3, prefetch: 2, augment: Augment::none(), seed: 1 };
+        let cfg = LoaderConfig {
+            size: 8,
+            batch_size: 8,
+            workers: 3,
+            prefetch: 2,
+            augment: Augment::none(),
+            seed: 1,
+            shard: (0, 1),
+        };
         let batches: Vec<Batch> = Loader::new(ds.clone(), records.clone(), order.clone(), cfg).collect();
         assert_eq!(batches.len(), 7);
         let ids: Vec<String> = batches.iter().flat_map(|b| b.ids.clone()).collect();
@@ -389,10 +420,59 @@ mod tests {
         assert_eq!(b0.images.len(), b0.len() * 64);
         assert_eq!(b0.cls.len(), b0.len());
         // Dropping a loader early must not hang.
-        let cfg = LoaderConfig { size: 8, batch_size: 2, workers: 2, prefetch: 1, augment: Augment::none(), seed: 1 };
+        let cfg = LoaderConfig {
+            size: 8,
+            batch_size: 2,
+            workers: 2,
+            prefetch: 1,
+            augment: Augment::none(),
+            seed: 1,
+            shard: (0, 1),
+        };
         let mut l = Loader::new(ds, records, order, cfg);
         l.next();
         drop(l);
+    }
+
+    #[test]
+    fn shards_of_a_global_batch_are_the_single_process_batch() {
+        let ds: Arc<dyn Dataset> = Arc::new(Toy {
+            desc: DatasetDesc {
+                name: "toy".into(),
+                description: String::new(),
+                cls_labels: vec!["a".into()],
+                loc_labels: vec!["lesion".into()],
+                seg_labels: vec!["lung".into()],
+                drawn_split: false,
+                eval_labels: vec![],
+            },
+        });
+        let records = Arc::new(ds.index(Split::Train).unwrap());
+        let order = pass_order(50, 1.0, 9, true);
+        let load = |batch_size, shard| {
+            let cfg =
+                LoaderConfig { size: 8, batch_size, workers: 2, prefetch: 2, augment: Augment::none(), seed: 1, shard };
+            Loader::new(ds.clone(), records.clone(), order.clone(), cfg).collect::<Vec<Batch>>()
+        };
+        let one = load(8, (0, 1));
+        let (r0, r1) = (load(4, (0, 2)), load(4, (1, 2)));
+        assert_eq!((r0.len(), r1.len()), (one.len(), one.len()), "every rank takes the same number of steps");
+        for ((a, b), whole) in r0.iter().zip(&r1).zip(&one) {
+            let ids: Vec<String> = a.ids.iter().chain(&b.ids).cloned().collect();
+            assert_eq!(ids, whole.ids);
+            assert_eq!([a.images.clone(), b.images.clone()].concat(), whole.images);
+        }
+        // 50 = 6 × 8 + 2: the last global batch leaves rank 1 nothing.
+        let cfg = LoaderConfig {
+            size: 8,
+            batch_size: 4,
+            workers: 1,
+            prefetch: 1,
+            augment: Augment::none(),
+            seed: 1,
+            shard: (1, 2),
+        };
+        assert_eq!((cfg.slice(6, 50), cfg.global_len(6, 50), cfg.global_len(0, 50)), (50..50, 2, 8));
     }
 
     #[test]

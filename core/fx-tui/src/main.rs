@@ -11,6 +11,7 @@ mod control;
 mod data;
 mod export;
 mod headless;
+mod launch;
 mod plan;
 mod predict;
 mod runs;
@@ -56,6 +57,12 @@ struct TrainArgs {
     /// Viewer: ASCII glyphs and borders (automatic when the locale is not UTF-8).
     #[arg(long)]
     ascii: bool,
+    /// Data-parallel training with N worker processes on this node (one per GPU; on the CPU, N
+    /// processes sharing the cores), through c10d, as `torchrun --nproc-per-node N` would start
+    /// them. `train.batch_size` is per worker. Under torchrun or Slurm, leave this out: fx reads
+    /// their variables (RANK, WORLD_SIZE, ... or SLURM_PROCID, SLURM_NTASKS, ...).
+    #[arg(long, value_name = "N", default_value_t = 1)]
+    nproc_per_node: usize,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -339,10 +346,37 @@ fn ensure_no_live_trainer(run_dir: &Path) -> Result<()> {
 fn train(cli: &Cli) -> Result<()> {
     let args = &cli.train;
     let registry = registry();
-    if let Some(run) = &args.resume {
+    let rendezvous = fx::dist::Rendezvous::from_env()?;
+    if args.nproc_per_node == 0 {
+        anyhow::bail!("--nproc-per-node must be at least 1");
+    }
+    if args.nproc_per_node > 1 && rendezvous.is_some() {
+        anyhow::bail!(
+            "--nproc-per-node starts its own workers, but this process is already a rank of a job (RANK/WORLD_SIZE or \
+             SLURM_NTASKS are set): leave --nproc-per-node out under torchrun or srun"
+        );
+    }
+    // Rank 0 of a job takes the run's lock; the other ranks only read the run.
+    if let Some(run) = args.resume.as_ref().filter(|_| rendezvous.as_ref().is_none_or(|r| r.rank == 0)) {
         ensure_no_live_trainer(run)?;
     }
     let device_override = args.device.as_deref().map(resolve_device).transpose()?;
+    if let Some(r) = &rendezvous {
+        return train_rank(cli, r, device_override, &registry);
+    }
+    if args.nproc_per_node > 1 && !interactive(args) {
+        let run_dir = match (&args.resume, &cli.experiment) {
+            (Some(run), _) => fx::store::RunStore::open(run)?.dir,
+            (None, Some(path)) => {
+                let exp = Experiment::load(path, &args.set)?;
+                Trainer::prepare(&exp, &path.display().to_string(), &registry)?.dir
+            }
+            (None, None) => anyhow::bail!("give an experiment file or --resume RUN (see --help)"),
+        };
+        // The workers stop on Ctrl-C themselves (same process group); the launcher waits for them.
+        install_signal_handlers();
+        return launch::run(&run_dir, &launch::Workers { count: args.nproc_per_node, device: args.device.as_deref() });
+    }
     if interactive(args) {
         // The trainer gets its own process and session: closing this terminal, losing the SSH
         // link or quitting the viewer never touches it.
@@ -354,7 +388,7 @@ fn train(cli: &Cli) -> Result<()> {
             }
             (None, None) => anyhow::bail!("give an experiment file or --resume RUN (see --help)"),
         };
-        let pid = spawn_trainer(&run_dir, args.device.as_deref())?;
+        let pid = spawn_trainer(&run_dir, args.device.as_deref(), args.nproc_per_node)?;
         eprintln!("fx: trainer pid {pid}, run {} (log: trainer.log)", run_dir.display());
         return view(&run_dir, args.ascii);
     }
@@ -384,12 +418,62 @@ fn train(cli: &Cli) -> Result<()> {
     Ok(())
 }
 
-/// Starts `fx-tui --resume RUN --headless` in a new session with its output in RUN/trainer.log.
-fn spawn_trainer(run_dir: &Path, device: Option<&str>) -> Result<u32> {
+/// One rank of a data-parallel job (started by `--nproc-per-node`, torchrun or srun): joins the
+/// c10d group; rank 0 creates the run (or takes the --resume one) and tells the others where it
+/// is; every rank trains its slice; rank 0 prints and writes.
+fn train_rank(
+    cli: &Cli,
+    r: &fx::dist::Rendezvous,
+    device_override: Option<tch::Device>,
+    registry: &Registry,
+) -> Result<()> {
+    let args = &cli.train;
+    let world = fx::dist::World::join(r)?;
+    let mine = if world.rank == 0 {
+        Some(match (&args.resume, &cli.experiment) {
+            (Some(run), _) => fx::store::RunStore::open(run)?.dir,
+            (None, Some(path)) => {
+                let exp = Experiment::load(path, &args.set)?;
+                Trainer::prepare(&exp, &path.display().to_string(), registry)?.dir
+            }
+            (None, None) => anyhow::bail!("give an experiment file or --resume RUN (see --help)"),
+        })
+    } else {
+        None
+    };
+    let run_dir = world.share_run_dir(mine.as_deref())?;
+    let rank = world.rank;
+    let mut trainer = Trainer::resume_in(&run_dir, registry, device_override, Some(world))?;
+    install_signal_handlers();
+    if rank == 0 {
+        if let Err(e) = control::serve(&trainer.run_dir()) {
+            let _ = trainer.run.event("warn", "control_socket", format!("{e:#}"), serde_json::Value::Null);
+        }
+    }
+    let mut printer = headless::Printer::new(&trainer.exp, trainer.datasets.iter().map(|d| d.name.clone()).collect());
+    let status = trainer.run(&mut |p| printer.on(p))?;
+    if rank == 0 {
+        let _ = std::fs::remove_file(control::socket_path(&trainer.run_dir()));
+        if status == "stopped" {
+            printer.line(&format!(
+                "stopped; continue with: fx-tui --resume {} --nproc-per-node N",
+                trainer.run_dir().display()
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Starts `fx-tui --resume RUN --headless` in a new session with its output in RUN/trainer.log
+/// (with `--nproc-per-node N`, the launcher of N workers).
+fn spawn_trainer(run_dir: &Path, device: Option<&str>, nproc_per_node: usize) -> Result<u32> {
     use std::os::unix::process::CommandExt;
     let log = std::fs::OpenOptions::new().create(true).append(true).open(run_dir.join("trainer.log"))?;
     let mut cmd = std::process::Command::new(std::env::current_exe()?);
     cmd.arg("--resume").arg(run_dir).arg("--headless");
+    if nproc_per_node > 1 {
+        cmd.arg("--nproc-per-node").arg(nproc_per_node.to_string());
+    }
     if let Some(d) = device {
         cmd.arg("--device").arg(d);
     }

@@ -4,6 +4,7 @@
 //! (student, EMA teacher, consistency, per-group AdamW, freezing), evaluation and the run store.
 pub mod config;
 pub mod dino;
+pub mod dist;
 pub mod dynlib;
 pub mod eval;
 pub mod features;

@@ -42,6 +42,9 @@ pub struct CheckpointState {
 
 pub struct RunStore {
     pub dir: PathBuf,
+    /// False on the ranks > 0 of a data-parallel job: they read the run directory (experiment,
+    /// plan, checkpoints) and write nothing; rank 0 writes for the job.
+    writer: bool,
 }
 
 pub fn now() -> String {
@@ -77,14 +80,24 @@ impl RunStore {
                 .with_context(|| format!("{}: cannot set its mode {mode:o}", dir.display()))?;
         }
         write_atomic(&dir.join("experiment.toml"), experiment_toml.as_bytes())?;
-        Ok(RunStore { dir })
+        Ok(RunStore { dir, writer: true })
     }
 
     pub fn open(dir: &Path) -> Result<RunStore> {
         if !dir.join("experiment.toml").is_file() {
             bail!("{}: not a run directory (no experiment.toml)", dir.display());
         }
-        Ok(RunStore { dir: dir.to_path_buf() })
+        Ok(RunStore { dir: dir.to_path_buf(), writer: true })
+    }
+
+    /// The same directory, read-only for this process (a data-parallel rank other than 0): every
+    /// write below does nothing.
+    pub fn reader(self) -> RunStore {
+        RunStore { writer: false, ..self }
+    }
+
+    pub fn is_writer(&self) -> bool {
+        self.writer
     }
 
     /// Takes the run's lock, or says which process holds it.
@@ -102,6 +115,9 @@ impl RunStore {
     }
 
     pub fn write_json<T: Serialize>(&self, name: &str, value: &T) -> Result<()> {
+        if !self.writer {
+            return Ok(());
+        }
         write_atomic(&self.path(name), serde_json::to_string_pretty(value)?.as_bytes())
     }
 
@@ -112,6 +128,9 @@ impl RunStore {
     }
 
     pub fn append_metrics(&self, rows: &[MetricRow]) -> Result<()> {
+        if !self.writer {
+            return Ok(());
+        }
         append_lines(&self.path("metrics.jsonl"), rows)
     }
 
@@ -120,6 +139,9 @@ impl RunStore {
     }
 
     pub fn event(&self, level: &str, kind: &str, message: impl Into<String>, data: serde_json::Value) -> Result<()> {
+        if !self.writer {
+            return Ok(());
+        }
         let e = Event { time: now(), level: level.into(), kind: kind.into(), message: message.into(), data };
         append_lines(&self.path("events.jsonl"), &[e])
     }
@@ -134,6 +156,9 @@ impl RunStore {
         let rows = self.metrics()?;
         let keep: Vec<&MetricRow> = rows.iter().filter(|r| r.epoch <= epoch).collect();
         let dropped = rows.len() - keep.len();
+        if !self.writer {
+            return Ok(dropped);
+        }
         let mut buf = String::new();
         for r in &keep {
             buf.push_str(&serde_json::to_string(r)?);
@@ -151,8 +176,11 @@ impl RunStore {
         files: &[(&str, &dyn Fn(&Path) -> Result<()>)],
     ) -> Result<PathBuf> {
         let ck = self.path("checkpoints");
-        fs::create_dir_all(&ck)?;
         let name = format!("epoch-{:04}", state.epoch);
+        if !self.writer {
+            return Ok(ck.join(name));
+        }
+        fs::create_dir_all(&ck)?;
         let tmp = ck.join(format!("{name}.tmp"));
         let _ = fs::remove_dir_all(&tmp);
         fs::create_dir_all(&tmp)?;

@@ -346,8 +346,10 @@ pub struct Trainer {
     registry: Registry,
     /// (dataset, sample id) whose load warnings this process has recorded: once each, not every epoch.
     warned: std::collections::HashSet<(String, String)>,
-    /// Held while this trainer lives: no second trainer on the same run.
-    _lock: crate::store::RunLock,
+    /// Held while this trainer lives: no second trainer on the same run (rank 0's in a job).
+    _lock: Option<crate::store::RunLock>,
+    /// The data-parallel job this trainer is a rank of; None alone.
+    world: Option<crate::dist::World>,
 }
 
 fn model_pair(exp: &Experiment, device: Device, heads: &Heads) -> Result<(Model, Option<Model>)> {
@@ -643,15 +645,40 @@ impl Trainer {
     /// Re-opens a run directory and continues after its last complete checkpoint. Metric rows of an
     /// epoch that never reached its checkpoint are dropped, so none is lost or duplicated.
     pub fn resume(dir: &Path, registry: &Registry, device_override: Option<Device>) -> Result<Trainer> {
-        let run = RunStore::open(dir)?;
+        Self::resume_in(dir, registry, device_override, None)
+    }
+
+    /// [`Trainer::resume`] as one rank of a data-parallel job: rank 0 locks and writes the run
+    /// directory, the others only read it; every rank starts from rank 0's weights. On CUDA each
+    /// rank trains on the GPU of its local rank.
+    pub fn resume_in(
+        dir: &Path,
+        registry: &Registry,
+        device_override: Option<Device>,
+        world: Option<crate::dist::World>,
+    ) -> Result<Trainer> {
+        let mut run = RunStore::open(dir)?;
+        let writer = world.as_ref().is_none_or(|w| w.is_writer());
         // First of all: two trainers would interleave rows and checkpoints.
-        let lock = run.lock()?;
-        complete_hot_add(&run)?;
+        let lock = if writer { Some(run.lock()?) } else { None };
+        if writer {
+            complete_hot_add(&run)?;
+        } else {
+            run = run.reader();
+        }
+        if let Some(w) = &world {
+            // The other ranks read experiment.toml and plan.json once rank 0 has settled them.
+            w.barrier()?;
+        }
         let file = run.path("experiment.toml");
         let exp = Experiment::load(&file, &[])?;
         let device = match device_override {
             Some(d) => d,
             None => resolve_device(&exp.device)?,
+        };
+        let device = match (&world, device) {
+            (Some(w), Device::Cuda(_)) => Device::Cuda(w.local_rank),
+            (_, d) => d,
         };
         let label = file.display().to_string();
         let datasets = open_datasets(&exp, &label, registry)?;
@@ -736,6 +763,27 @@ impl Trainer {
             ),
             serde_json::json!({ "precision": precision.as_str(), "configured": exp.train.precision.as_str() }),
         )?;
+        if let Some(w) = &world {
+            // Every rank from rank 0's weights, as DDP does at construction: identical even where
+            // an initialisation drew from a thread's RNG.
+            let mut vars: Vec<Tensor> = student.named_variables().into_iter().map(|(_, v)| v).collect();
+            if let Some(t) = &teacher {
+                vars.extend(t.named_variables().into_iter().map(|(_, v)| v));
+            }
+            w.broadcast(&vars)?;
+            run.event(
+                "info",
+                "distributed",
+                format!(
+                    "data-parallel over {} ranks (c10d Gloo): global batch {} = {} per rank × {}",
+                    w.size,
+                    exp.train.batch_size * w.size,
+                    exp.train.batch_size,
+                    w.size
+                ),
+                serde_json::json!({ "world_size": w.size, "batch_per_rank": exp.train.batch_size }),
+            )?;
+        }
         if !libraries.is_empty() {
             run.write_json(fx_run::files::PLUGINS, &libraries)?;
             run.event(
@@ -769,6 +817,7 @@ impl Trainer {
             registry: registry.clone(),
             warned: Default::default(),
             _lock: lock,
+            world,
         })
     }
 
@@ -865,7 +914,11 @@ impl Trainer {
     /// and checkpoints. Returns false when a stop request interrupted the epoch (nothing of it is
     /// kept; a resume runs it again).
     pub fn run_epoch(&mut self, on: &mut dyn FnMut(Progress)) -> Result<bool> {
-        self.add_pending_datasets(on)?;
+        // Hot-add needs every rank to add the same dataset at the same boundary: not yet for a
+        // data-parallel job (a dropped dataset waits in plugins/ until a single-process resume).
+        if self.world.is_none() {
+            self.add_pending_datasets(on)?;
+        }
         if self.next >= self.plan.len() {
             return Ok(true);
         }
@@ -875,18 +928,35 @@ impl Trainer {
         if stopped {
             return Ok(false);
         }
+        if let Some(w) = &self.world {
+            // BatchNorm running statistics are rank 0's on every rank (DDP's broadcast_buffers),
+            // so the teachers, evaluations and checkpoints agree.
+            let buffers: Vec<Tensor> = self
+                .student
+                .named_variables()
+                .into_iter()
+                .filter(|(n, _)| crate::model::is_buffer(n))
+                .map(|(_, v)| v)
+                .collect();
+            w.broadcast(&buffers)?;
+        }
         if let Some(t) = self.teacher.as_mut() {
             t.ema_from(&self.student, self.exp.student_teacher.momentum)?;
         }
         let train_s = t_train.elapsed().as_secs_f64();
         let t_eval = Instant::now();
-        let rows = self.evaluate(&plan, self.wall())?;
+        // Rank 0 evaluates the whole test set (the metrics are a single process's by construction)
+        // while the others wait at the barrier below.
+        let rows = if self.run.is_writer() { self.evaluate(&plan, self.wall())? } else { Vec::new() };
         self.run.append_metrics(&rows)?;
         let eval_s = t_eval.elapsed().as_secs_f64();
         self.skipped_total += skipped;
         self.next += 1;
         self.checkpoint(self.wall())?;
         self.run.write_json("run.json", &self.info("running", None))?;
+        if let Some(w) = &self.world {
+            w.barrier()?;
+        }
         on(Progress::Epoch { plan: &plan, rows: &rows, train_s, eval_s, skipped });
         Ok(true)
     }
@@ -992,7 +1062,12 @@ impl Trainer {
             prefetch: self.exp.train.prefetch,
             augment: self.exp.augment.of(plan.task).clone(),
             seed: mix(&[self.exp.seed, epoch, 1]),
+            shard: self.world.as_ref().map_or((0, 1), |w| (w.rank, w.size)),
         };
+        let world_size = cfg.shard.1;
+        // Sizes of the global batches (all ranks together), for each rank's share of the loss.
+        let global_len: Vec<usize> =
+            (0..n_images.div_ceil(cfg.global_batch())).map(|b| cfg.global_len(b, n_images)).collect();
         let loader = Loader::new(ds.dataset.clone(), ds.train.clone(), order, cfg);
         let steps = loader.len();
         let st = self.exp.student_teacher.clone();
@@ -1027,25 +1102,46 @@ impl Trainer {
                     on(Progress::Warning(format!("{}: sample {id} skipped: {why}", plan.dataset)));
                 }
             }
-            if !batch.is_empty() {
-                let loss = {
-                    // The forward passes (student and teacher) under autocast; the outputs leave
-                    // the model in fp32, so the loss is fp32. Backward follows the forward's dtypes.
-                    let _autocast = Autocast::new(self.device, self.low_precision());
-                    match plan.task {
-                        Task::Cls => self.cls_step(plan, &batch, w)?,
-                        Task::Loc => self.loc_step(plan, &batch, w, mix(&[self.exp.seed, epoch, step as u64, 3]))?,
-                        Task::Seg => self.seg_step(plan, &batch, w)?,
-                    }
+            // In a data-parallel job every rank takes part in every step, even with an empty slice.
+            if !batch.is_empty() || self.world.is_some() {
+                let (mut grads, loss) = if batch.is_empty() {
+                    (active.iter().map(|_| Tensor::new()).collect::<Vec<_>>(), None)
+                } else {
+                    let loss = {
+                        // The forward passes (student and teacher) under autocast; the outputs
+                        // leave the model in fp32, so the loss is fp32. Backward follows the
+                        // forward's dtypes.
+                        let _autocast = Autocast::new(self.device, self.low_precision());
+                        match plan.task {
+                            Task::Cls => self.cls_step(plan, &batch, w)?,
+                            Task::Loc => {
+                                self.loc_step(plan, &batch, w, mix(&[self.exp.seed, epoch, step as u64, 3]))?
+                            }
+                            Task::Seg => self.seg_step(plan, &batch, w)?,
+                        }
+                    };
+                    // This rank's share of the global batch: the ranks' averaged gradient is then
+                    // the global batch's (per-sample means; see dist::average_gradients).
+                    let loss = if world_size > 1 {
+                        loss * (batch.len() * world_size) as f64 / global_len[step].max(1) as f64
+                    } else {
+                        loss
+                    };
+                    let grads = match self.opt.scaler.as_ref() {
+                        Some(scaler) => crate::optim::gradients(&scaler.scale_loss(&loss), &active),
+                        None => crate::optim::gradients(&loss, &active),
+                    };
+                    (grads, Some(loss))
                 };
-                let (grads, found_inf) = match self.opt.scaler.as_mut() {
+                if let Some(world) = &self.world {
+                    crate::dist::average_gradients(world, &active, &mut grads)?;
+                }
+                let found_inf = match self.opt.scaler.as_mut() {
                     Some(scaler) => {
-                        let grads = crate::optim::gradients(&scaler.scale_loss(&loss), &active);
                         let defined: Vec<&Tensor> = grads.iter().filter(|g| g.defined()).collect();
-                        let found_inf = scaler.unscale(&defined)?.shallow_clone();
-                        (grads, Some(found_inf))
+                        Some(scaler.unscale(&defined)?.shallow_clone())
                     }
-                    None => (crate::optim::gradients(&loss, &active), None),
+                    None => None,
                 };
                 if plan.task == Task::Loc {
                     criterion::clip_grad_norm(&grads, self.exp.model.dino.clip_max_norm);
@@ -1054,15 +1150,29 @@ impl Trainer {
                 if let Some(scaler) = self.opt.scaler.as_mut() {
                     scaler.update()?;
                 }
-                loss_acc += loss.detach();
+                if let Some(loss) = loss {
+                    loss_acc += loss.detach();
+                }
                 window_steps += 1;
-                window_images += batch.len();
-                seen += batch.len();
+                window_images += global_len[step].min(batch.len() * world_size);
+                seen += global_len[step].min(batch.len() * world_size);
             }
             let last = step + 1 == steps;
+            let mut stop = self.world.is_none() && STOP.load(Ordering::SeqCst);
             if (step + 1) % self.exp.train.log_every.max(1) == 0 || last {
                 // The one host-device synchronisation of the window: reading the summed loss.
-                let loss = if window_steps > 0 { loss_acc.double_value(&[]) / window_steps as f64 } else { f64::NAN };
+                // A job also agrees here whether any rank was asked to stop: all stop together.
+                let summed = match &self.world {
+                    Some(world) => {
+                        let flag = Tensor::from(STOP.load(Ordering::SeqCst) as u8 as f32).to_device(self.device);
+                        let both = Tensor::stack(&[loss_acc.shallow_clone(), flag], 0);
+                        world.sum(std::slice::from_ref(&both))?;
+                        stop = both.double_value(&[1]) > 0.0;
+                        both.double_value(&[0]) / world_size as f64
+                    }
+                    None => loss_acc.double_value(&[]),
+                };
+                let loss = if window_steps > 0 { summed / window_steps as f64 } else { f64::NAN };
                 let dt = window_t.elapsed().as_secs_f64().max(1e-9);
                 let img_per_s = window_images as f64 / dt;
                 let eta_epoch_s = (n_images.saturating_sub(seen)) as f64 / img_per_s.max(1e-9);
@@ -1084,10 +1194,12 @@ impl Trainer {
                 window_t = Instant::now();
                 self.run.write_json("run.json", &self.info("running", None))?;
             }
-            if STOP.load(Ordering::SeqCst) {
+            if stop {
                 return Ok((skipped, true));
             }
-            if PAUSE.load(Ordering::SeqCst) {
+            // A job cannot pause one rank (the others would wait out the timeout): stop and
+            // --resume instead.
+            if PAUSE.load(Ordering::SeqCst) && self.world.is_none() {
                 self.hold()?;
                 window_t = Instant::now();
             }
@@ -1225,6 +1337,7 @@ impl Trainer {
                 prefetch: 4,
                 augment: Augment::none(),
                 seed: 0,
+                shard: (0, 1),
             };
             let batches: Vec<Batch> = Loader::new(ds.dataset.clone(), ds.test.clone(), (0..n).collect(), cfg).collect();
             let skipped: usize = batches.iter().map(|b| b.skipped.len()).sum();

@@ -1,0 +1,291 @@
+//! Data-parallel training through PyTorch's c10d (see fx-shim's `c10d`): who this process is in
+//! the job (from torchrun's or Slurm's variables), the rendezvous, and the few collectives the
+//! trainer needs. Semantics are those of one process with the global batch (see `train.rs`):
+//! every rank holds the same weights, takes its slice of each global batch and applies the same
+//! averaged gradients.
+
+use anyhow::{anyhow, bail, Context, Result};
+use fx_shim::c10d::{ProcessGroup, TcpStore};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+use tch::{Device, Kind, Tensor};
+
+/// How long a collective (and the rendezvous) may wait for the other ranks before failing:
+/// `FX_DIST_TIMEOUT_S`, default 1800 s (torch.distributed's default for Gloo and NCCL).
+pub const TIMEOUT_VAR: &str = "FX_DIST_TIMEOUT_S";
+
+/// Where this process sits in a job, as a launcher describes it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Rendezvous {
+    pub master_addr: String,
+    pub master_port: u16,
+    pub rank: usize,
+    pub world: usize,
+    /// Index of this process on its node: its GPU.
+    pub local_rank: usize,
+    /// "torchrun" or "slurm": which variables said so.
+    pub source: &'static str,
+    pub timeout: Duration,
+}
+
+/// The default port of torch.distributed's store.
+pub const DEFAULT_PORT: u16 = 29500;
+
+impl Rendezvous {
+    /// The job this process belongs to: torchrun's variables (RANK, WORLD_SIZE, LOCAL_RANK,
+    /// MASTER_ADDR, MASTER_PORT), else Slurm's (SLURM_PROCID, SLURM_NTASKS, SLURM_LOCALID, the
+    /// first host of SLURM_JOB_NODELIST; MASTER_ADDR/MASTER_PORT still win when set). None when
+    /// neither describes more than one process.
+    pub fn from_env() -> Result<Option<Rendezvous>> {
+        Self::from_vars(&|k| std::env::var(k).ok())
+    }
+
+    pub fn from_vars(var: &dyn Fn(&str) -> Option<String>) -> Result<Option<Rendezvous>> {
+        let number = |k: &str| -> Result<Option<usize>> {
+            var(k)
+                .map(|v| v.trim().parse::<usize>().map_err(|_| anyhow!("{k}={v:?} is not a whole number")))
+                .transpose()
+        };
+        let timeout = match var(TIMEOUT_VAR) {
+            Some(v) => Duration::from_secs_f64(
+                v.trim()
+                    .parse::<f64>()
+                    .ok()
+                    .filter(|s| *s > 0.0)
+                    .ok_or_else(|| anyhow!("{TIMEOUT_VAR}={v:?} is not a positive number of seconds"))?,
+            ),
+            None => Duration::from_secs(1800),
+        };
+        let port = || -> Result<u16> {
+            match var("MASTER_PORT") {
+                Some(p) => p.trim().parse().map_err(|_| anyhow!("MASTER_PORT={p:?} is not a port number")),
+                None => Ok(DEFAULT_PORT),
+            }
+        };
+        let (rank, world, local_rank, addr, source) = if let Some(world) = number("WORLD_SIZE")? {
+            let rank = number("RANK")?.ok_or_else(|| anyhow!("WORLD_SIZE is set but RANK is not"))?;
+            let addr = var("MASTER_ADDR").ok_or_else(|| anyhow!("WORLD_SIZE is set but MASTER_ADDR is not"))?;
+            (rank, world, number("LOCAL_RANK")?.unwrap_or(0), addr, "torchrun")
+        } else if let Some(world) = number("SLURM_NTASKS")? {
+            let rank = number("SLURM_PROCID")?.ok_or_else(|| anyhow!("SLURM_NTASKS is set but SLURM_PROCID is not"))?;
+            let addr = match var("MASTER_ADDR") {
+                Some(a) => a,
+                None => first_host(
+                    &var("SLURM_JOB_NODELIST")
+                        .or_else(|| var("SLURM_NODELIST"))
+                        .ok_or_else(|| anyhow!("SLURM_NTASKS is set but SLURM_JOB_NODELIST is not"))?,
+                )?,
+            };
+            (rank, world, number("SLURM_LOCALID")?.unwrap_or(0), addr, "slurm")
+        } else {
+            return Ok(None);
+        };
+        if world <= 1 {
+            return Ok(None);
+        }
+        if rank >= world {
+            bail!("rank {rank} is not below the world size {world} ({source} variables)");
+        }
+        Ok(Some(Rendezvous { master_addr: addr, master_port: port()?, rank, world, local_rank, source, timeout }))
+    }
+}
+
+/// The first host of a Slurm node list: `gpu[03-05,9],login1` → `gpu03`.
+pub fn first_host(list: &str) -> Result<String> {
+    let list = list.trim();
+    let end = list.find([',', '[']).unwrap_or(list.len());
+    let prefix = &list[..end];
+    if list[end..].starts_with('[') {
+        let inner = &list[end + 1..list.find(']').ok_or_else(|| anyhow!("node list {list:?}: unclosed ["))?];
+        let first = inner.split([',', '-']).next().unwrap_or("");
+        return Ok(format!("{prefix}{first}"));
+    }
+    if prefix.is_empty() {
+        bail!("node list {list:?} names no host");
+    }
+    Ok(prefix.to_string())
+}
+
+/// This process's membership of a running job.
+pub struct World {
+    pub rank: usize,
+    pub size: usize,
+    pub local_rank: usize,
+    store: TcpStore,
+    group: ProcessGroup,
+}
+
+impl World {
+    /// The rendezvous at MASTER_ADDR:MASTER_PORT (rank 0 serves the store) and the Gloo group.
+    pub fn join(r: &Rendezvous) -> Result<World> {
+        let store = TcpStore::connect(&r.master_addr, r.master_port, r.rank == 0, r.world, r.timeout)
+            .with_context(|| format!("rank {} of {} ({} variables)", r.rank, r.world, r.source))?;
+        // The address the others reach this rank at: loopback for a job on one node, this host's
+        // name otherwise (c10d resolves it, as torch.distributed's default device does).
+        let local = matches!(r.master_addr.as_str(), "127.0.0.1" | "localhost" | "::1");
+        let host = if local { "127.0.0.1".to_string() } else { hostname() };
+        let group = ProcessGroup::gloo(&store, r.rank, r.world, &host, r.timeout)
+            .with_context(|| format!("rank {} of {}", r.rank, r.world))?;
+        Ok(World { rank: r.rank, size: r.world, local_rank: r.local_rank, store, group })
+    }
+
+    /// Rank 0 writes the run directory; the others only read it.
+    pub fn is_writer(&self) -> bool {
+        self.rank == 0
+    }
+
+    /// Rank 0 names the run directory (the one it created); every rank returns it.
+    pub fn share_run_dir(&self, dir: Option<&Path>) -> Result<PathBuf> {
+        if let Some(d) = dir.filter(|_| self.rank == 0) {
+            self.store.set("fx/run_dir", d.display().to_string().as_bytes())?;
+        }
+        let v = self.store.get("fx/run_dir")?;
+        Ok(PathBuf::from(String::from_utf8_lossy(&v).into_owned()))
+    }
+
+    /// Rank 0's values in every rank's tensors (weights at the start, BatchNorm statistics).
+    pub fn broadcast(&self, ts: &[Tensor]) -> Result<()> {
+        self.on_host(ts, |h| self.group.broadcast(h, 0)).map_err(|e| self.failed(e))
+    }
+
+    /// Each tensor summed over the ranks, in place.
+    pub fn sum(&self, ts: &[Tensor]) -> Result<()> {
+        self.on_host(ts, |h| self.group.all_reduce_sum(h)).map_err(|e| self.failed(e))
+    }
+
+    pub fn barrier(&self) -> Result<()> {
+        self.group.barrier().map_err(|e| self.failed(e))
+    }
+
+    fn failed(&self, e: anyhow::Error) -> anyhow::Error {
+        e.context(format!(
+            "rank {} of {}: a collective failed: another rank stopped, crashed or hung past the timeout \
+             (its log, or the run's events, say which); the run resumes from its last checkpoint with --resume",
+            self.rank, self.size
+        ))
+    }
+
+    /// Gloo reduces host tensors: CUDA tensors go through one host copy per dtype bucket. (NCCL,
+    /// which reduces in device memory, is not bound yet.)
+    fn on_host(&self, ts: &[Tensor], f: impl Fn(&[&Tensor]) -> Result<()>) -> Result<()> {
+        let mut by_kind: std::collections::BTreeMap<String, Vec<&Tensor>> = Default::default();
+        for t in ts.iter().filter(|t| t.defined()) {
+            by_kind.entry(format!("{:?}", t.kind())).or_default().push(t);
+        }
+        for group in by_kind.values() {
+            if group[0].device() == Device::Cpu {
+                f(group)?;
+            } else {
+                let host: Vec<Tensor> = group.iter().map(|t| t.to_device(Device::Cpu)).collect();
+                f(&host.iter().collect::<Vec<_>>())?;
+                for (t, h) in group.iter().zip(&host) {
+                    let mut t = (*t).shallow_clone();
+                    tch::no_grad(|| t.copy_(h));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The gradients of one step averaged over the ranks: what one process computing the global
+/// batch's loss would get. Each rank's loss was weighted by its share of the global batch
+/// (`n_rank × world / n_global`), so the mean of the ranks' gradients is the global gradient.
+/// A parameter's gradient stays undefined (not stepped) only when it is undefined on every rank;
+/// a rank with an empty slice contributes zeros.
+pub fn average_gradients(
+    world: &World,
+    params: &[(String, crate::schedule::Group, Tensor)],
+    grads: &mut [Tensor],
+) -> Result<()> {
+    let n = params.len();
+    let mut flat = Vec::with_capacity(n + 1);
+    let mut defined = vec![0f32; n];
+    for (i, ((_, _, p), g)) in params.iter().zip(grads.iter()).enumerate() {
+        if g.defined() {
+            defined[i] = 1.0;
+            flat.push(g.to_kind(Kind::Float));
+        } else {
+            flat.push(Tensor::zeros(p.size(), (Kind::Float, p.device())));
+        }
+    }
+    let flags = Tensor::from_slice(&defined);
+    flat.push(flags.shallow_clone());
+    world.sum(&flat)?;
+    let flags = Vec::<f32>::try_from(&flags).context("reading the gradient flags")?;
+    let inv = 1.0 / world.size as f64;
+    for (i, g) in grads.iter_mut().enumerate() {
+        if flags[i] > 0.0 {
+            *g = (&flat[i] * inv).to_kind(params[i].2.kind());
+        }
+    }
+    Ok(())
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_string())
+        .unwrap_or_else(|_| "localhost".into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn vars(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+        let m: std::collections::HashMap<String, String> =
+            pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        move |k| m.get(k).cloned()
+    }
+
+    #[test]
+    fn torchrun_and_slurm_variables() {
+        let r = Rendezvous::from_vars(&vars(&[
+            ("WORLD_SIZE", "16"),
+            ("RANK", "9"),
+            ("LOCAL_RANK", "1"),
+            ("MASTER_ADDR", "node-a"),
+            ("MASTER_PORT", "29555"),
+        ]))
+        .unwrap()
+        .unwrap();
+        assert_eq!((r.rank, r.world, r.local_rank, r.master_addr.as_str(), r.master_port), (9, 16, 1, "node-a", 29555));
+        assert_eq!(r.source, "torchrun");
+        let s = Rendezvous::from_vars(&vars(&[
+            ("SLURM_NTASKS", "16"),
+            ("SLURM_PROCID", "12"),
+            ("SLURM_LOCALID", "4"),
+            ("SLURM_JOB_NODELIST", "gpu[07-08]"),
+            (TIMEOUT_VAR, "60"),
+        ]))
+        .unwrap()
+        .unwrap();
+        assert_eq!((s.rank, s.world, s.local_rank, s.master_addr.as_str()), (12, 16, 4, "gpu07"));
+        assert_eq!((s.master_port, s.source, s.timeout), (DEFAULT_PORT, "slurm", Duration::from_secs(60)));
+        // One process is no job; nothing set is no job.
+        assert_eq!(
+            Rendezvous::from_vars(&vars(&[("SLURM_NTASKS", "1"), ("SLURM_PROCID", "0"), ("SLURM_JOB_NODELIST", "a")]))
+                .unwrap(),
+            None
+        );
+        assert_eq!(Rendezvous::from_vars(&vars(&[])).unwrap(), None);
+        for (bad, says) in [
+            (vec![("WORLD_SIZE", "2"), ("RANK", "x"), ("MASTER_ADDR", "a")], "RANK=\"x\""),
+            (vec![("WORLD_SIZE", "2"), ("RANK", "2"), ("MASTER_ADDR", "a")], "not below the world size"),
+            (vec![("WORLD_SIZE", "2"), ("RANK", "0")], "MASTER_ADDR"),
+            (vec![("WORLD_SIZE", "2"), ("RANK", "0"), ("MASTER_ADDR", "a"), (TIMEOUT_VAR, "0")], TIMEOUT_VAR),
+        ] {
+            let e = Rendezvous::from_vars(&vars(&bad)).unwrap_err().to_string();
+            assert!(e.contains(says), "{e}");
+        }
+    }
+
+    #[test]
+    fn first_host_of_slurm_node_lists() {
+        assert_eq!(first_host("gpu[03-05,9],login1").unwrap(), "gpu03");
+        assert_eq!(first_host("a12,b7").unwrap(), "a12");
+        assert_eq!(first_host("single").unwrap(), "single");
+        assert_eq!(first_host("n[1,4]").unwrap(), "n1");
+        assert!(first_host("").is_err());
+    }
+}
