@@ -45,9 +45,15 @@ pub fn run(run_dir: &Path, w: &Workers) -> Result<()> {
         cmd.env("WORLD_SIZE", w.count.to_string())
             .env("RANK", rank.to_string())
             .env("LOCAL_RANK", rank.to_string())
+            .env("LOCAL_WORLD_SIZE", w.count.to_string())
             .env("MASTER_ADDR", "127.0.0.1")
             .env("MASTER_PORT", port.to_string())
             .stdin(Stdio::null());
+        // N processes on one node share its cores: like torchrun, do not let each run as many
+        // threads as there are cores, unless the user chose a number.
+        if std::env::var_os("OMP_NUM_THREADS").is_none() {
+            cmd.env("OMP_NUM_THREADS", (fx::train::num_cpus() / w.count).max(1).to_string());
+        }
         if rank > 0 {
             let log = std::fs::OpenOptions::new()
                 .create(true)

@@ -23,6 +23,8 @@ pub struct Rendezvous {
     pub world: usize,
     /// Index of this process on its node: its GPU.
     pub local_rank: usize,
+    /// Processes on this node (LOCAL_WORLD_SIZE, or Slurm's tasks per node); 1 when unsaid.
+    pub local_size: usize,
     /// "torchrun" or "slurm": which variables said so.
     pub source: &'static str,
     pub timeout: Duration,
@@ -83,10 +85,26 @@ impl Rendezvous {
         if world <= 1 {
             return Ok(None);
         }
+        // torchrun's LOCAL_WORLD_SIZE; Slurm writes tasks per node as "8" or "8(x2)".
+        let local_size = var("LOCAL_WORLD_SIZE")
+            .or_else(|| var("SLURM_NTASKS_PER_NODE"))
+            .or_else(|| var("SLURM_TASKS_PER_NODE"))
+            .and_then(|v| v.split(|c: char| !c.is_ascii_digit()).next().and_then(|n| n.parse::<usize>().ok()))
+            .unwrap_or(1)
+            .max(1);
         if rank >= world {
             bail!("rank {rank} is not below the world size {world} ({source} variables)");
         }
-        Ok(Some(Rendezvous { master_addr: addr, master_port: port()?, rank, world, local_rank, source, timeout }))
+        Ok(Some(Rendezvous {
+            master_addr: addr,
+            master_port: port()?,
+            rank,
+            world,
+            local_rank,
+            local_size,
+            source,
+            timeout,
+        }))
     }
 }
 
@@ -111,6 +129,7 @@ pub struct World {
     pub rank: usize,
     pub size: usize,
     pub local_rank: usize,
+    pub local_size: usize,
     store: TcpStore,
     group: ProcessGroup,
 }
@@ -126,7 +145,7 @@ impl World {
         let host = if local { "127.0.0.1".to_string() } else { hostname() };
         let group = ProcessGroup::gloo(&store, r.rank, r.world, &host, r.timeout)
             .with_context(|| format!("rank {} of {}", r.rank, r.world))?;
-        Ok(World { rank: r.rank, size: r.world, local_rank: r.local_rank, store, group })
+        Ok(World { rank: r.rank, size: r.world, local_rank: r.local_rank, local_size: r.local_size, store, group })
     }
 
     /// Rank 0 writes the run directory; the others only read it.
@@ -256,11 +275,12 @@ mod tests {
             ("SLURM_PROCID", "12"),
             ("SLURM_LOCALID", "4"),
             ("SLURM_JOB_NODELIST", "gpu[07-08]"),
+            ("SLURM_TASKS_PER_NODE", "8(x2)"),
             (TIMEOUT_VAR, "60"),
         ]))
         .unwrap()
         .unwrap();
-        assert_eq!((s.rank, s.world, s.local_rank, s.master_addr.as_str()), (12, 16, 4, "gpu07"));
+        assert_eq!((s.rank, s.world, s.local_rank, s.local_size, s.master_addr.as_str()), (12, 16, 4, 8, "gpu07"));
         assert_eq!((s.master_port, s.source, s.timeout), (DEFAULT_PORT, "slurm", Duration::from_secs(60)));
         // One process is no job; nothing set is no job.
         assert_eq!(

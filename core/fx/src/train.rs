@@ -947,7 +947,19 @@ impl Trainer {
         let t_eval = Instant::now();
         // Rank 0 evaluates the whole test set (the metrics are a single process's by construction)
         // while the others wait at the barrier below.
-        let rows = if self.run.is_writer() { self.evaluate(&plan, self.wall())? } else { Vec::new() };
+        let rows = if !self.run.is_writer() {
+            Vec::new()
+        } else if let Some(w) = &self.world {
+            // The node's workers split its cores while training; rank 0 takes the cores of its
+            // node while the others wait.
+            let threads = tch::utils::get_num_threads();
+            tch::utils::set_num_threads((threads as usize * w.local_size).min(num_cpus()).max(1) as i32);
+            let rows = self.evaluate(&plan, self.wall());
+            tch::utils::set_num_threads(threads);
+            rows?
+        } else {
+            self.evaluate(&plan, self.wall())?
+        };
         self.run.append_metrics(&rows)?;
         let eval_s = t_eval.elapsed().as_secs_f64();
         self.skipped_total += skipped;

@@ -1,0 +1,243 @@
+//! Data-parallel training as a user runs it: `fx-tui EXP --nproc-per-node 2` on the CPU (c10d Gloo
+//! on localhost) against one process with the global batch, a worker killed mid-run, and
+//! `--resume`.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+fn fx() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_fx-tui"));
+    // A test run under torchrun or srun must not make these workers ranks of that job.
+    for v in ["WORLD_SIZE", "RANK", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT", "SLURM_NTASKS", "SLURM_PROCID"] {
+        c.env_remove(v);
+    }
+    c
+}
+
+fn text(o: &Output) -> String {
+    format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
+}
+
+/// Classification on two phantom sets (40 training images: the last global batch of 8 is
+/// split 4 + 4, of 16 it is 8 + 0 — an empty slice on rank 1), swin_nano at 32 px. No stochastic
+/// depth: its draws come from each process's generator, so ranks cannot reproduce one process's.
+fn experiment(dir: &Path, name: &str, batch: usize, cycles: usize) -> PathBuf {
+    let p = dir.join(format!("{name}.toml"));
+    std::fs::write(
+        &p,
+        format!(
+            r#"
+name = "{name}"
+seed = 5
+device = "cpu"
+output_dir = "{out}"
+[model]
+arch = "swin_nano"
+image_size = 32
+drop_path = 0.0
+[train]
+batch_size = {batch}
+cycles = {cycles}
+log_every = 2
+workers = 1
+[optimizer]
+lr = {{ backbone = 1e-3, cls_head = 1e-2 }}
+[eval]
+batch_size = 32
+models = ["teacher", "student"]
+[[datasets]]
+plugin = "phantom-cxp"
+options = {{ train = 40, test = 32 }}
+[[datasets]]
+plugin = "phantom-nih"
+options = {{ train = 40, test = 32 }}
+"#,
+            out = dir.join("runs").join(name).display()
+        ),
+    )
+    .unwrap();
+    p
+}
+
+fn run_dir(dir: &Path, name: &str) -> PathBuf {
+    let parent = dir.join("runs").join(name);
+    let runs: Vec<PathBuf> = std::fs::read_dir(&parent)
+        .map(|it| it.flatten().map(|e| e.path()).filter(|p| p.join("experiment.toml").exists()).collect())
+        .unwrap_or_default();
+    assert!(runs.len() <= 1, "{runs:?}");
+    runs.first().cloned().unwrap_or_default()
+}
+
+/// (epoch, dataset, model) → value.
+fn rows(run: &Path) -> Vec<((u64, String, String), f64)> {
+    let mut out: Vec<((u64, String, String), f64)> = std::fs::read_to_string(run.join("metrics.jsonl"))
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .map(|r| {
+            (
+                (
+                    r["epoch"].as_u64().unwrap(),
+                    r["eval"]["dataset"].as_str().unwrap().to_string(),
+                    r["model"].as_str().unwrap().to_string(),
+                ),
+                r["value"].as_f64().unwrap(),
+            )
+        })
+        .collect();
+    out.sort_by(|a, b| a.0.cmp(&b.0));
+    out
+}
+
+fn assert_same_metrics(a: &Path, b: &Path, what: &str) {
+    let (ra, rb) = (rows(a), rows(b));
+    assert_eq!(ra.len(), rb.len(), "{what}: another number of metric rows");
+    assert!(!ra.is_empty());
+    for ((ka, va), (kb, vb)) in ra.iter().zip(&rb) {
+        assert_eq!(ka, kb, "{what}");
+        assert!((va - vb).abs() < 1e-6, "{what}: {ka:?}: {va} vs {vb}");
+    }
+}
+
+fn last_checkpoint(run: &Path) -> PathBuf {
+    let last: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(run.join("checkpoints/last.json")).unwrap()).unwrap();
+    run.join("checkpoints").join(last["dir"].as_str().unwrap())
+}
+
+/// Largest absolute difference between two checkpoints' tensors.
+fn checkpoint_difference(a: &Path, b: &Path) -> f64 {
+    let mut worst = 0.0f64;
+    for f in ["student.safetensors", "teacher.safetensors"] {
+        let ta = tch::Tensor::read_safetensors(a.join(f)).unwrap();
+        let tb: std::collections::HashMap<String, tch::Tensor> =
+            tch::Tensor::read_safetensors(b.join(f)).unwrap().into_iter().collect();
+        assert_eq!(ta.len(), tb.len());
+        for (name, x) in &ta {
+            let y = &tb[name];
+            let x = x.to_kind(tch::Kind::Double);
+            let y = y.to_kind(tch::Kind::Double);
+            let d = (&x - &y).abs().max().double_value(&[]);
+            worst = worst.max(d);
+        }
+    }
+    worst
+}
+
+#[test]
+fn two_workers_with_half_the_batch_train_as_one_process_with_the_whole() {
+    let dir = tempfile::tempdir().unwrap();
+    let one = experiment(dir.path(), "one", 8, 2);
+    let single = fx().args([one.to_str().unwrap(), "--headless"]).output().unwrap();
+    assert!(single.status.success(), "{}", text(&single));
+    let two = experiment(dir.path(), "two", 4, 2);
+    let o = fx().args([two.to_str().unwrap(), "--headless", "--nproc-per-node", "2"]).output().unwrap();
+    assert!(o.status.success(), "{}", text(&o));
+    let (a, b) = (run_dir(dir.path(), "one"), run_dir(dir.path(), "two"));
+    assert_same_metrics(&a, &b, "2 workers x 4 vs 1 x 8");
+    // Summing in another order changes gradients in the last bits. Where the true gradient is
+    // zero (the attention's key bias: softmax ignores a shift common to all keys) AdamW turns
+    // that noise into steps of up to lr each, in any framework; 10 steps at lr 1e-3 bound it.
+    let d = checkpoint_difference(&last_checkpoint(&a), &last_checkpoint(&b));
+    assert!(d < 1e-2, "weights differ by up to {d}");
+    // Rank 0 wrote the run; rank 1 only its log.
+    let events = std::fs::read_to_string(b.join("events.jsonl")).unwrap();
+    assert!(events.contains("\"distributed\"") && events.contains("global batch 8 = 4 per rank × 2"), "{events}");
+    assert!(b.join("rank-1.log").exists());
+    // The printed losses are the global batch's: those of the single process.
+    let losses = |o: &Output| -> Vec<f64> {
+        String::from_utf8_lossy(&o.stdout)
+            .lines()
+            .filter_map(|l| l.split(" loss ").nth(1))
+            .map(|s| s.split(' ').next().unwrap().parse().unwrap())
+            .collect()
+    };
+    let (l1, l2) = (losses(&single), losses(&o));
+    assert_eq!(l1.len(), l2.len(), "{}", text(&o));
+    assert!(l1.len() >= 10);
+    for (x, y) in l1.iter().zip(&l2) {
+        assert!((x - y).abs() < 2e-4, "loss {x} (1 process) vs {y} (2 workers)");
+    }
+
+    // A global batch of 16 over 40 images leaves rank 1 an empty slice in the last step.
+    let uneven = experiment(dir.path(), "uneven", 8, 1);
+    let o = fx().args([uneven.to_str().unwrap(), "--headless", "--nproc-per-node", "2"]).output().unwrap();
+    assert!(o.status.success(), "{}", text(&o));
+    let whole = experiment(dir.path(), "whole", 16, 1);
+    let o = fx().args([whole.to_str().unwrap(), "--headless"]).output().unwrap();
+    assert!(o.status.success(), "{}", text(&o));
+    assert_same_metrics(&run_dir(dir.path(), "whole"), &run_dir(dir.path(), "uneven"), "2 workers x 8 vs 1 x 16");
+}
+
+/// The workers the launcher started: (rank, pid), from each child's environment.
+fn workers(launcher: u32) -> Vec<(usize, u32)> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else { continue };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { continue };
+        let ppid: u32 = stat.rsplit(')').next().unwrap().split_whitespace().nth(1).unwrap().parse().unwrap();
+        if ppid != launcher {
+            continue;
+        }
+        let env = std::fs::read(format!("/proc/{pid}/environ")).unwrap_or_default();
+        for var in env.split(|b| *b == 0) {
+            if let Some(r) = var.strip_prefix(b"RANK=") {
+                out.push((String::from_utf8_lossy(r).parse().unwrap(), pid));
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+#[test]
+fn a_killed_worker_stops_the_job_with_its_rank_named_and_resume_continues_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let exp = experiment(dir.path(), "job", 4, 4);
+    let mut launcher = fx()
+        .args([exp.to_str().unwrap(), "--headless", "--nproc-per-node", "2"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let t0 = Instant::now();
+    // Kill rank 1 once the first epoch's rows are written.
+    let run = loop {
+        std::thread::sleep(Duration::from_millis(50));
+        let r = run_dir(dir.path(), "job");
+        if r.as_os_str().len() > 0 && !rows(&r).is_empty() {
+            break r;
+        }
+        assert!(t0.elapsed() < Duration::from_secs(240), "no epoch completed");
+        assert!(launcher.try_wait().unwrap().is_none(), "the job ended before a worker could be killed");
+    };
+    let ws = workers(launcher.id());
+    assert_eq!(ws.iter().map(|w| w.0).collect::<Vec<_>>(), vec![0, 1], "{ws:?}");
+    unsafe {
+        libc::kill(ws[1].1 as i32, libc::SIGKILL);
+    }
+    let killed = Instant::now();
+    let o = launcher.wait_with_output().unwrap();
+    let stopped_in = killed.elapsed();
+    let said = text(&o);
+    assert!(!o.status.success(), "{said}");
+    assert!(said.contains("worker 1 of 2 failed (killed by signal 9)"), "{said}");
+    assert!(said.contains("--resume"), "{said}");
+    // Gloo sees the closed connection at once: far sooner than the 30-minute timeout.
+    assert!(stopped_in < Duration::from_secs(60), "the job took {stopped_in:?} to stop");
+    let events = std::fs::read_to_string(run.join("events.jsonl")).unwrap();
+    assert!(events.contains("\"rank_failed\"") && events.contains("\"rank\":1"), "{events}");
+    let info: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(run.join("run.json")).unwrap()).unwrap();
+    assert_eq!(info["status"], "failed", "{info}");
+    assert!(info["error"].as_str().unwrap().contains("a collective failed"), "{info}");
+
+    // Resumed as a job of two again: it ends where one process with the global batch ends.
+    let o = fx().args(["--resume", run.to_str().unwrap(), "--headless", "--nproc-per-node", "2"]).output().unwrap();
+    assert!(o.status.success(), "{}", text(&o));
+    let straight = experiment(dir.path(), "straight", 8, 4);
+    let o = fx().args([straight.to_str().unwrap(), "--headless"]).output().unwrap();
+    assert!(o.status.success(), "{}", text(&o));
+    assert_same_metrics(&run_dir(dir.path(), "straight"), &run, "killed, resumed job vs one process");
+}
