@@ -206,7 +206,7 @@ fn a_killed_worker_stops_the_job_with_its_rank_named_and_resume_continues_it() {
     let run = loop {
         std::thread::sleep(Duration::from_millis(50));
         let r = run_dir(dir.path(), "job");
-        if r.as_os_str().len() > 0 && !rows(&r).is_empty() {
+        if !r.as_os_str().is_empty() && !rows(&r).is_empty() {
             break r;
         }
         assert!(t0.elapsed() < Duration::from_secs(240), "no epoch completed");
