@@ -43,7 +43,7 @@ impl Printer {
                 params as f64 / 1e6
             )),
             Progress::Step(s) => self.line(&format!(
-                "[cycle {}/{} epoch {}/{} {} {} {}] step {}/{} loss {:.4} | {:.1} img/s | ETA epoch {} run {}",
+                "[cycle {}/{} epoch {}/{} {} {} {}] step {}/{} loss {:.4} | {:.1} img/s{} | ETA epoch {} run {}",
                 s.plan.cycle,
                 self.cycles,
                 s.plan.epoch,
@@ -55,6 +55,12 @@ impl Printer {
                 s.steps,
                 s.loss,
                 s.img_per_s,
+                if s.rank_img_per_s.is_empty() {
+                    String::new()
+                } else {
+                    let each: Vec<String> = s.rank_img_per_s.iter().map(|r| format!("{r:.1}")).collect();
+                    format!(" ({} ranks: {})", each.len(), each.join(" "))
+                },
                 clock(s.eta_epoch_s),
                 clock(s.eta_run_s)
             )),

@@ -93,6 +93,8 @@ pub struct Progress {
     /// Either a list of group names or a `{group: bool|null}` object; see [`Progress::trained_groups`].
     pub trainable: serde_json::Value,
     pub loss_history: Vec<f64>,
+    /// A data-parallel job: each rank's img/s (img_per_s is their sum); empty for one process.
+    pub rank_img_per_s: Vec<f64>,
 }
 
 impl Progress {

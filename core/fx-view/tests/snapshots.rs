@@ -152,3 +152,17 @@ fn empty_run_dir() {
     }
     std::fs::remove_dir_all(&d).unwrap();
 }
+
+#[test]
+fn a_data_parallel_job_shows_its_ranks_throughput() {
+    let dir = copy_fixture("running", "ranks");
+    let p = dir.join("progress.json");
+    let mut v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&p).unwrap()).unwrap();
+    v["img_per_s"] = serde_json::json!(290.5);
+    v["rank_img_per_s"] = serde_json::json!([150.25, 140.25]);
+    std::fs::write(&p, v.to_string()).unwrap();
+    let store = Store::open(&dir);
+    let mut state = State { screen: Screen::Overview, ..State::default() };
+    let t = text(&render(&store, &mut state, true, Some(RUNNING_HEARTBEAT + 3), 100, 24));
+    assert!(t.contains("290.5 img/s (2 ranks: 150.2 140.2)"), "{t}");
+}

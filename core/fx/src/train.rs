@@ -319,6 +319,8 @@ pub struct StepReport<'a> {
     pub img_per_s: f64,
     pub eta_epoch_s: f64,
     pub eta_run_s: f64,
+    /// Each rank's own img/s in a data-parallel job (img_per_s is their sum); empty alone.
+    pub rank_img_per_s: Vec<f64>,
 }
 
 pub struct Trainer {
@@ -1019,7 +1021,7 @@ impl Trainer {
                 "epoch": p.epoch, "cycle": p.cycle, "dataset": p.dataset, "task": p.task, "mode": p.mode.as_str(),
                 "trainable": trainable, "step": r.step, "steps": r.steps, "loss": r.loss, "img_per_s": r.img_per_s,
                 "eta_epoch_s": r.eta_epoch_s, "eta_run_s": r.eta_run_s, "loss_history": self.loss_history,
-                "time": crate::store::now(),
+                "rank_img_per_s": r.rank_img_per_s, "time": crate::store::now(),
             }),
         )
     }
@@ -1087,6 +1089,7 @@ impl Trainer {
         let run_left_after = self.images_left(self.next + 1);
         let mut loss_acc = Tensor::zeros([], (Kind::Float, self.device));
         let (mut window_steps, mut window_images, mut seen) = (0usize, 0usize, 0usize);
+        let mut window_local = 0usize;
         let mut window_t = Instant::now();
         let mut skipped = 0usize;
         for (step, batch) in loader.enumerate() {
@@ -1166,6 +1169,7 @@ impl Trainer {
                     loss_acc += loss.detach();
                 }
                 window_steps += 1;
+                window_local += batch.len();
                 window_images += global_len[step].min(batch.len() * world_size);
                 seen += global_len[step].min(batch.len() * world_size);
             }
@@ -1174,19 +1178,33 @@ impl Trainer {
             if (step + 1) % self.exp.train.log_every.max(1) == 0 || last {
                 // The one host-device synchronisation of the window: reading the summed loss.
                 // A job also agrees here whether any rank was asked to stop: all stop together.
+                // (And each rank's throughput, for the viewer.)
+                let dt = window_t.elapsed().as_secs_f64().max(1e-9);
+                let mut img_per_s = window_images as f64 / dt;
+                let mut rank_img_per_s = Vec::new();
                 let summed = match &self.world {
                     Some(world) => {
-                        let flag = Tensor::from(STOP.load(Ordering::SeqCst) as u8 as f32).to_device(self.device);
-                        let both = Tensor::stack(&[loss_acc.shallow_clone(), flag], 0);
-                        world.sum(std::slice::from_ref(&both))?;
-                        stop = both.double_value(&[1]) > 0.0;
-                        both.double_value(&[0]) / world_size as f64
+                        let mut host = vec![0f32; 2 + world_size];
+                        host[1] = STOP.load(Ordering::SeqCst) as u8 as f32;
+                        host[2 + world.rank] = (window_local as f64 / dt) as f32;
+                        let all = Tensor::cat(
+                            &[
+                                loss_acc.view([1]).to_kind(Kind::Float),
+                                Tensor::from_slice(&host[1..]).to_device(self.device),
+                            ],
+                            0,
+                        );
+                        world.sum(std::slice::from_ref(&all))?;
+                        let all =
+                            Vec::<f64>::try_from(all.to_kind(Kind::Double)).context("reading the job's totals")?;
+                        stop = all[1] > 0.0;
+                        rank_img_per_s = all[2..].to_vec();
+                        img_per_s = rank_img_per_s.iter().sum();
+                        all[0] / world_size as f64
                     }
                     None => loss_acc.double_value(&[]),
                 };
                 let loss = if window_steps > 0 { summed / window_steps as f64 } else { f64::NAN };
-                let dt = window_t.elapsed().as_secs_f64().max(1e-9);
-                let img_per_s = window_images as f64 / dt;
                 let eta_epoch_s = (n_images.saturating_sub(seen)) as f64 / img_per_s.max(1e-9);
                 let report = StepReport {
                     plan,
@@ -1197,12 +1215,14 @@ impl Trainer {
                     img_per_s,
                     eta_epoch_s,
                     eta_run_s: eta_epoch_s + run_left_after / img_per_s.max(1e-9),
+                    rank_img_per_s,
                 };
                 self.write_progress(&report)?;
                 on(Progress::Step(report));
                 let _ = loss_acc.zero_();
                 window_steps = 0;
                 window_images = 0;
+                window_local = 0;
                 window_t = Instant::now();
                 self.run.write_json("run.json", &self.info("running", None))?;
             }

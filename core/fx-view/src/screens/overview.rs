@@ -148,6 +148,11 @@ fn progress_box(f: &mut Frame, area: Rect, v: &View) {
             if let Some(ips) = p.img_per_s {
                 text.push_str(&format!("  {ips:.1} img/s"));
             }
+            if !p.rank_img_per_s.is_empty() {
+                // A data-parallel job: the world size and each rank's share, so a slow rank shows.
+                let each: Vec<String> = p.rank_img_per_s.iter().map(|r| format!("{r:.1}")).collect();
+                text.push_str(&format!(" ({} ranks: {})", each.len(), each.join(" ")));
+            }
             let room = inner_w.saturating_sub(text.chars().count() + 2);
             if !p.loss_history.is_empty() && room >= 4 {
                 text.push_str("  ");
