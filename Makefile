@@ -21,6 +21,14 @@ libtorch:
 	  echo "libtorch: installing torch==$(TORCH_VERSION) from PyPI (about 4 GB, once)"; \
 	  $(PYTHON) -m pip install --quiet torch==$(TORCH_VERSION); \
 	fi
+	@# fx-shim compiles its NCCL binding against ProcessGroupNCCL.hpp, which includes the CUDA
+	@# runtime headers; the wheel's nvidia-cuda-runtime lacks two folders of them (crt/, nv/),
+	@# shipped by these two header-only wheels of the same CUDA 13.0. Without them fx builds with
+	@# Gloo only.
+	@if $(PYTHON) -c "import torch,sys; sys.exit(0 if (torch.version.cuda or '').startswith('13.0') else 1)"; then \
+	  $(PYTHON) -m pip install --quiet nvidia-cuda-crt==13.0.88 nvidia-cuda-cccl==13.0.85 \
+	    || echo "warning: the CUDA header wheels did not install; fx builds without NCCL"; \
+	fi
 
 build: libtorch
 	$(CARGO) build --release --workspace

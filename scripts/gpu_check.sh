@@ -32,4 +32,17 @@ for precision in bf16 fp32; do
     summary+=("$line")
   done
 done
+# Data parallel on the lent GPUs: NCCL needs one GPU per rank, so a 2-worker job runs where there
+# are two; the one-rank NCCL sum is the shim's c10d test (carry its binary as C10D_TEST).
+gpus=$(nvidia-smi -L 2>/dev/null | wc -l)
+if [ -n "${C10D_TEST:-}" ]; then
+  "$C10D_TEST" --test-threads 1 nccl 2>&1 | tail -3
+  summary+=("c10d NCCL one-rank test: exit $?")
+fi
+if [ "$gpus" -ge 2 ]; then
+  dp=$(mktemp -d)
+  out=$("$FX" experiments/demo.toml --headless --device cuda --nproc-per-node 2 --set train.cycles=1 --set output_dir="$dp" 2>&1)
+  echo "$out" | tail -5
+  summary+=("2 workers (NCCL): $(echo "$out" | grep -o '[0-9.]* img/s ([0-9] ranks[^)]*)' | tail -1)")
+fi
 printf '%s\n' "" "summary:" "${summary[@]}"

@@ -2,6 +2,7 @@
 // group, over libtorch's exported classes (torch.distributed uses the same ones). Same conventions
 // as shim.cpp: NULL or a malloc'd error message; handles are heap-allocated intrusive pointers.
 #include <ATen/ATen.h>
+#include <torch/csrc/distributed/c10d/PrefixStore.hpp>
 #include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
 #include <torch/csrc/distributed/c10d/TCPStore.hpp>
 
@@ -101,7 +102,10 @@ char* fx_pg_gloo(void* store, int rank, int world, int64_t timeout_ms, const cha
     auto timeout = std::chrono::milliseconds(timeout_ms);
     auto opts = c10d::ProcessGroupGloo::Options::create(timeout);
     opts->devices.push_back(c10d::ProcessGroupGloo::createDeviceForHostname(std::string(hostname)));
-    Group g = c10::make_intrusive<c10d::ProcessGroupGloo>(*static_cast<Store*>(store), rank, world, opts);
+    // Each group's keys under its own prefix, as torch.distributed does: a job may hold a Gloo
+    // and an NCCL group on one store.
+    auto prefixed = c10::make_intrusive<c10d::PrefixStore>("gloo", *static_cast<Store*>(store));
+    Group g = c10::make_intrusive<c10d::ProcessGroupGloo>(prefixed, rank, world, opts);
     *out = new Group(g);
   })
 }

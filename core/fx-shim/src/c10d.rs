@@ -31,6 +31,8 @@ extern "C" {
         out: *mut *mut c_void,
     ) -> *mut c_char;
     fn fx_pg_free(g: *mut c_void);
+    #[cfg(fx_nccl)]
+    fn fx_pg_nccl(store: *mut c_void, rank: i32, world: i32, timeout_ms: i64, out: *mut *mut c_void) -> *mut c_char;
     fn fx_pg_allreduce_sum(g: *mut c_void, ts: *const *mut c_void, n: usize, timeout_ms: i64) -> *mut c_char;
     fn fx_pg_broadcast(g: *mut c_void, ts: *const *mut c_void, n: usize, root: i32, timeout_ms: i64) -> *mut c_char;
     fn fx_pg_allgather(
@@ -98,7 +100,12 @@ impl Drop for TcpStore {
     }
 }
 
-/// A c10d Gloo process group: the ranks of one job and their collectives.
+/// Whether this build has the NCCL process group.
+pub fn nccl_built() -> bool {
+    cfg!(fx_nccl)
+}
+
+/// A c10d process group (Gloo or NCCL): the ranks of one job and their collectives.
 pub struct ProcessGroup {
     raw: *mut c_void,
     world: usize,
@@ -125,6 +132,28 @@ impl ProcessGroup {
         let err = unsafe { fx_pg_gloo(store.raw, rank as i32, world as i32, millis(timeout), h.as_ptr(), &mut raw) };
         check(err, &format!("c10d Gloo group (rank {rank} of {world})"))?;
         Ok(ProcessGroup { raw, world, timeout })
+    }
+
+    /// Joins the NCCL group of `world` ranks as `rank` (CUDA tensors, reduced in device memory;
+    /// torch.distributed's backend for GPUs). An error where fx was built without NCCL (see
+    /// [`nccl_built`]) or the machine has no GPU.
+    pub fn nccl(store: &TcpStore, rank: usize, world: usize, timeout: Duration) -> Result<ProcessGroup> {
+        #[cfg(fx_nccl)]
+        {
+            let mut raw = std::ptr::null_mut();
+            // SAFETY: the store handle is live; raw is written on success only.
+            let err = unsafe { fx_pg_nccl(store.raw, rank as i32, world as i32, millis(timeout), &mut raw) };
+            check(err, &format!("c10d NCCL group (rank {rank} of {world})"))?;
+            Ok(ProcessGroup { raw, world, timeout })
+        }
+        #[cfg(not(fx_nccl))]
+        {
+            let _ = (store, timeout);
+            anyhow::bail!(
+                "c10d NCCL group (rank {rank} of {world}): this fx was built without NCCL (its libtorch lacks CUDA or \
+                 the CUDA headers were missing at build time: run `make setup`)"
+            )
+        }
     }
 
     pub fn world(&self) -> usize {
@@ -176,7 +205,7 @@ impl ProcessGroup {
 
 impl Drop for ProcessGroup {
     fn drop(&mut self) {
-        // SAFETY: raw came from fx_pg_gloo and is freed once.
+        // SAFETY: raw came from fx_pg_gloo or fx_pg_nccl and is freed once.
         unsafe { fx_pg_free(self.raw) }
     }
 }

@@ -78,3 +78,22 @@ fn a_rank_that_stops_answering_fails_the_collective_within_the_timeout() {
     assert!(msg.contains("c10d all_reduce"), "{msg}");
     assert!(took < Duration::from_secs(8), "the error came after {took:?}, not within the 3 s timeout: {msg}");
 }
+
+/// NCCL: on a machine without a GPU, joining is a clear error (the binding links and reports
+/// libtorch's check); with a GPU, a one-rank group sums a CUDA tensor in place.
+#[test]
+fn nccl_group_is_built_and_says_why_it_cannot_start_without_a_gpu() {
+    assert!(fx_shim::c10d::nccl_built(), "fx-shim was built without NCCL: run `make setup` (CUDA header wheels)");
+    let port = free_port();
+    let store = TcpStore::connect("127.0.0.1", port, true, 1, Duration::from_secs(30)).unwrap();
+    let joined = ProcessGroup::nccl(&store, 0, 1, Duration::from_secs(30));
+    if tch::Cuda::is_available() {
+        let pg = joined.unwrap();
+        let t = Tensor::from_slice(&[1.0f32, 2.0]).to_device(tch::Device::Cuda(0));
+        pg.all_reduce_sum(&[&t]).unwrap();
+        assert_eq!(Vec::<f32>::try_from(&t.to_device(tch::Device::Cpu)).unwrap(), vec![1.0, 2.0]);
+    } else {
+        let e = format!("{:#}", joined.err().expect("no GPU: NCCL must refuse"));
+        assert!(e.contains("c10d NCCL group") && e.contains("no GPUs found"), "{e}");
+    }
+}

@@ -131,7 +131,10 @@ pub struct World {
     pub local_rank: usize,
     pub local_size: usize,
     store: TcpStore,
+    /// Gloo: host tensors, the barrier, and CUDA tensors when there is no NCCL.
     group: ProcessGroup,
+    /// NCCL, for CUDA tensors, where this build has it and the machine has GPUs.
+    nccl: Option<ProcessGroup>,
 }
 
 impl World {
@@ -145,7 +148,25 @@ impl World {
         let host = if local { "127.0.0.1".to_string() } else { hostname() };
         let group = ProcessGroup::gloo(&store, r.rank, r.world, &host, r.timeout)
             .with_context(|| format!("rank {} of {}", r.rank, r.world))?;
-        Ok(World { rank: r.rank, size: r.world, local_rank: r.local_rank, local_size: r.local_size, store, group })
+        // torch.distributed's "cpu:gloo,cuda:nccl": both groups, each tensor to the one for its
+        // device. Every rank decides alike (same build, GPUs on every node of a job).
+        let nccl = if fx_shim::c10d::nccl_built() && tch::Cuda::is_available() {
+            Some(
+                ProcessGroup::nccl(&store, r.rank, r.world, r.timeout)
+                    .with_context(|| format!("rank {} of {}", r.rank, r.world))?,
+            )
+        } else {
+            None
+        };
+        Ok(World {
+            rank: r.rank,
+            size: r.world,
+            local_rank: r.local_rank,
+            local_size: r.local_size,
+            store,
+            group,
+            nccl,
+        })
     }
 
     /// Rank 0 writes the run directory; the others only read it.
@@ -164,12 +185,21 @@ impl World {
 
     /// Rank 0's values in every rank's tensors (weights at the start, BatchNorm statistics).
     pub fn broadcast(&self, ts: &[Tensor]) -> Result<()> {
-        self.on_host(ts, |h| self.group.broadcast(h, 0)).map_err(|e| self.failed(e))
+        self.by_group(ts, |g, h| g.broadcast(h, 0)).map_err(|e| self.failed(e))
     }
 
     /// Each tensor summed over the ranks, in place.
     pub fn sum(&self, ts: &[Tensor]) -> Result<()> {
-        self.on_host(ts, |h| self.group.all_reduce_sum(h)).map_err(|e| self.failed(e))
+        self.by_group(ts, |g, h| g.all_reduce_sum(h)).map_err(|e| self.failed(e))
+    }
+
+    /// "nccl" when CUDA tensors go through NCCL, else "gloo".
+    pub fn gpu_backend(&self) -> &'static str {
+        if self.nccl.is_some() {
+            "nccl"
+        } else {
+            "gloo"
+        }
     }
 
     pub fn barrier(&self) -> Result<()> {
@@ -184,19 +214,21 @@ impl World {
         ))
     }
 
-    /// Gloo reduces host tensors: CUDA tensors go through one host copy per dtype bucket. (NCCL,
-    /// which reduces in device memory, is not bound yet.)
-    fn on_host(&self, ts: &[Tensor], f: impl Fn(&[&Tensor]) -> Result<()>) -> Result<()> {
-        let mut by_kind: std::collections::BTreeMap<String, Vec<&Tensor>> = Default::default();
+    /// Runs a collective per (device, dtype) bucket of tensors: host tensors through Gloo, CUDA
+    /// tensors through NCCL in device memory, or through Gloo by way of a host copy without NCCL.
+    fn by_group(&self, ts: &[Tensor], f: impl Fn(&ProcessGroup, &[&Tensor]) -> Result<()>) -> Result<()> {
+        let mut buckets: std::collections::BTreeMap<String, Vec<&Tensor>> = Default::default();
         for t in ts.iter().filter(|t| t.defined()) {
-            by_kind.entry(format!("{:?}", t.kind())).or_default().push(t);
+            buckets.entry(format!("{:?} {:?}", t.device(), t.kind())).or_default().push(t);
         }
-        for group in by_kind.values() {
+        for group in buckets.values() {
             if group[0].device() == Device::Cpu {
-                f(group)?;
+                f(&self.group, group)?;
+            } else if let Some(nccl) = &self.nccl {
+                f(nccl, group)?;
             } else {
                 let host: Vec<Tensor> = group.iter().map(|t| t.to_device(Device::Cpu)).collect();
-                f(&host.iter().collect::<Vec<_>>())?;
+                f(&self.group, &host.iter().collect::<Vec<_>>())?;
                 for (t, h) in group.iter().zip(&host) {
                     let mut t = (*t).shallow_clone();
                     tch::no_grad(|| t.copy_(h));

@@ -777,13 +777,14 @@ impl Trainer {
                 "info",
                 "distributed",
                 format!(
-                    "data-parallel over {} ranks (c10d Gloo): global batch {} = {} per rank × {}",
+                    "data-parallel over {} ranks (c10d: Gloo{}): global batch {} = {} per rank × {}",
                     w.size,
+                    if device.is_cuda() { format!(", GPU tensors through {}", w.gpu_backend()) } else { String::new() },
                     exp.train.batch_size * w.size,
                     exp.train.batch_size,
                     w.size
                 ),
-                serde_json::json!({ "world_size": w.size, "batch_per_rank": exp.train.batch_size }),
+                serde_json::json!({ "world_size": w.size, "batch_per_rank": exp.train.batch_size, "gpu_backend": w.gpu_backend() }),
             )?;
         }
         if !libraries.is_empty() {
