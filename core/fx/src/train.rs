@@ -948,21 +948,9 @@ impl Trainer {
         }
         let train_s = t_train.elapsed().as_secs_f64();
         let t_eval = Instant::now();
-        // Rank 0 evaluates the whole test set (the metrics are a single process's by construction)
-        // while the others wait at the barrier below.
-        let rows = if !self.run.is_writer() {
-            Vec::new()
-        } else if let Some(w) = &self.world {
-            // The node's workers split its cores while training; rank 0 takes the cores of its
-            // node while the others wait.
-            let threads = tch::utils::get_num_threads();
-            tch::utils::set_num_threads((threads as usize * w.local_size).min(num_cpus()).max(1) as i32);
-            let rows = self.evaluate(&plan, self.wall());
-            tch::utils::set_num_threads(threads);
-            rows?
-        } else {
-            self.evaluate(&plan, self.wall())?
-        };
+        // In a job every rank evaluates its share of the test batches and all compute the same
+        // metrics from the gathered outputs (see `gathered`); rank 0 writes them.
+        let rows = self.evaluate(&plan, self.wall())?;
         self.run.append_metrics(&rows)?;
         let eval_s = t_eval.elapsed().as_secs_f64();
         self.skipped_total += skipped;
@@ -1118,6 +1106,19 @@ impl Trainer {
                     on(Progress::Warning(format!("{}: sample {id} skipped: {why}", plan.dataset)));
                 }
             }
+            // DINO in a job: the loss is normalised by the global batch's boxes (all-reduced, as
+            // DINO's own criterion does), scaled to this rank's share so that the share weighting
+            // below gives the global batch's loss: boxes_global × n_rank / n_global.
+            let num_boxes = match (&self.world, plan.task) {
+                (Some(world), Task::Loc) => {
+                    let local: usize = batch.boxes.iter().map(|b| b.len()).sum();
+                    let t = Tensor::from_slice(&[local as f64]);
+                    world.sum(std::slice::from_ref(&t))?;
+                    let global = t.double_value(&[0]).max(1.0);
+                    Some(global * batch.len() as f64 / global_len[step].max(1) as f64)
+                }
+                _ => None,
+            };
             // In a data-parallel job every rank takes part in every step, even with an empty slice.
             if !batch.is_empty() || self.world.is_some() {
                 let (mut grads, loss) = if batch.is_empty() {
@@ -1131,7 +1132,7 @@ impl Trainer {
                         match plan.task {
                             Task::Cls => self.cls_step(plan, &batch, w)?,
                             Task::Loc => {
-                                self.loc_step(plan, &batch, w, mix(&[self.exp.seed, epoch, step as u64, 3]))?
+                                self.loc_step(plan, &batch, w, mix(&[self.exp.seed, epoch, step as u64, 3]), num_boxes)?
                             }
                             Task::Seg => self.seg_step(plan, &batch, w)?,
                         }
@@ -1298,13 +1299,18 @@ impl Trainer {
     /// student selected, so the two feature sets correspond query by query; both are
     /// L2-normalised over channels. The consistency reaches the student (the reference computes it
     /// on a detached copy, so it never does).
-    fn loc_step(&self, plan: &EpochPlan, batch: &Batch, w: f64, seed: u64) -> Result<Tensor> {
+    ///
+    /// `num_boxes`: what the set criterion normalises by; None = this batch's boxes (one process).
+    fn loc_step(&self, plan: &EpochPlan, batch: &Batch, w: f64, seed: u64, num_boxes: Option<f64>) -> Result<Tensor> {
         let x = self.student.input(&self.images_tensor(batch));
         let targets = targets_of(batch);
         let train_backbone = plan.trainable.group(Group::Backbone);
         let opts = DecodeOptions { dn_targets: Some(&targets), dn_seed: seed, select: None };
         let out = self.student.loc(&x, &plan.dataset, train_backbone, &opts);
-        let (task, _) = criterion::set_criterion(&out, &targets);
+        let (task, _) = match num_boxes {
+            Some(n) => criterion::set_criterion_normalised(&out, &targets, n),
+            None => criterion::set_criterion(&out, &targets),
+        };
         match (&self.teacher, w > 0.0) {
             (Some(teacher), true) => {
                 let t = tch::no_grad(|| {
@@ -1410,18 +1416,20 @@ impl Trainer {
                 let model = self.model(role);
                 let c = labels_names.len();
                 let (mut scores, mut labels, mut ids) = (Vec::<f64>::new(), Vec::<f32>::new(), Vec::<String>::new());
-                for b in &batches {
-                    if b.is_empty() {
-                        continue;
-                    }
-                    let x = model.input(&self.images_tensor(b));
-                    let p = tch::no_grad(|| model.cls(&x, &name, false).logits.sigmoid())
-                        .to_kind(Kind::Double)
-                        .to_device(Device::Cpu);
-                    scores.extend(Vec::<f64>::try_from(&p.flatten(0, -1))?);
-                    labels.extend_from_slice(&b.cls);
-                    ids.extend(b.ids.iter().cloned());
-                }
+                self.gathered(
+                    &batches,
+                    1,
+                    |b| {
+                        let x = model.input(&self.images_tensor(b));
+                        Ok(vec![tch::no_grad(|| model.cls(&x, &name, false).logits.sigmoid())])
+                    },
+                    |b, p| {
+                        scores.extend(Vec::<f64>::try_from(&p[0].to_kind(Kind::Double).flatten(0, -1))?);
+                        labels.extend_from_slice(&b.cls);
+                        ids.extend(b.ids.iter().cloned());
+                        Ok(())
+                    },
+                )?;
                 let (per, mean) = mean_auc(&scores, &labels, c);
                 let eval_labels = &self.dataset(&name).dataset.desc().eval_labels;
                 let mean = crate::eval::auc::reported_mean(&per, &labels_names, eval_labels, mean);
@@ -1460,6 +1468,19 @@ impl Trainer {
         Ok(rows)
     }
 
+    /// [`crate::dist::gathered`] over the non-empty test batches: in a job each rank runs the
+    /// forward passes of its share and every rank sees all outputs, in order.
+    fn gathered(
+        &self,
+        batches: &[Batch],
+        n_outputs: usize,
+        forward: impl Fn(&Batch) -> Result<Vec<Tensor>>,
+        each: impl FnMut(&Batch, Vec<Tensor>) -> Result<()>,
+    ) -> Result<()> {
+        let live: Vec<&Batch> = batches.iter().filter(|b| !b.is_empty()).collect();
+        crate::dist::gathered(self.world.as_ref(), &live, n_outputs, forward, each)
+    }
+
     fn model(&self, role: ModelRole) -> &Model {
         match (role, &self.teacher) {
             (ModelRole::Teacher, Some(t)) => t,
@@ -1478,14 +1499,23 @@ impl Trainer {
             let model = self.model(role);
             let mut acc = DiceAccumulator::new(k, 0.5);
             let dir = self.run.path("predictions").join(format!("{}-{name}-seg", role.as_str()));
-            let _ = std::fs::remove_dir_all(&dir);
-            std::fs::create_dir_all(&dir)?;
+            // Every rank of a job computes the metrics; rank 0 writes the files.
+            let write = self.run.is_writer();
+            if write {
+                let _ = std::fs::remove_dir_all(&dir);
+                std::fs::create_dir_all(&dir)?;
+            }
             let mut index = String::from("id,label,predicted_mask,image_pixels\n");
-            for b in batches.iter().filter(|b| !b.is_empty()) {
+            let forward = |b: &Batch| -> Result<Vec<Tensor>> {
                 let x = model.input(&self.images_tensor(b));
-                let p = tch::no_grad(|| model.seg(&x, name, false, false).logits.sigmoid()).to_device(Device::Cpu);
-                let probs = Vec::<f32>::try_from(&p.flatten(0, -1))?;
+                Ok(vec![tch::no_grad(|| model.seg(&x, name, false, false).logits.sigmoid())])
+            };
+            self.gathered(batches, 1, forward, |b, p| {
+                let probs = Vec::<f32>::try_from(&p[0].flatten(0, -1))?;
                 acc.add(&probs, &b.masks, b.len());
+                if !write {
+                    return Ok(());
+                }
                 let px = b.size * b.size;
                 for (i, id) in b.ids.iter().enumerate() {
                     for (c, label) in labels.iter().enumerate() {
@@ -1504,8 +1534,11 @@ impl Trainer {
                         ));
                     }
                 }
+                Ok(())
+            })?;
+            if write {
+                crate::store::write_atomic(&dir.join("index.csv"), index.as_bytes())?;
             }
-            crate::store::write_atomic(&dir.join("index.csv"), index.as_bytes())?;
             let (per, mean) = acc.scores();
             let trained = Trained {
                 dataset: plan.dataset.as_str().into(),
@@ -1545,16 +1578,13 @@ impl Trainer {
         for role in self.exp.eval_models() {
             let model = self.model(role);
             let (mut dets, mut gt, mut images) = (Vec::new(), Vec::new(), Vec::<CocoImage>::new());
-            for b in batches.iter().filter(|b| !b.is_empty()) {
+            let forward = |b: &Batch| -> Result<Vec<Tensor>> {
                 let x = model.input(&self.images_tensor(b));
-                let per = tch::no_grad(|| {
-                    let out = model.loc(&x, name, false, &DecodeOptions::default());
-                    crate::dino::select_detections(
-                        out.logits.last().unwrap(),
-                        out.boxes.last().unwrap(),
-                        self.exp.model.dino.num_select,
-                    )
-                });
+                let out = tch::no_grad(|| model.loc(&x, name, false, &DecodeOptions::default()));
+                Ok(vec![out.logits.last().unwrap().shallow_clone(), out.boxes.last().unwrap().shallow_clone()])
+            };
+            self.gathered(batches, 2, forward, |b, out| {
+                let per = crate::dino::select_detections(&out[0], &out[1], self.exp.model.dino.num_select);
                 for (i, id) in b.ids.iter().enumerate() {
                     let image = images.len();
                     let (ow, oh) = b.original_sizes[i];
@@ -1580,24 +1610,30 @@ impl Trainer {
                         });
                     }
                 }
-            }
+                Ok(())
+            })?;
             let dets = map::top_k_per_image(&dets, map::MAX_DETS);
             let report = map::evaluate(&gt, &dets, labels.len(), images.len());
             let dir = self.run.path("predictions");
-            std::fs::create_dir_all(&dir)?;
-            let categories: Vec<CocoCategory> =
-                labels.iter().enumerate().map(|(i, l)| CocoCategory { id: i as i64 + 1, name: l.clone() }).collect();
-            let image_ids: Vec<i64> = images.iter().map(|im| im.id).collect();
-            let category_ids: Vec<i64> = categories.iter().map(|c| c.id).collect();
-            let stem = format!("{}-{name}-loc", role.as_str());
-            crate::store::write_atomic(
-                &dir.join(format!("{stem}-detections.json")),
-                map::coco_results_json(&dets, &image_ids, &category_ids).as_bytes(),
-            )?;
-            crate::store::write_atomic(
-                &dir.join(format!("{stem}-ground_truth.json")),
-                map::coco_gt_json(&gt, &images, &categories).as_bytes(),
-            )?;
+            if self.run.is_writer() {
+                std::fs::create_dir_all(&dir)?;
+                let categories: Vec<CocoCategory> = labels
+                    .iter()
+                    .enumerate()
+                    .map(|(i, l)| CocoCategory { id: i as i64 + 1, name: l.clone() })
+                    .collect();
+                let image_ids: Vec<i64> = images.iter().map(|im| im.id).collect();
+                let category_ids: Vec<i64> = categories.iter().map(|c| c.id).collect();
+                let stem = format!("{}-{name}-loc", role.as_str());
+                crate::store::write_atomic(
+                    &dir.join(format!("{stem}-detections.json")),
+                    map::coco_results_json(&dets, &image_ids, &category_ids).as_bytes(),
+                )?;
+                crate::store::write_atomic(
+                    &dir.join(format!("{stem}-ground_truth.json")),
+                    map::coco_gt_json(&gt, &images, &categories).as_bytes(),
+                )?;
+            }
             let trained = Trained {
                 dataset: plan.dataset.as_str().into(),
                 task: plan.task.as_str().into(),
@@ -1656,6 +1692,9 @@ impl Trainer {
         scores: &[f64],
         truth: &[f32],
     ) -> Result<()> {
+        if !self.run.is_writer() {
+            return Ok(());
+        }
         let c = labels.len();
         let mut csv = String::from("id");
         for l in labels {

@@ -98,8 +98,14 @@ pub struct LossParts {
 /// The full criterion. Returns the weighted total (a scalar tensor on the device) and the
 /// unweighted terms as tensors [class, bbox, giou] summed over every output set.
 pub fn set_criterion(out: &LocOutput, targets: &[Targets]) -> (Tensor, [Tensor; 3]) {
-    let device = out.interm_logits.device();
     let num_boxes = (targets.iter().map(|t| t.labels.len()).sum::<usize>() as f64).max(1.0);
+    set_criterion_normalised(out, targets, num_boxes)
+}
+
+/// [`set_criterion`] with the box count it normalises by given: in a data-parallel job DINO
+/// normalises every rank's loss by the job's boxes (all-reduced), not the rank's own.
+pub fn set_criterion_normalised(out: &LocOutput, targets: &[Targets], num_boxes: f64) -> (Tensor, [Tensor; 3]) {
+    let device = out.interm_logits.device();
     // Every matched set: the decoder layers (last = final, the others auxiliary) and the proposals.
     let mut sets: Vec<(&Tensor, &Tensor)> = out.logits.iter().zip(&out.boxes).collect();
     sets.push((&out.interm_logits, &out.interm_boxes));
