@@ -320,14 +320,14 @@ pub fn gathered<B: ?Sized>(
         let shapes = Vec::<i64>::try_from(&shapes_t)?;
         let mut all: Vec<Tensor> = Vec::with_capacity(round.len() * n_outputs);
         for owner in 0..round.len() {
+            if owner == w.rank {
+                all.extend(mine.iter().map(|t| t.shallow_clone()));
+                continue;
+            }
             for k in 0..n_outputs {
-                if owner == w.rank {
-                    all.push(mine[k].shallow_clone());
-                } else {
-                    let at = (owner * n_outputs + k) * (MAX_DIMS + 1);
-                    let dims = &shapes[at + 1..at + 1 + shapes[at] as usize];
-                    all.push(Tensor::zeros(dims, (Kind::Float, Device::Cpu)));
-                }
+                let at = (owner * n_outputs + k) * (MAX_DIMS + 1);
+                let dims = &shapes[at + 1..at + 1 + shapes[at] as usize];
+                all.push(Tensor::zeros(dims, (Kind::Float, Device::Cpu)));
             }
         }
         w.sum(&all)?;
