@@ -995,6 +995,32 @@ impl Trainer {
         Ok(())
     }
 
+    /// [`Trainer::hold`] for a data-parallel job: all ranks wait together, agreeing five times a
+    /// second (one tiny all-reduce) whether any rank is still paused or asked to stop. Returns
+    /// whether to stop.
+    fn hold_job(&mut self) -> Result<bool> {
+        self.run.write_json("run.json", &self.info("paused", None))?;
+        self.run.event("info", "paused", format!("paused in epoch {}", self.next + 1), serde_json::Value::Null)?;
+        let world = self.world.as_ref().expect("a job");
+        let stop = loop {
+            std::thread::sleep(std::time::Duration::from_millis(200));
+            let flags = Tensor::from_slice(&[
+                PAUSE.load(Ordering::SeqCst) as u8 as f32,
+                STOP.load(Ordering::SeqCst) as u8 as f32,
+            ]);
+            world.sum(std::slice::from_ref(&flags))?;
+            let (paused, stop) = (flags.double_value(&[0]) > 0.0, flags.double_value(&[1]) > 0.0);
+            if stop || !paused {
+                break stop;
+            }
+        };
+        if !stop {
+            self.run.write_json("run.json", &self.info("running", None))?;
+            self.run.event("info", "resumed_training", "training continues", serde_json::Value::Null)?;
+        }
+        Ok(stop)
+    }
+
     /// progress.json: what a viewer shows between epochs (atomic rewrite per log window).
     fn write_progress(&mut self, r: &StepReport) -> Result<()> {
         if r.loss.is_finite() {
@@ -1177,6 +1203,7 @@ impl Trainer {
             }
             let last = step + 1 == steps;
             let mut stop = self.world.is_none() && STOP.load(Ordering::SeqCst);
+            let mut pause_job = false;
             if (step + 1) % self.exp.train.log_every.max(1) == 0 || last {
                 // The one host-device synchronisation of the window: reading the summed loss.
                 // A job also agrees here whether any rank was asked to stop: all stop together.
@@ -1186,9 +1213,11 @@ impl Trainer {
                 let mut rank_img_per_s = Vec::new();
                 let summed = match &self.world {
                     Some(world) => {
-                        let mut host = vec![0f32; 2 + world_size];
+                        // [loss, stop, pause, img/s of rank 0, 1, …]
+                        let mut host = vec![0f32; 3 + world_size];
                         host[1] = STOP.load(Ordering::SeqCst) as u8 as f32;
-                        host[2 + world.rank] = (window_local as f64 / dt) as f32;
+                        host[2] = PAUSE.load(Ordering::SeqCst) as u8 as f32;
+                        host[3 + world.rank] = (window_local as f64 / dt) as f32;
                         let all = Tensor::cat(
                             &[
                                 loss_acc.view([1]).to_kind(Kind::Float),
@@ -1200,7 +1229,8 @@ impl Trainer {
                         let all =
                             Vec::<f64>::try_from(all.to_kind(Kind::Double)).context("reading the job's totals")?;
                         stop = all[1] > 0.0;
-                        rank_img_per_s = all[2..].to_vec();
+                        pause_job = all[2] > 0.0;
+                        rank_img_per_s = all[3..].to_vec();
                         img_per_s = rank_img_per_s.iter().sum();
                         all[0] / world_size as f64
                     }
@@ -1231,10 +1261,16 @@ impl Trainer {
             if stop {
                 return Ok((skipped, true));
             }
-            // A job cannot pause one rank (the others would wait out the timeout): stop and
-            // --resume instead.
             if PAUSE.load(Ordering::SeqCst) && self.world.is_none() {
                 self.hold()?;
+                window_t = Instant::now();
+            }
+            // A job pauses as a whole, at the log window where any rank (rank 0: the viewer's
+            // control socket) was asked to.
+            if pause_job {
+                if self.hold_job()? {
+                    return Ok((skipped, true));
+                }
                 window_t = Instant::now();
             }
         }
