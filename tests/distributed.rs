@@ -239,7 +239,8 @@ fn a_killed_worker_stops_the_job_with_its_rank_named_and_resume_continues_it() {
     let info: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(run.join("run.json")).unwrap()).unwrap();
     assert_eq!(info["status"], "failed", "{info}");
-    assert!(info["error"].as_str().unwrap().contains("a collective failed"), "{info}");
+    let error = info["error"].as_str().unwrap();
+    assert!(error.contains("a collective failed") && error.contains("rank 1 stopped reporting"), "{error}");
 
     // Resumed as a job of two again: it ends where one process with the global batch ends.
     let o = fx().args(["--resume", run.to_str().unwrap(), "--headless", "--nproc-per-node", "2"]).output().unwrap();
@@ -301,4 +302,46 @@ fn a_paused_job_holds_all_workers_and_resumes_to_the_same_result() {
     let o = fx().args([straight.to_str().unwrap(), "--headless"]).output().unwrap();
     assert!(o.status.success(), "{}", text(&o));
     assert_same_metrics(&run_dir(dir.path(), "straight"), &run, "paused job vs one process");
+}
+
+/// A worker that hangs (SIGSTOP: alive, silent) makes the others fail after FX_DIST_TIMEOUT_S with
+/// an error naming it; the launcher then ends it.
+#[test]
+fn a_frozen_worker_is_named_after_the_timeout() {
+    let dir = tempfile::tempdir().unwrap();
+    let exp = experiment(dir.path(), "frozen", 4, 4);
+    let mut launcher = fx()
+        .args([exp.to_str().unwrap(), "--headless", "--nproc-per-node", "2"])
+        .env(fx::dist::TIMEOUT_VAR, "4")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let t0 = Instant::now();
+    let run = loop {
+        std::thread::sleep(Duration::from_millis(50));
+        let r = run_dir(dir.path(), "frozen");
+        if !r.as_os_str().is_empty() && !rows(&r).is_empty() {
+            break r;
+        }
+        assert!(t0.elapsed() < Duration::from_secs(240), "no epoch completed");
+        assert!(launcher.try_wait().unwrap().is_none(), "the job ended before a worker could be frozen");
+    };
+    let ws = workers(launcher.id());
+    unsafe {
+        libc::kill(ws[1].1 as i32, libc::SIGSTOP);
+    }
+    let o = launcher.wait_with_output().unwrap();
+    assert!(!o.status.success(), "{}", text(&o));
+    let info: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(run.join("run.json")).unwrap()).unwrap();
+    let error = info["error"].as_str().unwrap_or_default();
+    assert!(error.contains("rank 1 stopped reporting") && error.contains("frozen"), "{info}");
+    // The frozen worker was ended, not left behind.
+    assert!(
+        std::fs::metadata(format!("/proc/{}", ws[1].1)).is_err() || {
+            let stat = std::fs::read_to_string(format!("/proc/{}/stat", ws[1].1)).unwrap_or_default();
+            stat.contains(") Z ")
+        }
+    );
 }

@@ -95,6 +95,16 @@ char* fx_store_get(void* s, const char* key, uint8_t** data, size_t* n) {
   })
 }
 
+// How long later store calls wait (a diagnosis after a failure should not wait 30 minutes).
+char* fx_store_set_timeout(void* s, int64_t timeout_ms) {
+  FX_TRY({ (*static_cast<Store*>(s))->setTimeout(std::chrono::milliseconds(timeout_ms)); })
+}
+
+// *found = whether the key exists now (no waiting).
+char* fx_store_check(void* s, const char* key, bool* found) {
+  FX_TRY({ *found = (*static_cast<Store*>(s))->check({std::string(key)}); })
+}
+
 // A Gloo process group over the store, its transport bound to `hostname` (this node's address as
 // the other ranks reach it). Every collective fails after timeout_ms instead of hanging.
 char* fx_pg_gloo(void* store, int rank, int world, int64_t timeout_ms, const char* hostname, void** out) {

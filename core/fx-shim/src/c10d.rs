@@ -21,6 +21,8 @@ extern "C" {
     ) -> *mut c_char;
     fn fx_store_free(s: *mut c_void);
     fn fx_store_set(s: *mut c_void, key: *const c_char, data: *const u8, n: usize) -> *mut c_char;
+    fn fx_store_set_timeout(s: *mut c_void, timeout_ms: i64) -> *mut c_char;
+    fn fx_store_check(s: *mut c_void, key: *const c_char, found: *mut bool) -> *mut c_char;
     fn fx_store_get(s: *mut c_void, key: *const c_char, data: *mut *mut u8, n: *mut usize) -> *mut c_char;
     fn fx_pg_gloo(
         store: *mut c_void,
@@ -78,6 +80,21 @@ impl TcpStore {
         let k = c_string(key)?;
         // SAFETY: key and value outlive the call.
         check(unsafe { fx_store_set(self.raw, k.as_ptr(), value.as_ptr(), value.len()) }, &format!("store set {key}"))
+    }
+
+    /// How long the store's later calls wait for the server or a key.
+    pub fn set_timeout(&self, timeout: Duration) -> Result<()> {
+        // SAFETY: the handle is live.
+        check(unsafe { fx_store_set_timeout(self.raw, millis(timeout)) }, "store set_timeout")
+    }
+
+    /// Whether `key` is set now (never waits).
+    pub fn check(&self, key: &str) -> Result<bool> {
+        let k = c_string(key)?;
+        let mut found = false;
+        // SAFETY: key outlives the call; found is written on success.
+        check(unsafe { fx_store_check(self.raw, k.as_ptr(), &mut found) }, &format!("store check {key}"))?;
+        Ok(found)
     }
 
     /// The value of `key`, waiting (up to the store's timeout) until some rank sets it.

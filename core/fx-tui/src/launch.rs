@@ -89,9 +89,9 @@ pub fn run(run_dir: &Path, w: &Workers) -> Result<()> {
             failed = Some((rank, what));
             since = Some(Instant::now());
         }
-        // The survivors of a failed job normally end by themselves within seconds; a worker
-        // stuck outside a collective is ended after a minute.
-        if since.is_some_and(|t| t.elapsed() > Duration::from_secs(60)) {
+        // The survivors of a failed job normally end by themselves within seconds (their next
+        // collective fails, and they name the culprit); a frozen worker is ended after 20 s.
+        if since.is_some_and(|t| t.elapsed() > Duration::from_secs(20)) {
             for (_, c) in &mut children {
                 let _ = c.kill();
             }

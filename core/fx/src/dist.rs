@@ -7,6 +7,8 @@
 use anyhow::{anyhow, bail, Context, Result};
 use fx_shim::c10d::{ProcessGroup, TcpStore};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 use tch::{Device, Kind, Tensor};
 
@@ -130,7 +132,12 @@ pub struct World {
     pub size: usize,
     pub local_rank: usize,
     pub local_size: usize,
-    store: TcpStore,
+    store: Arc<TcpStore>,
+    /// Collectives this rank has entered; published with a time stamp every second under
+    /// `fx/alive/<rank>`, so that after a failed collective a rank can say which rank is dead,
+    /// frozen or behind.
+    entered: Arc<AtomicU64>,
+    heartbeat_stop: Arc<AtomicBool>,
     /// Gloo: host tensors, the barrier, and CUDA tensors when there is no NCCL.
     group: ProcessGroup,
     /// NCCL, for CUDA tensors, where this build has it and the machine has GPUs.
@@ -158,12 +165,28 @@ impl World {
         } else {
             None
         };
+        let store = Arc::new(store);
+        let (entered, heartbeat_stop) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicBool::new(false)));
+        {
+            let (store, entered, stop, rank) = (store.clone(), entered.clone(), heartbeat_stop.clone(), r.rank);
+            std::thread::spawn(move || {
+                while !stop.load(Ordering::SeqCst) {
+                    let beat = format!("{} {}", entered.load(Ordering::SeqCst), unix_ms());
+                    if store.set(&format!("fx/alive/{rank}"), beat.as_bytes()).is_err() {
+                        break;
+                    }
+                    std::thread::sleep(Duration::from_secs(1));
+                }
+            });
+        }
         Ok(World {
             rank: r.rank,
             size: r.world,
             local_rank: r.local_rank,
             local_size: r.local_size,
             store,
+            entered,
+            heartbeat_stop,
             group,
             nccl,
         })
@@ -185,11 +208,13 @@ impl World {
 
     /// Rank 0's values in every rank's tensors (weights at the start, BatchNorm statistics).
     pub fn broadcast(&self, ts: &[Tensor]) -> Result<()> {
+        self.entered.fetch_add(1, Ordering::SeqCst);
         self.by_group(ts, |g, h| g.broadcast(h, 0)).map_err(|e| self.failed(e))
     }
 
     /// Each tensor summed over the ranks, in place.
     pub fn sum(&self, ts: &[Tensor]) -> Result<()> {
+        self.entered.fetch_add(1, Ordering::SeqCst);
         self.by_group(ts, |g, h| g.all_reduce_sum(h)).map_err(|e| self.failed(e))
     }
 
@@ -203,15 +228,59 @@ impl World {
     }
 
     pub fn barrier(&self) -> Result<()> {
+        self.entered.fetch_add(1, Ordering::SeqCst);
         self.group.barrier().map_err(|e| self.failed(e))
     }
 
     fn failed(&self, e: anyhow::Error) -> anyhow::Error {
         e.context(format!(
-            "rank {} of {}: a collective failed: another rank stopped, crashed or hung past the timeout \
-             (its log, or the run's events, say which); the run resumes from its last checkpoint with --resume",
-            self.rank, self.size
+            "rank {} of {}: a collective failed ({}); the run resumes from its last checkpoint with --resume",
+            self.rank,
+            self.size,
+            self.diagnose()
         ))
+    }
+
+    /// Which ranks are dead, frozen or behind, from their heartbeats in the store: read twice,
+    /// 2.5 s apart (a live rank beats every second).
+    fn diagnose(&self) -> String {
+        // The store is rank 0's: if it is gone, say so rather than wait the full timeout.
+        let _ = self.store.set_timeout(Duration::from_secs(5));
+        let me = self.entered.load(Ordering::SeqCst);
+        let others: Vec<usize> = (0..self.size).filter(|r| *r != self.rank).collect();
+        let read = |r: usize| -> Result<Option<(u64, u64)>> {
+            let key = format!("fx/alive/{r}");
+            if !self.store.check(&key)? {
+                return Ok(None);
+            }
+            let beat = String::from_utf8_lossy(&self.store.get(&key)?).into_owned();
+            let mut it = beat.split(' ').map(|x| x.parse::<u64>().unwrap_or(0));
+            Ok(Some((it.next().unwrap_or(0), it.next().unwrap_or(0))))
+        };
+        let unreachable = "the c10d store, served by rank 0, does not answer: rank 0 has stopped";
+        let Ok(first) = others.iter().map(|r| read(*r)).collect::<Result<Vec<_>>>() else { return unreachable.into() };
+        std::thread::sleep(Duration::from_millis(2500));
+        let Ok(second) = others.iter().map(|r| read(*r)).collect::<Result<Vec<_>>>() else { return unreachable.into() };
+        let now = unix_ms();
+        let mut notes = Vec::new();
+        for ((r, a), b) in others.iter().zip(&first).zip(&second) {
+            match (a, b) {
+                (_, None) => notes.push(format!("rank {r} never reported")),
+                (Some((_, t0)), Some((_, t1))) if t0 == t1 => notes.push(format!(
+                    "rank {r} stopped reporting {:.0} s ago: it died or is frozen",
+                    now.saturating_sub(*t1) as f64 / 1000.0
+                )),
+                (_, Some((count, _))) if *count < me => notes.push(format!(
+                    "rank {r} is alive but behind (at collective {count}, this rank at {me}): it hangs or is slow"
+                )),
+                _ => {}
+            }
+        }
+        if notes.is_empty() {
+            "every other rank still reports; the network or a peer's connection failed".into()
+        } else {
+            notes.join("; ")
+        }
     }
 
     /// Runs a collective per (device, dtype) bucket of tensors: host tensors through Gloo, CUDA
@@ -337,6 +406,16 @@ pub fn gathered<B: ?Sized>(
         }
     }
     Ok(())
+}
+
+fn unix_ms() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+}
+
+impl Drop for World {
+    fn drop(&mut self) {
+        self.heartbeat_stop.store(true, Ordering::SeqCst);
+    }
 }
 
 fn hostname() -> String {
