@@ -1,0 +1,370 @@
+//! Evaluation after every epoch (the paper's protocol, Figure 2's data): every (dataset, task) of
+//! the experiment on its test split, with the teacher and the student — AUC, mAP40/AP50/AP40:95,
+//! Dice — and the prediction files beside the metric rows. In a data-parallel job the forward
+//! passes are sharded over the ranks ([`crate::dist::gathered`]) and every rank computes the same
+//! metrics; rank 0 writes.
+
+use super::*;
+
+impl Trainer {
+    fn eval_batches(&mut self, name: &str) -> Result<&Vec<Batch>> {
+        if !self.eval_cache.contains_key(name) {
+            let ds = self.dataset(name);
+            let n = match self.exp.eval.max_samples {
+                0 => ds.test.len(),
+                m => m.min(ds.test.len()),
+            };
+            let cfg = LoaderConfig {
+                size: self.exp.model.image_size as usize,
+                batch_size: self.exp.eval.batch_size.max(1),
+                workers: num_cpus(),
+                prefetch: 4,
+                augment: Augment::none(),
+                seed: 0,
+                shard: (0, 1),
+            };
+            let batches: Vec<Batch> = Loader::new(ds.dataset.clone(), ds.test.clone(), (0..n).collect(), cfg).collect();
+            let skipped: usize = batches.iter().map(|b| b.skipped.len()).sum();
+            if skipped > 0 {
+                self.run.event(
+                    "warn",
+                    "test_samples_skipped",
+                    format!("{name}: {skipped} test samples could not be loaded and are left out of evaluation"),
+                    serde_json::json!({ "dataset": name, "count": skipped }),
+                )?;
+            }
+            self.eval_cache.insert(name.to_string(), batches);
+        }
+        Ok(&self.eval_cache[name])
+    }
+
+    /// Evaluates every (dataset, task) with every configured model.
+    pub(super) fn evaluate(&mut self, plan: &EpochPlan, wall_time: f64) -> Result<Vec<MetricRow>> {
+        // Evaluation runs under the training's autocast too (outputs leave the model in fp32).
+        let _autocast = Autocast::new(self.device, self.low_precision());
+        let mut rows = Vec::new();
+        let names: Vec<String> = self.datasets.iter().map(|d| d.name.clone()).collect();
+        for name in names {
+            let labels_names = self.dataset(&name).dataset.desc().cls_labels.clone();
+            let tasks = self.dataset(&name).tasks.clone();
+            let batches: Vec<Batch> = self.eval_batches(&name)?.clone();
+            if tasks.contains(&Task::Loc) {
+                rows.extend(self.evaluate_loc(plan, &name, &batches, wall_time)?);
+            }
+            if tasks.contains(&Task::Seg) {
+                rows.extend(self.evaluate_seg(plan, &name, &batches, wall_time)?);
+            }
+            if !tasks.contains(&Task::Cls) {
+                continue;
+            }
+            for role in self.exp.eval_models() {
+                let model = self.model(role);
+                let c = labels_names.len();
+                let (mut scores, mut labels, mut ids) = (Vec::<f64>::new(), Vec::<f32>::new(), Vec::<String>::new());
+                self.gathered(
+                    &batches,
+                    1,
+                    |b| {
+                        let x = model.input(&self.images_tensor(b));
+                        Ok(vec![tch::no_grad(|| model.cls(&x, &name, false).logits.sigmoid())])
+                    },
+                    |b, p| {
+                        scores.extend(Vec::<f64>::try_from(&p[0].to_kind(Kind::Double).flatten(0, -1))?);
+                        labels.extend_from_slice(&b.cls);
+                        ids.extend(b.ids.iter().cloned());
+                        Ok(())
+                    },
+                )?;
+                let (per, mean) = mean_auc(&scores, &labels, c);
+                let eval_labels = &self.dataset(&name).dataset.desc().eval_labels;
+                let mean = crate::eval::auc::reported_mean(&per, &labels_names, eval_labels, mean);
+                self.write_predictions(role, &name, &labels_names, &ids, &scores, &labels)?;
+                let Some(mean) = mean else {
+                    self.run.event(
+                        "warn",
+                        "auc_undefined",
+                        format!("{name}: no class has both positives and negatives in the test split; AUC undefined"),
+                        serde_json::Value::Null,
+                    )?;
+                    continue;
+                };
+                rows.push(MetricRow {
+                    epoch: plan.epoch,
+                    cycle: plan.cycle,
+                    trained: Trained {
+                        dataset: plan.dataset.as_str().into(),
+                        task: plan.task.as_str().into(),
+                        mode: plan.mode.as_str().into(),
+                    },
+                    eval: Evaluated { dataset: name.as_str().into(), task: "cls".into() },
+                    model: role.as_str().into(),
+                    metric: Task::Cls.metric().into(),
+                    value: mean * 100.0,
+                    focused: plan.dataset == name && plan.task == Task::Cls,
+                    per_label: labels_names
+                        .iter()
+                        .zip(&per)
+                        .filter_map(|(l, v)| v.map(|v| (l.clone(), v * 100.0)))
+                        .collect(),
+                    wall_time,
+                });
+            }
+        }
+        Ok(rows)
+    }
+
+    /// [`crate::dist::gathered`] over the non-empty test batches: in a job each rank runs the
+    /// forward passes of its share and every rank sees all outputs, in order.
+    fn gathered(
+        &self,
+        batches: &[Batch],
+        n_outputs: usize,
+        forward: impl Fn(&Batch) -> Result<Vec<Tensor>>,
+        each: impl FnMut(&Batch, Vec<Tensor>) -> Result<()>,
+    ) -> Result<()> {
+        let live: Vec<&Batch> = batches.iter().filter(|b| !b.is_empty()).collect();
+        crate::dist::gathered(self.world.as_ref(), &live, n_outputs, forward, each)
+    }
+
+    fn model(&self, role: ModelRole) -> &Model {
+        match (role, &self.teacher) {
+            (ModelRole::Teacher, Some(t)) => t,
+            _ => &self.student,
+        }
+    }
+
+    /// Dice of every configured model on one dataset's test split: per-image mean (the paper's
+    /// number) and the global pooled Dice, per label and averaged. The predicted masks are written
+    /// as PNG files with an index CSV, so anyone can re-score them.
+    fn evaluate_seg(&self, plan: &EpochPlan, name: &str, batches: &[Batch], wall_time: f64) -> Result<Vec<MetricRow>> {
+        let labels = self.dataset(name).dataset.desc().seg_labels.clone();
+        let k = labels.len();
+        let mut rows = Vec::new();
+        for role in self.exp.eval_models() {
+            let model = self.model(role);
+            let mut acc = DiceAccumulator::new(k, 0.5);
+            let dir = self.run.path("predictions").join(format!("{}-{name}-seg", role.as_str()));
+            // Every rank of a job computes the metrics; rank 0 writes the files.
+            let write = self.run.is_writer();
+            if write {
+                let _ = std::fs::remove_dir_all(&dir);
+                std::fs::create_dir_all(&dir)?;
+            }
+            let mut index = String::from("id,label,predicted_mask,image_pixels\n");
+            let forward = |b: &Batch| -> Result<Vec<Tensor>> {
+                let x = model.input(&self.images_tensor(b));
+                Ok(vec![tch::no_grad(|| model.seg(&x, name, false, false).logits.sigmoid())])
+            };
+            self.gathered(batches, 1, forward, |b, p| {
+                let probs = Vec::<f32>::try_from(&p[0].flatten(0, -1))?;
+                acc.add(&probs, &b.masks, b.len());
+                if !write {
+                    return Ok(());
+                }
+                let px = b.size * b.size;
+                for (i, id) in b.ids.iter().enumerate() {
+                    for (c, label) in labels.iter().enumerate() {
+                        let off = (i * k + c) * px;
+                        let mask: Vec<u8> = probs[off..off + px].iter().map(|&v| (v > 0.5) as u8).collect();
+                        // Ids are often paths (CheXpert, SIIM) and labels may hold '/' ("Nodule/Mass").
+                        let file = format!("{}-{}.png", file_part(id), file_part(label));
+                        fx_data::masks::write_mask_png(&dir.join(&file), &mask, b.size, b.size)
+                            .map_err(|e| anyhow!(e))?;
+                        index.push_str(&format!(
+                            "{},{},{file},{}x{}\n",
+                            csv_field(id),
+                            csv_field(label),
+                            b.size,
+                            b.size
+                        ));
+                    }
+                }
+                Ok(())
+            })?;
+            if write {
+                crate::store::write_atomic(&dir.join("index.csv"), index.as_bytes())?;
+            }
+            let (per, mean) = acc.scores();
+            let trained = Trained {
+                dataset: plan.dataset.as_str().into(),
+                task: plan.task.as_str().into(),
+                mode: plan.mode.as_str().into(),
+            };
+            let focused = plan.dataset == name && plan.task == Task::Seg;
+            for (metric, pick) in [("dice", 0usize), ("dice_global", 1)] {
+                let v = |d: &crate::eval::dice::DiceScores| if pick == 0 { d.per_image_mean } else { d.global };
+                rows.push(MetricRow {
+                    epoch: plan.epoch,
+                    cycle: plan.cycle,
+                    trained: trained.clone(),
+                    eval: Evaluated { dataset: name.into(), task: "seg".into() },
+                    model: role.as_str().into(),
+                    metric: metric.into(),
+                    value: v(&mean) * 100.0,
+                    focused,
+                    per_label: labels.iter().zip(&per).map(|(l, d)| (l.clone(), v(d) * 100.0)).collect(),
+                    wall_time,
+                });
+            }
+        }
+        Ok(rows)
+    }
+
+    /// mAP40 (the paper's number), AP50 and AP over IoU 0.40:0.95 of every configured model on one
+    /// dataset's test split: the top `num_select` (query, class) pairs of each image, capped to the
+    /// best 100 per image (COCO's maxDets), in the original image's pixels. The detections are
+    /// written as a COCO results file beside the ground truth as a COCO file, so pycocotools (or
+    /// anyone) can re-score them.
+    fn evaluate_loc(&self, plan: &EpochPlan, name: &str, batches: &[Batch], wall_time: f64) -> Result<Vec<MetricRow>> {
+        use crate::eval::map;
+        use fx_data::coco::{CocoCategory, CocoImage};
+        let labels = self.dataset(name).dataset.desc().loc_labels.clone();
+        let mut rows = Vec::new();
+        for role in self.exp.eval_models() {
+            let model = self.model(role);
+            let (mut dets, mut gt, mut images) = (Vec::new(), Vec::new(), Vec::<CocoImage>::new());
+            let forward = |b: &Batch| -> Result<Vec<Tensor>> {
+                let x = model.input(&self.images_tensor(b));
+                let out = tch::no_grad(|| model.loc(&x, name, false, &DecodeOptions::default()));
+                Ok(vec![out.logits.last().unwrap().shallow_clone(), out.boxes.last().unwrap().shallow_clone()])
+            };
+            self.gathered(batches, 2, forward, |b, out| {
+                let per = crate::dino::select_detections(&out[0], &out[1], self.exp.model.dino.num_select);
+                for (i, id) in b.ids.iter().enumerate() {
+                    let image = images.len();
+                    let (ow, oh) = b.original_sizes[i];
+                    images.push(CocoImage {
+                        id: image as i64 + 1,
+                        file_name: id.clone(),
+                        width: ow as u32,
+                        height: oh as u32,
+                    });
+                    let (sx, sy) = (ow as f32, oh as f32);
+                    for &(score, label, [cx, cy, w, h]) in &per[i] {
+                        let bbox = [(cx - w / 2.0) * sx, (cy - h / 2.0) * sy, (cx + w / 2.0) * sx, (cy + h / 2.0) * sy];
+                        dets.push(map::Detection { image, category: label as usize, bbox, score });
+                    }
+                    // The batch's boxes are in its resized pixels; back to the original ones.
+                    let (rx, ry) = (sx / b.size as f32, sy / b.size as f32);
+                    for g in &b.boxes[i] {
+                        gt.push(map::GtBox {
+                            image,
+                            category: g.label,
+                            bbox: [g.x0 * rx, g.y0 * ry, g.x1 * rx, g.y1 * ry],
+                            crowd: false,
+                        });
+                    }
+                }
+                Ok(())
+            })?;
+            let dets = map::top_k_per_image(&dets, map::MAX_DETS);
+            let report = map::evaluate(&gt, &dets, labels.len(), images.len());
+            let dir = self.run.path("predictions");
+            if self.run.is_writer() {
+                std::fs::create_dir_all(&dir)?;
+                let categories: Vec<CocoCategory> = labels
+                    .iter()
+                    .enumerate()
+                    .map(|(i, l)| CocoCategory { id: i as i64 + 1, name: l.clone() })
+                    .collect();
+                let image_ids: Vec<i64> = images.iter().map(|im| im.id).collect();
+                let category_ids: Vec<i64> = categories.iter().map(|c| c.id).collect();
+                let stem = format!("{}-{name}-loc", role.as_str());
+                crate::store::write_atomic(
+                    &dir.join(format!("{stem}-detections.json")),
+                    map::coco_results_json(&dets, &image_ids, &category_ids).as_bytes(),
+                )?;
+                crate::store::write_atomic(
+                    &dir.join(format!("{stem}-ground_truth.json")),
+                    map::coco_gt_json(&gt, &images, &categories).as_bytes(),
+                )?;
+            }
+            let trained = Trained {
+                dataset: plan.dataset.as_str().into(),
+                task: plan.task.as_str().into(),
+                mode: plan.mode.as_str().into(),
+            };
+            let focused = plan.dataset == name && plan.task == Task::Loc;
+            let Some(map40) = report.map40 else {
+                self.run.event(
+                    "warn",
+                    "map_undefined",
+                    format!("{name}: the test split has no boxes; mAP40 undefined"),
+                    serde_json::Value::Null,
+                )?;
+                continue;
+            };
+            for (metric, value, thr) in
+                [("map40", Some(map40), 0usize), ("ap50", report.ap50, 2), ("ap40_95", report.ap40_95, usize::MAX)]
+            {
+                let Some(value) = value else { continue };
+                let per_label = labels
+                    .iter()
+                    .zip(&report.per_category)
+                    .filter_map(|(l, row)| {
+                        let v = if thr == usize::MAX {
+                            let v: Vec<f64> = row.iter().flatten().copied().collect();
+                            (!v.is_empty()).then(|| v.iter().sum::<f64>() / v.len() as f64)
+                        } else {
+                            row[thr]
+                        };
+                        v.map(|v| (l.clone(), v * 100.0))
+                    })
+                    .collect();
+                rows.push(MetricRow {
+                    epoch: plan.epoch,
+                    cycle: plan.cycle,
+                    trained: trained.clone(),
+                    eval: Evaluated { dataset: name.into(), task: "loc".into() },
+                    model: role.as_str().into(),
+                    metric: metric.into(),
+                    value: value * 100.0,
+                    focused,
+                    per_label,
+                    wall_time,
+                });
+            }
+        }
+        Ok(rows)
+    }
+
+    fn write_predictions(
+        &self,
+        role: ModelRole,
+        dataset: &str,
+        labels: &[String],
+        ids: &[String],
+        scores: &[f64],
+        truth: &[f32],
+    ) -> Result<()> {
+        if !self.run.is_writer() {
+            return Ok(());
+        }
+        let c = labels.len();
+        let mut csv = String::from("id");
+        for l in labels {
+            csv.push_str(&format!(",{}", csv_field(&format!("label_{l}"))));
+        }
+        for l in labels {
+            csv.push_str(&format!(",{}", csv_field(&format!("score_{l}"))));
+        }
+        csv.push('\n');
+        for (i, id) in ids.iter().enumerate() {
+            csv.push_str(&csv_field(id));
+            for k in 0..c {
+                let y = truth[i * c + k];
+                if y.is_nan() {
+                    csv.push(',');
+                } else {
+                    csv.push_str(&format!(",{y}"));
+                }
+            }
+            for k in 0..c {
+                csv.push_str(&format!(",{}", scores[i * c + k]));
+            }
+            csv.push('\n');
+        }
+        let path = self.run.path("predictions").join(format!("{}-{dataset}-cls.csv", role.as_str()));
+        crate::store::write_atomic(&path, csv.as_bytes())
+    }
+}
