@@ -111,7 +111,15 @@ char* fx_pg_gloo(void* store, int rank, int world, int64_t timeout_ms, const cha
   FX_TRY({
     auto timeout = std::chrono::milliseconds(timeout_ms);
     auto opts = c10d::ProcessGroupGloo::Options::create(timeout);
-    opts->devices.push_back(c10d::ProcessGroupGloo::createDeviceForHostname(std::string(hostname)));
+    // As torch.distributed: an interface (GLOO_SOCKET_IFNAME, passed as "if:NAME"), a host name,
+    // or (empty) this machine's name resolved, falling back to loopback.
+    std::string h(hostname);
+    if (h.rfind("if:", 0) == 0)
+      opts->devices.push_back(c10d::ProcessGroupGloo::createDeviceForInterface(h.substr(3)));
+    else if (h.empty())
+      opts->devices.push_back(c10d::ProcessGroupGloo::createDefaultDevice());
+    else
+      opts->devices.push_back(c10d::ProcessGroupGloo::createDeviceForHostname(h));
     // Each group's keys under its own prefix, as torch.distributed does: a job may hold a Gloo
     // and an NCCL group on one store.
     auto prefixed = c10::make_intrusive<c10d::PrefixStore>("gloo", *static_cast<Store*>(store));

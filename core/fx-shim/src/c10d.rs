@@ -135,7 +135,8 @@ unsafe impl Send for ProcessGroup {}
 
 impl ProcessGroup {
     /// Joins the Gloo group of `world` ranks as `rank`, its transport bound to `hostname` (an
-    /// address of this node the other ranks can reach). Collectives fail after `timeout`.
+    /// address of this node the other ranks can reach; `if:NAME` an interface; empty: this
+    /// machine's name resolved, as torch.distributed does). Collectives fail after `timeout`.
     pub fn gloo(
         store: &TcpStore,
         rank: usize,

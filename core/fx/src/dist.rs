@@ -149,10 +149,15 @@ impl World {
     pub fn join(r: &Rendezvous) -> Result<World> {
         let store = TcpStore::connect(&r.master_addr, r.master_port, r.rank == 0, r.world, r.timeout)
             .with_context(|| format!("rank {} of {} ({} variables)", r.rank, r.world, r.source))?;
-        // The address the others reach this rank at: loopback for a job on one node, this host's
-        // name otherwise (c10d resolves it, as torch.distributed's default device does).
+        // The address the others reach this rank at: the interface GLOO_SOCKET_IFNAME names (as
+        // torch.distributed), loopback for a job on one node, else this machine's name resolved
+        // by c10d (torch.distributed's default device).
         let local = matches!(r.master_addr.as_str(), "127.0.0.1" | "localhost" | "::1");
-        let host = if local { "127.0.0.1".to_string() } else { hostname() };
+        let host = match std::env::var("GLOO_SOCKET_IFNAME") {
+            Ok(i) if !i.trim().is_empty() => format!("if:{}", i.trim().split(',').next().unwrap_or("")),
+            _ if local => "127.0.0.1".to_string(),
+            _ => String::new(),
+        };
         let group = ProcessGroup::gloo(&store, r.rank, r.world, &host, r.timeout)
             .with_context(|| format!("rank {} of {}", r.rank, r.world))?;
         // torch.distributed's "cpu:gloo,cuda:nccl": both groups, each tensor to the one for its
@@ -416,12 +421,6 @@ impl Drop for World {
     fn drop(&mut self) {
         self.heartbeat_stop.store(true, Ordering::SeqCst);
     }
-}
-
-fn hostname() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|s| s.trim().to_string())
-        .unwrap_or_else(|_| "localhost".into())
 }
 
 #[cfg(test)]
