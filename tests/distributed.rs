@@ -312,7 +312,8 @@ fn a_frozen_worker_is_named_after_the_timeout() {
     let exp = experiment(dir.path(), "frozen", 4, 4);
     let mut launcher = fx()
         .args([exp.to_str().unwrap(), "--headless", "--nproc-per-node", "2"])
-        .env(fx::dist::TIMEOUT_VAR, "4")
+        // Long enough for two workers starting on a loaded 2-core machine to meet.
+        .env(fx::dist::TIMEOUT_VAR, "10")
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
