@@ -23,6 +23,7 @@ fn main() {
     println!("cargo:rerun-if-changed=src/shim.cpp");
     println!("cargo:rerun-if-changed=src/c10d.cpp");
     println!("cargo:rerun-if-changed=src/nccl.cpp");
+    println!("cargo:rerun-if-changed=src/fx_try.h");
     println!("cargo:rerun-if-changed=gloo-decl");
     println!("cargo:rerun-if-changed=build.rs");
     let python = std::env::var("PYTHON").unwrap_or_else(|_| "python3".into());

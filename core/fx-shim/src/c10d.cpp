@@ -15,15 +15,7 @@ typedef at::Tensor* tensor;
 typedef c10::intrusive_ptr<c10d::Store> Store;
 typedef c10::intrusive_ptr<c10d::Backend> Group;
 
-#define FX_TRY(body)                                   \
-  try {                                                \
-    body;                                              \
-    return nullptr;                                    \
-  } catch (const std::exception& e) {                  \
-    return strdup(e.what());                           \
-  } catch (...) {                                      \
-    return strdup("unknown C++ exception in fx-shim"); \
-  }
+#include "fx_try.h"
 
 // DDP's default bucket size: one collective per 25 MB of gradients instead of one per tensor.
 static const int64_t kBucketBytes = 25 * 1024 * 1024;

@@ -8,6 +8,8 @@
 #include <cstdlib>
 #include <cstring>
 
+#include "fx_try.h"
+
 typedef c10::intrusive_ptr<c10d::Store> Store;
 typedef c10::intrusive_ptr<c10d::Backend> Group;
 
@@ -17,18 +19,13 @@ extern "C" {
 // functions, on CUDA tensors) run on NCCL's streams; wait() makes the current stream wait for
 // them without blocking the host.
 char* fx_pg_nccl(void* store, int rank, int world, int64_t timeout_ms, void** out) {
-  try {
+  FX_TRY({
     auto opts = c10d::ProcessGroupNCCL::Options::create();
     opts->timeout = std::chrono::milliseconds(timeout_ms);
     auto prefixed = c10::make_intrusive<c10d::PrefixStore>("nccl", *static_cast<Store*>(store));
     Group g = c10::make_intrusive<c10d::ProcessGroupNCCL>(prefixed, rank, world, opts);
     *out = new Group(g);
-    return nullptr;
-  } catch (const std::exception& e) {
-    return strdup(e.what());
-  } catch (...) {
-    return strdup("unknown C++ exception in fx-shim");
-  }
+  })
 }
 
 }  // extern "C"

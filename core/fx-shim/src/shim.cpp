@@ -10,15 +10,7 @@
 
 typedef at::Tensor* tensor;
 
-#define FX_TRY(body)                                   \
-  try {                                                \
-    body;                                              \
-    return nullptr;                                    \
-  } catch (const std::exception& e) {                  \
-    return strdup(e.what());                           \
-  } catch (...) {                                      \
-    return strdup("unknown C++ exception in fx-shim"); \
-  }
+#include "fx_try.h"
 
 static c10::DeviceType device_type(int device) { return device == 1 ? at::kCUDA : at::kCPU; }
 
