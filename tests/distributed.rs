@@ -3,7 +3,7 @@
 //! `--resume`.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 fn fx() -> Command {
@@ -178,6 +178,21 @@ fn two_workers_with_half_the_batch_train_as_one_process_with_the_whole() {
     assert_same_metrics(&run_dir(dir.path(), "whole"), &run_dir(dir.path(), "uneven"), "2 workers x 8 vs 1 x 16");
 }
 
+/// Waits until the job's first epoch has written its metric rows (and `ready` holds) and returns
+/// the run directory; fails if the job ends first, saying what it ended `before`.
+fn after_first_epoch(dir: &Path, name: &str, job: &mut Child, before: &str, ready: impl Fn(&Path) -> bool) -> PathBuf {
+    let t0 = Instant::now();
+    loop {
+        std::thread::sleep(Duration::from_millis(50));
+        let r = run_dir(dir, name);
+        if !r.as_os_str().is_empty() && ready(&r) && !rows(&r).is_empty() {
+            return r;
+        }
+        assert!(t0.elapsed() < Duration::from_secs(240), "no epoch completed");
+        assert!(job.try_wait().unwrap().is_none(), "the job ended before {before}");
+    }
+}
+
 /// The workers the launcher started: (rank, pid), from each child's environment.
 fn workers(launcher: u32) -> Vec<(usize, u32)> {
     let mut out = Vec::new();
@@ -209,17 +224,8 @@ fn a_killed_worker_stops_the_job_with_its_rank_named_and_resume_continues_it() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let t0 = Instant::now();
     // Kill rank 1 once the first epoch's rows are written.
-    let run = loop {
-        std::thread::sleep(Duration::from_millis(50));
-        let r = run_dir(dir.path(), "job");
-        if !r.as_os_str().is_empty() && !rows(&r).is_empty() {
-            break r;
-        }
-        assert!(t0.elapsed() < Duration::from_secs(240), "no epoch completed");
-        assert!(launcher.try_wait().unwrap().is_none(), "the job ended before a worker could be killed");
-    };
+    let run = after_first_epoch(dir.path(), "job", &mut launcher, "a worker could be killed", |_| true);
     let ws = workers(launcher.id());
     assert_eq!(ws.iter().map(|w| w.0).collect::<Vec<_>>(), vec![0, 1], "{ws:?}");
     unsafe {
@@ -264,15 +270,8 @@ fn a_paused_job_holds_all_workers_and_resumes_to_the_same_result() {
         .spawn()
         .unwrap();
     let t0 = Instant::now();
-    let run = loop {
-        std::thread::sleep(Duration::from_millis(50));
-        let r = run_dir(dir.path(), "held");
-        if !r.as_os_str().is_empty() && r.join("control.sock").exists() && !rows(&r).is_empty() {
-            break r;
-        }
-        assert!(t0.elapsed() < Duration::from_secs(240), "the job never started");
-        assert!(job.try_wait().unwrap().is_none(), "the job ended before it could be paused");
-    };
+    let run =
+        after_first_epoch(dir.path(), "held", &mut job, "it could be paused", |r| r.join("control.sock").exists());
     let ctl = |what: &str| {
         let o = fx().args(["ctl", run.to_str().unwrap(), what]).output().unwrap();
         assert!(o.status.success(), "ctl {what}: {}", text(&o));
@@ -318,16 +317,7 @@ fn a_frozen_worker_is_named_after_the_timeout() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let t0 = Instant::now();
-    let run = loop {
-        std::thread::sleep(Duration::from_millis(50));
-        let r = run_dir(dir.path(), "frozen");
-        if !r.as_os_str().is_empty() && !rows(&r).is_empty() {
-            break r;
-        }
-        assert!(t0.elapsed() < Duration::from_secs(240), "no epoch completed");
-        assert!(launcher.try_wait().unwrap().is_none(), "the job ended before a worker could be frozen");
-    };
+    let run = after_first_epoch(dir.path(), "frozen", &mut launcher, "a worker could be frozen", |_| true);
     let ws = workers(launcher.id());
     unsafe {
         libc::kill(ws[1].1 as i32, libc::SIGSTOP);
