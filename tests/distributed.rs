@@ -154,13 +154,6 @@ fn two_workers_with_half_the_batch_train_as_one_process_with_the_whole() {
     assert!(events.contains("\"distributed\"") && events.contains("global batch 8 = 4 per rank × 2"), "{events}");
     assert!(b.join("rank-1.log").exists());
     // The printed losses are the global batch's: those of the single process.
-    let losses = |o: &Output| -> Vec<f64> {
-        String::from_utf8_lossy(&o.stdout)
-            .lines()
-            .filter_map(|l| l.split(" loss ").nth(1))
-            .map(|s| s.split(' ').next().unwrap().parse().unwrap())
-            .collect()
-    };
     let (l1, l2) = (losses(&single), losses(&o));
     assert_eq!(l1.len(), l2.len(), "{}", text(&o));
     assert!(l1.len() >= 10);
@@ -176,6 +169,104 @@ fn two_workers_with_half_the_batch_train_as_one_process_with_the_whole() {
     let o = fx().args([whole.to_str().unwrap(), "--headless"]).output().unwrap();
     assert!(o.status.success(), "{}", text(&o));
     assert_same_metrics(&run_dir(dir.path(), "whole"), &run_dir(dir.path(), "uneven"), "2 workers x 8 vs 1 x 16");
+}
+
+/// Segmentation only (phantom-ptx, 14 training images at 32 px, a small UperNet): batch `batch`
+/// per process; with 2 × 3 the last global batch (2 images) is split 2 + 0, so rank 1 runs the
+/// stand-in step.
+fn seg_experiment(dir: &Path, name: &str, batch: usize, sync_batchnorm: bool) -> PathBuf {
+    let p = dir.join(format!("{name}.toml"));
+    std::fs::write(
+        &p,
+        format!(
+            r#"
+name = "{name}"
+seed = 5
+device = "cpu"
+output_dir = "{out}"
+[model]
+arch = "swin_nano"
+image_size = 32
+drop_path = 0.0
+ppm_channels = 16
+fpn_channels = 8
+[train]
+batch_size = {batch}
+cycles = 2
+log_every = 1
+workers = 1
+branches = "S"
+sync_batchnorm = {sync_batchnorm}
+[eval]
+batch_size = 32
+models = ["teacher", "student"]
+[[datasets]]
+plugin = "phantom-ptx"
+options = {{ train = 14, test = 16 }}
+"#,
+            out = dir.join("runs").join(name).display()
+        ),
+    )
+    .unwrap();
+    p
+}
+
+/// Largest absolute difference between the BatchNorm running statistics of two checkpoints.
+fn running_statistics_difference(a: &Path, b: &Path) -> f64 {
+    let mut worst = 0.0f64;
+    for f in ["student.safetensors", "teacher.safetensors"] {
+        let tb: std::collections::HashMap<String, tch::Tensor> =
+            tch::Tensor::read_safetensors(b.join(f)).unwrap().into_iter().collect();
+        for (name, x) in tch::Tensor::read_safetensors(a.join(f)).unwrap() {
+            if name.contains(".running_") {
+                worst = worst.max((&x - &tb[&name]).abs().max().double_value(&[]));
+            }
+        }
+    }
+    worst
+}
+
+/// The printed losses: the global batch's.
+fn losses(o: &Output) -> Vec<f64> {
+    String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .filter_map(|l| l.split(" loss ").nth(1))
+        .map(|s| s.split(' ').next().unwrap().parse().unwrap())
+        .collect()
+}
+
+#[test]
+fn segmentation_with_sync_batchnorm_trains_as_one_process_with_the_whole_batch() {
+    let dir = tempfile::tempdir().unwrap();
+    let one = seg_experiment(dir.path(), "one", 6, false);
+    let single = fx().args([one.to_str().unwrap(), "--headless"]).output().unwrap();
+    assert!(single.status.success(), "{}", text(&single));
+    let run = |name: &str, sync: bool| {
+        let exp = seg_experiment(dir.path(), name, 3, sync);
+        let o = fx().args([exp.to_str().unwrap(), "--headless", "--nproc-per-node", "2"]).output().unwrap();
+        assert!(o.status.success(), "{}", text(&o));
+        o
+    };
+    let synced = run("synced", true);
+    let local = run("local", false);
+    // The pooled Dice's sums and SyncBatchNorm's statistics are the global batch's: the same
+    // losses as one process, step by step (the last of each Release epoch with rank 1's stand-in).
+    let (l1, l2) = (losses(&single), losses(&synced));
+    assert_eq!(l1.len(), l2.len(), "{}", text(&synced));
+    assert!(l1.len() >= 10);
+    for (x, y) in l1.iter().zip(&l2) {
+        assert!((x - y).abs() < 1e-3, "loss {x} (1 process) vs {y} (2 workers, sync_batchnorm)");
+    }
+    assert!(String::from_utf8_lossy(&synced.stdout).contains("(2 ranks: ") && l2.iter().all(|l| l.is_finite()));
+    assert_same_metrics(&run_dir(dir.path(), "one"), &run_dir(dir.path(), "synced"), "sync_batchnorm");
+    // The decoder's running statistics: the global batch's with sync_batchnorm, each rank's
+    // slice's without (rank 0's, broadcast), which is visibly another thing.
+    let base = last_checkpoint(&run_dir(dir.path(), "one"));
+    let d_sync = running_statistics_difference(&base, &last_checkpoint(&run_dir(dir.path(), "synced")));
+    let d_local = running_statistics_difference(&base, &last_checkpoint(&run_dir(dir.path(), "local")));
+    assert!(d_sync < 1e-2, "running statistics with sync_batchnorm differ by {d_sync}");
+    assert!(d_local > 0.1, "without sync_batchnorm the statistics should be rank 0's slice's: {d_local}");
+    assert!(l1.iter().zip(losses(&local)).any(|(x, y)| (x - y).abs() > 1e-3));
 }
 
 /// Waits until the job's first epoch has written its metric rows (and `ready` holds) and returns

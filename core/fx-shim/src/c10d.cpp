@@ -5,6 +5,7 @@
 #include <torch/csrc/distributed/c10d/PrefixStore.hpp>
 #include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
 #include <torch/csrc/distributed/c10d/TCPStore.hpp>
+#include <torch/csrc/autograd/custom_function.h>
 
 #include <chrono>
 #include <cstdlib>
@@ -54,6 +55,33 @@ static void bucketed(tensor* ts, size_t n, std::chrono::milliseconds timeout, F 
     }
   }
 }
+
+// y = the sum of x over the ranks, differentiable: the backward sums the gradient over the ranks
+// (torch.distributed.nn.functional.all_reduce). Each rank's loss is its share of the job's loss,
+// so the gradient reaching rank r's x is the sum of every rank's dL/dy: what one process would
+// get. SyncBatchNorm's statistics go through it, in the forward and again in the backward; every
+// rank runs the same graph, so the backward's collectives come in the same order on every rank.
+struct SumOverRanks : public torch::autograd::Function<SumOverRanks> {
+  static at::Tensor reduce(at::Tensor t, int64_t group, int64_t timeout_ms) {
+    auto& pg = *reinterpret_cast<Group*>(group);
+    std::vector<at::Tensor> one{t};
+    pg->allreduce(one, c10d::AllreduceOptions())->wait(std::chrono::milliseconds(timeout_ms));
+    return t;
+  }
+  static at::Tensor forward(torch::autograd::AutogradContext* ctx, const at::Tensor& x, int64_t group,
+                            int64_t timeout_ms) {
+    ctx->saved_data["group"] = group;
+    ctx->saved_data["timeout_ms"] = timeout_ms;
+    return reduce(x.clone().contiguous(), group, timeout_ms);
+  }
+  static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
+                                                 torch::autograd::variable_list grads) {
+    // An unused output's gradient arrives as zeros (materialised), so every rank still takes part.
+    auto g = reduce(grads[0].clone().contiguous(), ctx->saved_data["group"].toInt(),
+                    ctx->saved_data["timeout_ms"].toInt());
+    return {g, at::Tensor(), at::Tensor()};
+  }
+};
 
 extern "C" {
 
@@ -150,6 +178,14 @@ char* fx_pg_allgather(void* g, tensor in, tensor* out, size_t world, int64_t tim
     std::vector<std::vector<at::Tensor>> outs(1);
     for (size_t r = 0; r < world; r++) outs[0].push_back(*out[r]);
     pg->allgather(outs, ins, c10d::AllgatherOptions())->wait(std::chrono::milliseconds(timeout_ms));
+  })
+}
+
+// *out = a new tensor, the sum of `in` over the ranks, with the autograd history of SumOverRanks.
+char* fx_pg_sum_differentiable(void* g, tensor in, int64_t timeout_ms, tensor* out) {
+  FX_TRY({
+    auto y = SumOverRanks::apply(*in, reinterpret_cast<int64_t>(g), timeout_ms);
+    *out = new at::Tensor(y);
   })
 }
 

@@ -45,6 +45,12 @@ extern "C" {
         timeout_ms: i64,
     ) -> *mut c_char;
     fn fx_pg_barrier(g: *mut c_void, timeout_ms: i64) -> *mut c_char;
+    fn fx_pg_sum_differentiable(
+        g: *mut c_void,
+        input: *mut c_void,
+        timeout_ms: i64,
+        out: *mut *mut c_void,
+    ) -> *mut c_char;
 }
 
 fn c_string(s: &str) -> Result<CString> {
@@ -212,6 +218,21 @@ impl ProcessGroup {
             "c10d all_gather",
         )?;
         Ok(out)
+    }
+
+    /// A new tensor, `t` summed over the ranks, that autograd differentiates: its backward sums
+    /// the incoming gradient over the ranks (one more collective, inside `backward`). Every rank
+    /// must run the same graph, so that these backward collectives pair up in order.
+    pub fn sum_differentiable(&self, t: &Tensor) -> Result<Tensor> {
+        let mut out = std::ptr::null_mut();
+        // SAFETY: the input outlives the call; on success `out` is a new at::Tensor* whose
+        // ownership passes to tch (freed by Tensor's Drop). The group handle stays live while the
+        // backward may run: it is owned by the job (World), which outlives every step.
+        check(
+            unsafe { fx_pg_sum_differentiable(self.raw, ptr(t), millis(self.timeout), &mut out) },
+            "c10d all_reduce (differentiable)",
+        )?;
+        Ok(unsafe { Tensor::from_ptr(out as *mut torch_sys::C_tensor) })
     }
 
     /// Returns when every rank has called it (or fails after the timeout).

@@ -97,3 +97,22 @@ fn nccl_group_is_built_and_says_why_it_cannot_start_without_a_gpu() {
         assert!(e.contains("c10d NCCL group") && e.contains("no GPUs found"), "{e}");
     }
 }
+
+#[test]
+fn the_differentiable_sum_sums_values_forward_and_gradients_backward() {
+    let out = two_ranks(Duration::from_secs(30), |rank, pg, _| {
+        // Rank r: x_r = [r+1, 2(r+1)], y = x_0 + x_1 = [3, 6] on both; L_r = Σ y · w_r with
+        // w_0 = [1, 1], w_1 = [10, 100]. The job's loss Σ_r L_r has dL/dx_r = w_0 + w_1 on every
+        // rank: the backward sums the ranks' gradients.
+        let x = (Tensor::from_slice(&[1.0f32, 2.0]) * (rank as f64 + 1.0)).set_requires_grad(true);
+        let w = if rank == 0 { Tensor::from_slice(&[1.0f32, 1.0]) } else { Tensor::from_slice(&[10.0f32, 100.0]) };
+        let y = pg.sum_differentiable(&(&x * 1.0)).unwrap();
+        let loss = (&y * &w).sum(Kind::Float);
+        let g = Tensor::run_backward(&[&loss], &[&x], false, false);
+        (Vec::<f32>::try_from(&y.detach()).unwrap(), Vec::<f32>::try_from(&g[0]).unwrap())
+    });
+    for (y, g) in &out {
+        assert_eq!(y, &vec![3.0, 6.0]);
+        assert_eq!(g, &vec![11.0, 101.0]);
+    }
+}

@@ -123,6 +123,10 @@ pub struct TrainConfig {
     /// computes it natively, fp32 otherwise), "fp32", "bf16" or "fp16" (with gradient scaling).
     /// Weights, optimizer moments, losses and metrics stay fp32 in every case.
     pub precision: Precision,
+    /// In a data-parallel job, the segmentation decoder's BatchNorm layers normalise with the
+    /// statistics of the global batch (torch.nn.SyncBatchNorm) instead of each rank's slice: the
+    /// job then trains segmentation as one process with the global batch. No effect in one process.
+    pub sync_batchnorm: bool,
 }
 
 impl Default for TrainConfig {
@@ -136,6 +140,7 @@ impl Default for TrainConfig {
             branches: "CLS".into(),
             order: Order::Dataset,
             precision: Precision::Auto,
+            sync_batchnorm: false,
         }
     }
 }

@@ -223,6 +223,28 @@ impl World {
         self.by_group(ts, |g, h| g.all_reduce_sum(h)).map_err(|e| self.failed(e))
     }
 
+    /// A new tensor, `t` summed over the ranks, whose backward sums its gradient over the ranks
+    /// (SyncBatchNorm's statistics). Every rank must call it at the same point of the same graph.
+    pub fn sum_differentiable(&self, t: &Tensor) -> Result<Tensor> {
+        self.entered.fetch_add(1, Ordering::SeqCst);
+        let summed = if t.device() == Device::Cpu {
+            self.group.sum_differentiable(t)
+        } else if let Some(nccl) = &self.nccl {
+            nccl.sum_differentiable(t)
+        } else {
+            // Gloo reduces host tensors: the copies are differentiable, so the backward's
+            // gradient takes the same way back.
+            self.group.sum_differentiable(&t.to_device(Device::Cpu)).map(|s| s.to_device(t.device()))
+        };
+        summed.map_err(|e| self.failed(e))
+    }
+
+    /// Adds to an error of a collective run inside autograd's backward (SyncBatchNorm) which
+    /// rank failed, as the forward's collectives do.
+    pub fn explain(&self, e: anyhow::Error) -> anyhow::Error {
+        self.failed(e)
+    }
+
     /// "nccl" when CUDA tensors go through NCCL, else "gloo".
     pub fn gpu_backend(&self) -> &'static str {
         if self.nccl.is_some() {
@@ -310,6 +332,24 @@ impl World {
             }
         }
         Ok(())
+    }
+}
+
+/// This rank's part in sums over a job's global batch (all ranks' slices), which autograd
+/// differentiates: the statistics of SyncBatchNorm and the pooled soft Dice, so that a job computes
+/// them as one process does on the global batch.
+pub struct GlobalBatch<'a> {
+    /// Sums a tensor over the ranks, differentiably ([`World::sum_differentiable`]).
+    pub sum: &'a dyn Fn(&Tensor) -> Result<Tensor>,
+    /// 1 for a rank's own slice; 0 for the stand-in batch a rank with an empty slice runs so that
+    /// it takes part in every collective of the step without adding to the sums.
+    pub weight: f64,
+}
+
+impl GlobalBatch<'_> {
+    /// `local` (this rank's sums) summed over the job.
+    pub fn sum(&self, local: &Tensor) -> Result<Tensor> {
+        (self.sum)(&(local * self.weight))
     }
 }
 

@@ -123,15 +123,27 @@ impl Model {
 
     /// Segmentation: backbone stages → UperNet → the dataset's head. `train_backbone` switches
     /// drop-path, `train_decoder` the decoder's BatchNorm statistics (a frozen decoder runs in eval
-    /// mode so that a Lock epoch leaves its running statistics untouched).
-    pub fn seg(&self, x: &Tensor, dataset: &str, train_backbone: bool, train_decoder: bool) -> SegOutput {
+    /// mode so that a Lock epoch leaves its running statistics untouched). `sync`: a training
+    /// decoder's BatchNorm statistics over a data-parallel job's global batch.
+    pub fn seg(
+        &self,
+        x: &Tensor,
+        dataset: &str,
+        train_backbone: bool,
+        train_decoder: bool,
+        sync: Option<&crate::dist::GlobalBatch>,
+    ) -> Result<SegOutput> {
         let f = self.backbone.forward(x, train_backbone);
         let stages: Vec<Tensor> = f.stages.iter().map(|s| s.permute([0, 3, 1, 2])).collect();
         let decoder = self.seg_decoder.as_ref().expect("model built without the segmentation branch");
-        let d = decoder.forward(&stages, train_decoder);
+        let d = decoder.forward(&stages, train_decoder, sync)?;
         let head = self.seg_heads.get(dataset).unwrap_or_else(|| panic!("no segmentation head for dataset {dataset}"));
         let (h, w) = (x.size()[2], x.size()[3]);
-        SegOutput { logits: fp32(&head_logits(head, &d.fused, h, w)), fused: fp32(&d.fused), stage4: fp32(&d.stage4) }
+        Ok(SegOutput {
+            logits: fp32(&head_logits(head, &d.fused, h, w)),
+            fused: fp32(&d.fused),
+            stage4: fp32(&d.stage4),
+        })
     }
 
     /// Adds the heads of a dataset that joins the model after it was built (hot-add). The branches

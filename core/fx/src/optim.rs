@@ -88,12 +88,13 @@ impl AdamW {
 /// a parameter the loss does not reach gets an undefined tensor, so it is not stepped. (Zeroed
 /// `.grad` tensors kept from earlier steps would make AdamW move unused parameters through
 /// momentum and weight decay in a long-lived process but not in a resumed one.)
-pub fn gradients(loss: &Tensor, params: &[(String, Group, Tensor)]) -> Vec<Tensor> {
+/// An error only where the backward runs a collective that fails (SyncBatchNorm in a job).
+pub fn gradients(loss: &Tensor, params: &[(String, Group, Tensor)]) -> Result<Vec<Tensor>> {
     if params.is_empty() {
-        return Vec::new();
+        return Ok(Vec::new());
     }
     let inputs: Vec<&Tensor> = params.iter().map(|(_, _, p)| p).collect();
-    Tensor::run_backward(&[loss], &inputs, false, false)
+    Ok(Tensor::f_run_backward(&[loss], &inputs, false, false)?)
 }
 
 impl AdamW {
@@ -164,7 +165,7 @@ mod tests {
         let (mut m, mut v) = ([0.0f64; 3], [0.0f64; 3]);
         for t in 1..=3 {
             let loss = (&p * &p).sum(Kind::Float);
-            let grads = gradients(&loss, &params);
+            let grads = gradients(&loss, &params).unwrap();
             opt.step(&params, &grads, None).unwrap();
             for i in 0..3 {
                 let g = 2.0 * x[i];
@@ -207,11 +208,11 @@ mod tests {
             ("b".to_string(), Group::Backbone, unused.shallow_clone()),
         ];
         // One step that uses both, then steps that use only `a`.
-        let grads = gradients(&(&used.sum(Kind::Float) + &unused.sum(Kind::Float)), &params);
+        let grads = gradients(&(&used.sum(Kind::Float) + &unused.sum(Kind::Float)), &params).unwrap();
         opt.step(&params, &grads, None).unwrap();
         let after_first = unused.detach().copy();
         for _ in 0..3 {
-            let grads = gradients(&used.sum(Kind::Float), &params);
+            let grads = gradients(&used.sum(Kind::Float), &params).unwrap();
             assert!(grads[0].defined() && !grads[1].defined());
             opt.step(&params, &grads, None).unwrap();
         }

@@ -359,7 +359,7 @@ pub fn infer(
                 }
             }
             if opts.seg && !heads.seg.is_empty() {
-                let logits = loaded.model.seg(&x, name, false, false).logits;
+                let logits = loaded.model.seg(&x, name, false, false, None)?.logits;
                 for (i, pr) in preds.iter_mut().enumerate() {
                     let (ow, oh) = (originals[i].0 as i64, originals[i].1 as i64);
                     // Probabilities resized to the original image, then thresholded.

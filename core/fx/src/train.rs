@@ -6,6 +6,7 @@
 
 use crate::config::{Experiment, ModelRole, Precision, SegLoss};
 use crate::dino::{criterion, DecodeOptions, Targets};
+use crate::dist::GlobalBatch;
 use crate::eval::auc::mean_auc;
 use crate::eval::dice::DiceAccumulator;
 use crate::model::{Heads, Model};
@@ -1134,6 +1135,26 @@ impl Trainer {
                     on(Progress::Warning(format!("{}: sample {id} skipped: {why}", plan.dataset)));
                 }
             }
+            // BatchNorm cannot train on a global batch of one image: at the pyramid pooling's 1×1
+            // bin it sees one value per channel, whose unbiased variance (the running_var update)
+            // is 0/0 and would poison every later evaluation. PyTorch refuses such a batch
+            // ("Expected more than 1 value per channel when training"); fx leaves it out, as
+            // drop_last would, and says so. Every rank decides alike (global sizes).
+            let lone = plan.task == Task::Seg && plan.trainable.group(Group::SegDecoder) && global_len[step] == 1;
+            if lone {
+                let msg = format!(
+                    "{}: the last batch holds one image, too few for the segmentation decoder's BatchNorm: left out \
+                     of this epoch's training",
+                    plan.dataset
+                );
+                self.run.event(
+                    "warn",
+                    "batch_left_out",
+                    msg.clone(),
+                    serde_json::json!({ "dataset": plan.dataset }),
+                )?;
+                on(Progress::Warning(msg));
+            }
             // DINO in a job: the loss is normalised by the global batch's boxes (all-reduced, as
             // DINO's own criterion does), scaled to this rank's share so that the share weighting
             // below gives the global batch's loss: boxes_global × n_rank / n_global.
@@ -1148,8 +1169,12 @@ impl Trainer {
                 _ => None,
             };
             // In a data-parallel job every rank takes part in every step, even with an empty slice.
-            if !batch.is_empty() || self.world.is_some() {
-                let (mut grads, loss) = if batch.is_empty() {
+            if !lone && (!batch.is_empty() || self.world.is_some()) {
+                // A job's segmentation step runs collectives inside its forward and backward (the
+                // pooled Dice, SyncBatchNorm): a rank with an empty slice takes part through a
+                // stand-in batch of weight 0.
+                let stand_in = batch.is_empty() && plan.task == Task::Seg;
+                let (mut grads, loss) = if batch.is_empty() && !stand_in {
                     (active.iter().map(|_| Tensor::new()).collect::<Vec<_>>(), None)
                 } else {
                     let loss = {
@@ -1162,7 +1187,7 @@ impl Trainer {
                             Task::Loc => {
                                 self.loc_step(plan, &batch, w, mix(&[self.exp.seed, epoch, step as u64, 3]), num_boxes)?
                             }
-                            Task::Seg => self.seg_step(plan, &batch, w)?,
+                            Task::Seg => self.seg_step(plan, (!stand_in).then_some(&batch), w)?,
                         }
                     };
                     // This rank's share of the global batch: the ranks' averaged gradient is then
@@ -1176,7 +1201,11 @@ impl Trainer {
                         Some(scaler) => crate::optim::gradients(&scaler.scale_loss(&loss), &active),
                         None => crate::optim::gradients(&loss, &active),
                     };
-                    (grads, Some(loss))
+                    let grads = match (&self.world, grads) {
+                        (Some(world), Err(e)) => return Err(world.explain(e)),
+                        (_, grads) => grads?,
+                    };
+                    (grads, (!stand_in).then_some(loss))
                 };
                 if let Some(world) = &self.world {
                     crate::dist::average_gradients(world, &active, &mut grads)?;
@@ -1251,8 +1280,11 @@ impl Trainer {
                     eta_run_s: eta_epoch_s + run_left_after / img_per_s.max(1e-9),
                     rank_img_per_s,
                 };
-                self.write_progress(&report)?;
-                on(Progress::Step(report));
+                // A window without a step (its batch left out) has no loss to show.
+                if window_steps > 0 {
+                    self.write_progress(&report)?;
+                    on(Progress::Step(report));
+                }
                 let _ = loss_acc.zero_();
                 window_steps = 0;
                 window_images = 0;
@@ -1377,20 +1409,35 @@ impl Trainer {
     /// Segmentation step: soft Dice pooled over the batch (smooth 1, optionally + BCE) plus the
     /// consistency of the fused FPN map and the projected stage-4 map with the teacher's, both
     /// L2-normalised over channels. A frozen decoder runs in eval mode (BatchNorm statistics fixed).
-    fn seg_step(&self, plan: &EpochPlan, batch: &Batch, w: f64) -> Result<Tensor> {
-        let x = self.student.input(&self.images_tensor(batch));
+    /// `batch`: None for a job rank's stand-in with an empty slice (one blank image, weight 0:
+    /// its loss counts 0 and its sums add 0; its own BatchNorm statistics stay untouched).
+    fn seg_step(&self, plan: &EpochPlan, batch: Option<&Batch>, w: f64) -> Result<Tensor> {
         let k = self.dataset(&plan.dataset).dataset.desc().seg_labels.len() as i64;
-        let target = self.masks_tensor(batch, k);
+        let (x, target) = match batch {
+            Some(b) => (self.student.input(&self.images_tensor(b)), self.masks_tensor(b, k)),
+            None => {
+                let s = self.exp.model.image_size;
+                let blank = Tensor::zeros([1, 1, s, s], (Kind::Float, self.device));
+                (self.student.input(&blank), Tensor::zeros([1, k, s, s], (Kind::Float, self.device)))
+            }
+        };
+        // In a job: the pooled Dice's sums over the global batch, and with train.sync_batchnorm
+        // the decoder's batch statistics too.
+        let sum = |t: &Tensor| self.world.as_ref().expect("a job").sum_differentiable(t);
+        let global =
+            self.world.is_some().then(|| GlobalBatch { sum: &sum, weight: if batch.is_some() { 1.0 } else { 0.0 } });
         let tr = &plan.trainable;
-        let out = self.student.seg(&x, &plan.dataset, tr.group(Group::Backbone), tr.group(Group::SegDecoder));
-        let mut task = soft_dice_loss(&out.logits, &target);
+        let sync = global.as_ref().filter(|_| self.exp.train.sync_batchnorm && tr.group(Group::SegDecoder));
+        let train_decoder = tr.group(Group::SegDecoder) && (batch.is_some() || sync.is_some());
+        let out = self.student.seg(&x, &plan.dataset, tr.group(Group::Backbone), train_decoder, sync)?;
+        let mut task = soft_dice_loss(&out.logits, &target, global.as_ref())?;
         if self.exp.loss.seg == SegLoss::DiceBce {
             let bce = out.logits.binary_cross_entropy_with_logits::<Tensor>(&target, None, None, Reduction::Mean);
             task = (task + bce) * 0.5;
         }
         match (&self.teacher, w > 0.0) {
             (Some(teacher), true) => {
-                let t = tch::no_grad(|| teacher.seg(&x, &plan.dataset, false, false));
+                let t = tch::no_grad(|| teacher.seg(&x, &plan.dataset, false, false, None))?;
                 let cons = (l2_normalised(&out.fused).mse_loss(&l2_normalised(&t.fused), Reduction::Mean)
                     + l2_normalised(&out.stage4).mse_loss(&l2_normalised(&t.stage4), Reduction::Mean))
                     * 0.5;
@@ -1652,14 +1699,23 @@ pub fn targets_of(batch: &Batch) -> Vec<Targets> {
 }
 
 /// 1 − soft Dice per class, pooled over the batch and pixels (smooth 1), averaged over classes.
-pub fn soft_dice_loss(logits: &Tensor, target: &Tensor) -> Tensor {
+/// `global`: in a job, the sums are the global batch's (the loss one process computes).
+pub fn soft_dice_loss(logits: &Tensor, target: &Tensor, global: Option<&GlobalBatch>) -> Result<Tensor> {
     let p = logits.sigmoid();
     let dims = [0i64, 2, 3];
     let inter = (&p * target).sum_dim_intlist(dims.as_slice(), false, Kind::Float);
     let denom = p.sum_dim_intlist(dims.as_slice(), false, Kind::Float)
         + target.sum_dim_intlist(dims.as_slice(), false, Kind::Float);
+    let (inter, denom) = match global {
+        Some(g) => {
+            let k = inter.size()[0];
+            let both = g.sum(&Tensor::cat(&[inter, denom], 0))?;
+            (both.narrow(0, 0, k), both.narrow(0, k, k))
+        }
+        None => (inter, denom),
+    };
     let dice = (inter * 2.0 + 1.0) / (denom + 1.0);
-    dice.mean(Kind::Float).neg() + 1.0
+    Ok(dice.mean(Kind::Float).neg() + 1.0)
 }
 
 /// Unit L2 norm over the channel dimension (dim 1) of an NCHW map.

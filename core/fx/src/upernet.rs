@@ -6,7 +6,9 @@
 //! four levels to 128 channels at stride 4 (lateral Conv1×1, top-down add, Conv3×3 smoothing,
 //! upsample, concat, Conv3×3 fuse). At Swin-B size the decoder has 21.2 M parameters (paper: 20.9 M).
 
-use tch::{nn, nn::Module, nn::ModuleT, Tensor};
+use crate::dist::GlobalBatch;
+use anyhow::Result;
+use tch::{nn, nn::Module, nn::ModuleT, Kind, Tensor};
 
 pub const PPM_BINS: [i64; 4] = [1, 2, 4, 6];
 pub const PPM_CHANNELS: i64 = 256;
@@ -26,9 +28,63 @@ impl ConvBnRelu {
             bn: nn::batch_norm2d(&p / "bn", cout, Default::default()),
         }
     }
-    fn forward(&self, x: &Tensor, train: bool) -> Tensor {
-        self.bn.forward_t(&self.conv.forward(x), train).relu()
+    /// `sync`: the job's global batch, whose statistics a training BatchNorm uses (SyncBatchNorm).
+    fn forward(&self, x: &Tensor, train: bool, sync: Option<&GlobalBatch>) -> Result<Tensor> {
+        let y = self.conv.forward(x);
+        let y = match sync {
+            Some(g) if train => sync_batch_norm(&self.bn, &y, g)?,
+            _ => self.bn.forward_t(&y, train),
+        };
+        Ok(y.relu())
     }
+}
+
+/// tch's BatchNorm defaults (PyTorch's): the ones `nn::batch_norm2d(.., Default::default())` uses.
+const BN_EPS: f64 = 1e-5;
+const BN_MOMENTUM: f64 = 0.1;
+
+/// torch.nn.SyncBatchNorm: `bn` in training mode on `x` (N, C, H, W) normalised with the mean and
+/// variance of the job's global batch (every rank's slice), not this rank's slice; the running
+/// statistics are updated with them, and gradients flow through them to every rank. A job then
+/// computes what one process computes on the global batch.
+pub fn sync_batch_norm(bn: &nn::BatchNorm, x: &Tensor, global: &GlobalBatch) -> Result<Tensor> {
+    let c = x.size()[1];
+    let xf = x.to_kind(Kind::Float);
+    // Sums of x − K for a constant K (the running mean): E[(x−K)²] − E[x−K]² keeps its
+    // precision in fp32 when |mean| ≫ std, where E[x²] − E[x]² would not.
+    let shift = bn.running_mean.detach().to_kind(Kind::Float);
+    let d = &xf - shift.view([1, c, 1, 1]);
+    let local = Tensor::cat(
+        &[
+            d.sum_dim_intlist([0i64, 2, 3].as_slice(), false, Kind::Float),
+            d.square().sum_dim_intlist([0i64, 2, 3].as_slice(), false, Kind::Float),
+            Tensor::full([1], (xf.numel() as i64 / c) as f64, (Kind::Float, x.device())),
+        ],
+        0,
+    );
+    let global = global.sum(&local)?;
+    let n = global.narrow(0, 2 * c, 1);
+    let mean_d = global.narrow(0, 0, c) / &n;
+    let var = (global.narrow(0, c, c) / &n - mean_d.square()).clamp_min(0.0);
+    let mean = &mean_d + &shift;
+    tch::no_grad(|| {
+        // Running statistics as BatchNorm keeps them: the variance unbiased (n − 1), all on
+        // the device (no host synchronisation).
+        let unbiased = &var * &n / (&n - 1.0).clamp_min(1.0);
+        let mut rm = bn.running_mean.shallow_clone();
+        let mut rv = bn.running_var.shallow_clone();
+        rm.copy_(&(&rm * (1.0 - BN_MOMENTUM) + mean.detach() * BN_MOMENTUM));
+        rv.copy_(&(&rv * (1.0 - BN_MOMENTUM) + unbiased.detach() * BN_MOMENTUM));
+    });
+    let view = |t: &Tensor| t.view([1, c, 1, 1]);
+    let mut y = (&xf - view(&mean)) * view(&(&var + BN_EPS).rsqrt());
+    if let Some(w) = &bn.ws {
+        y *= view(w);
+    }
+    if let Some(b) = &bn.bs {
+        y += view(b);
+    }
+    Ok(y.to_kind(x.kind()))
 }
 
 fn resize(x: &Tensor, h: i64, w: i64) -> Tensor {
@@ -67,35 +123,32 @@ impl UperNet {
         UperNet { ppm, bottleneck, lateral, fpn, fuse }
     }
 
-    /// `stages`: the backbone's stage maps, NCHW, strides 4/8/16/32.
-    pub fn forward(&self, stages: &[Tensor], train: bool) -> SegFeatures {
+    /// `stages`: the backbone's stage maps, NCHW, strides 4/8/16/32. `sync`: in a data-parallel
+    /// job with `train.sync_batchnorm`, the BatchNorm layers use the global batch's statistics.
+    pub fn forward(&self, stages: &[Tensor], train: bool, sync: Option<&GlobalBatch>) -> Result<SegFeatures> {
         let top = stages.last().unwrap();
         let (h, w) = (top.size()[2], top.size()[3]);
         let mut pooled = vec![top.shallow_clone()];
         for (bin, m) in PPM_BINS.iter().zip(&self.ppm) {
-            pooled.push(resize(&m.forward(&top.adaptive_avg_pool2d([*bin, *bin]), train), h, w));
+            pooled.push(resize(&m.forward(&top.adaptive_avg_pool2d([*bin, *bin]), train, sync)?, h, w));
         }
-        let stage4 = self.bottleneck.forward(&Tensor::cat(&pooled, 1), train);
+        let stage4 = self.bottleneck.forward(&Tensor::cat(&pooled, 1), train, sync)?;
         // Laterals: the top level comes from the pyramid pooling output.
         let n = stages.len();
-        let mut lat: Vec<Tensor> = (0..n)
-            .map(|i| {
-                if i + 1 == n {
-                    self.lateral[i].forward(&stage4, train)
-                } else {
-                    self.lateral[i].forward(&stages[i], train)
-                }
-            })
-            .collect();
+        let mut lat = (0..n)
+            .map(|i| self.lateral[i].forward(if i + 1 == n { &stage4 } else { &stages[i] }, train, sync))
+            .collect::<Result<Vec<Tensor>>>()?;
         for i in (0..n - 1).rev() {
             let (hh, ww) = (lat[i].size()[2], lat[i].size()[3]);
             lat[i] = &lat[i] + resize(&lat[i + 1], hh, ww);
         }
         let (h0, w0) = (lat[0].size()[2], lat[0].size()[3]);
-        let mut outs: Vec<Tensor> = (0..n - 1).map(|i| resize(&self.fpn[i].forward(&lat[i], train), h0, w0)).collect();
+        let mut outs = (0..n - 1)
+            .map(|i| Ok(resize(&self.fpn[i].forward(&lat[i], train, sync)?, h0, w0)))
+            .collect::<Result<Vec<Tensor>>>()?;
         outs.push(resize(&lat[n - 1], h0, w0));
-        let fused = self.fuse.forward(&Tensor::cat(&outs, 1), train);
-        SegFeatures { fused, stage4 }
+        let fused = self.fuse.forward(&Tensor::cat(&outs, 1), train, sync)?;
+        Ok(SegFeatures { fused, stage4 })
     }
 }
 
@@ -107,4 +160,54 @@ pub fn seg_head(p: nn::Path, fpn: i64, classes: i64) -> nn::Conv2D {
 
 pub fn head_logits(head: &nn::Conv2D, fused: &Tensor, h: i64, w: i64) -> Tensor {
     resize(&head.forward(fused), h, w)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tch::Device;
+
+    /// With one rank (the sum is the identity), SyncBatchNorm must be BatchNorm: same output,
+    /// same gradients for the input and the affine parameters, same running statistics.
+    #[test]
+    fn sync_batchnorm_of_one_rank_is_batchnorm() {
+        tch::manual_seed(3);
+        let make = || {
+            let vs = nn::VarStore::new(Device::Cpu);
+            let bn = nn::batch_norm2d(vs.root() / "bn", 3, Default::default());
+            tch::no_grad(|| {
+                bn.ws.as_ref().unwrap().shallow_clone().copy_(&Tensor::from_slice(&[0.5f32, 2.0, -1.0]));
+                bn.bs.as_ref().unwrap().shallow_clone().copy_(&Tensor::from_slice(&[0.1f32, -0.3, 0.7]));
+                bn.running_mean.shallow_clone().copy_(&Tensor::from_slice(&[40.0f32, 1.0, -2.0]));
+            });
+            (vs, bn)
+        };
+        // A large mean on channel 0 (the case E[x²] − E[x]² would lose in fp32).
+        let offset = Tensor::from_slice(&[50.0f32, 0.0, -3.0]).view([1, 3, 1, 1]);
+        let x0 = Tensor::randn([4, 3, 5, 5], (Kind::Float, Device::Cpu)) * 2.0 + offset;
+        let w = Tensor::randn([4, 3, 5, 5], (Kind::Float, Device::Cpu));
+        let run = |sync: bool| {
+            let (_vs, bn) = make();
+            let x = x0.copy().set_requires_grad(true);
+            let identity = |t: &Tensor| Ok(t * 1.0);
+            let g = GlobalBatch { sum: &identity, weight: 1.0 };
+            let y = if sync { sync_batch_norm(&bn, &x, &g).unwrap() } else { bn.forward_t(&x, true) };
+            let loss = (&y * &w).sum(Kind::Float);
+            let g =
+                Tensor::run_backward(&[&loss], &[&x, bn.ws.as_ref().unwrap(), bn.bs.as_ref().unwrap()], false, false);
+            (y.detach(), g, bn.running_mean.copy(), bn.running_var.copy())
+        };
+        let (ya, ga, ma, va) = run(false);
+        let (yb, gb, mb, vb) = run(true);
+        let close = |a: &Tensor, b: &Tensor, tol: f64, what: &str| {
+            let d = (a - b).abs().max().double_value(&[]);
+            assert!(d < tol, "{what} differs by {d}");
+        };
+        close(&ya, &yb, 1e-4, "output");
+        for (i, (a, b)) in ga.iter().zip(&gb).enumerate() {
+            close(a, b, 1e-3, &format!("gradient {i}"));
+        }
+        close(&ma, &mb, 1e-4, "running mean");
+        close(&va, &vb, 1e-4, "running var");
+    }
 }

@@ -153,7 +153,9 @@ impl Trainer {
             let mut index = String::from("id,label,predicted_mask,image_pixels\n");
             let forward = |b: &Batch| -> Result<Vec<Tensor>> {
                 let x = model.input(&self.images_tensor(b));
-                Ok(vec![tch::no_grad(|| model.seg(&x, name, false, false).logits.sigmoid())])
+                Ok(vec![tch::no_grad(|| {
+                    Ok::<_, anyhow::Error>(model.seg(&x, name, false, false, None)?.logits.sigmoid())
+                })?])
             };
             self.gathered(batches, 1, forward, |b, p| {
                 let probs = Vec::<f32>::try_from(&p[0].flatten(0, -1))?;
