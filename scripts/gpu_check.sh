@@ -41,7 +41,7 @@ if [ -n "${C10D_TEST:-}" ]; then
 fi
 if [ "$gpus" -ge 2 ]; then
   dp=$(mktemp -d)
-  out=$("$FX" experiments/demo.toml --headless --device cuda --nproc-per-node 2 --set train.cycles=1 --set output_dir="$dp" 2>&1)
+  out=$("$FX" experiments/demo.toml --headless --device cuda --nproc-per-node 2 --set train.cycles=1 --set train.sync_batchnorm=true --set output_dir="$dp" 2>&1)
   echo "$out" | tail -5
   summary+=("2 workers (NCCL): $(echo "$out" | grep -o '[0-9.]* img/s ([0-9] ranks[^)]*)' | tail -1)")
 fi

@@ -258,7 +258,14 @@ fn segmentation_with_sync_batchnorm_trains_as_one_process_with_the_whole_batch()
         assert!((x - y).abs() < 1e-3, "loss {x} (1 process) vs {y} (2 workers, sync_batchnorm)");
     }
     assert!(String::from_utf8_lossy(&synced.stdout).contains("(2 ranks: ") && l2.iter().all(|l| l.is_finite()));
-    assert_same_metrics(&run_dir(dir.path(), "one"), &run_dir(dir.path(), "synced"), "sync_batchnorm");
+    // Dice counts thresholded pixels: summing in another order moves a probability across 0.5
+    // here and there (one pixel of these 16 test images is ~1e-4 points). Within 0.01 points.
+    let (ra, rb) = (rows(&run_dir(dir.path(), "one")), rows(&run_dir(dir.path(), "synced")));
+    assert_eq!(ra.len(), rb.len());
+    for ((ka, va), (kb, vb)) in ra.iter().zip(&rb) {
+        assert_eq!(ka, kb);
+        assert!((va - vb).abs() < 0.01, "{ka:?}: {va} (1 process) vs {vb} (2 workers, sync_batchnorm)");
+    }
     // The decoder's running statistics: the global batch's with sync_batchnorm, each rank's
     // slice's without (rank 0's, broadcast), which is visibly another thing.
     let base = last_checkpoint(&run_dir(dir.path(), "one"));

@@ -5,11 +5,16 @@
 #include <torch/csrc/distributed/c10d/PrefixStore.hpp>
 #include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
 #include <torch/csrc/distributed/c10d/TCPStore.hpp>
+#include <torch/csrc/autograd/autograd.h>
 #include <torch/csrc/autograd/custom_function.h>
+#include <torch/csrc/autograd/function.h>
+#include <torch/csrc/autograd/variable.h>
 
 #include <chrono>
 #include <cstdlib>
 #include <cstring>
+#include <functional>
+#include <unordered_set>
 #include <vector>
 
 typedef at::Tensor* tensor;
@@ -178,6 +183,115 @@ char* fx_pg_allgather(void* g, tensor in, tensor* out, size_t world, int64_t tim
     std::vector<std::vector<at::Tensor>> outs(1);
     for (size_t r = 0; r < world; r++) outs[0].push_back(*out[r]);
     pg->allgather(outs, ins, c10d::AllgatherOptions())->wait(std::chrono::milliseconds(timeout_ms));
+  })
+}
+
+// The gradients of `loss` (NULL: a rank with nothing to back-propagate) w.r.t. `params`, averaged
+// over the ranks, exchanged while the backward runs, as DDP's reducer does: the parameters are
+// bucketed in reverse order (the order in which the backward produces their gradients), a hook on
+// each parameter copies its gradient into its bucket's flat buffer, and a full bucket's all-reduce
+// starts at once, on Gloo's or NCCL's own threads, while autograd computes the rest. Buckets start
+// strictly in order, so every rank's collectives pair up even where one rank's loss did not reach
+// a parameter (its bucket then starts after the backward, that parameter contributing zeros). A
+// last all-reduce counts the ranks that produced each gradient: out[i] is undefined only where
+// no rank did (the parameter is then not stepped), else the sum divided by `world`, in the
+// parameter's dtype. A parameter the loss's graph does not reach (searched before the backward,
+// as DDP's find_unused_parameters) counts as ready at once, so that it never holds back the
+// buckets after it. *overlapped = the buckets started before the backward returned.
+char* fx_pg_grad_average(void* g, tensor loss, tensor* params, size_t n, int64_t world, int64_t bucket_bytes,
+                         int64_t timeout_ms, tensor* out, int64_t* overlapped) {
+  FX_TRY({
+    auto& pg = *static_cast<Group*>(g);
+    auto timeout = std::chrono::milliseconds(timeout_ms);
+    struct Bucket {
+      std::vector<size_t> members;
+      int64_t numel = 0;
+      size_t pending = 0;
+      at::Tensor flat;
+    };
+    std::vector<Bucket> buckets(1);
+    std::vector<size_t> bucket_of(n);
+    std::vector<int64_t> offset_of(n);
+    for (size_t k = 0; k < n; k++) {
+      size_t i = n - 1 - k;
+      if (buckets.back().numel * 4 >= bucket_bytes) buckets.emplace_back();
+      auto& b = buckets.back();
+      bucket_of[i] = buckets.size() - 1;
+      offset_of[i] = b.numel;
+      b.members.push_back(i);
+      b.numel += params[i]->numel();
+      b.pending++;
+    }
+    auto opts = n ? params[0]->options().dtype(at::kFloat) : at::TensorOptions(at::kFloat);
+    for (auto& b : buckets) b.flat = at::zeros({b.numel}, opts);
+    std::vector<c10::intrusive_ptr<c10d::Work>> works;
+    size_t next = 0;
+    auto start = [&](at::Tensor t) {
+      std::vector<at::Tensor> one{t};
+      works.push_back(pg->allreduce(one, c10d::AllreduceOptions()));
+    };
+    auto start_ready = [&]() {
+      while (next < buckets.size() && buckets[next].pending == 0) start(buckets[next++].flat);
+    };
+    std::vector<float> produced(n, 0.0f);
+    *overlapped = 0;
+    if (loss != nullptr && n > 0 && loss->requires_grad()) {
+      // The autograd nodes the backward will visit.
+      std::unordered_set<torch::autograd::Node*> reached;
+      std::vector<torch::autograd::Node*> stack;
+      if (auto root = torch::autograd::impl::gradient_edge(*loss).function) stack.push_back(root.get());
+      while (!stack.empty()) {
+        auto node = stack.back();
+        stack.pop_back();
+        if (!reached.insert(node).second) continue;
+        for (const auto& e : node->next_edges())
+          if (e.function) stack.push_back(e.function.get());
+      }
+      for (size_t i = 0; i < n; i++)
+        if (!reached.count(torch::autograd::impl::gradient_edge(*params[i]).function.get()))
+          buckets[bucket_of[i]].pending--;
+      // Hooks live only for this backward: removed on every way out.
+      struct Hooks {
+        tensor* params;
+        std::vector<std::pair<size_t, unsigned>> ids;
+        ~Hooks() {
+          for (auto [i, id] : ids) params[i]->remove_hook(id);
+        }
+      } hooks{params, {}};
+      for (size_t i = 0; i < n; i++) {
+        std::function<void(at::Tensor)> hook = [&, i](at::Tensor grad) {
+          auto& b = buckets[bucket_of[i]];
+          if (grad.defined()) {
+            b.flat.narrow(0, offset_of[i], params[i]->numel()).copy_(grad.reshape({-1}));
+            produced[i] = 1.0f;
+          }
+          b.pending--;
+          start_ready();
+        };
+        hooks.ids.emplace_back(i, params[i]->register_hook(hook));
+      }
+      start_ready();
+      std::vector<at::Tensor> inputs;
+      for (size_t i = 0; i < n; i++) inputs.push_back(*params[i]);
+      torch::autograd::grad({*loss}, inputs, {}, false, false, /*allow_unused=*/true);
+      *overlapped = static_cast<int64_t>(next);
+    }
+    // The buckets holding a parameter no gradient reached here, in order; then the counts.
+    while (next < buckets.size()) start(buckets[next++].flat);
+    auto counts = at::from_blob(produced.data(), {static_cast<int64_t>(n)}, at::kFloat).clone().to(opts.device());
+    if (n > 0) start(counts);
+    for (auto& w : works) w->wait(timeout);
+    auto host_counts = counts.cpu();
+    auto c = host_counts.data_ptr<float>();
+    for (size_t i = 0; i < n; i++) {
+      if (c[i] > 0) {
+        auto& b = buckets[bucket_of[i]];
+        auto avg = b.flat.narrow(0, offset_of[i], params[i]->numel()).div(static_cast<double>(world));
+        out[i] = new at::Tensor(avg.view(params[i]->sizes()).to(params[i]->scalar_type()));
+      } else {
+        out[i] = new at::Tensor();
+      }
+    }
   })
 }
 

@@ -45,6 +45,17 @@ extern "C" {
         timeout_ms: i64,
     ) -> *mut c_char;
     fn fx_pg_barrier(g: *mut c_void, timeout_ms: i64) -> *mut c_char;
+    fn fx_pg_grad_average(
+        g: *mut c_void,
+        loss: *mut c_void,
+        params: *const *mut c_void,
+        n: usize,
+        world: i64,
+        bucket_bytes: i64,
+        timeout_ms: i64,
+        out: *mut *mut c_void,
+        overlapped: *mut i64,
+    ) -> *mut c_char;
     fn fx_pg_sum_differentiable(
         g: *mut c_void,
         input: *mut c_void,
@@ -218,6 +229,47 @@ impl ProcessGroup {
             "c10d all_gather",
         )?;
         Ok(out)
+    }
+
+    /// The gradients of `loss` with respect to `params`, averaged over the ranks, their exchange
+    /// overlapping the backward (DDP's reducer): buckets of `bucket_bytes` in reverse parameter
+    /// order, each all-reduced as soon as the backward has produced its gradients, in the same
+    /// order on every rank. `loss` None: a rank with nothing to back-propagate (it sends zeros).
+    /// A gradient is undefined only where no rank's loss reached the parameter. Also returns how
+    /// many buckets started before the backward ended (the overlap; all but the flags bucket).
+    pub fn grad_average(
+        &self,
+        loss: Option<&Tensor>,
+        params: &[&Tensor],
+        bucket_bytes: usize,
+    ) -> Result<(Vec<Tensor>, usize)> {
+        let p = ptrs(params);
+        let mut out = vec![std::ptr::null_mut::<c_void>(); params.len()];
+        let l = loss.map_or(std::ptr::null_mut(), ptr);
+        let mut overlapped = 0i64;
+        // SAFETY: loss and params outlive the call; on success every out[i] is a new at::Tensor*
+        // (undefined or not) whose ownership passes to tch.
+        let err = unsafe {
+            fx_pg_grad_average(
+                self.raw,
+                l,
+                p.as_ptr(),
+                p.len(),
+                self.world as i64,
+                bucket_bytes.min(i64::MAX as usize) as i64,
+                millis(self.timeout),
+                out.as_mut_ptr(),
+                &mut overlapped,
+            )
+        };
+        // Owned either way, so that an error frees what was built before it.
+        let grads: Vec<Tensor> = out
+            .into_iter()
+            .filter(|o| !o.is_null())
+            .map(|o| unsafe { Tensor::from_ptr(o as *mut torch_sys::C_tensor) })
+            .collect();
+        check(err, "c10d all_reduce of the gradients")?;
+        Ok((grads, overlapped as usize))
     }
 
     /// A new tensor, `t` summed over the ranks, that autograd differentiates: its backward sums

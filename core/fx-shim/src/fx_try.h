@@ -4,9 +4,10 @@
 #include <cstring>
 #include <exception>
 
-#define FX_TRY(body)                                   \
+// Variadic: a body with top-level commas (template arguments, lambda captures) is one block.
+#define FX_TRY(...)                                    \
   try {                                                \
-    body;                                              \
+    __VA_ARGS__;                                       \
     return nullptr;                                    \
   } catch (const std::exception& e) {                  \
     return strdup(e.what());                           \

@@ -116,3 +116,42 @@ fn the_differentiable_sum_sums_values_forward_and_gradients_backward() {
         assert_eq!(g, &vec![11.0, 101.0]);
     }
 }
+
+#[test]
+fn gradients_are_averaged_while_the_backward_runs_in_buckets_of_the_same_order() {
+    // Four parameters; buckets of 4 bytes put each in its own. Rank 0's loss does not reach c
+    // (its bucket starts only after the backward), rank 1's reaches all; d is reached by no rank.
+    // Rank 1's second call has no loss at all (an empty slice): it sends zeros.
+    let out = two_ranks(Duration::from_secs(30), |rank, pg, _| {
+        let a = Tensor::from_slice(&[1.0f32, 2.0]).set_requires_grad(true);
+        let b = Tensor::from_slice(&[3.0f32]).set_requires_grad(true);
+        let c = Tensor::from_slice(&[5.0f32, 6.0, 7.0]).set_requires_grad(true);
+        let d = Tensor::from_slice(&[0.0f32]).set_requires_grad(true);
+        let r = rank as f64 + 1.0;
+        let loss = if rank == 0 {
+            (&a * r).sum(Kind::Float) + (&b * &b).sum(Kind::Float) * r
+        } else {
+            (&a * r).sum(Kind::Float) + (&b * &b).sum(Kind::Float) * r + (&c * 10.0).sum(Kind::Float)
+        };
+        let params = [&a, &b, &c, &d];
+        let (first, overlapped) = pg.grad_average(Some(&loss), &params, 4).unwrap();
+        // Every bucket started within the backward: d (reached by no rank) and, on rank 0, c
+        // count as ready at once instead of holding back the buckets after theirs.
+        assert_eq!(overlapped, 4, "rank {rank}");
+        let again = (&a * 4.0).sum(Kind::Float);
+        let (second, _) = pg.grad_average((rank == 0).then_some(&again), &params, 1 << 20).unwrap();
+        let values = |gs: &[Tensor]| {
+            gs.iter().map(|g| g.defined().then(|| Vec::<f32>::try_from(g).unwrap())).collect::<Vec<_>>()
+        };
+        (values(&first), values(&second))
+    });
+    for (first, second) in &out {
+        // a: (1 + 2) / 2; b: 2b (1 + 2) / 2 = 9; c: (0 + 10) / 2; d: undefined.
+        assert_eq!(first[0], Some(vec![1.5, 1.5]));
+        assert_eq!(first[1], Some(vec![9.0]));
+        assert_eq!(first[2], Some(vec![5.0, 5.0, 5.0]));
+        assert_eq!(first[3], None);
+        assert_eq!(second[0], Some(vec![2.0, 2.0]));
+        assert!(second[1..].iter().all(|g| g.is_none()));
+    }
+}

@@ -16,6 +16,10 @@ use tch::{Device, Kind, Tensor};
 /// `FX_DIST_TIMEOUT_S`, default 1800 s (torch.distributed's default for Gloo and NCCL).
 pub const TIMEOUT_VAR: &str = "FX_DIST_TIMEOUT_S";
 
+/// The size of the gradient buckets whose exchange overlaps the backward: `FX_DIST_BUCKET_MB`,
+/// default 25 (DDP's `bucket_cap_mb`). Smaller buckets start sooner; larger ones cost fewer calls.
+pub const BUCKET_VAR: &str = "FX_DIST_BUCKET_MB";
+
 /// Where this process sits in a job, as a launcher describes it.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Rendezvous {
@@ -30,6 +34,8 @@ pub struct Rendezvous {
     /// "torchrun" or "slurm": which variables said so.
     pub source: &'static str,
     pub timeout: Duration,
+    /// Gradient bucket size in bytes (`FX_DIST_BUCKET_MB`).
+    pub bucket_bytes: usize,
 }
 
 /// The default port of torch.distributed's store.
@@ -59,6 +65,14 @@ impl Rendezvous {
                     .ok_or_else(|| anyhow!("{TIMEOUT_VAR}={v:?} is not a positive number of seconds"))?,
             ),
             None => Duration::from_secs(1800),
+        };
+        let bucket_bytes = match var(BUCKET_VAR) {
+            Some(v) => {
+                let mb = v.trim().parse::<f64>().ok().filter(|m| *m > 0.0 && *m <= 1e6);
+                (mb.ok_or_else(|| anyhow!("{BUCKET_VAR}={v:?} is not a positive number of megabytes"))? * 1048576.0)
+                    as usize
+            }
+            None => 25 << 20,
         };
         let port = || -> Result<u16> {
             match var("MASTER_PORT") {
@@ -106,6 +120,7 @@ impl Rendezvous {
             local_size,
             source,
             timeout,
+            bucket_bytes,
         }))
     }
 }
@@ -132,6 +147,8 @@ pub struct World {
     pub size: usize,
     pub local_rank: usize,
     pub local_size: usize,
+    /// Gradient bucket size in bytes.
+    bucket_bytes: usize,
     store: Arc<TcpStore>,
     /// Collectives this rank has entered; published with a time stamp every second under
     /// `fx/alive/<rank>`, so that after a failed collective a rank can say which rank is dead,
@@ -189,6 +206,7 @@ impl World {
             size: r.world,
             local_rank: r.local_rank,
             local_size: r.local_size,
+            bucket_bytes: r.bucket_bytes,
             store,
             entered,
             heartbeat_stop,
@@ -237,12 +255,6 @@ impl World {
             self.group.sum_differentiable(&t.to_device(Device::Cpu)).map(|s| s.to_device(t.device()))
         };
         summed.map_err(|e| self.failed(e))
-    }
-
-    /// Adds to an error of a collective run inside autograd's backward (SyncBatchNorm) which
-    /// rank failed, as the forward's collectives do.
-    pub fn explain(&self, e: anyhow::Error) -> anyhow::Error {
-        self.failed(e)
     }
 
     /// "nccl" when CUDA tensors go through NCCL, else "gloo".
@@ -353,38 +365,28 @@ impl GlobalBatch<'_> {
     }
 }
 
-/// The gradients of one step averaged over the ranks: what one process computing the global
-/// batch's loss would get. Each rank's loss was weighted by its share of the global batch
-/// (`n_rank × world / n_global`), so the mean of the ranks' gradients is the global gradient.
-/// A parameter's gradient stays undefined (not stepped) only when it is undefined on every rank;
-/// a rank with an empty slice contributes zeros.
-pub fn average_gradients(
+/// The gradients of one step's `loss` averaged over the ranks: what one process computing the
+/// global batch's loss would get. Each rank's loss was weighted by its share of the global batch
+/// (`n_rank × world / n_global`), so the mean of the ranks' gradients is the global gradient. The
+/// exchange overlaps the backward, in buckets (25 MB, `FX_DIST_BUCKET_MB`) started as the backward fills them (DDP's
+/// reducer, [`ProcessGroup::grad_average`]). `loss` None: a rank with an empty slice, which
+/// contributes zeros. A parameter's gradient stays undefined (not stepped) only when no rank's
+/// loss reached it. CUDA gradients go through NCCL, else through Gloo (which all-reduces CUDA
+/// tensors itself).
+pub fn averaged_gradients(
     world: &World,
+    loss: Option<&Tensor>,
     params: &[(String, crate::schedule::Group, Tensor)],
-    grads: &mut [Tensor],
-) -> Result<()> {
-    let n = params.len();
-    let mut flat = Vec::with_capacity(n + 1);
-    let mut defined = vec![0f32; n];
-    for (i, ((_, _, p), g)) in params.iter().zip(grads.iter()).enumerate() {
-        if g.defined() {
-            defined[i] = 1.0;
-            flat.push(g.to_kind(Kind::Float));
-        } else {
-            flat.push(Tensor::zeros(p.size(), (Kind::Float, p.device())));
-        }
-    }
-    let flags = Tensor::from_slice(&defined);
-    flat.push(flags.shallow_clone());
-    world.sum(&flat)?;
-    let flags = Vec::<f32>::try_from(&flags).context("reading the gradient flags")?;
-    let inv = 1.0 / world.size as f64;
-    for (i, g) in grads.iter_mut().enumerate() {
-        if flags[i] > 0.0 {
-            *g = (&flat[i] * inv).to_kind(params[i].2.kind());
-        }
-    }
-    Ok(())
+) -> Result<Vec<Tensor>> {
+    world.entered.fetch_add(1, Ordering::SeqCst);
+    let ps: Vec<&Tensor> = params.iter().map(|(_, _, p)| p).collect();
+    let on_gpu = ps.first().is_some_and(|p| p.device() != Device::Cpu);
+    let group = match &world.nccl {
+        Some(nccl) if on_gpu => nccl,
+        _ => &world.group,
+    };
+    let (grads, _overlapped) = group.grad_average(loss, &ps, world.bucket_bytes).map_err(|e| world.failed(e))?;
+    Ok(grads)
 }
 
 /// Runs `forward` (`n_outputs` tensors per item) over `items` and hands each item with its
@@ -493,9 +495,11 @@ mod tests {
             ("SLURM_JOB_NODELIST", "gpu[07-08]"),
             ("SLURM_TASKS_PER_NODE", "8(x2)"),
             (TIMEOUT_VAR, "60"),
+            (BUCKET_VAR, "0.5"),
         ]))
         .unwrap()
         .unwrap();
+        assert_eq!((r.bucket_bytes, s.bucket_bytes), (25 << 20, 1 << 19));
         assert_eq!((s.rank, s.world, s.local_rank, s.local_size, s.master_addr.as_str()), (12, 16, 4, 8, "gpu07"));
         assert_eq!((s.master_port, s.source, s.timeout), (DEFAULT_PORT, "slurm", Duration::from_secs(60)));
         // One process is no job; nothing set is no job.
@@ -510,6 +514,7 @@ mod tests {
             (vec![("WORLD_SIZE", "2"), ("RANK", "2"), ("MASTER_ADDR", "a")], "not below the world size"),
             (vec![("WORLD_SIZE", "2"), ("RANK", "0")], "MASTER_ADDR"),
             (vec![("WORLD_SIZE", "2"), ("RANK", "0"), ("MASTER_ADDR", "a"), (TIMEOUT_VAR, "0")], TIMEOUT_VAR),
+            (vec![("WORLD_SIZE", "2"), ("RANK", "0"), ("MASTER_ADDR", "a"), (BUCKET_VAR, "-1")], BUCKET_VAR),
         ] {
             let e = Rendezvous::from_vars(&vars(&bad)).unwrap_err().to_string();
             assert!(e.contains(says), "{e}");
@@ -552,6 +557,7 @@ mod tests {
                         local_size: 2,
                         source: "test",
                         timeout: Duration::from_secs(30),
+                        bucket_bytes: 25 << 20,
                     };
                     let w = World::join(&r).unwrap();
                     collect(Some(&w))

@@ -1174,8 +1174,8 @@ impl Trainer {
                 // pooled Dice, SyncBatchNorm): a rank with an empty slice takes part through a
                 // stand-in batch of weight 0.
                 let stand_in = batch.is_empty() && plan.task == Task::Seg;
-                let (mut grads, loss) = if batch.is_empty() && !stand_in {
-                    (active.iter().map(|_| Tensor::new()).collect::<Vec<_>>(), None)
+                let loss = if batch.is_empty() && !stand_in {
+                    None
                 } else {
                     let loss = {
                         // The forward passes (student and teacher) under autocast; the outputs
@@ -1191,25 +1191,23 @@ impl Trainer {
                         }
                     };
                     // This rank's share of the global batch: the ranks' averaged gradient is then
-                    // the global batch's (per-sample means; see dist::average_gradients).
-                    let loss = if world_size > 1 {
+                    // the global batch's (per-sample means; see dist::averaged_gradients).
+                    Some(if world_size > 1 {
                         loss * (batch.len() * world_size) as f64 / global_len[step].max(1) as f64
                     } else {
                         loss
-                    };
-                    let grads = match self.opt.scaler.as_ref() {
-                        Some(scaler) => crate::optim::gradients(&scaler.scale_loss(&loss), &active),
-                        None => crate::optim::gradients(&loss, &active),
-                    };
-                    let grads = match (&self.world, grads) {
-                        (Some(world), Err(e)) => return Err(world.explain(e)),
-                        (_, grads) => grads?,
-                    };
-                    (grads, (!stand_in).then_some(loss))
+                    })
                 };
-                if let Some(world) = &self.world {
-                    crate::dist::average_gradients(world, &active, &mut grads)?;
-                }
+                let scaled = match (self.opt.scaler.as_ref(), &loss) {
+                    (Some(scaler), Some(loss)) => Some(scaler.scale_loss(loss)),
+                    (_, loss) => loss.as_ref().map(|l| l.shallow_clone()),
+                };
+                let grads = match (&self.world, &scaled) {
+                    (Some(world), scaled) => crate::dist::averaged_gradients(world, scaled.as_ref(), &active)?,
+                    (None, Some(scaled)) => crate::optim::gradients(scaled, &active)?,
+                    (None, None) => unreachable!("one process steps only non-empty batches"),
+                };
+                let loss = loss.filter(|_| !stand_in);
                 let found_inf = match self.opt.scaler.as_mut() {
                     Some(scaler) => {
                         let defined: Vec<&Tensor> = grads.iter().filter(|g| g.defined()).collect();
