@@ -6,7 +6,6 @@ use anyhow::{Context, Result};
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::Path;
-use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 pub use fx_run::control::{send, socket_path, trainer_alive};
@@ -19,7 +18,8 @@ const MAX_REQUEST: u64 = 4096;
 /// excepted) is refused by its peer credentials; every client gets its own short-lived thread
 /// and read timeout, so a slow or hostile client blocks nobody; requests are bounded and never
 /// echoed. `export` runs on the client's thread, never on the training loop.
-pub fn serve(run_dir: &Path) -> Result<()> {
+/// `control`: the trainer's stop and pause requests, which pause/resume/stop set.
+pub fn serve(run_dir: &Path, control: fx::train::Control) -> Result<()> {
     use std::os::unix::fs::PermissionsExt;
     let path = socket_path(run_dir);
     let _ = std::fs::remove_file(&path);
@@ -30,14 +30,14 @@ pub fn serve(run_dir: &Path) -> Result<()> {
     let run_dir = run_dir.to_path_buf();
     std::thread::spawn(move || {
         for stream in listener.incoming().flatten() {
-            let run_dir = run_dir.clone();
-            std::thread::spawn(move || serve_client(&run_dir, stream));
+            let (run_dir, control) = (run_dir.clone(), control.clone());
+            std::thread::spawn(move || serve_client(&run_dir, &control, stream));
         }
     });
     Ok(())
 }
 
-fn serve_client(run_dir: &Path, stream: UnixStream) {
+fn serve_client(run_dir: &Path, control: &fx::train::Control, stream: UnixStream) {
     let mut w = &stream;
     // SAFETY: getuid has no preconditions.
     let me = unsafe { libc::getuid() };
@@ -58,7 +58,7 @@ fn serve_client(run_dir: &Path, stream: UnixStream) {
     let reply = if line.len() as u64 >= MAX_REQUEST && !line.ends_with('\n') {
         "request too long; expected pause, resume, stop, export or ping".to_string()
     } else {
-        handle(run_dir, line.trim())
+        handle(run_dir, control, line.trim())
     };
     let _ = writeln!(w, "{reply}");
 }
@@ -81,19 +81,18 @@ fn peer_uid(stream: &UnixStream) -> Option<u32> {
     (r == 0).then_some(cred.uid)
 }
 
-fn handle(run_dir: &Path, cmd: &str) -> String {
+fn handle(run_dir: &Path, control: &fx::train::Control, cmd: &str) -> String {
     match cmd {
         "pause" => {
-            fx::train::PAUSE.store(true, Ordering::SeqCst);
+            control.set_pause(true);
             "pausing after the current step".into()
         }
         "resume" => {
-            fx::train::PAUSE.store(false, Ordering::SeqCst);
+            control.set_pause(false);
             "training continues".into()
         }
         "stop" => {
-            fx::train::STOP.store(true, Ordering::SeqCst);
-            fx::train::PAUSE.store(false, Ordering::SeqCst);
+            control.stop();
             "stopping after the current step (resumable with --resume)".into()
         }
         "export" => match crate::export::export_run(run_dir, &run_dir.join("export")) {

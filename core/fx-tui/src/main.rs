@@ -304,13 +304,25 @@ fn registry() -> Registry {
     r
 }
 
+/// The stop and pause requests of this process's trainers: the signal handlers' and the control
+/// socket's (a sweep's trainers share it: a stop ends the sweep).
+static CONTROL: std::sync::OnceLock<fx::train::Control> = std::sync::OnceLock::new();
+
+fn process_control() -> fx::train::Control {
+    CONTROL.get_or_init(fx::train::Control::default).clone()
+}
+
 extern "C" fn on_stop_signal(_: libc::c_int) {
-    fx::train::STOP.store(true, std::sync::atomic::Ordering::SeqCst);
+    // Set before the handlers are installed; stop() is two atomic stores.
+    if let Some(c) = CONTROL.get() {
+        c.stop();
+    }
 }
 
 /// Ctrl-C / SIGTERM stop after the current step (the run resumes at its last complete epoch); a lost
 /// SSH terminal (SIGHUP) must not kill training.
 fn install_signal_handlers() {
+    let _ = process_control();
     unsafe {
         libc::signal(libc::SIGINT, on_stop_signal as *const () as libc::sighandler_t);
         libc::signal(libc::SIGTERM, on_stop_signal as *const () as libc::sighandler_t);
@@ -405,7 +417,8 @@ fn train(cli: &Cli) -> Result<()> {
         (None, None) => anyhow::bail!("give an experiment file or --resume RUN (see --help)"),
     };
     install_signal_handlers();
-    if let Err(e) = control::serve(&trainer.run_dir()) {
+    trainer.set_control(process_control());
+    if let Err(e) = control::serve(&trainer.run_dir(), trainer.control()) {
         // Training works without it; viewers then cannot pause or stop this run.
         let _ = trainer.run.event("warn", "control_socket", format!("{e:#}"), serde_json::Value::Null);
     }
@@ -445,8 +458,9 @@ fn train_rank(
     let rank = world.rank;
     let mut trainer = Trainer::resume_in(&run_dir, registry, device_override, Some(world))?;
     install_signal_handlers();
+    trainer.set_control(process_control());
     if rank == 0 {
-        if let Err(e) = control::serve(&trainer.run_dir()) {
+        if let Err(e) = control::serve(&trainer.run_dir(), trainer.control()) {
             let _ = trainer.run.event("warn", "control_socket", format!("{e:#}"), serde_json::Value::Null);
         }
     }
@@ -648,10 +662,11 @@ fn sweep(path: &Path, grid: &[String], set: &[String], device: Option<&str>) -> 
             None => resolve_device(&exp.device)?,
         };
         let mut trainer = Trainer::create(exp, &path.display().to_string(), &registry, device)?;
+        trainer.set_control(process_control());
         runs.push(trainer.run_dir());
         write_sweep_state(&state_file, &runs, total, "running")?;
         // Viewers following the sweep pause, resume and stop its runs through the socket.
-        if let Err(e) = control::serve(&trainer.run_dir()) {
+        if let Err(e) = control::serve(&trainer.run_dir(), trainer.control()) {
             let _ = trainer.run.event("warn", "control_socket", format!("{e:#}"), serde_json::Value::Null);
         }
         let mut printer =

@@ -3,8 +3,9 @@
 
 use anyhow::{Context, Result};
 use fx::config::Experiment;
+use fx::group::Group;
 use fx::registry::Registry;
-use fx::schedule::{EpochPlan, Group};
+use fx::schedule::EpochPlan;
 use fx::train::{heads, open_datasets, swin_config, tasks_of};
 use serde_json::json;
 use std::path::Path;

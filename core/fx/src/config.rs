@@ -348,8 +348,8 @@ impl Default for LrConfig {
 
 impl LrConfig {
     /// The rate of a parameter group.
-    pub fn of(&self, g: crate::schedule::Group) -> Option<f64> {
-        use crate::schedule::Group::*;
+    pub fn of(&self, g: crate::group::Group) -> Option<f64> {
+        use crate::group::Group::*;
         Some(match g {
             Backbone => self.backbone,
             ClsHead => self.cls_head,

@@ -376,7 +376,7 @@ impl GlobalBatch<'_> {
 pub fn averaged_gradients(
     world: &World,
     loss: Option<&Tensor>,
-    params: &[(String, crate::schedule::Group, Tensor)],
+    params: &[(String, crate::group::Group, Tensor)],
 ) -> Result<Vec<Tensor>> {
     world.entered.fetch_add(1, Ordering::SeqCst);
     let ps: Vec<&Tensor> = params.iter().map(|(_, _, p)| p).collect();

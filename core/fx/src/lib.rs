@@ -8,6 +8,7 @@ pub mod dist;
 pub mod dynlib;
 pub mod eval;
 pub mod features;
+pub mod group;
 pub mod matcher;
 pub mod model;
 pub mod optim;

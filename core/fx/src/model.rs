@@ -197,7 +197,7 @@ impl Model {
             if is_buffer(&name) {
                 continue;
             }
-            let key = match crate::schedule::Group::of(&name) {
+            let key = match crate::group::Group::of(&name) {
                 // The input projections are counted apart from the encoder proper, whose size the
                 // paper quotes (7.69 M at Swin-B).
                 _ if name.starts_with("loc_encoder.input_proj.") => "loc_encoder.input_proj".to_string(),
@@ -209,7 +209,7 @@ impl Model {
         }
         // Backbone first, then the branches in the paper's order.
         let order = |k: &str| {
-            crate::schedule::Group::ALL.iter().position(|g| k.split('.').next() == Some(g.as_str())).unwrap_or(99)
+            crate::group::Group::ALL.iter().position(|g| k.split('.').next() == Some(g.as_str())).unwrap_or(99)
         };
         let mut v: Vec<(String, i64)> = counts.into_iter().collect();
         v.sort_by(|a, b| order(&a.0).cmp(&order(&b.0)).then(a.0.cmp(&b.0)));

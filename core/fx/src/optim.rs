@@ -3,7 +3,7 @@
 //! an epoch trains are stepped: a frozen or inactive parameter is neither decayed nor moved. The
 //! update itself is PyTorch's fused AdamW kernel (through fx-shim), one call per parameter group.
 
-use crate::schedule::Group;
+use crate::group::Group;
 use anyhow::{Context, Result};
 use fx_shim::GradScaler;
 use std::collections::BTreeMap;

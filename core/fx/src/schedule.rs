@@ -14,6 +14,7 @@
 //! every segmentation task, datasets in experiment order each time.
 
 use crate::config::{Experiment, FinetuneMode, Order};
+use crate::group::Group;
 use fx_plugin::Task;
 use serde::{Deserialize, Serialize};
 
@@ -74,46 +75,6 @@ impl Trainable {
             Group::SegHead => self.seg_head,
         }
         .unwrap_or(false)
-    }
-}
-
-/// Parameter groups: the unit of freezing and of learning rates. Variable names start with the
-/// group's name (`backbone.…`, `cls_head.<dataset>.…`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Group {
-    Backbone,
-    ClsHead,
-    LocEncoder,
-    LocDecoder,
-    SegDecoder,
-    SegHead,
-}
-
-impl Group {
-    pub const ALL: [Group; 6] =
-        [Group::Backbone, Group::ClsHead, Group::LocEncoder, Group::LocDecoder, Group::SegDecoder, Group::SegHead];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Group::Backbone => "backbone",
-            Group::ClsHead => "cls_head",
-            Group::LocEncoder => "loc_encoder",
-            Group::LocDecoder => "loc_decoder",
-            Group::SegDecoder => "seg_decoder",
-            Group::SegHead => "seg_head",
-        }
-    }
-
-    /// The group of a variable name, and the dataset it belongs to for per-dataset heads.
-    pub fn of(var: &str) -> Option<(Group, Option<&str>)> {
-        let (head, rest) = var.split_once('.')?;
-        let group = Group::ALL.into_iter().find(|g| g.as_str() == head)?;
-        let dataset = match group {
-            Group::ClsHead | Group::LocDecoder | Group::SegHead => rest.split_once('.').map(|(d, _)| d),
-            _ => None,
-        };
-        Some((group, dataset))
     }
 }
 
@@ -344,12 +305,5 @@ mod tests {
         assert!(p.iter().any(|x| x.lr_factor != 1.0 && x.lr_factor != 0.05));
         let back: Vec<EpochPlan> = serde_json::from_str(&serde_json::to_string(&p).unwrap()).unwrap();
         assert_eq!(back, p);
-    }
-
-    #[test]
-    fn group_of_variable_names() {
-        assert_eq!(Group::of("backbone.layers.0.blocks.0.attn.qkv.weight"), Some((Group::Backbone, None)));
-        assert_eq!(Group::of("cls_head.phantom-cxp.weight"), Some((Group::ClsHead, Some("phantom-cxp"))));
-        assert_eq!(Group::of("nonsense.x"), None);
     }
 }
