@@ -91,6 +91,32 @@ pub struct DatasetDesc {
     /// the 5 competition labels); empty = all cls labels. Per-label AUCs are kept for all.
     #[serde(default)]
     pub eval_labels: Vec<String>,
+    /// How the cls labels relate: independent findings (several may be present) or mutually
+    /// exclusive classes (exactly one per image, e.g. TBX11K's healthy / sick / TB). A library
+    /// built before this field existed declares multi-label.
+    #[serde(default)]
+    pub cls_mode: ClsMode,
+}
+
+/// How a dataset's classification labels relate, and so how its head is trained and read.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ClsMode {
+    /// Independent findings: one sigmoid per label, binary cross-entropy, AUC per label.
+    #[default]
+    MultiLabel,
+    /// Mutually exclusive classes, one-hot labels: softmax over the labels, cross-entropy,
+    /// one-vs-rest AUC per class and accuracy.
+    MultiClass,
+}
+
+impl ClsMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ClsMode::MultiLabel => "multi_label",
+            ClsMode::MultiClass => "multi_class",
+        }
+    }
 }
 
 impl DatasetDesc {

@@ -42,6 +42,7 @@ pub fn print(path: &Path, set: &[String], as_json: bool, registry: &Registry) ->
                 "train": d.train.len(),
                 "test": d.test.len(),
             })).collect::<Vec<_>>(),
+            "cls_heads": model.cls_heads.iter().map(|(d, h)| (d.clone(), json!(h.spec))).collect::<serde_json::Map<_, _>>(),
             "parameters": params.iter().map(|(k, v)| (k.clone(), json!(v))).chain([("total".to_string(), json!(total))]).collect::<serde_json::Map<_, _>>(),
             "schedule": plan.iter().map(|p| {
                 let mut v = serde_json::to_value(p).unwrap();
@@ -76,7 +77,11 @@ pub fn print(path: &Path, set: &[String], as_json: bool, registry: &Registry) ->
     }
     println!("\n# parameters ({})", exp.model.arch);
     for (k, v) in &params {
-        println!("  {k:40} {v:>12}");
+        // A classification head's kind beside its count.
+        match k.strip_prefix("cls_head.").and_then(|d| model.cls_heads.get(d)) {
+            Some(h) => println!("  {k:40} {v:>12}  {}", h.spec.describe()),
+            None => println!("  {k:40} {v:>12}"),
+        }
     }
     println!("  {:40} {total:>12}", "total");
     println!("\n# schedule: {} epochs in {} cycle(s)", plan.len(), exp.train.cycles);

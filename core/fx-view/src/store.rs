@@ -60,6 +60,9 @@ pub struct Store {
     pub progress: Option<Progress>,
     /// model.json: parameter count per component (`backbone`, `cls_head.<dataset>`, ...).
     pub parameters: std::collections::BTreeMap<String, i64>,
+    /// model.json: each dataset's classification head, as (kind, mode): ("linear" | "mlp",
+    /// "multi_label" | "multi_class"). Empty for runs recorded before heads had kinds.
+    pub cls_heads: std::collections::BTreeMap<String, (String, String)>,
     pub metrics: Vec<MetricRow>,
     pub events: Vec<Event>,
     /// The last problem met reading each file (malformed content), by file name.
@@ -87,6 +90,7 @@ impl Store {
             run: None,
             progress: None,
             parameters: Default::default(),
+            cls_heads: Default::default(),
             metrics: Vec::new(),
             events: Vec::new(),
             problems: Vec::new(),
@@ -134,8 +138,23 @@ impl Store {
         if let Some(text) = whole(&dir, &mut self.model_f, &mut self.bytes_read, &mut changed) {
             let v: Option<serde_json::Value> = text.and_then(|t| parse_json(&t, "model.json", &mut self.problems));
             self.parameters = v
+                .as_ref()
                 .and_then(|v| v.get("parameters").cloned())
                 .and_then(|p| serde_json::from_value(p).ok())
+                .unwrap_or_default();
+            self.cls_heads = v
+                .as_ref()
+                .and_then(|v| v.get("cls_heads")?.as_object().cloned())
+                .map(|heads| {
+                    heads
+                        .into_iter()
+                        .map(|(d, h)| {
+                            let mlp = h.get("hidden").and_then(|x| x.as_array()).is_some_and(|a| !a.is_empty());
+                            let mode = h.get("mode").and_then(|m| m.as_str()).unwrap_or("multi_label");
+                            (d, (if mlp { "mlp" } else { "linear" }.to_string(), mode.to_string()))
+                        })
+                        .collect()
+                })
                 .unwrap_or_default();
         }
         tail(&dir, &mut self.metrics_f, &mut self.metrics, &mut self.problems, &mut self.bytes_read, &mut changed);

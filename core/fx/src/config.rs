@@ -543,6 +543,48 @@ pub struct DatasetConfig {
     /// run while it trains (earlier cycles are planned without it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub joined_cycle: Option<usize>,
+    /// The dataset's heads (`[datasets.heads.cls]`); unset keys take the plugin's declaration and
+    /// the defaults. Left out of the resolved experiment when default, so that runs recorded before
+    /// the key existed resume unchanged.
+    #[serde(default, skip_serializing_if = "HeadsConfig::is_default")]
+    pub heads: HeadsConfig,
+}
+
+/// Per-dataset head settings.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HeadsConfig {
+    pub cls: ClsHeadConfig,
+}
+
+impl HeadsConfig {
+    fn is_default(&self) -> bool {
+        *self == HeadsConfig::default()
+    }
+}
+
+/// The classification head of one dataset, on the backbone's pooled feature.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ClsHeadConfig {
+    /// "linear" (the paper's: one Linear) or "mlp" (Linear → GELU → Dropout per `hidden` width,
+    /// then the output Linear).
+    pub kind: ClsHeadKind,
+    /// Hidden widths of an mlp head.
+    pub hidden: Vec<i64>,
+    /// Dropout after each hidden layer of an mlp head, in training.
+    pub dropout: f64,
+    /// "multi_label" (sigmoid + BCE) or "multi_class" (softmax + cross-entropy, one-hot labels);
+    /// unset: what the dataset's plugin declares (TBX11K: multi_class).
+    pub mode: Option<fx_plugin::ClsMode>,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ClsHeadKind {
+    #[default]
+    Linear,
+    Mlp,
 }
 
 impl DatasetConfig {
@@ -831,6 +873,21 @@ impl Experiment {
             "finetune.shots",
             format!("must be at most 1000000, got {}", self.finetune.shots),
         );
+        for (i, d) in self.datasets.iter().enumerate() {
+            let h = &d.heads.cls;
+            for &w in &h.hidden {
+                check(
+                    (1..=65536).contains(&w),
+                    &format!("datasets.{i}.heads.cls.hidden"),
+                    format!("widths must be within 1..=65536, got {w}"),
+                );
+            }
+            check(
+                h.dropout.is_finite() && (0.0..1.0).contains(&h.dropout),
+                &format!("datasets.{i}.heads.cls.dropout"),
+                format!("must be within [0, 1), got {}", h.dropout),
+            );
+        }
         problems.pop()
     }
 
@@ -843,6 +900,20 @@ impl Experiment {
         for (i, d) in self.datasets.iter().enumerate() {
             if !names.insert(d.name().to_string()) {
                 bail!("{p}: datasets[{i}]: the name `{}` is used twice; give one of them `name = \"...\"`", d.name());
+            }
+        }
+        for (i, d) in self.datasets.iter().enumerate() {
+            let h = &d.heads.cls;
+            match h.kind {
+                ClsHeadKind::Linear if !h.hidden.is_empty() || h.dropout > 0.0 => bail!(
+                    "{p}: datasets[{i}] ({}): heads.cls: hidden and dropout belong to kind = \"mlp\"; a linear head has neither",
+                    d.name()
+                ),
+                ClsHeadKind::Mlp if h.hidden.is_empty() => bail!(
+                    "{p}: datasets[{i}] ({}): heads.cls: kind = \"mlp\" needs its hidden widths, e.g. hidden = [512]",
+                    d.name()
+                ),
+                _ => {}
             }
         }
         if self.train.batch_size == 0 {

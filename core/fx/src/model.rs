@@ -9,6 +9,8 @@ use crate::dino::{DecodeOptions, DinoConfig, LocDecoder, LocEncoder, LocOutput};
 use crate::swin::{Swin, SwinConfig};
 use crate::upernet::{head_logits, seg_head, UperNet};
 use anyhow::Result;
+use fx_plugin::ClsMode;
+use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use tch::{nn, nn::Module, Device, Kind, Tensor};
 
@@ -17,10 +19,10 @@ use tch::{nn, nn::Module, Device, Kind, Tensor};
 pub const MEAN: [f64; 3] = [0.485, 0.456, 0.406];
 pub const STD: [f64; 3] = [0.229, 0.224, 0.225];
 
-/// What heads to build: dataset name → number of labels, per task.
+/// What heads to build: per task, dataset name → its classification head, or its number of labels.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Heads {
-    pub cls: BTreeMap<String, i64>,
+    pub cls: BTreeMap<String, ClsHeadSpec>,
     pub seg: BTreeMap<String, i64>,
     pub loc: BTreeMap<String, i64>,
     /// UperNet widths (pyramid pooling, FPN).
@@ -29,10 +31,95 @@ pub struct Heads {
     pub dino: DinoConfig,
 }
 
+/// A classification head as built: on the backbone's pooled feature, `hidden` layers (none: the
+/// paper's single Linear) then the output Linear over `labels`; `mode` says how the labels relate
+/// (sigmoid per label, or softmax over them). Recorded in model.json, so predict rebuilds it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ClsHeadSpec {
+    pub labels: i64,
+    #[serde(default)]
+    pub hidden: Vec<i64>,
+    #[serde(default)]
+    pub dropout: f64,
+    #[serde(default)]
+    pub mode: ClsMode,
+}
+
+impl ClsHeadSpec {
+    /// The paper's head: one Linear, sigmoid per label.
+    pub fn linear(labels: i64) -> ClsHeadSpec {
+        ClsHeadSpec { labels, hidden: Vec::new(), dropout: 0.0, mode: ClsMode::MultiLabel }
+    }
+
+    /// "linear" or "mlp".
+    pub fn kind(&self) -> &'static str {
+        if self.hidden.is_empty() {
+            "linear"
+        } else {
+            "mlp"
+        }
+    }
+
+    /// One line for `plan` and the viewer: "mlp 512 → 3, multi_class".
+    pub fn describe(&self) -> String {
+        let widths: Vec<String> = self.hidden.iter().map(|w| w.to_string()).collect();
+        let dropout = if self.dropout > 0.0 { format!(", dropout {}", self.dropout) } else { String::new() };
+        match self.hidden.is_empty() {
+            true => format!("linear → {}, {}", self.labels, self.mode.as_str()),
+            false => format!("mlp {} → {}{dropout}, {}", widths.join("-"), self.labels, self.mode.as_str()),
+        }
+    }
+
+    /// Class scores from logits: a sigmoid per label, or the softmax over the labels.
+    pub fn probabilities(&self, logits: &Tensor) -> Tensor {
+        match self.mode {
+            ClsMode::MultiLabel => logits.sigmoid(),
+            ClsMode::MultiClass => logits.softmax(-1, Kind::Float),
+        }
+    }
+}
+
+/// A dataset's classification head (see [`ClsHeadSpec`]). A linear head keeps the variable names
+/// `cls_head.<dataset>.weight/bias`; an mlp's are `.<i>.*` per hidden layer and `.out.*`.
+pub struct ClsHead {
+    pub spec: ClsHeadSpec,
+    hidden: Vec<nn::Linear>,
+    out: nn::Linear,
+}
+
+impl ClsHead {
+    pub fn new(p: nn::Path, input: i64, spec: &ClsHeadSpec) -> ClsHead {
+        let mut width = input;
+        let mut hidden = Vec::new();
+        for (i, &w) in spec.hidden.iter().enumerate() {
+            hidden.push(nn::linear(&p / i, width, w, Default::default()));
+            width = w;
+        }
+        let out = if spec.hidden.is_empty() {
+            nn::linear(p, width, spec.labels, Default::default())
+        } else {
+            nn::linear(&p / "out", width, spec.labels, Default::default())
+        };
+        ClsHead { spec: spec.clone(), hidden, out }
+    }
+
+    /// Logits; `train` switches the dropout.
+    pub fn forward_t(&self, x: &Tensor, train: bool) -> Tensor {
+        let mut h = x.shallow_clone();
+        for layer in &self.hidden {
+            h = layer.forward(&h).gelu("none");
+            if train && self.spec.dropout > 0.0 {
+                h = h.dropout(self.spec.dropout, true);
+            }
+        }
+        self.out.forward(&h)
+    }
+}
+
 pub struct Model {
     pub vs: nn::VarStore,
     pub backbone: Swin,
-    pub cls_heads: BTreeMap<String, nn::Linear>,
+    pub cls_heads: BTreeMap<String, ClsHead>,
     /// Built only when some dataset trains segmentation.
     pub seg_decoder: Option<UperNet>,
     pub seg_heads: BTreeMap<String, nn::Conv2D>,
@@ -80,9 +167,8 @@ impl Model {
         let cls_heads = heads
             .cls
             .iter()
-            .map(|(name, &n)| {
-                let head = nn::linear(&root / "cls_head" / name.as_str(), swin.num_features(), n, Default::default());
-                (name.clone(), head)
+            .map(|(name, spec)| {
+                (name.clone(), ClsHead::new(&root / "cls_head" / name.as_str(), swin.num_features(), spec))
             })
             .collect();
         let (ppm, fpn) = heads.seg_channels;
@@ -118,7 +204,7 @@ impl Model {
         let f = self.backbone.forward(x, train);
         let head =
             self.cls_heads.get(dataset).unwrap_or_else(|| panic!("no classification head for dataset {dataset}"));
-        ClsOutput { logits: fp32(&head.forward(&f.pooled)), pooled: fp32(&f.pooled) }
+        ClsOutput { logits: fp32(&head.forward_t(&f.pooled, train)), pooled: fp32(&f.pooled) }
     }
 
     /// Segmentation: backbone stages → UperNet → the dataset's head. `train_backbone` switches
@@ -151,7 +237,7 @@ impl Model {
     pub fn add_heads(
         &mut self,
         dataset: &str,
-        cls: Option<i64>,
+        cls: Option<&ClsHeadSpec>,
         loc: Option<i64>,
         seg: Option<i64>,
         dino: &DinoConfig,
@@ -164,9 +250,8 @@ impl Model {
             anyhow::bail!("dataset {dataset}: the run's model has no segmentation branch (no dataset trained seg when it started)");
         }
         let root = self.vs.root();
-        if let Some(n) = cls {
-            let head =
-                nn::linear(&root / "cls_head" / dataset, self.backbone.config.num_features(), n, Default::default());
+        if let Some(spec) = cls {
+            let head = ClsHead::new(&root / "cls_head" / dataset, self.backbone.config.num_features(), spec);
             self.cls_heads.insert(dataset.to_string(), head);
         }
         if let Some(k) = loc {

@@ -8,7 +8,7 @@
 
 use crate::config::{Experiment, ModelRole};
 use crate::dino::{DecodeOptions as DinoDecode, DinoConfig};
-use crate::model::{Heads, Model};
+use crate::model::{ClsHeadSpec, Heads, Model};
 use crate::store::RunStore;
 use crate::swin::SwinConfig;
 use anyhow::{anyhow, bail, Context, Result};
@@ -39,6 +39,10 @@ pub struct ModelCard {
     pub dino: DinoConfig,
     /// Per dataset, the label names of its heads.
     pub datasets: BTreeMap<String, HeadLabels>,
+    /// Per dataset, its classification head (missing: the paper's Linear, sigmoid per label, as
+    /// every run recorded before heads had kinds).
+    #[serde(default)]
+    pub cls_heads: BTreeMap<String, ClsHeadSpec>,
     /// How an image becomes the model's input.
     pub preprocessing: String,
     /// Where the weights come from: run directory, model (teacher/student), epoch.
@@ -65,7 +69,13 @@ impl ModelCard {
                 .collect()
         };
         Heads {
-            cls: of(|h| &h.cls),
+            cls: of(|h| &h.cls)
+                .into_iter()
+                .map(|(d, n)| {
+                    let spec = self.cls_heads.get(&d).cloned().unwrap_or_else(|| ClsHeadSpec::linear(n));
+                    (d, spec)
+                })
+                .collect(),
             loc: of(|h| &h.loc),
             seg: of(|h| &h.seg),
             seg_channels: (self.ppm_channels, self.fpn_channels),
@@ -103,6 +113,7 @@ impl ModelCard {
             fpn_channels: exp.model.fpn_channels,
             dino: exp.model.dino.clone(),
             datasets,
+            cls_heads: serde_json::from_value(mj["cls_heads"].clone()).unwrap_or_default(),
             preprocessing: PREPROCESSING.into(),
             run: run.display().to_string(),
             model: role.as_str().into(),
@@ -325,7 +336,9 @@ pub fn infer(
         let mut preds = vec![Prediction::default(); originals.len()];
         tch::no_grad(|| -> Result<()> {
             if opts.cls && !heads.cls.is_empty() {
-                let p = loaded.model.cls(&x, name, false).logits.sigmoid().to_kind(Kind::Float).to_device(Device::Cpu);
+                let head = &loaded.model.cls_heads[name].spec;
+                let p = head.probabilities(&loaded.model.cls(&x, name, false).logits);
+                let p = p.to_kind(Kind::Float).to_device(Device::Cpu);
                 let v = Vec::<f32>::try_from(&p.flatten(0, -1))?;
                 let c = heads.cls.len();
                 for (i, pr) in preds.iter_mut().enumerate() {

@@ -10,7 +10,7 @@ use crate::dist::GlobalBatch;
 use crate::eval::auc::mean_auc;
 use crate::eval::dice::DiceAccumulator;
 use crate::group::Group;
-use crate::model::{Heads, Model};
+use crate::model::{ClsHeadSpec, Heads, Model};
 use crate::optim::AdamW;
 use crate::registry::Registry;
 use crate::schedule::{self, EpochPlan};
@@ -36,6 +36,7 @@ mod setup;
 mod steps;
 
 pub use checkpoint::*;
+pub use evaluate::accuracy;
 pub use hot_add::*;
 pub use setup::*;
 pub use steps::*;

@@ -101,12 +101,14 @@ fn a_dataset_added_while_training_joins_at_the_next_cycle_and_survives_resume() 
         assert!(t.run_epoch(&mut |_| {}).unwrap());
     }
     let dir_run = t.run_dir();
-    let head: Vec<f32> = Vec::try_from(&t.student.cls_heads["phantom-nih"].ws.flatten(0, -1)).unwrap();
+    let head: Vec<f32> =
+        Vec::try_from(&t.student.vs.variables()["cls_head.phantom-nih.weight"].flatten(0, -1)).unwrap();
     drop(t);
     let mut r = Trainer::resume(&dir_run, &registry, Some(Device::Cpu)).unwrap();
     assert_eq!(r.next_epoch(), 5);
     assert_eq!(r.plan.len(), 8);
-    let again: Vec<f32> = Vec::try_from(&r.student.cls_heads["phantom-nih"].ws.flatten(0, -1)).unwrap();
+    let again: Vec<f32> =
+        Vec::try_from(&r.student.vs.variables()["cls_head.phantom-nih.weight"].flatten(0, -1)).unwrap();
     assert_eq!(head, again, "the added head was checkpointed");
     assert_eq!(r.run(&mut |_| {}).unwrap(), "finished");
 }

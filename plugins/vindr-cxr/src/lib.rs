@@ -226,6 +226,7 @@ pub fn open(spec: &DatasetSpec) -> Result<FileDataset, PluginError> {
     };
 
     let desc = DatasetDesc {
+        cls_mode: fx_plugin::ClsMode::MultiLabel,
         name: spec.name.clone(),
         description: format!(
             "VinDr-CXR ({}) under {}",

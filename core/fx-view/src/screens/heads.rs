@@ -64,12 +64,18 @@ pub fn draw(f: &mut Frame, area: Rect, v: &View) {
         let trainable = active && cur.is_some_and(|p| p.trainable.get(head) == Some(true));
         let state = if trainable { "trainable" } else { "frozen" };
         let epochs = s.plan.iter().filter(|p| &p.dataset == d && &p.task == task).count();
+        // A classification head's kind where model.json records it; mutually exclusive classes
+        // (softmax) read "one of".
+        let cls_head = (task == "cls").then(|| s.cls_heads.get(d)).flatten();
+        let one_of = if cls_head.is_some_and(|(_, mode)| mode == "multi_class") { "one of: " } else { "" };
         let labels = match facts::labels(s, d, task) {
-            Some(l) => format!("{} {}", l.len(), l.join(" ")),
+            Some(l) => format!("{} {one_of}{}", l.len(), l.join(" ")),
             None => "? (after the first evaluation)".into(),
         };
+        let head = cls_head.map_or(head, |(kind, _)| kind.as_str());
         let mark = if active { t.current } else { " " };
-        let params = s.parameters.get(&format!("{head}.{d}")).map(|n| human(*n)).unwrap_or_else(|| "-".into());
+        let params =
+            s.parameters.get(&format!("{}.{d}", head_group(task))).map(|n| human(*n)).unwrap_or_else(|| "-".into());
         let text =
             format!("{mark} {} {:<4} {:<12} {params:>7} {:<9} {:>6} {labels}", pad(d, dw), task, head, state, epochs);
         let text = fit(&text, inner_w);

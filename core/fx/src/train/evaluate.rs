@@ -66,7 +66,8 @@ impl Trainer {
                     1,
                     |b| {
                         let x = model.input(&self.images_tensor(b));
-                        Ok(vec![tch::no_grad(|| model.cls(&x, &name, false).logits.sigmoid())])
+                        let head = &model.cls_heads[&name].spec;
+                        Ok(vec![tch::no_grad(|| head.probabilities(&model.cls(&x, &name, false).logits))])
                     },
                     |b, p| {
                         scores.extend(Vec::<f64>::try_from(&p[0].to_kind(Kind::Double).flatten(0, -1))?);
@@ -88,6 +89,28 @@ impl Trainer {
                     )?;
                     continue;
                 };
+                // Multi-class heads: also the accuracy (argmax = the one-hot class) over the
+                // images with a one-hot label; a secondary metric, like dice_global.
+                if model.cls_heads[&name].spec.mode == fx_plugin::ClsMode::MultiClass {
+                    if let Some(acc) = accuracy(&scores, &labels, c) {
+                        rows.push(MetricRow {
+                            epoch: plan.epoch,
+                            cycle: plan.cycle,
+                            trained: Trained {
+                                dataset: plan.dataset.as_str().into(),
+                                task: plan.task.as_str().into(),
+                                mode: plan.mode.as_str().into(),
+                            },
+                            eval: Evaluated { dataset: name.as_str().into(), task: "cls".into() },
+                            model: role.as_str().into(),
+                            metric: "accuracy".into(),
+                            value: acc * 100.0,
+                            focused: plan.dataset == name && plan.task == Task::Cls,
+                            per_label: Default::default(),
+                            wall_time,
+                        });
+                    }
+                }
                 rows.push(MetricRow {
                     epoch: plan.epoch,
                     cycle: plan.cycle,
@@ -369,4 +392,21 @@ impl Trainer {
         let path = self.run.path("predictions").join(format!("{}-{dataset}-cls.csv", role.as_str()));
         crate::store::write_atomic(&path, csv.as_bytes())
     }
+}
+
+/// Top-1 accuracy of `scores` (n × c, row-major) against one-hot `labels`, over the rows whose
+/// label is exactly one-hot; None when there is none.
+pub fn accuracy(scores: &[f64], labels: &[f32], c: usize) -> Option<f64> {
+    let (mut right, mut counted) = (0usize, 0usize);
+    for (s, l) in scores.chunks(c).zip(labels.chunks(c)) {
+        let ones: Vec<usize> = (0..c).filter(|&k| l[k] == 1.0).collect();
+        if ones.len() != 1 || l.iter().any(|v| *v != 0.0 && *v != 1.0) {
+            continue;
+        }
+        // The first maximum, as torch.argmax.
+        let best = (0..c).fold(0, |b, k| if s[k] > s[b] { k } else { b });
+        right += (best == ones[0]) as usize;
+        counted += 1;
+    }
+    (counted > 0).then(|| right as f64 / counted as f64)
 }

@@ -206,10 +206,11 @@ impl Trainer {
             datasets.iter().filter(|d| added.datasets.iter().any(|a| a.name() == d.name)).collect();
         for d in &new {
             let n = |t: Task| d.tasks.contains(&t).then(|| d.dataset.desc().labels(t).len() as i64);
-            let (c, l, g) = (n(Task::Cls), n(Task::Loc), n(Task::Seg));
-            self.student.add_heads(&d.name, c, l, g, &exp.model.dino, exp.model.fpn_channels)?;
+            let (l, g) = (n(Task::Loc), n(Task::Seg));
+            let c = d.tasks.contains(&Task::Cls).then(|| cls_head_spec(&exp, d));
+            self.student.add_heads(&d.name, c.as_ref(), l, g, &exp.model.dino, exp.model.fpn_channels)?;
             if let Some(t) = self.teacher.as_mut() {
-                t.add_heads(&d.name, c, l, g, &exp.model.dino, exp.model.fpn_channels)?;
+                t.add_heads(&d.name, c.as_ref(), l, g, &exp.model.dino, exp.model.fpn_channels)?;
             }
         }
         if let Some(t) = &self.teacher {

@@ -153,7 +153,28 @@ pub fn model_json(exp: &Experiment, student: &Model, datasets: &[OpenedDataset])
             (d.name.clone(), crate::predict::HeadLabels { cls: of(Task::Cls), loc: of(Task::Loc), seg: of(Task::Seg) })
         })
         .collect();
-    serde_json::json!({ "arch": exp.model.arch, "image_size": exp.model.image_size, "parameters": parameters, "labels": labels })
+    let cls_heads: BTreeMap<String, ClsHeadSpec> =
+        student.cls_heads.iter().map(|(d, h)| (d.clone(), h.spec.clone())).collect();
+    serde_json::json!({
+        "arch": exp.model.arch,
+        "image_size": exp.model.image_size,
+        "parameters": parameters,
+        "labels": labels,
+        "cls_heads": cls_heads,
+    })
+}
+
+/// A dataset's classification head: the experiment's `[datasets.heads.cls]` over what the
+/// dataset's plugin declares (its labels, and whether they are mutually exclusive).
+pub fn cls_head_spec(exp: &Experiment, d: &OpenedDataset) -> ClsHeadSpec {
+    let desc = d.dataset.desc();
+    let cfg = exp.datasets.iter().find(|c| c.name() == d.name).map(|c| c.heads.cls.clone()).unwrap_or_default();
+    ClsHeadSpec {
+        labels: desc.cls_labels.len() as i64,
+        hidden: cfg.hidden,
+        dropout: cfg.dropout,
+        mode: cfg.mode.unwrap_or(desc.cls_mode),
+    }
 }
 
 /// The heads the experiment needs: one per (dataset, task) it trains.
@@ -166,7 +187,11 @@ pub fn heads(exp: &Experiment, datasets: &[OpenedDataset]) -> Heads {
             .collect()
     };
     Heads {
-        cls: of(Task::Cls),
+        cls: datasets
+            .iter()
+            .filter(|d| d.tasks.contains(&Task::Cls))
+            .map(|d| (d.name.clone(), cls_head_spec(exp, d)))
+            .collect(),
         seg: of(Task::Seg),
         loc: of(Task::Loc),
         seg_channels: (exp.model.ppm_channels, exp.model.fpn_channels),

@@ -2,6 +2,7 @@
 //! the step's loss — task loss, plus the consistency loss with the teacher — for one batch.
 
 use super::*;
+use fx_plugin::ClsMode;
 
 /// The batch's boxes as DINO targets: (cx, cy, w, h) normalised to the image. Boxes thinner than
 /// a pixel (an augmentation can crop a box away) carry no signal and are left out.
@@ -46,23 +47,46 @@ pub fn l2_normalised(x: &Tensor) -> Tensor {
     x / x.norm_scalaropt_dim(2, [1i64].as_slice(), true).clamp_min(1e-6)
 }
 
+/// The classification task loss of `logits` against `labels` (B × C; NaN = unknown). Multi-label:
+/// BCE-with-logits over the known labels, averaged over them. Multi-class: cross-entropy against
+/// the class of each one-hot row (every label known, 0 or 1, exactly one 1), averaged over those
+/// rows; other rows are left out, as unknown. All on the device (no host synchronisation).
+pub fn cls_loss(logits: &Tensor, labels: &Tensor, mode: ClsMode) -> Tensor {
+    let known = labels.isnan().logical_not().to_kind(Kind::Float);
+    let target = labels.nan_to_num(0.0, None, None);
+    match mode {
+        ClsMode::MultiLabel => {
+            let bce = logits.binary_cross_entropy_with_logits::<Tensor>(
+                &target,
+                Some(known.shallow_clone()),
+                None,
+                Reduction::Sum,
+            );
+            bce / known.sum(Kind::Float).clamp_min(1.0)
+        }
+        ClsMode::MultiClass => {
+            let binary = target.eq(0.0).logical_or(&target.eq(1.0)).all_dim(1, false);
+            let one_hot = known
+                .all_dim(1, false)
+                .logical_and(&binary)
+                .logical_and(&target.sum_dim_intlist(1, false, Kind::Float).eq(1.0))
+                .to_kind(Kind::Float);
+            let class = target.argmax(1, false);
+            let ce = logits.cross_entropy_loss::<Tensor>(&class, None, Reduction::None, -100, 0.0);
+            (ce * &one_hot).sum(Kind::Float) / one_hot.sum(Kind::Float).clamp_min(1.0)
+        }
+    }
+}
+
 impl Trainer {
-    /// Classification step: masked BCE-with-logits (unknown labels excluded) plus MSE consistency of
-    /// the pooled feature with the teacher's on the same images.
+    /// Classification step: the head's task loss ([`cls_loss`]) plus MSE consistency of the pooled
+    /// feature with the teacher's on the same images.
     pub(super) fn cls_step(&self, plan: &EpochPlan, batch: &Batch, w: f64) -> Result<Tensor> {
         let x = self.student.input(&self.images_tensor(batch));
         let c = self.dataset(&plan.dataset).dataset.desc().cls_labels.len() as i64;
         let labels = self.upload(Tensor::from_slice(&batch.cls).view([batch.len() as i64, c]));
-        let known = labels.isnan().logical_not().to_kind(Kind::Float);
-        let target = labels.nan_to_num(0.0, None, None);
         let out = self.student.cls(&x, &plan.dataset, true);
-        let bce = out.logits.binary_cross_entropy_with_logits::<Tensor>(
-            &target,
-            Some(known.shallow_clone()),
-            None,
-            Reduction::Sum,
-        );
-        let task = bce / known.sum(Kind::Float).clamp_min(1.0);
+        let task = cls_loss(&out.logits, &labels, self.student.cls_heads[&plan.dataset].spec.mode);
         match (&self.teacher, w > 0.0) {
             (Some(teacher), true) => {
                 let t = tch::no_grad(|| teacher.cls(&x, &plan.dataset, false).pooled);

@@ -1,0 +1,225 @@
+//! Classification head kinds: `linear` and `mlp` heads, multi-label (sigmoid + BCE) and
+//! multi-class (softmax + cross-entropy), each trained on phantom data, checkpointed and resumed
+//! exactly; the plugin's declaration and the experiment's override; predictions that read the
+//! head as it was trained; refusals of inconsistent settings.
+
+mod common;
+
+use fx::config::Experiment;
+use fx::registry::Registry;
+use fx::train::Trainer;
+use fx_plugin::{ClsMode, Dataset, DatasetDesc, DatasetSpec, PluginEntry, PluginError, Sample, SampleRecord, Split};
+use std::path::Path;
+use tch::Device;
+
+/// phantom-cxp's first finding as two mutually exclusive classes, one-hot ("without", "with"),
+/// declared multi-class as TBX11K's plugin does; every 5th image carries a malformed label (both
+/// classes), which a multi-class loss must leave out.
+struct Exclusive {
+    inner: Box<dyn Dataset>,
+    desc: DatasetDesc,
+}
+
+impl Dataset for Exclusive {
+    fn desc(&self) -> &DatasetDesc {
+        &self.desc
+    }
+    fn index(&self, split: Split) -> Result<Vec<SampleRecord>, PluginError> {
+        self.inner.index(split)
+    }
+    fn load(&self, record: &SampleRecord, size_hint: usize) -> Result<Sample, PluginError> {
+        let mut s = self.inner.load(record, size_hint)?;
+        let y = s.cls[0];
+        let malformed = s.id.bytes().map(|b| b as usize).sum::<usize>() % 5 == 0;
+        s.cls = if malformed { vec![1.0, 1.0] } else { vec![1.0 - y, y] };
+        Ok(s)
+    }
+}
+
+fn registry() -> Registry {
+    let mut plugins = fx_phantom::plugins();
+    plugins.push(PluginEntry {
+        name: "exclusive",
+        summary: "phantom-cxp's first finding as two exclusive classes (test)",
+        open: |spec: &DatasetSpec| {
+            let cxp = fx_phantom::plugins().into_iter().find(|p| p.name == "phantom-cxp").unwrap();
+            let inner = (cxp.open)(spec)?;
+            let first = inner.desc().cls_labels[0].clone();
+            let desc = DatasetDesc {
+                name: spec.name.clone(),
+                cls_labels: vec![format!("no {first}"), first],
+                cls_mode: ClsMode::MultiClass,
+                ..inner.desc().clone()
+            };
+            Ok(Box::new(Exclusive { inner, desc }))
+        },
+    });
+    Registry::new(plugins)
+}
+
+fn text(dir: &Path, plugin: &str, heads: &str) -> String {
+    format!(
+        r#"
+name = "h"
+seed = 3
+device = "cpu"
+output_dir = "{}"
+[model]
+arch = "swin_nano"
+image_size = 64
+drop_path = 0.0
+[train]
+batch_size = 8
+cycles = 2
+workers = 1
+[optimizer]
+lr = {{ backbone = 1e-3, cls_head = 1e-2 }}
+[eval]
+models = ["teacher", "student"]
+max_samples = 16
+[[datasets]]
+plugin = "{plugin}"
+options = {{ train = 16, test = 16 }}
+{heads}
+"#,
+        dir.display()
+    )
+}
+
+fn experiment(dir: &Path, plugin: &str, heads: &str) -> Experiment {
+    Experiment::parse(Path::new("h.toml"), &text(dir, plugin, heads), &[]).unwrap()
+}
+
+/// libtorch's random generator is one per process (dropout draws from it): one trainer at a time.
+static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+#[test]
+fn every_head_kind_trains_checkpoints_and_resumes_exactly() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let mlp = "[datasets.heads.cls]\nkind = \"mlp\"\nhidden = [24, 12]\ndropout = 0.1";
+    for (plugin, heads, mode, vars) in [
+        ("phantom-cxp", "", ClsMode::MultiLabel, vec!["weight", "bias"]),
+        ("phantom-cxp", mlp, ClsMode::MultiLabel, vec!["0.weight", "1.bias", "out.weight", "out.bias"]),
+        ("exclusive", "", ClsMode::MultiClass, vec!["weight", "bias"]),
+        ("exclusive", mlp, ClsMode::MultiClass, vec!["0.weight", "1.bias", "out.weight", "out.bias"]),
+    ] {
+        let what = format!("{plugin} {}", if heads.is_empty() { "linear" } else { "mlp" });
+        let a = tempfile::tempdir().unwrap();
+        let mut straight = Trainer::create(experiment(a.path(), plugin, heads), "h.toml", &registry(), Device::Cpu)
+            .unwrap_or_else(|e| panic!("{what}: {e:#}"));
+        let head = &straight.student.cls_heads[plugin];
+        assert_eq!(head.spec.mode, mode, "{what}");
+        let names: Vec<String> = straight.student.named_variables().into_iter().map(|(n, _)| n).collect();
+        for v in &vars {
+            assert!(names.contains(&format!("cls_head.{plugin}.{v}")), "{what}: no cls_head.{plugin}.{v} in {names:?}");
+        }
+        // Parameters: Linear(F → labels), or F → 24 → 12 → labels.
+        let f = straight.student.backbone.config.num_features();
+        let c = head.spec.labels;
+        let expected = if heads.is_empty() { (f + 1) * c } else { (f + 1) * 24 + 25 * 12 + 13 * c };
+        let counted = straight.student.component_params().into_iter().find(|(k, _)| k == &format!("cls_head.{plugin}"));
+        assert_eq!(counted.map(|(_, n)| n), Some(expected), "{what}");
+        let epochs = straight.plan.len();
+        for _ in 0..epochs {
+            assert!(straight.run_epoch(&mut |_| {}).unwrap());
+        }
+        let straight_dir = straight.run_dir();
+        drop(straight);
+        let rows = common::rows(&straight_dir);
+        let metric = |m: &str| rows.iter().filter(|r| r["metric"] == m).count();
+        assert_eq!(metric("auc"), 2 * epochs, "{what}: one AUC row per model and epoch");
+        // Accuracy for exclusive classes only.
+        assert_eq!(metric("accuracy"), if mode == ClsMode::MultiClass { 2 * epochs } else { 0 }, "{what}");
+        assert!(rows.iter().all(|r| r["value"].as_f64().is_some_and(|v| (0.0..=100.0).contains(&v))), "{what}");
+        let model: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(straight_dir.join("model.json")).unwrap()).unwrap();
+        assert_eq!(model["cls_heads"][plugin]["mode"], mode.as_str(), "{what}");
+
+        let b = tempfile::tempdir().unwrap();
+        let first = Trainer::create(experiment(b.path(), plugin, heads), "h.toml", &registry(), Device::Cpu).unwrap();
+        let resumed_dir = first.run_dir();
+        drop(first);
+        for _ in 0..epochs {
+            let mut t = Trainer::resume(&resumed_dir, &registry(), Some(Device::Cpu)).unwrap();
+            t.run_epoch(&mut |_| {}).unwrap();
+        }
+        common::assert_same_run(&straight_dir, &resumed_dir, &what);
+
+        // Predictions read the head as trained: a softmax sums to 1 over the classes.
+        let loaded = fx::predict::load(&straight_dir, fx::config::ModelRole::Teacher, Device::Cpu).unwrap();
+        let gray = vec![0.5f32; 2 * 64 * 64];
+        let opts = fx::predict::PredictOptions { datasets: vec![], cls: true, loc: false, seg: false, threshold: 0.5 };
+        let p = fx::predict::infer(&loaded, &gray, &[(64, 64), (64, 64)], &opts).unwrap();
+        for pr in &p[plugin] {
+            let sum: f32 = pr.cls.iter().sum();
+            assert_eq!(pr.cls.len() as i64, c);
+            if mode == ClsMode::MultiClass {
+                assert!((sum - 1.0).abs() < 1e-5, "{what}: softmax scores sum to {sum}");
+            } else {
+                assert!(pr.cls.iter().all(|v| (0.0..=1.0).contains(v)));
+            }
+        }
+    }
+}
+
+#[test]
+fn the_experiment_overrides_the_plugins_mode_and_refuses_inconsistent_heads() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = tempfile::tempdir().unwrap();
+    let exp = experiment(dir.path(), "exclusive", "[datasets.heads.cls]\nmode = \"multi_label\"");
+    let t = Trainer::create(exp, "h.toml", &registry(), Device::Cpu).unwrap();
+    assert_eq!(t.student.cls_heads["exclusive"].spec.mode, ClsMode::MultiLabel);
+    drop(t);
+    let parse = |heads: &str| {
+        let t = text(dir.path(), "phantom-cxp", heads);
+        Experiment::parse(Path::new("x.toml"), &t, &[]).err().map(|e| format!("{e:#}"))
+    };
+    let e = parse("[datasets.heads.cls]\nhidden = [64]").unwrap();
+    assert!(e.contains("x.toml") && e.contains("kind = \"mlp\""), "{e}");
+    let e = parse("[datasets.heads.cls]\nkind = \"mlp\"").unwrap();
+    assert!(e.contains("needs its hidden widths"), "{e}");
+    let e = parse("[datasets.heads.cls]\nkind = \"mlp\"\nhidden = [64]\ndropout = 1.5").unwrap();
+    assert!(e.contains("datasets.0.heads.cls.dropout") && e.contains("[0, 1)"), "{e}");
+    let e = parse("[datasets.heads.cls]\nkind = \"transformer\"").unwrap();
+    assert!(e.contains("x.toml:") && e.contains("linear") && e.contains("mlp"), "{e}");
+    assert!(parse("[datasets.heads.cls]\nkind = \"mlp\"\nhidden = [64, 32]\ndropout = 0.2").is_none());
+}
+
+/// The multi-class loss against cross-entropy written out (−log softmax of the true class,
+/// averaged over the one-hot rows only), and the multi-label loss against BCE written out.
+#[test]
+fn the_task_losses_equal_their_definitions() {
+    use fx::train::cls_loss;
+    use tch::Tensor;
+    let logits = [[2.0f64, -1.0, 0.5], [0.1, 0.2, 0.3], [1.0, 1.0, -2.0], [-0.5, 3.0, 0.0]];
+    // Row 1 is two-hot, row 2 has an unknown label: both left out of the multi-class loss.
+    let nan = f32::NAN;
+    let labels = [[1.0f32, 0.0, 0.0], [1.0, 1.0, 0.0], [0.0, nan, 1.0], [0.0, 1.0, 0.0]];
+    let lt = Tensor::from_slice(&logits.concat()).view([4, 3]).to_kind(tch::Kind::Float);
+    let yt = Tensor::from_slice(&labels.concat()).view([4, 3]);
+    let ce = |row: &[f64; 3], class: usize| {
+        let lse = row.iter().map(|v| v.exp()).sum::<f64>().ln();
+        lse - row[class]
+    };
+    let expected = (ce(&logits[0], 0) + ce(&logits[3], 1)) / 2.0;
+    let got = cls_loss(&lt, &yt, ClsMode::MultiClass).double_value(&[]);
+    assert!((got - expected).abs() < 1e-5, "multi-class {got} vs {expected}");
+    let (mut sum, mut n) = (0.0, 0.0);
+    for (row, y) in logits.iter().zip(&labels) {
+        for (x, y) in row.iter().zip(y) {
+            if !y.is_nan() {
+                let p = 1.0 / (1.0 + (-x).exp());
+                sum -= *y as f64 * p.ln() + (1.0 - *y as f64) * (1.0 - p).ln();
+                n += 1.0;
+            }
+        }
+    }
+    let got = cls_loss(&lt, &yt, ClsMode::MultiLabel).double_value(&[]);
+    assert!((got - sum / n).abs() < 1e-5, "multi-label {got} vs {}", sum / n);
+    // Accuracy over the one-hot rows: row 0 right (argmax 0), row 3 right (argmax 1).
+    let scores: Vec<f64> = logits.concat();
+    let flat: Vec<f32> = labels.concat();
+    assert_eq!(fx::train::accuracy(&scores, &flat, 3), Some(1.0));
+    let wrong: Vec<f32> = [[0.0f32, 1.0, 0.0], [1.0, 1.0, 0.0], [0.0, nan, 1.0], [0.0, 1.0, 0.0]].concat();
+    assert_eq!(fx::train::accuracy(&scores, &wrong, 3), Some(0.5));
+}
