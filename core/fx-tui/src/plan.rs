@@ -26,7 +26,8 @@ pub fn print(path: &Path, set: &[String], as_json: bool, registry: &Registry) ->
     let exp = Experiment::load(path, set)?;
     let datasets = open_datasets(&exp, &path.display().to_string(), registry)?;
     let plan: Vec<EpochPlan> = fx::schedule::plan(&exp, &tasks_of(&datasets));
-    let model = fx::model::Model::new(tch::Device::Cpu, &swin_config(&exp)?, &heads(&exp, &datasets))?;
+    let heads = heads(&exp, &datasets);
+    let model = fx::model::Model::new(tch::Device::Cpu, &swin_config(&exp)?, &heads)?;
     let params = model.component_params();
     let total: i64 = params.iter().map(|(_, n)| n).sum();
     if as_json {
@@ -77,10 +78,17 @@ pub fn print(path: &Path, set: &[String], as_json: bool, registry: &Registry) ->
     }
     println!("\n# parameters ({})", exp.model.arch);
     for (k, v) in &params {
-        // A classification head's kind beside its count.
-        match k.strip_prefix("cls_head.").and_then(|d| model.cls_heads.get(d)) {
-            Some(h) => println!("  {k:40} {v:>12}  {}", h.spec.describe()),
-            None => println!("  {k:40} {v:>12}"),
+        // A head's kind or sizes beside its count.
+        if let Some(h) = k.strip_prefix("cls_head.").and_then(|d| model.cls_heads.get(d)) {
+            println!("  {k:40} {v:>12}  {}", h.spec.describe());
+        } else if let Some(d) = k.strip_prefix("loc_decoder.").filter(|d| heads.loc.contains_key(*d)) {
+            let c = heads.dino_of(d);
+            println!(
+                "  {k:40} {v:>12}  {} queries, {} layers, {} denoising",
+                c.num_queries, c.decoder_layers, c.dn_number
+            );
+        } else {
+            println!("  {k:40} {v:>12}");
         }
     }
     println!("  {:40} {total:>12}", "total");

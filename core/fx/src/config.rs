@@ -555,6 +555,33 @@ pub struct DatasetConfig {
 #[serde(deny_unknown_fields, default)]
 pub struct HeadsConfig {
     pub cls: ClsHeadConfig,
+    pub loc: LocHeadConfig,
+}
+
+/// The dataset's DINO decoder sizes where they differ from `[model.dino]` (the encoder is shared,
+/// so its sizes are not per dataset): a small dataset may want fewer queries, layers or denoising
+/// queries.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LocHeadConfig {
+    pub num_queries: Option<i64>,
+    pub decoder_layers: Option<i64>,
+    pub dn_number: Option<i64>,
+}
+
+impl LocHeadConfig {
+    pub fn is_default(&self) -> bool {
+        *self == LocHeadConfig::default()
+    }
+
+    /// `base` (the experiment's `[model.dino]`) with this dataset's sizes.
+    pub fn apply(&self, base: &crate::dino::DinoConfig) -> crate::dino::DinoConfig {
+        let mut c = base.clone();
+        c.num_queries = self.num_queries.unwrap_or(c.num_queries);
+        c.decoder_layers = self.decoder_layers.unwrap_or(c.decoder_layers);
+        c.dn_number = self.dn_number.unwrap_or(c.dn_number);
+        c
+    }
 }
 
 impl HeadsConfig {

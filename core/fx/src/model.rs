@@ -29,6 +29,15 @@ pub struct Heads {
     pub seg_channels: (i64, i64),
     /// Sizes of the localization branch.
     pub dino: DinoConfig,
+    /// A dataset's DINO decoder sizes where they differ from `dino` (`[datasets.heads.loc]`).
+    pub loc_dino: BTreeMap<String, DinoConfig>,
+}
+
+impl Heads {
+    /// The DINO sizes of `dataset`'s decoder.
+    pub fn dino_of(&self, dataset: &str) -> &DinoConfig {
+        self.loc_dino.get(dataset).unwrap_or(&self.dino)
+    }
 }
 
 /// A classification head as built: on the backbone's pooled feature, `hidden` layers (none: the
@@ -184,7 +193,10 @@ impl Model {
         let loc_decoders = heads
             .loc
             .iter()
-            .map(|(name, &k)| (name.clone(), LocDecoder::new(&(&root / "loc_decoder" / name.as_str()), k, &heads.dino)))
+            .map(|(name, &k)| {
+                let decoder = LocDecoder::new(&(&root / "loc_decoder" / name.as_str()), k, heads.dino_of(name));
+                (name.clone(), decoder)
+            })
             .collect();
         let mean = Tensor::from_slice(&MEAN).view([1, 3, 1, 1]).to_kind(Kind::Float).to_device(device);
         let std = Tensor::from_slice(&STD).view([1, 3, 1, 1]).to_kind(Kind::Float).to_device(device);

@@ -43,6 +43,9 @@ pub struct ModelCard {
     /// every run recorded before heads had kinds).
     #[serde(default)]
     pub cls_heads: BTreeMap<String, ClsHeadSpec>,
+    /// Per dataset, its DINO decoder sizes where they differ from `dino`.
+    #[serde(default)]
+    pub loc_dino: BTreeMap<String, DinoConfig>,
     /// How an image becomes the model's input.
     pub preprocessing: String,
     /// Where the weights come from: run directory, model (teacher/student), epoch.
@@ -80,6 +83,7 @@ impl ModelCard {
             seg: of(|h| &h.seg),
             seg_channels: (self.ppm_channels, self.fpn_channels),
             dino: self.dino.clone(),
+            loc_dino: self.loc_dino.clone(),
         }
     }
 
@@ -114,6 +118,7 @@ impl ModelCard {
             dino: exp.model.dino.clone(),
             datasets,
             cls_heads: serde_json::from_value(mj["cls_heads"].clone()).unwrap_or_default(),
+            loc_dino: serde_json::from_value(mj["loc_dino"].clone()).unwrap_or_default(),
             preprocessing: PREPROCESSING.into(),
             run: run.display().to_string(),
             model: role.as_str().into(),

@@ -208,9 +208,10 @@ impl Trainer {
             let n = |t: Task| d.tasks.contains(&t).then(|| d.dataset.desc().labels(t).len() as i64);
             let (l, g) = (n(Task::Loc), n(Task::Seg));
             let c = d.tasks.contains(&Task::Cls).then(|| cls_head_spec(&exp, d));
-            self.student.add_heads(&d.name, c.as_ref(), l, g, &exp.model.dino, exp.model.fpn_channels)?;
+            let dino = loc_dino(&exp, &d.name);
+            self.student.add_heads(&d.name, c.as_ref(), l, g, &dino, exp.model.fpn_channels)?;
             if let Some(t) = self.teacher.as_mut() {
-                t.add_heads(&d.name, c.as_ref(), l, g, &exp.model.dino, exp.model.fpn_channels)?;
+                t.add_heads(&d.name, c.as_ref(), l, g, &dino, exp.model.fpn_channels)?;
             }
         }
         if let Some(t) = &self.teacher {

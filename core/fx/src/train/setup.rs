@@ -107,6 +107,13 @@ pub fn open_datasets(exp: &Experiment, file: &str, registry: &Registry) -> Resul
         if !problems.is_empty() {
             bail!("{file}: {}", problems.join("; "));
         }
+        // A dataset's own decoder sizes, checked the same way.
+        for d in out.iter().filter(|d| d.tasks.contains(&Task::Loc)) {
+            let problems = loc_dino(exp, &d.name).problems(exp.model.image_size);
+            if !problems.is_empty() {
+                bail!("{file}: dataset {} ([datasets.heads.loc] over [model.dino]): {}", d.name, problems.join("; "));
+            }
+        }
     }
     if out.is_empty() {
         bail!("{file}: no dataset has a task in the selected branches (train.branches = \"{}\")", exp.train.branches);
@@ -155,7 +162,14 @@ pub fn model_json(exp: &Experiment, student: &Model, datasets: &[OpenedDataset])
         .collect();
     let cls_heads: BTreeMap<String, ClsHeadSpec> =
         student.cls_heads.iter().map(|(d, h)| (d.clone(), h.spec.clone())).collect();
+    let loc_dino: BTreeMap<String, crate::dino::DinoConfig> = datasets
+        .iter()
+        .filter(|d| d.tasks.contains(&Task::Loc))
+        .map(|d| (d.name.clone(), loc_dino(exp, &d.name)))
+        .filter(|(_, c)| *c != exp.model.dino)
+        .collect();
     serde_json::json!({
+        "loc_dino": loc_dino,
         "arch": exp.model.arch,
         "image_size": exp.model.image_size,
         "parameters": parameters,
@@ -174,6 +188,14 @@ pub fn cls_head_spec(exp: &Experiment, d: &OpenedDataset) -> ClsHeadSpec {
         hidden: cfg.hidden,
         dropout: cfg.dropout,
         mode: cfg.mode.unwrap_or(desc.cls_mode),
+    }
+}
+
+/// The DINO sizes of a dataset's decoder: `[model.dino]` with its `[datasets.heads.loc]`.
+pub fn loc_dino(exp: &Experiment, dataset: &str) -> crate::dino::DinoConfig {
+    match exp.datasets.iter().find(|c| c.name() == dataset) {
+        Some(c) => c.heads.loc.apply(&exp.model.dino),
+        None => exp.model.dino.clone(),
     }
 }
 
@@ -196,6 +218,12 @@ pub fn heads(exp: &Experiment, datasets: &[OpenedDataset]) -> Heads {
         loc: of(Task::Loc),
         seg_channels: (exp.model.ppm_channels, exp.model.fpn_channels),
         dino: exp.model.dino.clone(),
+        loc_dino: datasets
+            .iter()
+            .filter(|d| d.tasks.contains(&Task::Loc))
+            .map(|d| (d.name.clone(), loc_dino(exp, &d.name)))
+            .filter(|(_, c)| *c != exp.model.dino)
+            .collect(),
     }
 }
 

@@ -1,7 +1,8 @@
-//! Classification head kinds: `linear` and `mlp` heads, multi-label (sigmoid + BCE) and
+//! Heads per dataset. Classification: `linear` and `mlp` heads, multi-label (sigmoid + BCE) and
 //! multi-class (softmax + cross-entropy), each trained on phantom data, checkpointed and resumed
 //! exactly; the plugin's declaration and the experiment's override; predictions that read the
-//! head as it was trained; refusals of inconsistent settings.
+//! head as it was trained; refusals of inconsistent settings. Localization: a dataset's own DINO
+//! decoder sizes.
 
 mod common;
 
@@ -222,4 +223,91 @@ fn the_task_losses_equal_their_definitions() {
     assert_eq!(fx::train::accuracy(&scores, &flat, 3), Some(1.0));
     let wrong: Vec<f32> = [[0.0f32, 1.0, 0.0], [1.0, 1.0, 0.0], [0.0, nan, 1.0], [0.0, 1.0, 0.0]].concat();
     assert_eq!(fx::train::accuracy(&scores, &wrong, 3), Some(0.5));
+}
+
+/// `[datasets.heads.loc]`: phantom-organs gets a smaller DINO decoder (6 queries, 1 layer, 2
+/// denoising queries) than phantom-tbx ([model.dino]: 12, 2, 6); both train, resume exactly and
+/// predict from the run (model.json records the sizes).
+#[test]
+fn a_dataset_has_its_own_dino_decoder_sizes() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let text = |dir: &Path, organs: &str| {
+        format!(
+            r#"
+name = "l"
+seed = 5
+device = "cpu"
+output_dir = "{}"
+[model]
+arch = "swin_nano"
+image_size = 64
+drop_path = 0.0
+[model.dino]
+hidden_dim = 32
+heads = 4
+points = 2
+encoder_layers = 1
+decoder_layers = 2
+ffn_dim = 64
+num_queries = 12
+dn_number = 6
+num_select = 20
+gn_groups = 8
+[train]
+batch_size = 8
+cycles = 1
+workers = 1
+branches = "L"
+[eval]
+models = ["teacher"]
+max_samples = 8
+[[datasets]]
+plugin = "phantom-organs"
+options = {{ train = 16, test = 8 }}
+{organs}
+[[datasets]]
+plugin = "phantom-tbx"
+options = {{ train = 16, test = 8 }}
+"#,
+            dir.display()
+        )
+    };
+    let own = "[datasets.heads.loc]\nnum_queries = 6\ndecoder_layers = 1\ndn_number = 2";
+    let exp = |dir: &Path| Experiment::parse(Path::new("l.toml"), &text(dir, own), &[]).unwrap();
+    let a = tempfile::tempdir().unwrap();
+    let mut straight = Trainer::create(exp(a.path()), "l.toml", &registry(), Device::Cpu).unwrap();
+    let names: Vec<String> = straight.student.named_variables().into_iter().map(|(n, _)| n).collect();
+    let has = |prefix: &str| names.iter().any(|n| n.starts_with(prefix));
+    assert!(has("loc_decoder.phantom-tbx.layers.1.") && !has("loc_decoder.phantom-organs.layers.1."));
+    assert!(has("loc_decoder.phantom-organs.layers.0."));
+    let params: std::collections::BTreeMap<String, i64> = straight.student.component_params().into_iter().collect();
+    assert!(params["loc_decoder.phantom-organs"] < params["loc_decoder.phantom-tbx"], "{params:?}");
+    let epochs = straight.plan.len();
+    for _ in 0..epochs {
+        assert!(straight.run_epoch(&mut |_| {}).unwrap());
+    }
+    let straight_dir = straight.run_dir();
+    drop(straight);
+    let b = tempfile::tempdir().unwrap();
+    let first = Trainer::create(exp(b.path()), "l.toml", &registry(), Device::Cpu).unwrap();
+    let resumed_dir = first.run_dir();
+    drop(first);
+    for _ in 0..epochs {
+        let mut t = Trainer::resume(&resumed_dir, &registry(), Some(Device::Cpu)).unwrap();
+        t.run_epoch(&mut |_| {}).unwrap();
+    }
+    common::assert_same_run(&straight_dir, &resumed_dir, "per-dataset DINO sizes");
+    // Predict rebuilds both decoders with their own sizes from the run.
+    let loaded = fx::predict::load(&straight_dir, fx::config::ModelRole::Teacher, Device::Cpu).unwrap();
+    assert_eq!(loaded.card.loc_dino["phantom-organs"].num_queries, 6);
+    assert!(!loaded.card.loc_dino.contains_key("phantom-tbx"), "phantom-tbx uses [model.dino]");
+    let opts = fx::predict::PredictOptions { datasets: vec![], cls: false, loc: true, seg: false, threshold: 0.0 };
+    let p = fx::predict::infer(&loaded, &vec![0.5f32; 64 * 64], &[(64, 64)], &opts).unwrap();
+    assert!(!p["phantom-organs"][0].boxes.is_empty() && !p["phantom-tbx"][0].boxes.is_empty());
+    // More queries than the encoder has tokens is refused, naming the dataset.
+    let too_many = "[datasets.heads.loc]\nnum_queries = 100000";
+    let c = tempfile::tempdir().unwrap();
+    let e = Experiment::parse(Path::new("l.toml"), &text(c.path(), too_many), &[]).unwrap();
+    let err = format!("{:#}", Trainer::create(e, "l.toml", &registry(), Device::Cpu).err().unwrap());
+    assert!(err.contains("phantom-organs") && err.contains("num_queries"), "{err}");
 }
