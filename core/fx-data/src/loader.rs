@@ -374,7 +374,7 @@ mod tests {
     fn ordered_batches_and_bad_samples_are_skipped_and_counted() {
         let ds: Arc<dyn Dataset> = Arc::new(Toy {
             desc: DatasetDesc {
-                cls_mode: fx_plugin::ClsMode::MultiLabel,
+                cls_mode: fx_plugin::LabelMode::MultiLabel,
                 name: "toy".into(),
                 description: String::new(),
                 cls_labels: vec!["a".into()],
@@ -439,7 +439,7 @@ mod tests {
     fn shards_of_a_global_batch_are_the_single_process_batch() {
         let ds: Arc<dyn Dataset> = Arc::new(Toy {
             desc: DatasetDesc {
-                cls_mode: fx_plugin::ClsMode::MultiLabel,
+                cls_mode: fx_plugin::LabelMode::MultiLabel,
                 name: "toy".into(),
                 description: String::new(),
                 cls_labels: vec!["a".into()],
@@ -549,7 +549,7 @@ mod tests {
         fn desc(&self) -> &DatasetDesc {
             static DESC: std::sync::OnceLock<DatasetDesc> = std::sync::OnceLock::new();
             DESC.get_or_init(|| DatasetDesc {
-                cls_mode: fx_plugin::ClsMode::MultiLabel,
+                cls_mode: fx_plugin::LabelMode::MultiLabel,
                 name: "fixed".into(),
                 description: String::new(),
                 cls_labels: vec![],

@@ -3,6 +3,7 @@
 //!
 //! ```text
 //! fx_plugin_abi_version() -> u32                       must equal ABI_VERSION
+//! fx_plugin_fingerprint() -> *const c_char              must equal FINGERPRINT (checked next)
 //! fx_plugin_call(req, len, *out_len) -> *mut u8         one request, one response
 //! fx_plugin_free(ptr, len)                              frees a response
 //! ```
@@ -200,6 +201,12 @@ macro_rules! export_plugins {
         #[no_mangle]
         pub extern "C" fn fx_plugin_abi_version() -> u32 {
             $crate::ABI_VERSION
+        }
+
+        /// The fx-plugin version this library was built against (NUL-terminated).
+        #[no_mangle]
+        pub extern "C" fn fx_plugin_fingerprint() -> *const std::ffi::c_char {
+            $crate::FINGERPRINT.as_ptr() as *const std::ffi::c_char
         }
 
         /// # Safety

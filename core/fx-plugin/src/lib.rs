@@ -16,6 +16,17 @@ use std::path::PathBuf;
 /// 2: samples carry `image_dims` (pixels reduced by the preprocessing cache).
 pub const ABI_VERSION: u32 = 2;
 
+/// The build fingerprint a plugin library carries (NUL-terminated for the C ABI): the fx-plugin
+/// API version it was compiled against. The ABI number says how requests are framed; the
+/// fingerprint says which version of the types inside them (DatasetDesc, Sample, ...) the library
+/// speaks, so a library built against another fx-plugin is refused before it is asked anything.
+pub const FINGERPRINT: &str = concat!("fx-plugin ", env!("CARGO_PKG_VERSION"), "\0");
+
+/// [`FINGERPRINT`] without its NUL.
+pub fn fingerprint() -> &'static str {
+    FINGERPRINT.trim_end_matches('\0')
+}
+
 /// The three tasks of Foundation X, in the order a cycle visits them.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -95,26 +106,29 @@ pub struct DatasetDesc {
     /// exclusive classes (exactly one per image, e.g. TBX11K's healthy / sick / TB). A library
     /// built before this field existed declares multi-label.
     #[serde(default)]
-    pub cls_mode: ClsMode,
+    pub cls_mode: LabelMode,
 }
 
-/// How a dataset's classification labels relate, and so how its head is trained and read.
+/// How a task's labels relate, and so how its head is trained and read: a dataset's cls labels
+/// (declared by its plugin, `DatasetDesc::cls_mode`), or its seg labels (set in the experiment).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
-pub enum ClsMode {
-    /// Independent findings: one sigmoid per label, binary cross-entropy, AUC per label.
+pub enum LabelMode {
+    /// Independent labels: one sigmoid per label (cls: binary cross-entropy, AUC per label; seg:
+    /// one mask per label, masks may overlap).
     #[default]
     MultiLabel,
-    /// Mutually exclusive classes, one-hot labels: softmax over the labels, cross-entropy,
-    /// one-vs-rest AUC per class and accuracy.
+    /// Mutually exclusive labels: softmax (cls: one-hot labels, cross-entropy, one-vs-rest AUC
+    /// per class and accuracy; seg: softmax over the labels and a background class, cross-entropy
+    /// against each pixel's label).
     MultiClass,
 }
 
-impl ClsMode {
+impl LabelMode {
     pub fn as_str(self) -> &'static str {
         match self {
-            ClsMode::MultiLabel => "multi_label",
-            ClsMode::MultiClass => "multi_class",
+            LabelMode::MultiLabel => "multi_label",
+            LabelMode::MultiClass => "multi_class",
         }
     }
 }

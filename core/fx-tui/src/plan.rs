@@ -44,6 +44,7 @@ pub fn print(path: &Path, set: &[String], as_json: bool, registry: &Registry) ->
                 "test": d.test.len(),
             })).collect::<Vec<_>>(),
             "cls_heads": model.cls_heads.iter().map(|(d, h)| (d.clone(), json!(h.spec))).collect::<serde_json::Map<_, _>>(),
+            "seg_heads": heads.seg.iter().map(|(d, h)| (d.clone(), json!(h))).collect::<serde_json::Map<_, _>>(),
             "parameters": params.iter().map(|(k, v)| (k.clone(), json!(v))).chain([("total".to_string(), json!(total))]).collect::<serde_json::Map<_, _>>(),
             "schedule": plan.iter().map(|p| {
                 let mut v = serde_json::to_value(p).unwrap();
@@ -81,6 +82,8 @@ pub fn print(path: &Path, set: &[String], as_json: bool, registry: &Registry) ->
         // A head's kind or sizes beside its count.
         if let Some(h) = k.strip_prefix("cls_head.").and_then(|d| model.cls_heads.get(d)) {
             println!("  {k:40} {v:>12}  {}", h.spec.describe());
+        } else if let Some(h) = k.strip_prefix("seg_head.").and_then(|d| heads.seg.get(d)) {
+            println!("  {k:40} {v:>12}  {}", h.describe());
         } else if let Some(d) = k.strip_prefix("loc_decoder.").filter(|d| heads.loc.contains_key(*d)) {
             let c = heads.dino_of(d);
             println!(

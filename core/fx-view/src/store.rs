@@ -60,9 +60,10 @@ pub struct Store {
     pub progress: Option<Progress>,
     /// model.json: parameter count per component (`backbone`, `cls_head.<dataset>`, ...).
     pub parameters: std::collections::BTreeMap<String, i64>,
-    /// model.json: each dataset's classification head, as (kind, mode): ("linear" | "mlp",
-    /// "multi_label" | "multi_class"). Empty for runs recorded before heads had kinds.
-    pub cls_heads: std::collections::BTreeMap<String, (String, String)>,
+    /// model.json: the kind and label mode of each (dataset, task) head that records one: cls
+    /// ("linear" | "mlp"), seg ("conv" | "conv_stack"); mode "multi_label" | "multi_class". Empty
+    /// for runs recorded before heads had kinds.
+    pub head_kinds: std::collections::BTreeMap<(String, String), (String, String)>,
     pub metrics: Vec<MetricRow>,
     pub events: Vec<Event>,
     /// The last problem met reading each file (malformed content), by file name.
@@ -90,7 +91,7 @@ impl Store {
             run: None,
             progress: None,
             parameters: Default::default(),
-            cls_heads: Default::default(),
+            head_kinds: Default::default(),
             metrics: Vec::new(),
             events: Vec::new(),
             problems: Vec::new(),
@@ -142,20 +143,18 @@ impl Store {
                 .and_then(|v| v.get("parameters").cloned())
                 .and_then(|p| serde_json::from_value(p).ok())
                 .unwrap_or_default();
-            self.cls_heads = v
-                .as_ref()
-                .and_then(|v| v.get("cls_heads")?.as_object().cloned())
-                .map(|heads| {
-                    heads
-                        .into_iter()
-                        .map(|(d, h)| {
-                            let mlp = h.get("hidden").and_then(|x| x.as_array()).is_some_and(|a| !a.is_empty());
-                            let mode = h.get("mode").and_then(|m| m.as_str()).unwrap_or("multi_label");
-                            (d, (if mlp { "mlp" } else { "linear" }.to_string(), mode.to_string()))
-                        })
-                        .collect()
-                })
-                .unwrap_or_default();
+            self.head_kinds.clear();
+            for (task, key, layers, kinds) in [
+                ("cls", "cls_heads", "hidden", ["linear", "mlp"]),
+                ("seg", "seg_heads", "widths", ["conv", "conv_stack"]),
+            ] {
+                let Some(heads) = v.as_ref().and_then(|v| v.get(key)?.as_object().cloned()) else { continue };
+                for (d, h) in heads {
+                    let stacked = h.get(layers).and_then(|x| x.as_array()).is_some_and(|a| !a.is_empty());
+                    let mode = h.get("mode").and_then(|m| m.as_str()).unwrap_or("multi_label");
+                    self.head_kinds.insert((d, task.into()), (kinds[stacked as usize].into(), mode.into()));
+                }
+            }
         }
         tail(&dir, &mut self.metrics_f, &mut self.metrics, &mut self.problems, &mut self.bytes_read, &mut changed);
         tail(&dir, &mut self.events_f, &mut self.events, &mut self.problems, &mut self.bytes_read, &mut changed);

@@ -5,6 +5,7 @@
 
 use anyhow::{anyhow, bail, Result};
 use fx_data::augment::Augment;
+use fx_plugin::LabelMode;
 use fx_plugin::Task;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
@@ -556,6 +557,28 @@ pub struct DatasetConfig {
 pub struct HeadsConfig {
     pub cls: ClsHeadConfig,
     pub loc: LocHeadConfig,
+    pub seg: SegHeadConfig,
+}
+
+/// The segmentation head of one dataset, on the decoder's fused stride-4 map.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SegHeadConfig {
+    /// "conv" (the paper's: one Conv3×3) or "conv_stack" (Conv3×3 + ReLU per `widths` entry, then
+    /// the output Conv3×3).
+    pub kind: SegHeadKind,
+    pub widths: Vec<i64>,
+    /// "multi_label" (default: a sigmoid per label, masks may overlap) or "multi_class" (softmax
+    /// over a background class and the labels, cross-entropy; masks must not overlap).
+    pub mode: LabelMode,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SegHeadKind {
+    #[default]
+    Conv,
+    ConvStack,
 }
 
 /// The dataset's DINO decoder sizes where they differ from `[model.dino]` (the encoder is shared,
@@ -603,7 +626,7 @@ pub struct ClsHeadConfig {
     pub dropout: f64,
     /// "multi_label" (sigmoid + BCE) or "multi_class" (softmax + cross-entropy, one-hot labels);
     /// unset: what the dataset's plugin declares (TBX11K: multi_class).
-    pub mode: Option<fx_plugin::ClsMode>,
+    pub mode: Option<LabelMode>,
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -914,6 +937,13 @@ impl Experiment {
                 &format!("datasets.{i}.heads.cls.dropout"),
                 format!("must be within [0, 1), got {}", h.dropout),
             );
+            for &w in &d.heads.seg.widths {
+                check(
+                    (1..=8192).contains(&w),
+                    &format!("datasets.{i}.heads.seg.widths"),
+                    format!("widths must be within 1..=8192, got {w}"),
+                );
+            }
         }
         problems.pop()
     }
@@ -938,6 +968,18 @@ impl Experiment {
                 ),
                 ClsHeadKind::Mlp if h.hidden.is_empty() => bail!(
                     "{p}: datasets[{i}] ({}): heads.cls: kind = \"mlp\" needs its hidden widths, e.g. hidden = [512]",
+                    d.name()
+                ),
+                _ => {}
+            }
+            let g = &d.heads.seg;
+            match g.kind {
+                SegHeadKind::Conv if !g.widths.is_empty() => bail!(
+                    "{p}: datasets[{i}] ({}): heads.seg: widths belong to kind = \"conv_stack\"; a conv head has none",
+                    d.name()
+                ),
+                SegHeadKind::ConvStack if g.widths.is_empty() => bail!(
+                    "{p}: datasets[{i}] ({}): heads.seg: kind = \"conv_stack\" needs its widths, e.g. widths = [64]",
                     d.name()
                 ),
                 _ => {}

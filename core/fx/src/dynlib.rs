@@ -292,6 +292,20 @@ impl Library {
         if v != ABI_VERSION {
             bail!("{p}: built against fx plugin ABI {v}, this fx speaks ABI {ABI_VERSION}; rebuild the plugin against this fx-plugin");
         }
+        // The build fingerprint, before any other symbol is used.
+        let rebuild = "rebuild it against this fx's fx-plugin (`cargo build --release` in the plugin's crate, \
+                       with fx-plugin from this fx's source tree)";
+        let fingerprint = unsafe {
+            lib.get::<unsafe extern "C" fn() -> *const std::ffi::c_char>(b"fx_plugin_fingerprint\0")
+        }
+        .map_err(|_| {
+            anyhow!("{p}: built before fx plugins carried a build fingerprint (no fx_plugin_fingerprint); {rebuild}")
+        })?;
+        // SAFETY: the symbol returns a pointer to a static NUL-terminated string in the library.
+        let theirs = unsafe { std::ffi::CStr::from_ptr(fingerprint()) }.to_string_lossy().into_owned();
+        if theirs != fx_plugin::fingerprint() {
+            bail!("{p}: built against {theirs}, this fx has {}; {rebuild}", fx_plugin::fingerprint());
+        }
         let call = *unsafe { lib.get::<CallFn>(b"fx_plugin_call\0") }
             .map_err(|_| anyhow!("{p}: fx plugin without fx_plugin_call"))?;
         let free = *unsafe { lib.get::<FreeFn>(b"fx_plugin_free\0") }

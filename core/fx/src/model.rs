@@ -7,9 +7,9 @@
 
 use crate::dino::{DecodeOptions, DinoConfig, LocDecoder, LocEncoder, LocOutput};
 use crate::swin::{Swin, SwinConfig};
-use crate::upernet::{head_logits, seg_head, UperNet};
+use crate::upernet::{SegHead, SegHeadSpec, UperNet};
 use anyhow::Result;
-use fx_plugin::ClsMode;
+use fx_plugin::LabelMode;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use tch::{nn, nn::Module, Device, Kind, Tensor};
@@ -23,7 +23,7 @@ pub const STD: [f64; 3] = [0.229, 0.224, 0.225];
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Heads {
     pub cls: BTreeMap<String, ClsHeadSpec>,
-    pub seg: BTreeMap<String, i64>,
+    pub seg: BTreeMap<String, SegHeadSpec>,
     pub loc: BTreeMap<String, i64>,
     /// UperNet widths (pyramid pooling, FPN).
     pub seg_channels: (i64, i64),
@@ -51,13 +51,13 @@ pub struct ClsHeadSpec {
     #[serde(default)]
     pub dropout: f64,
     #[serde(default)]
-    pub mode: ClsMode,
+    pub mode: LabelMode,
 }
 
 impl ClsHeadSpec {
     /// The paper's head: one Linear, sigmoid per label.
     pub fn linear(labels: i64) -> ClsHeadSpec {
-        ClsHeadSpec { labels, hidden: Vec::new(), dropout: 0.0, mode: ClsMode::MultiLabel }
+        ClsHeadSpec { labels, hidden: Vec::new(), dropout: 0.0, mode: LabelMode::MultiLabel }
     }
 
     /// "linear" or "mlp".
@@ -82,8 +82,8 @@ impl ClsHeadSpec {
     /// Class scores from logits: a sigmoid per label, or the softmax over the labels.
     pub fn probabilities(&self, logits: &Tensor) -> Tensor {
         match self.mode {
-            ClsMode::MultiLabel => logits.sigmoid(),
-            ClsMode::MultiClass => logits.softmax(-1, Kind::Float),
+            LabelMode::MultiLabel => logits.sigmoid(),
+            LabelMode::MultiClass => logits.softmax(-1, Kind::Float),
         }
     }
 }
@@ -131,7 +131,7 @@ pub struct Model {
     pub cls_heads: BTreeMap<String, ClsHead>,
     /// Built only when some dataset trains segmentation.
     pub seg_decoder: Option<UperNet>,
-    pub seg_heads: BTreeMap<String, nn::Conv2D>,
+    pub seg_heads: BTreeMap<String, SegHead>,
     /// Built only when some dataset trains localization: one shared encoder, one decoder per dataset.
     pub loc_encoder: Option<LocEncoder>,
     pub loc_decoders: BTreeMap<String, LocDecoder>,
@@ -154,7 +154,8 @@ pub fn fp32(t: &Tensor) -> Tensor {
 
 /// Output of the segmentation path.
 pub struct SegOutput {
-    /// (B, K, H, W) mask logits at the input size.
+    /// Mask logits at the input size: (B, K, H, W), or (B, 1 + K, H, W) with the background first
+    /// for a multi-class head; [`SegHeadSpec::probabilities`] reads either as (B, K, H, W).
     pub logits: Tensor,
     /// Consistency features: the fused FPN map and the projected stage-4 map.
     pub fused: Tensor,
@@ -186,7 +187,7 @@ impl Model {
         let seg_heads = heads
             .seg
             .iter()
-            .map(|(name, &k)| (name.clone(), seg_head(&root / "seg_head" / name.as_str(), fpn, k)))
+            .map(|(name, spec)| (name.clone(), SegHead::new(&root / "seg_head" / name.as_str(), fpn, spec)))
             .collect();
         let loc_encoder =
             (!heads.loc.is_empty()).then(|| LocEncoder::new(&(&root / "loc_encoder"), &dims[1..], &heads.dino));
@@ -237,11 +238,7 @@ impl Model {
         let d = decoder.forward(&stages, train_decoder, sync)?;
         let head = self.seg_heads.get(dataset).unwrap_or_else(|| panic!("no segmentation head for dataset {dataset}"));
         let (h, w) = (x.size()[2], x.size()[3]);
-        Ok(SegOutput {
-            logits: fp32(&head_logits(head, &d.fused, h, w)),
-            fused: fp32(&d.fused),
-            stage4: fp32(&d.stage4),
-        })
+        Ok(SegOutput { logits: fp32(&head.logits(&d.fused, h, w)), fused: fp32(&d.fused), stage4: fp32(&d.stage4) })
     }
 
     /// Adds the heads of a dataset that joins the model after it was built (hot-add). The branches
@@ -251,7 +248,7 @@ impl Model {
         dataset: &str,
         cls: Option<&ClsHeadSpec>,
         loc: Option<i64>,
-        seg: Option<i64>,
+        seg: Option<&SegHeadSpec>,
         dino: &DinoConfig,
         fpn: i64,
     ) -> Result<()> {
@@ -269,8 +266,8 @@ impl Model {
         if let Some(k) = loc {
             self.loc_decoders.insert(dataset.to_string(), LocDecoder::new(&(&root / "loc_decoder" / dataset), k, dino));
         }
-        if let Some(k) = seg {
-            self.seg_heads.insert(dataset.to_string(), seg_head(&root / "seg_head" / dataset, fpn, k));
+        if let Some(spec) = seg {
+            self.seg_heads.insert(dataset.to_string(), SegHead::new(&root / "seg_head" / dataset, fpn, spec));
         }
         Ok(())
     }

@@ -11,6 +11,7 @@ use crate::dino::{DecodeOptions as DinoDecode, DinoConfig};
 use crate::model::{ClsHeadSpec, Heads, Model};
 use crate::store::RunStore;
 use crate::swin::SwinConfig;
+use crate::upernet::SegHeadSpec;
 use anyhow::{anyhow, bail, Context, Result};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -46,6 +47,9 @@ pub struct ModelCard {
     /// Per dataset, its DINO decoder sizes where they differ from `dino`.
     #[serde(default)]
     pub loc_dino: BTreeMap<String, DinoConfig>,
+    /// Per dataset, its segmentation head (missing: the paper's Conv3×3, sigmoid per label).
+    #[serde(default)]
+    pub seg_heads: BTreeMap<String, SegHeadSpec>,
     /// How an image becomes the model's input.
     pub preprocessing: String,
     /// Where the weights come from: run directory, model (teacher/student), epoch.
@@ -80,7 +84,13 @@ impl ModelCard {
                 })
                 .collect(),
             loc: of(|h| &h.loc),
-            seg: of(|h| &h.seg),
+            seg: of(|h| &h.seg)
+                .into_iter()
+                .map(|(d, n)| {
+                    let spec = self.seg_heads.get(&d).cloned().unwrap_or_else(|| SegHeadSpec::conv(n));
+                    (d, spec)
+                })
+                .collect(),
             seg_channels: (self.ppm_channels, self.fpn_channels),
             dino: self.dino.clone(),
             loc_dino: self.loc_dino.clone(),
@@ -119,6 +129,7 @@ impl ModelCard {
             datasets,
             cls_heads: serde_json::from_value(mj["cls_heads"].clone()).unwrap_or_default(),
             loc_dino: serde_json::from_value(mj["loc_dino"].clone()).unwrap_or_default(),
+            seg_heads: serde_json::from_value(mj["seg_heads"].clone()).unwrap_or_default(),
             preprocessing: PREPROCESSING.into(),
             run: run.display().to_string(),
             model: role.as_str().into(),
@@ -378,11 +389,11 @@ pub fn infer(
             }
             if opts.seg && !heads.seg.is_empty() {
                 let logits = loaded.model.seg(&x, name, false, false, None)?.logits;
+                let probs = loaded.model.seg_heads[name].spec.mask_scores(&logits);
                 for (i, pr) in preds.iter_mut().enumerate() {
                     let (ow, oh) = (originals[i].0 as i64, originals[i].1 as i64);
                     // Probabilities resized to the original image, then thresholded.
-                    let p =
-                        logits.get(i as i64).unsqueeze(0).sigmoid().upsample_bilinear2d([oh, ow], false, None, None);
+                    let p = probs.get(i as i64).unsqueeze(0).upsample_bilinear2d([oh, ow], false, None, None);
                     let m = p.gt(0.5).to_kind(Kind::Uint8).to_device(Device::Cpu);
                     let k = heads.seg.len();
                     let v = Vec::<u8>::try_from(&m.flatten(0, -1))?;

@@ -16,6 +16,7 @@ use crate::registry::Registry;
 use crate::schedule::{self, EpochPlan};
 use crate::store::{CheckpointState, Evaluated, MetricRow, RunInfo, RunStore, Trained};
 use crate::swin::SwinConfig;
+use crate::upernet::SegHeadSpec;
 use anyhow::{anyhow, bail, Context, Result};
 use fx_data::augment::Augment;
 use fx_data::loader::{pass_order, Batch, Loader, LoaderConfig};

@@ -8,6 +8,7 @@
 
 use crate::dist::GlobalBatch;
 use anyhow::Result;
+use fx_plugin::LabelMode;
 use tch::{nn, nn::Module, nn::ModuleT, Kind, Tensor};
 
 pub const PPM_BINS: [i64; 4] = [1, 2, 4, 6];
@@ -152,14 +153,95 @@ impl UperNet {
     }
 }
 
-/// One dataset's segmentation head: Conv3×3(128 → K) on the fused map, logits upsampled
-/// bilinearly to the input size (sigmoid outside: masks are multi-label).
-pub fn seg_head(p: nn::Path, fpn: i64, classes: i64) -> nn::Conv2D {
-    nn::conv2d(p, fpn, classes, 3, nn::ConvConfig { padding: 1, ..Default::default() })
+/// A segmentation head as built, on the decoder's fused stride-4 map: `widths` Conv3×3 + ReLU
+/// layers (none: the paper's single Conv3×3), then the output Conv3×3 over the `labels` (plus a
+/// background channel when they are mutually exclusive: `mode` multi_class). Recorded in
+/// model.json, so predict rebuilds it.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct SegHeadSpec {
+    pub labels: i64,
+    #[serde(default)]
+    pub widths: Vec<i64>,
+    #[serde(default)]
+    pub mode: LabelMode,
 }
 
-pub fn head_logits(head: &nn::Conv2D, fused: &Tensor, h: i64, w: i64) -> Tensor {
-    resize(&head.forward(fused), h, w)
+impl SegHeadSpec {
+    /// The paper's head: one Conv3×3, a sigmoid per label.
+    pub fn conv(labels: i64) -> SegHeadSpec {
+        SegHeadSpec { labels, widths: Vec::new(), mode: LabelMode::MultiLabel }
+    }
+
+    /// One line for `plan`: "conv_stack 64-32 → 3, multi_class".
+    pub fn describe(&self) -> String {
+        let widths: Vec<String> = self.widths.iter().map(|w| w.to_string()).collect();
+        match self.widths.is_empty() {
+            true => format!("conv → {}, {}", self.labels, self.mode.as_str()),
+            false => format!("conv_stack {} → {}, {}", widths.join("-"), self.labels, self.mode.as_str()),
+        }
+    }
+
+    /// Channels of the logits: the labels, and the background first for multi_class.
+    pub fn channels(&self) -> i64 {
+        self.labels + (self.mode == LabelMode::MultiClass) as i64
+    }
+
+    /// Per-label probabilities (B, labels, H, W) from the logits, for the soft Dice: a sigmoid
+    /// per label, or the softmax over background and labels without the background.
+    pub fn probabilities(&self, logits: &Tensor) -> Tensor {
+        match self.mode {
+            LabelMode::MultiLabel => logits.sigmoid(),
+            LabelMode::MultiClass => logits.softmax(1, Kind::Float).narrow(1, 1, self.labels),
+        }
+    }
+
+    /// Per-label scores whose threshold at 0.5 is the predicted mask (evaluation, predict): the
+    /// sigmoid per label, or for exclusive labels the one-hot of each pixel's most probable class
+    /// (background included) — with three labels a pixel's winning probability may be below 0.5.
+    pub fn mask_scores(&self, logits: &Tensor) -> Tensor {
+        match self.mode {
+            LabelMode::MultiLabel => logits.sigmoid(),
+            LabelMode::MultiClass => {
+                let winner = logits.argmax(1, true);
+                let classes = Tensor::arange(self.channels(), (tch::Kind::Int64, logits.device())).view([1, -1, 1, 1]);
+                winner.eq_tensor(&classes).to_kind(Kind::Float).narrow(1, 1, self.labels)
+            }
+        }
+    }
+}
+
+/// A dataset's segmentation head (see [`SegHeadSpec`]). The paper's single conv keeps the names
+/// `seg_head.<dataset>.weight/bias`; a stack's are `.<i>.*` per layer and `.out.*`.
+pub struct SegHead {
+    pub spec: SegHeadSpec,
+    convs: Vec<nn::Conv2D>,
+    out: nn::Conv2D,
+}
+
+impl SegHead {
+    pub fn new(p: nn::Path, fpn: i64, spec: &SegHeadSpec) -> SegHead {
+        let cfg = nn::ConvConfig { padding: 1, ..Default::default() };
+        let mut width = fpn;
+        let mut convs = Vec::new();
+        for (i, &w) in spec.widths.iter().enumerate() {
+            convs.push(nn::conv2d(&p / i, width, w, 3, cfg));
+            width = w;
+        }
+        let out = match spec.widths.is_empty() {
+            true => nn::conv2d(p, width, spec.channels(), 3, cfg),
+            false => nn::conv2d(&p / "out", width, spec.channels(), 3, cfg),
+        };
+        SegHead { spec: spec.clone(), convs, out }
+    }
+
+    /// Logits (B, channels, h, w): the head on the fused map, upsampled bilinearly to the input.
+    pub fn logits(&self, fused: &Tensor, h: i64, w: i64) -> Tensor {
+        let mut x = fused.shallow_clone();
+        for c in &self.convs {
+            x = c.forward(&x).relu();
+        }
+        resize(&self.out.forward(&x), h, w)
+    }
 }
 
 #[cfg(test)]

@@ -128,6 +128,31 @@ fn a_wrong_plugin_library_is_a_clear_error() {
             .unwrap()
     );
     assert!(err.contains("not an fx plugin"), "{err}");
+
+    // The stripes library as if built against another fx-plugin: its fingerprint string patched
+    // in a copy (same length). Refused after the ABI number, before anything else is asked.
+    let bytes = std::fs::read(stripes_library()).unwrap();
+    let ours = fx_plugin::FINGERPRINT.as_bytes();
+    let at = bytes.windows(ours.len()).position(|w| w == ours).expect("the fingerprint string in the library");
+    let mut other = bytes.clone();
+    let theirs = b"fx-plugin 0.0.9\0";
+    assert_eq!(theirs.len(), ours.len(), "the patch keeps the library's layout");
+    other[at..at + ours.len()].copy_from_slice(theirs);
+    let old = dir.path().join("libfx_stripes_old.so");
+    std::fs::write(&old, &other).unwrap();
+    let err = format!(
+        "{:#}",
+        Trainer::create(exp(dir.path(), &format!("\"{}\"", old.display())), "dyn.toml", &registry, Device::Cpu)
+            .err()
+            .unwrap()
+    );
+    assert!(
+        err.contains("libfx_stripes_old.so")
+            && err.contains("built against fx-plugin 0.0.9")
+            && err.contains(fx_plugin::fingerprint())
+            && err.contains("rebuild"),
+        "{err}"
+    );
 }
 
 /// A plugin library someone else could have written is refused before it is loaded, naming the

@@ -9,7 +9,7 @@ mod common;
 use fx::config::Experiment;
 use fx::registry::Registry;
 use fx::train::Trainer;
-use fx_plugin::{ClsMode, Dataset, DatasetDesc, DatasetSpec, PluginEntry, PluginError, Sample, SampleRecord, Split};
+use fx_plugin::{Dataset, DatasetDesc, DatasetSpec, LabelMode, PluginEntry, PluginError, Sample, SampleRecord, Split};
 use std::path::Path;
 use tch::Device;
 
@@ -49,7 +49,7 @@ fn registry() -> Registry {
             let desc = DatasetDesc {
                 name: spec.name.clone(),
                 cls_labels: vec![format!("no {first}"), first],
-                cls_mode: ClsMode::MultiClass,
+                cls_mode: LabelMode::MultiClass,
                 ..inner.desc().clone()
             };
             Ok(Box::new(Exclusive { inner, desc }))
@@ -99,10 +99,10 @@ fn every_head_kind_trains_checkpoints_and_resumes_exactly() {
     let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let mlp = "[datasets.heads.cls]\nkind = \"mlp\"\nhidden = [24, 12]\ndropout = 0.1";
     for (plugin, heads, mode, vars) in [
-        ("phantom-cxp", "", ClsMode::MultiLabel, vec!["weight", "bias"]),
-        ("phantom-cxp", mlp, ClsMode::MultiLabel, vec!["0.weight", "1.bias", "out.weight", "out.bias"]),
-        ("exclusive", "", ClsMode::MultiClass, vec!["weight", "bias"]),
-        ("exclusive", mlp, ClsMode::MultiClass, vec!["0.weight", "1.bias", "out.weight", "out.bias"]),
+        ("phantom-cxp", "", LabelMode::MultiLabel, vec!["weight", "bias"]),
+        ("phantom-cxp", mlp, LabelMode::MultiLabel, vec!["0.weight", "1.bias", "out.weight", "out.bias"]),
+        ("exclusive", "", LabelMode::MultiClass, vec!["weight", "bias"]),
+        ("exclusive", mlp, LabelMode::MultiClass, vec!["0.weight", "1.bias", "out.weight", "out.bias"]),
     ] {
         let what = format!("{plugin} {}", if heads.is_empty() { "linear" } else { "mlp" });
         let a = tempfile::tempdir().unwrap();
@@ -130,7 +130,7 @@ fn every_head_kind_trains_checkpoints_and_resumes_exactly() {
         let metric = |m: &str| rows.iter().filter(|r| r["metric"] == m).count();
         assert_eq!(metric("auc"), 2 * epochs, "{what}: one AUC row per model and epoch");
         // Accuracy for exclusive classes only.
-        assert_eq!(metric("accuracy"), if mode == ClsMode::MultiClass { 2 * epochs } else { 0 }, "{what}");
+        assert_eq!(metric("accuracy"), if mode == LabelMode::MultiClass { 2 * epochs } else { 0 }, "{what}");
         assert!(rows.iter().all(|r| r["value"].as_f64().is_some_and(|v| (0.0..=100.0).contains(&v))), "{what}");
         let model: serde_json::Value =
             serde_json::from_str(&std::fs::read_to_string(straight_dir.join("model.json")).unwrap()).unwrap();
@@ -154,7 +154,7 @@ fn every_head_kind_trains_checkpoints_and_resumes_exactly() {
         for pr in &p[plugin] {
             let sum: f32 = pr.cls.iter().sum();
             assert_eq!(pr.cls.len() as i64, c);
-            if mode == ClsMode::MultiClass {
+            if mode == LabelMode::MultiClass {
                 assert!((sum - 1.0).abs() < 1e-5, "{what}: softmax scores sum to {sum}");
             } else {
                 assert!(pr.cls.iter().all(|v| (0.0..=1.0).contains(v)));
@@ -169,7 +169,7 @@ fn the_experiment_overrides_the_plugins_mode_and_refuses_inconsistent_heads() {
     let dir = tempfile::tempdir().unwrap();
     let exp = experiment(dir.path(), "exclusive", "[datasets.heads.cls]\nmode = \"multi_label\"");
     let t = Trainer::create(exp, "h.toml", &registry(), Device::Cpu).unwrap();
-    assert_eq!(t.student.cls_heads["exclusive"].spec.mode, ClsMode::MultiLabel);
+    assert_eq!(t.student.cls_heads["exclusive"].spec.mode, LabelMode::MultiLabel);
     drop(t);
     let parse = |heads: &str| {
         let t = text(dir.path(), "phantom-cxp", heads);
@@ -203,7 +203,7 @@ fn the_task_losses_equal_their_definitions() {
         lse - row[class]
     };
     let expected = (ce(&logits[0], 0) + ce(&logits[3], 1)) / 2.0;
-    let got = cls_loss(&lt, &yt, ClsMode::MultiClass).double_value(&[]);
+    let got = cls_loss(&lt, &yt, LabelMode::MultiClass).double_value(&[]);
     assert!((got - expected).abs() < 1e-5, "multi-class {got} vs {expected}");
     let (mut sum, mut n) = (0.0, 0.0);
     for (row, y) in logits.iter().zip(&labels) {
@@ -215,7 +215,7 @@ fn the_task_losses_equal_their_definitions() {
             }
         }
     }
-    let got = cls_loss(&lt, &yt, ClsMode::MultiLabel).double_value(&[]);
+    let got = cls_loss(&lt, &yt, LabelMode::MultiLabel).double_value(&[]);
     assert!((got - sum / n).abs() < 1e-5, "multi-label {got} vs {}", sum / n);
     // Accuracy over the one-hot rows: row 0 right (argmax 0), row 3 right (argmax 1).
     let scores: Vec<f64> = logits.concat();
@@ -310,4 +310,121 @@ options = {{ train = 16, test = 8 }}
     let e = Experiment::parse(Path::new("l.toml"), &text(c.path(), too_many), &[]).unwrap();
     let err = format!("{:#}", Trainer::create(e, "l.toml", &registry(), Device::Cpu).err().unwrap());
     assert!(err.contains("phantom-organs") && err.contains("num_queries"), "{err}");
+}
+
+/// `[datasets.heads.seg]`: conv and conv_stack heads, sigmoid per label and softmax over
+/// background + labels (with the Dice + pixel term loss, so the cross-entropy trains), each
+/// trained on phantom organs, resumed exactly and predicted from the run.
+#[test]
+fn every_seg_head_kind_trains_resumes_and_predicts() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let text = |dir: &Path, heads: &str| {
+        format!(
+            r#"
+name = "s"
+seed = 9
+device = "cpu"
+output_dir = "{}"
+[model]
+arch = "swin_nano"
+image_size = 64
+drop_path = 0.0
+ppm_channels = 16
+fpn_channels = 8
+[train]
+batch_size = 8
+cycles = 1
+workers = 1
+[loss]
+seg = "dice_bce"
+[eval]
+models = ["teacher"]
+max_samples = 8
+[[datasets]]
+plugin = "phantom-organs"
+tasks = ["seg"]
+options = {{ train = 16, test = 8 }}
+{heads}
+"#,
+            dir.display()
+        )
+    };
+    let stack = "kind = \"conv_stack\"\nwidths = [12, 6]";
+    for (heads, channels, vars) in [
+        ("", 3, vec!["weight", "bias"]),
+        (stack, 3, vec!["0.weight", "1.bias", "out.weight"]),
+        ("mode = \"multi_class\"", 4, vec!["weight", "bias"]),
+        (&format!("{stack}\nmode = \"multi_class\""), 4, vec!["0.weight", "1.bias", "out.weight"]),
+    ] {
+        let heads = format!("[datasets.heads.seg]\n{heads}");
+        let exp = |dir: &Path| Experiment::parse(Path::new("s.toml"), &text(dir, &heads), &[]).unwrap();
+        let a = tempfile::tempdir().unwrap();
+        let mut straight = Trainer::create(exp(a.path()), "s.toml", &registry(), Device::Cpu).unwrap();
+        let head = &straight.student.seg_heads["phantom-organs"];
+        assert_eq!(head.spec.channels(), channels, "{heads}");
+        let names: Vec<String> = straight.student.named_variables().into_iter().map(|(n, _)| n).collect();
+        for v in &vars {
+            assert!(names.contains(&format!("seg_head.phantom-organs.{v}")), "{heads}: no {v} in {names:?}");
+        }
+        // The output conv has one channel per label, plus the background for multi_class.
+        let out = if vars[0] == "weight" { "weight" } else { "out.weight" };
+        let w = &straight.student.vs.variables()[&format!("seg_head.phantom-organs.{out}")];
+        assert_eq!(w.size()[0], channels, "{heads}");
+        let epochs = straight.plan.len();
+        for _ in 0..epochs {
+            assert!(straight.run_epoch(&mut |_| {}).unwrap());
+        }
+        let straight_dir = straight.run_dir();
+        drop(straight);
+        let rows = common::rows(&straight_dir);
+        assert!(rows.iter().any(|r| r["metric"] == "dice"), "{heads}");
+        assert!(rows.iter().all(|r| r["value"].as_f64().is_some_and(|v| (0.0..=100.0).contains(&v))), "{heads}");
+        let b = tempfile::tempdir().unwrap();
+        let first = Trainer::create(exp(b.path()), "s.toml", &registry(), Device::Cpu).unwrap();
+        let resumed_dir = first.run_dir();
+        drop(first);
+        for _ in 0..epochs {
+            let mut t = Trainer::resume(&resumed_dir, &registry(), Some(Device::Cpu)).unwrap();
+            t.run_epoch(&mut |_| {}).unwrap();
+        }
+        common::assert_same_run(&straight_dir, &resumed_dir, &heads);
+        let loaded = fx::predict::load(&straight_dir, fx::config::ModelRole::Teacher, Device::Cpu).unwrap();
+        assert_eq!(loaded.card.seg_heads["phantom-organs"].channels(), channels);
+        let opts = fx::predict::PredictOptions { datasets: vec![], cls: false, loc: false, seg: true, threshold: 0.5 };
+        let p = fx::predict::infer(&loaded, &vec![0.5f32; 64 * 64], &[(80, 60)], &opts).unwrap();
+        let masks = &p["phantom-organs"][0].masks;
+        assert_eq!(masks.len(), 3, "{heads}: one mask per label, not per channel");
+        assert!(masks.iter().all(|m| m.len() == 80 * 60));
+    }
+    let e = Experiment::parse(Path::new("s.toml"), &text(Path::new("/tmp"), "[datasets.heads.seg]\nwidths = [8]"), &[])
+        .err()
+        .map(|e| format!("{e:#}"))
+        .unwrap();
+    assert!(e.contains("conv_stack"), "{e}");
+}
+
+/// A pixel's class for a multi-class seg head: background where no mask is set, else 1 + its
+/// label (the first, where masks overlap); the softmax's per-label probabilities drop the
+/// background and sum with it to 1.
+#[test]
+fn pixel_classes_and_softmax_probabilities() {
+    use tch::Tensor;
+    // (B=1, K=2, 1×4): pixel 0 none, 1 label 0, 2 label 1, 3 both.
+    let target = Tensor::from_slice(&[0.0f32, 1.0, 0.0, 1.0, 0.0, 0.0, 1.0, 1.0]).view([1, 2, 1, 4]);
+    let classes = Vec::<i64>::try_from(fx::train::pixel_classes(&target).flatten(0, -1)).unwrap();
+    assert_eq!(classes, vec![0, 1, 2, 1]);
+    let spec = fx::upernet::SegHeadSpec { labels: 2, widths: vec![], mode: LabelMode::MultiClass };
+    let logits = Tensor::randn([1, 3, 1, 4], (tch::Kind::Float, Device::Cpu));
+    let p = spec.probabilities(&logits);
+    assert_eq!(p.size(), vec![1, 2, 1, 4]);
+    let background = logits.softmax(1, tch::Kind::Float).narrow(1, 0, 1);
+    let total = (p.sum_dim_intlist(1, true, tch::Kind::Float) + background - 1.0).abs().max().double_value(&[]);
+    assert!(total < 1e-6);
+    // The predicted masks: each pixel in its most probable class's mask only (none if background).
+    let m = spec.mask_scores(&logits);
+    let winner = Vec::<i64>::try_from(logits.argmax(1, false).flatten(0, -1)).unwrap();
+    let m = Vec::<f32>::try_from(m.flatten(0, -1)).unwrap();
+    for (px, w) in winner.iter().enumerate() {
+        assert_eq!([m[px], m[4 + px]], [(*w == 1) as u8 as f32, (*w == 2) as u8 as f32]);
+    }
 }

@@ -12,8 +12,11 @@ use tch::{Device, Tensor};
 
 #[test]
 fn upernet_at_swin_b_size_matches_the_paper() {
-    let heads =
-        Heads { seg: BTreeMap::from([("organs".to_string(), 3)]), seg_channels: (256, 128), ..Default::default() };
+    let heads = Heads {
+        seg: BTreeMap::from([("organs".to_string(), fx::upernet::SegHeadSpec::conv(3))]),
+        seg_channels: (256, 128),
+        ..Default::default()
+    };
     let m = Model::new(Device::Cpu, &SwinConfig::named("swin_base", 224).unwrap(), &heads).unwrap();
     // Parameters only (BatchNorm running statistics are state, not parameters).
     let params: i64 = m

@@ -199,7 +199,7 @@ pub fn open(spec: &DatasetSpec) -> Result<FileDataset, PluginError> {
     }
     let labels: Vec<String> = LABELS[..nl].iter().map(|s| s.to_string()).collect();
     let desc = DatasetDesc {
-        cls_mode: fx_plugin::ClsMode::MultiLabel,
+        cls_mode: fx_plugin::LabelMode::MultiLabel,
         name: spec.name.clone(),
         description: format!("CANDID-PTX under {}", root.display()),
         cls_labels: labels.clone(),

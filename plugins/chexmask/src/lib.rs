@@ -203,7 +203,7 @@ pub fn open(spec: &DatasetSpec) -> Result<FileDataset, PluginError> {
     splits[idx(Split::Test)] = test;
 
     let desc = DatasetDesc {
-        cls_mode: fx_plugin::ClsMode::MultiLabel,
+        cls_mode: fx_plugin::LabelMode::MultiLabel,
         name: spec.name.clone(),
         description: format!("CheXmask VinDr-CXR masks {} over the images in {}", csv.display(), images.display()),
         cls_labels: vec![],

@@ -153,7 +153,7 @@ pub fn open(spec: &DatasetSpec) -> Result<FileDataset, PluginError> {
     splits[2] = test_rows.into_iter().map(|(_, e)| e).collect();
 
     let desc = DatasetDesc {
-        cls_mode: fx_plugin::ClsMode::MultiLabel,
+        cls_mode: fx_plugin::LabelMode::MultiLabel,
         name: spec.name.clone(),
         description: format!("CheXpert (train.csv, valid.csv) under {}", root.display()),
         cls_labels: labels,

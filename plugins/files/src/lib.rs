@@ -143,7 +143,7 @@ impl CocoDataset {
             }
         }
         let desc = DatasetDesc {
-            cls_mode: fx_plugin::ClsMode::MultiLabel,
+            cls_mode: fx_plugin::LabelMode::MultiLabel,
             name: spec.name.clone(),
             description: format!("COCO annotations under {}", root.display()),
             cls_labels: if cls_from_boxes { labels.clone() } else { Vec::new() },
@@ -289,7 +289,7 @@ impl BoxCsvDataset {
         let cls_from_boxes = opts.bool("cls_from_boxes", false)?;
         let mut out = BoxCsvDataset {
             desc: DatasetDesc {
-                cls_mode: fx_plugin::ClsMode::MultiLabel,
+                cls_mode: fx_plugin::LabelMode::MultiLabel,
                 name: spec.name.clone(),
                 description: format!("boxes from {}", root.join(&file).display()),
                 cls_labels: if cls_from_boxes { csv.labels.clone() } else { Vec::new() },

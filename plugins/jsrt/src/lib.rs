@@ -166,7 +166,7 @@ pub fn open(spec: &DatasetSpec) -> Result<FileDataset, PluginError> {
         }
     }
     let desc = DatasetDesc {
-        cls_mode: fx_plugin::ClsMode::MultiLabel,
+        cls_mode: fx_plugin::LabelMode::MultiLabel,
         name: spec.name.clone(),
         description: format!("JSRT database with the SCR masks under {}", root.display()),
         cls_labels: if nodule_cls { vec![NODULE.to_string()] } else { vec![] },

@@ -140,7 +140,7 @@ pub fn open(spec: &DatasetSpec) -> Result<FileDataset, PluginError> {
         ));
     }
     let desc = DatasetDesc {
-        cls_mode: fx_plugin::ClsMode::MultiLabel,
+        cls_mode: fx_plugin::LabelMode::MultiLabel,
         name: spec.name.clone(),
         description: format!("MIMIC-CXR-JPG under {}", root.display()),
         cls_labels: labels,

@@ -259,7 +259,7 @@ pub fn open(spec: &DatasetSpec) -> Result<FileDataset, PluginError> {
     splits[2] = test_rows;
 
     let desc = DatasetDesc {
-        cls_mode: fx_plugin::ClsMode::MultiLabel,
+        cls_mode: fx_plugin::LabelMode::MultiLabel,
         name: spec.name.clone(),
         description: format!(
             "NIH ChestX-ray14 ({}) under {}",

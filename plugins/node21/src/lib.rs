@@ -90,7 +90,7 @@ pub fn open(spec: &DatasetSpec) -> Result<FileDataset, PluginError> {
         splits[SPLITS.iter().position(|x| *x == s).unwrap()].push(e);
     }
     let desc = DatasetDesc {
-        cls_mode: fx_plugin::ClsMode::MultiLabel,
+        cls_mode: fx_plugin::LabelMode::MultiLabel,
         name: spec.name.clone(),
         description: format!("NODE21 (preprocessed) under {}", root.display()),
         cls_labels: vec!["nodule".into()],

@@ -183,7 +183,7 @@ impl PhantomDataset {
             None => (preset.loc.to_vec(), preset.seg.to_vec()),
         };
         let desc = DatasetDesc {
-            cls_mode: fx_plugin::ClsMode::MultiLabel,
+            cls_mode: fx_plugin::LabelMode::MultiLabel,
             name: spec.name.clone(),
             description: preset.summary.to_string(),
             cls_labels: preset.cls.iter().map(|f| f.as_str().to_string()).collect(),

@@ -83,7 +83,7 @@ pub fn open(spec: &DatasetSpec) -> Result<FileDataset, PluginError> {
         splits[fx_data::dataset::SPLITS.iter().position(|x| *x == s).unwrap()].push(e);
     }
     let desc = DatasetDesc {
-        cls_mode: fx_plugin::ClsMode::MultiLabel,
+        cls_mode: fx_plugin::LabelMode::MultiLabel,
         name: spec.name.clone(),
         description: format!("RSNA Pneumonia Detection Challenge under {}", root.display()),
         cls_labels: CLASSES.iter().map(|s| s.to_string()).collect(),

@@ -80,7 +80,7 @@ pub fn open(spec: &DatasetSpec) -> Result<FileDataset, PluginError> {
         ));
     }
     let desc = DatasetDesc {
-        cls_mode: fx_plugin::ClsMode::MultiLabel,
+        cls_mode: fx_plugin::LabelMode::MultiLabel,
         name: spec.name.clone(),
         description: format!("NIH Shenzhen Hospital chest X-ray set under {}", root.display()),
         cls_labels: CLS_LABELS.iter().map(|s| s.to_string()).collect(),

@@ -52,7 +52,7 @@ impl Stripes {
         };
         Ok(Stripes {
             desc: DatasetDesc {
-                cls_mode: fx_plugin::ClsMode::MultiLabel,
+                cls_mode: fx_plugin::LabelMode::MultiLabel,
                 name: spec.name.clone(),
                 description: "stripes (example plugin library): vertical or horizontal stripes with one bright block"
                     .into(),

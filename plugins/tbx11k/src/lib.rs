@@ -156,7 +156,7 @@ pub fn open(spec: &DatasetSpec) -> Result<FileDataset, PluginError> {
         }
     }
     let desc = DatasetDesc {
-        cls_mode: fx_plugin::ClsMode::MultiClass,
+        cls_mode: fx_plugin::LabelMode::MultiClass,
         name: spec.name.clone(),
         description: format!(
             "TBX11K under {}: official train (a seeded {val_fraction} of it as val) and official val as test",

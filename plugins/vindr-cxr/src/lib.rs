@@ -226,7 +226,7 @@ pub fn open(spec: &DatasetSpec) -> Result<FileDataset, PluginError> {
     };
 
     let desc = DatasetDesc {
-        cls_mode: fx_plugin::ClsMode::MultiLabel,
+        cls_mode: fx_plugin::LabelMode::MultiLabel,
         name: spec.name.clone(),
         description: format!(
             "VinDr-CXR ({}) under {}",

@@ -80,7 +80,7 @@ pub fn open(spec: &DatasetSpec) -> Result<FileDataset, PluginError> {
         splits[SPLITS.iter().position(|s| *s == split).unwrap()].extend(entries);
     }
     let desc = DatasetDesc {
-        cls_mode: fx_plugin::ClsMode::MultiLabel,
+        cls_mode: fx_plugin::LabelMode::MultiLabel,
         name: spec.name.clone(),
         description: format!("VinDr-RibCXR under {}", base.display()),
         cls_labels: vec![],

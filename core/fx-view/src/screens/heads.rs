@@ -64,15 +64,15 @@ pub fn draw(f: &mut Frame, area: Rect, v: &View) {
         let trainable = active && cur.is_some_and(|p| p.trainable.get(head) == Some(true));
         let state = if trainable { "trainable" } else { "frozen" };
         let epochs = s.plan.iter().filter(|p| &p.dataset == d && &p.task == task).count();
-        // A classification head's kind where model.json records it; mutually exclusive classes
-        // (softmax) read "one of".
-        let cls_head = (task == "cls").then(|| s.cls_heads.get(d)).flatten();
-        let one_of = if cls_head.is_some_and(|(_, mode)| mode == "multi_class") { "one of: " } else { "" };
+        // A head's kind where model.json records it; mutually exclusive labels (softmax) read
+        // "one of".
+        let kind = s.head_kinds.get(&(d.clone(), task.clone()));
+        let one_of = if kind.is_some_and(|(_, mode)| mode == "multi_class") { "one of: " } else { "" };
         let labels = match facts::labels(s, d, task) {
             Some(l) => format!("{} {one_of}{}", l.len(), l.join(" ")),
             None => "? (after the first evaluation)".into(),
         };
-        let head = cls_head.map_or(head, |(kind, _)| kind.as_str());
+        let head = kind.map_or(head, |(kind, _)| kind.as_str());
         let mark = if active { t.current } else { " " };
         let params =
             s.parameters.get(&format!("{}.{d}", head_group(task))).map(|n| human(*n)).unwrap_or_else(|| "-".into());

@@ -91,7 +91,7 @@ impl Trainer {
                 };
                 // Multi-class heads: also the accuracy (argmax = the one-hot class) over the
                 // images with a one-hot label; a secondary metric, like dice_global.
-                if model.cls_heads[&name].spec.mode == fx_plugin::ClsMode::MultiClass {
+                if model.cls_heads[&name].spec.mode == fx_plugin::LabelMode::MultiClass {
                     if let Some(acc) = accuracy(&scores, &labels, c) {
                         rows.push(MetricRow {
                             epoch: plan.epoch,
@@ -177,7 +177,9 @@ impl Trainer {
             let forward = |b: &Batch| -> Result<Vec<Tensor>> {
                 let x = model.input(&self.images_tensor(b));
                 Ok(vec![tch::no_grad(|| {
-                    Ok::<_, anyhow::Error>(model.seg(&x, name, false, false, None)?.logits.sigmoid())
+                    Ok::<_, anyhow::Error>(
+                        model.seg_heads[name].spec.mask_scores(&model.seg(&x, name, false, false, None)?.logits),
+                    )
                 })?])
             };
             self.gathered(batches, 1, forward, |b, p| {

@@ -162,6 +162,8 @@ pub fn model_json(exp: &Experiment, student: &Model, datasets: &[OpenedDataset])
         .collect();
     let cls_heads: BTreeMap<String, ClsHeadSpec> =
         student.cls_heads.iter().map(|(d, h)| (d.clone(), h.spec.clone())).collect();
+    let seg_heads: BTreeMap<String, SegHeadSpec> =
+        student.seg_heads.iter().map(|(d, h)| (d.clone(), h.spec.clone())).collect();
     let loc_dino: BTreeMap<String, crate::dino::DinoConfig> = datasets
         .iter()
         .filter(|d| d.tasks.contains(&Task::Loc))
@@ -175,6 +177,7 @@ pub fn model_json(exp: &Experiment, student: &Model, datasets: &[OpenedDataset])
         "parameters": parameters,
         "labels": labels,
         "cls_heads": cls_heads,
+        "seg_heads": seg_heads,
     })
 }
 
@@ -189,6 +192,12 @@ pub fn cls_head_spec(exp: &Experiment, d: &OpenedDataset) -> ClsHeadSpec {
         dropout: cfg.dropout,
         mode: cfg.mode.unwrap_or(desc.cls_mode),
     }
+}
+
+/// A dataset's segmentation head: its seg labels with the experiment's `[datasets.heads.seg]`.
+pub fn seg_head_spec(exp: &Experiment, d: &OpenedDataset) -> SegHeadSpec {
+    let cfg = exp.datasets.iter().find(|c| c.name() == d.name).map(|c| c.heads.seg.clone()).unwrap_or_default();
+    SegHeadSpec { labels: d.dataset.desc().seg_labels.len() as i64, widths: cfg.widths, mode: cfg.mode }
 }
 
 /// The DINO sizes of a dataset's decoder: `[model.dino]` with its `[datasets.heads.loc]`.
@@ -214,7 +223,11 @@ pub fn heads(exp: &Experiment, datasets: &[OpenedDataset]) -> Heads {
             .filter(|d| d.tasks.contains(&Task::Cls))
             .map(|d| (d.name.clone(), cls_head_spec(exp, d)))
             .collect(),
-        seg: of(Task::Seg),
+        seg: datasets
+            .iter()
+            .filter(|d| d.tasks.contains(&Task::Seg))
+            .map(|d| (d.name.clone(), seg_head_spec(exp, d)))
+            .collect(),
         loc: of(Task::Loc),
         seg_channels: (exp.model.ppm_channels, exp.model.fpn_channels),
         dino: exp.model.dino.clone(),

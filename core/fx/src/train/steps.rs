@@ -2,7 +2,7 @@
 //! the step's loss — task loss, plus the consistency loss with the teacher — for one batch.
 
 use super::*;
-use fx_plugin::ClsMode;
+use fx_plugin::LabelMode;
 
 /// The batch's boxes as DINO targets: (cx, cy, w, h) normalised to the image. Boxes thinner than
 /// a pixel (an augmentation can crop a box away) carry no signal and are left out.
@@ -22,12 +22,20 @@ pub fn targets_of(batch: &Batch) -> Vec<Targets> {
         .collect()
 }
 
+/// Each pixel's class for a multi-class segmentation head: 0 background (no mask), else 1 + the
+/// index of its label's mask (where masks overlap, the first label's), (B, H, W) int64.
+pub fn pixel_classes(target: &Tensor) -> Tensor {
+    let background = target.sum_dim_intlist(1, true, Kind::Float).eq(0.0).to_kind(Kind::Float);
+    Tensor::cat(&[background, target.shallow_clone()], 1).argmax(1, false)
+}
+
 /// 1 − soft Dice per class, pooled over the batch and pixels (smooth 1), averaged over classes.
-/// `global`: in a job, the sums are the global batch's (the loss one process computes).
-pub fn soft_dice_loss(logits: &Tensor, target: &Tensor, global: Option<&GlobalBatch>) -> Result<Tensor> {
-    let p = logits.sigmoid();
+/// `probs`: per-label probabilities (B, K, H, W), [`SegHeadSpec::probabilities`]. `global`: in a
+/// job, the sums are the global batch's (the loss one process computes).
+pub fn soft_dice_loss(probs: &Tensor, target: &Tensor, global: Option<&GlobalBatch>) -> Result<Tensor> {
+    let p = probs;
     let dims = [0i64, 2, 3];
-    let inter = (&p * target).sum_dim_intlist(dims.as_slice(), false, Kind::Float);
+    let inter = (p * target).sum_dim_intlist(dims.as_slice(), false, Kind::Float);
     let denom = p.sum_dim_intlist(dims.as_slice(), false, Kind::Float)
         + target.sum_dim_intlist(dims.as_slice(), false, Kind::Float);
     let (inter, denom) = match global {
@@ -51,11 +59,11 @@ pub fn l2_normalised(x: &Tensor) -> Tensor {
 /// BCE-with-logits over the known labels, averaged over them. Multi-class: cross-entropy against
 /// the class of each one-hot row (every label known, 0 or 1, exactly one 1), averaged over those
 /// rows; other rows are left out, as unknown. All on the device (no host synchronisation).
-pub fn cls_loss(logits: &Tensor, labels: &Tensor, mode: ClsMode) -> Tensor {
+pub fn cls_loss(logits: &Tensor, labels: &Tensor, mode: LabelMode) -> Tensor {
     let known = labels.isnan().logical_not().to_kind(Kind::Float);
     let target = labels.nan_to_num(0.0, None, None);
     match mode {
-        ClsMode::MultiLabel => {
+        LabelMode::MultiLabel => {
             let bce = logits.binary_cross_entropy_with_logits::<Tensor>(
                 &target,
                 Some(known.shallow_clone()),
@@ -64,7 +72,7 @@ pub fn cls_loss(logits: &Tensor, labels: &Tensor, mode: ClsMode) -> Tensor {
             );
             bce / known.sum(Kind::Float).clamp_min(1.0)
         }
-        ClsMode::MultiClass => {
+        LabelMode::MultiClass => {
             let binary = target.eq(0.0).logical_or(&target.eq(1.0)).all_dim(1, false);
             let one_hot = known
                 .all_dim(1, false)
@@ -171,10 +179,20 @@ impl Trainer {
         let sync = global.as_ref().filter(|_| self.exp.train.sync_batchnorm && tr.group(Group::SegDecoder));
         let train_decoder = tr.group(Group::SegDecoder) && (batch.is_some() || sync.is_some());
         let out = self.student.seg(&x, &plan.dataset, tr.group(Group::Backbone), train_decoder, sync)?;
-        let mut task = soft_dice_loss(&out.logits, &target, global.as_ref())?;
+        let head = &self.student.seg_heads[&plan.dataset].spec;
+        let mut task = soft_dice_loss(&head.probabilities(&out.logits), &target, global.as_ref())?;
         if self.exp.loss.seg == SegLoss::DiceBce {
-            let bce = out.logits.binary_cross_entropy_with_logits::<Tensor>(&target, None, None, Reduction::Mean);
-            task = (task + bce) * 0.5;
+            // The pixel-wise term: BCE per label, or for exclusive labels the cross-entropy over
+            // background and labels.
+            let pixels = match head.mode {
+                LabelMode::MultiLabel => {
+                    out.logits.binary_cross_entropy_with_logits::<Tensor>(&target, None, None, Reduction::Mean)
+                }
+                LabelMode::MultiClass => {
+                    out.logits.cross_entropy_loss::<Tensor>(&pixel_classes(&target), None, Reduction::Mean, -100, 0.0)
+                }
+            };
+            task = (task + pixels) * 0.5;
         }
         match (&self.teacher, w > 0.0) {
             (Some(teacher), true) => {
