@@ -544,6 +544,11 @@ pub struct DatasetConfig {
     /// run while it trains (earlier cycles are planned without it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub joined_cycle: Option<usize>,
+    /// Set with `joined_cycle` when the dataset was hot-added with `join = "next_epoch"`: in its
+    /// joining cycle its epochs come first from this epoch on (at the first (dataset, task) pair
+    /// that starts there or later: a Lock epoch is never parted from its Release).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub joined_epoch: Option<usize>,
     /// The dataset's heads (`[datasets.heads.cls]`); unset keys take the plugin's declaration and
     /// the defaults. Left out of the resolved experiment when default, so that runs recorded before
     /// the key existed resume unchanged.

@@ -115,31 +115,49 @@ fn cycle_pairs(order: Order, tasks: &[(String, Vec<Task>)]) -> Vec<(&str, Task)>
 pub fn plan(exp: &Experiment, tasks: &[(String, Vec<Task>)]) -> Vec<EpochPlan> {
     let lr = &exp.lock_release;
     let mut out = Vec::new();
-    // A dataset added to a running run takes part from the cycle it joined.
-    let joined = |name: &str| exp.datasets.iter().find(|d| d.name() == name).and_then(|d| d.joined_cycle).unwrap_or(1);
+    // A dataset added to a running run takes part from the cycle it joined; one added with
+    // join = "next_epoch" also from an epoch within that cycle.
+    let config = |name: &str| exp.datasets.iter().find(|d| d.name() == name);
+    let joined = |name: &str| config(name).and_then(|d| d.joined_cycle).unwrap_or(1);
+    let joined_epoch =
+        |name: &str, cycle: usize| config(name).filter(|d| d.joined_cycle == Some(cycle)).and_then(|d| d.joined_epoch);
+    let push = |out: &mut Vec<EpochPlan>, cycle: usize, dataset: &str, task: Task| {
+        let lock = lr.enabled && (task != Task::Cls || lr.classification);
+        let modes: &[Mode] = if lock { &[Mode::Lock, Mode::Release] } else { &[Mode::Release] };
+        for &mode in modes {
+            out.push(EpochPlan {
+                epoch: out.len() + 1,
+                cycle,
+                dataset: dataset.to_string(),
+                task,
+                mode,
+                fraction: if mode == Mode::Lock { lr.lock_fraction } else { 1.0 },
+                trainable: match exp.finetune.mode {
+                    FinetuneMode::Full => Trainable::for_task(task, mode),
+                    // Head-only finetuning: the Lock flags, whatever the pass.
+                    FinetuneMode::HeadOnly => Trainable::for_task(task, Mode::Lock),
+                },
+                lr_factor: exp.optimizer.lr_schedule.factor(cycle, exp.train.cycles),
+            });
+        }
+    };
     for cycle in 1..=exp.train.cycles {
-        for (dataset, task) in cycle_pairs(exp.train.order, tasks) {
-            if cycle < joined(dataset) {
-                continue;
+        let pairs: Vec<(&str, Task)> =
+            cycle_pairs(exp.train.order, tasks).into_iter().filter(|(d, _)| cycle >= joined(d)).collect();
+        // Pairs of datasets joining at an epoch of this cycle wait for it, then come first.
+        let (mut waiting, normal): (Vec<_>, Vec<_>) =
+            pairs.into_iter().partition(|(d, _)| joined_epoch(d, cycle).is_some());
+        for (dataset, task) in normal {
+            let due: Vec<(&str, Task)> =
+                waiting.iter().copied().filter(|(d, _)| joined_epoch(d, cycle).unwrap() <= out.len() + 1).collect();
+            waiting.retain(|p| !due.contains(p));
+            for (d, t) in due {
+                push(&mut out, cycle, d, t);
             }
-            let lock = lr.enabled && (task != Task::Cls || lr.classification);
-            let modes: &[Mode] = if lock { &[Mode::Lock, Mode::Release] } else { &[Mode::Release] };
-            for &mode in modes {
-                out.push(EpochPlan {
-                    epoch: out.len() + 1,
-                    cycle,
-                    dataset: dataset.to_string(),
-                    task,
-                    mode,
-                    fraction: if mode == Mode::Lock { lr.lock_fraction } else { 1.0 },
-                    trainable: match exp.finetune.mode {
-                        FinetuneMode::Full => Trainable::for_task(task, mode),
-                        // Head-only finetuning: the Lock flags, whatever the pass.
-                        FinetuneMode::HeadOnly => Trainable::for_task(task, Mode::Lock),
-                    },
-                    lr_factor: exp.optimizer.lr_schedule.factor(cycle, exp.train.cycles),
-                });
-            }
+            push(&mut out, cycle, dataset, task);
+        }
+        for (d, t) in waiting {
+            push(&mut out, cycle, d, t);
         }
     }
     out
@@ -155,6 +173,40 @@ mod tests {
             "name='t'\n[model]\narch='swin_nano'\nimage_size=32\n[train]\ncycles=2\n{extra}\n[[datasets]]\nplugin='a'\n"
         );
         Experiment::parse(Path::new("t.toml"), &text, &[]).unwrap()
+    }
+
+    /// A dataset joining at epoch 2 of cycle 1 never parts a Lock epoch from its Release: it
+    /// waits for the pair that started at epoch 1 and comes first after it; later cycles as usual.
+    #[test]
+    fn a_dataset_joining_at_an_epoch_waits_for_the_current_pair() {
+        let mut e = exp("");
+        let mut b = e.datasets[0].clone();
+        (b.name, b.plugin, b.joined_cycle, b.joined_epoch) = (Some("b".into()), "b".into(), Some(1), Some(2));
+        e.datasets.push(b);
+        let c = e.datasets[0].clone();
+        e.datasets.push(crate::config::DatasetConfig { name: Some("c".into()), plugin: "c".into(), ..c });
+        let tasks = vec![
+            ("a".to_string(), vec![Task::Seg]),
+            ("c".to_string(), vec![Task::Seg]),
+            ("b".to_string(), vec![Task::Cls]),
+        ];
+        let got: Vec<String> =
+            plan(&e, &tasks).iter().map(|p| format!("{} {} {}", p.cycle, p.dataset, p.mode.as_str())).collect();
+        assert_eq!(
+            got,
+            [
+                "1 a Lock",
+                "1 a Release",
+                "1 b Release",
+                "1 c Lock",
+                "1 c Release",
+                "2 a Lock",
+                "2 a Release",
+                "2 c Lock",
+                "2 c Release",
+                "2 b Release"
+            ]
+        );
     }
 
     #[test]

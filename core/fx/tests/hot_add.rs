@@ -137,3 +137,50 @@ fn a_dataset_added_before_a_checkpoint_has_its_head_resumes_fresh() {
     assert!(r.student.cls_heads.contains_key("late"));
     assert_eq!(r.run(&mut |_| {}).unwrap(), "finished");
 }
+
+/// `join = "next_epoch"`: the added dataset trains at the very next epoch (its epochs of the
+/// current cycle first, then the rest of the cycle), in every later cycle as usual, and the plan
+/// survives a resume.
+#[test]
+fn a_dataset_added_with_join_next_epoch_trains_at_the_next_epoch() {
+    let dir = tempfile::tempdir().unwrap();
+    let registry = Registry::new(fx_phantom::plugins());
+    let mut t = Trainer::create(exp(dir.path()), "hot.toml", &registry, Device::Cpu).unwrap();
+    assert!(t.run_epoch(&mut |_| {}).unwrap());
+    let before = t.plan.clone();
+    let pending = t.run.path("pending");
+    std::fs::create_dir_all(&pending).unwrap();
+    std::fs::write(
+        pending.join("1-nih.toml"),
+        "join = \"next_epoch\"\n[[datasets]]\nplugin = \"phantom-nih\"\noptions = { train = 32, test = 16 }\n",
+    )
+    .unwrap();
+    assert!(t.run_epoch(&mut |_| {}).unwrap());
+    // Cycle 1: cxp (trained), nih (epoch 2, the one just trained), tbx; then cycles 2 and 3.
+    let order: Vec<(usize, String)> = t.plan.iter().map(|p| (p.cycle, p.dataset.to_string())).collect();
+    let expected = [
+        (1, "phantom-cxp"),
+        (1, "phantom-nih"),
+        (1, "phantom-tbx"),
+        (2, "phantom-cxp"),
+        (2, "phantom-tbx"),
+        (2, "phantom-nih"),
+        (3, "phantom-cxp"),
+        (3, "phantom-tbx"),
+        (3, "phantom-nih"),
+    ];
+    assert_eq!(order, expected.map(|(c, d)| (c, d.to_string())));
+    assert_eq!(t.plan[0], before[0]);
+    let trained: Vec<String> = t.run.metrics().unwrap().iter().map(|r| r.trained.dataset.to_string()).collect();
+    assert!(trained.iter().any(|d| d == "phantom-nih"), "epoch 2 trained the new dataset: {trained:?}");
+    let stored = Experiment::load(&t.run.path("experiment.toml"), &[]).unwrap();
+    assert_eq!((stored.datasets[2].joined_cycle, stored.datasets[2].joined_epoch), (Some(1), Some(2)));
+    let run = t.run_dir();
+    drop(t);
+    let r = Trainer::resume(&run, &registry, Some(Device::Cpu)).unwrap();
+    assert_eq!(r.next_epoch(), 2);
+    assert_eq!(
+        r.plan.iter().map(|p| p.dataset.clone()).collect::<Vec<_>>(),
+        order.iter().map(|(_, d)| d.to_string()).collect::<Vec<_>>()
+    );
+}

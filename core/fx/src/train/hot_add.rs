@@ -27,7 +27,23 @@ pub(super) fn complete_hot_add(run: &RunStore) -> Result<()> {
 pub struct AddedDatasets {
     #[serde(default)]
     pub plugins: Vec<PathBuf>,
+    /// When the datasets join: "next_cycle" (default: the paper's cycle order stays intact) or
+    /// "next_epoch".
+    #[serde(default)]
+    pub join: Join,
     pub datasets: Vec<crate::config::DatasetConfig>,
+}
+
+/// When hot-added datasets start training.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Join {
+    /// From the next cycle on, or from the coming one when no epoch of it has trained yet.
+    #[default]
+    NextCycle,
+    /// At the next epoch that starts a (dataset, task) pair: their epochs of the current cycle
+    /// come first, then the rest of the cycle.
+    NextEpoch,
 }
 
 /// The folder of a run where a TOML of `[[datasets]]` (and the plugin libraries it names) can be
@@ -192,7 +208,13 @@ impl Trainer {
             if exp.datasets.iter().any(|o| o.name() == d.name()) {
                 bail!("a dataset named `{}` is already in the run", d.name());
             }
-            d.joined_cycle = Some(joined);
+            match (added.join, self.plan.get(self.next)) {
+                (Join::NextEpoch, Some(p)) => {
+                    d.joined_cycle = Some(p.cycle);
+                    d.joined_epoch = Some(self.next + 1);
+                }
+                _ => d.joined_cycle = Some(joined),
+            }
             exp.datasets.push(d);
         }
         let exp_file = self.run.path("experiment.toml").display().to_string();
