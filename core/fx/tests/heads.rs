@@ -10,7 +10,7 @@ use fx::config::Experiment;
 use fx::registry::Registry;
 use fx::train::Trainer;
 use fx_plugin::{Dataset, DatasetDesc, DatasetSpec, LabelMode, PluginEntry, PluginError, Sample, SampleRecord, Split};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use tch::Device;
 
 /// phantom-cxp's first finding as two mutually exclusive classes, one-hot ("without", "with"),
@@ -94,6 +94,33 @@ fn experiment(dir: &Path, plugin: &str, heads: &str) -> Experiment {
 /// libtorch's random generator is one per process (dropout draws from it): one trainer at a time.
 static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
+/// Trains `exp` straight through (after `inspect` has seen the new trainer), and again with a
+/// fresh trainer resumed before every epoch, as after kill -9: the two runs must agree exactly.
+/// Returns the straight run's directory (kept while the returned guard lives) and its epochs.
+fn train_and_resume(
+    exp: &dyn Fn(&Path) -> Experiment,
+    what: &str,
+    inspect: impl FnOnce(&Trainer),
+) -> (tempfile::TempDir, PathBuf, usize) {
+    let a = tempfile::tempdir().unwrap();
+    let mut straight =
+        Trainer::create(exp(a.path()), "h.toml", &registry(), Device::Cpu).unwrap_or_else(|e| panic!("{what}: {e:#}"));
+    inspect(&straight);
+    let epochs = straight.plan.len();
+    for _ in 0..epochs {
+        assert!(straight.run_epoch(&mut |_| {}).unwrap());
+    }
+    let straight_dir = straight.run_dir();
+    drop(straight);
+    let b = tempfile::tempdir().unwrap();
+    let resumed_dir = Trainer::create(exp(b.path()), "h.toml", &registry(), Device::Cpu).unwrap().run_dir();
+    for _ in 0..epochs {
+        Trainer::resume(&resumed_dir, &registry(), Some(Device::Cpu)).unwrap().run_epoch(&mut |_| {}).unwrap();
+    }
+    common::assert_same_run(&straight_dir, &resumed_dir, what);
+    (a, straight_dir, epochs)
+}
+
 #[test]
 fn every_head_kind_trains_checkpoints_and_resumes_exactly() {
     let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
@@ -105,27 +132,26 @@ fn every_head_kind_trains_checkpoints_and_resumes_exactly() {
         ("exclusive", mlp, LabelMode::MultiClass, vec!["0.weight", "1.bias", "out.weight", "out.bias"]),
     ] {
         let what = format!("{plugin} {}", if heads.is_empty() { "linear" } else { "mlp" });
-        let a = tempfile::tempdir().unwrap();
-        let mut straight = Trainer::create(experiment(a.path(), plugin, heads), "h.toml", &registry(), Device::Cpu)
-            .unwrap_or_else(|e| panic!("{what}: {e:#}"));
-        let head = &straight.student.cls_heads[plugin];
-        assert_eq!(head.spec.mode, mode, "{what}");
-        let names: Vec<String> = straight.student.named_variables().into_iter().map(|(n, _)| n).collect();
-        for v in &vars {
-            assert!(names.contains(&format!("cls_head.{plugin}.{v}")), "{what}: no cls_head.{plugin}.{v} in {names:?}");
-        }
-        // Parameters: Linear(F → labels), or F → 24 → 12 → labels.
-        let f = straight.student.backbone.config.num_features();
-        let c = head.spec.labels;
-        let expected = if heads.is_empty() { (f + 1) * c } else { (f + 1) * 24 + 25 * 12 + 13 * c };
-        let counted = straight.student.component_params().into_iter().find(|(k, _)| k == &format!("cls_head.{plugin}"));
-        assert_eq!(counted.map(|(_, n)| n), Some(expected), "{what}");
-        let epochs = straight.plan.len();
-        for _ in 0..epochs {
-            assert!(straight.run_epoch(&mut |_| {}).unwrap());
-        }
-        let straight_dir = straight.run_dir();
-        drop(straight);
+        let exp = |dir: &Path| experiment(dir, plugin, heads);
+        let mut c = 0;
+        let (_kept, straight_dir, epochs) = train_and_resume(&exp, &what, |straight| {
+            let head = &straight.student.cls_heads[plugin];
+            assert_eq!(head.spec.mode, mode, "{what}");
+            let names: Vec<String> = straight.student.named_variables().into_iter().map(|(n, _)| n).collect();
+            for v in &vars {
+                assert!(
+                    names.contains(&format!("cls_head.{plugin}.{v}")),
+                    "{what}: no cls_head.{plugin}.{v} in {names:?}"
+                );
+            }
+            // Parameters: Linear(F → labels), or F → 24 → 12 → labels.
+            let f = straight.student.backbone.config.num_features();
+            c = head.spec.labels;
+            let expected = if heads.is_empty() { (f + 1) * c } else { (f + 1) * 24 + 25 * 12 + 13 * c };
+            let counted =
+                straight.student.component_params().into_iter().find(|(k, _)| k == &format!("cls_head.{plugin}"));
+            assert_eq!(counted.map(|(_, n)| n), Some(expected), "{what}");
+        });
         let rows = common::rows(&straight_dir);
         let metric = |m: &str| rows.iter().filter(|r| r["metric"] == m).count();
         assert_eq!(metric("auc"), 2 * epochs, "{what}: one AUC row per model and epoch");
@@ -135,16 +161,6 @@ fn every_head_kind_trains_checkpoints_and_resumes_exactly() {
         let model: serde_json::Value =
             serde_json::from_str(&std::fs::read_to_string(straight_dir.join("model.json")).unwrap()).unwrap();
         assert_eq!(model["cls_heads"][plugin]["mode"], mode.as_str(), "{what}");
-
-        let b = tempfile::tempdir().unwrap();
-        let first = Trainer::create(experiment(b.path(), plugin, heads), "h.toml", &registry(), Device::Cpu).unwrap();
-        let resumed_dir = first.run_dir();
-        drop(first);
-        for _ in 0..epochs {
-            let mut t = Trainer::resume(&resumed_dir, &registry(), Some(Device::Cpu)).unwrap();
-            t.run_epoch(&mut |_| {}).unwrap();
-        }
-        common::assert_same_run(&straight_dir, &resumed_dir, &what);
 
         // Predictions read the head as trained: a softmax sums to 1 over the classes.
         let loaded = fx::predict::load(&straight_dir, fx::config::ModelRole::Teacher, Device::Cpu).unwrap();
@@ -274,29 +290,14 @@ options = {{ train = 16, test = 8 }}
     };
     let own = "[datasets.heads.loc]\nnum_queries = 6\ndecoder_layers = 1\ndn_number = 2";
     let exp = |dir: &Path| Experiment::parse(Path::new("l.toml"), &text(dir, own), &[]).unwrap();
-    let a = tempfile::tempdir().unwrap();
-    let mut straight = Trainer::create(exp(a.path()), "l.toml", &registry(), Device::Cpu).unwrap();
-    let names: Vec<String> = straight.student.named_variables().into_iter().map(|(n, _)| n).collect();
-    let has = |prefix: &str| names.iter().any(|n| n.starts_with(prefix));
-    assert!(has("loc_decoder.phantom-tbx.layers.1.") && !has("loc_decoder.phantom-organs.layers.1."));
-    assert!(has("loc_decoder.phantom-organs.layers.0."));
-    let params: std::collections::BTreeMap<String, i64> = straight.student.component_params().into_iter().collect();
-    assert!(params["loc_decoder.phantom-organs"] < params["loc_decoder.phantom-tbx"], "{params:?}");
-    let epochs = straight.plan.len();
-    for _ in 0..epochs {
-        assert!(straight.run_epoch(&mut |_| {}).unwrap());
-    }
-    let straight_dir = straight.run_dir();
-    drop(straight);
-    let b = tempfile::tempdir().unwrap();
-    let first = Trainer::create(exp(b.path()), "l.toml", &registry(), Device::Cpu).unwrap();
-    let resumed_dir = first.run_dir();
-    drop(first);
-    for _ in 0..epochs {
-        let mut t = Trainer::resume(&resumed_dir, &registry(), Some(Device::Cpu)).unwrap();
-        t.run_epoch(&mut |_| {}).unwrap();
-    }
-    common::assert_same_run(&straight_dir, &resumed_dir, "per-dataset DINO sizes");
+    let (_kept, straight_dir, _) = train_and_resume(&exp, "per-dataset DINO sizes", |straight| {
+        let names: Vec<String> = straight.student.named_variables().into_iter().map(|(n, _)| n).collect();
+        let has = |prefix: &str| names.iter().any(|n| n.starts_with(prefix));
+        assert!(has("loc_decoder.phantom-tbx.layers.1.") && !has("loc_decoder.phantom-organs.layers.1."));
+        assert!(has("loc_decoder.phantom-organs.layers.0."));
+        let params: std::collections::BTreeMap<String, i64> = straight.student.component_params().into_iter().collect();
+        assert!(params["loc_decoder.phantom-organs"] < params["loc_decoder.phantom-tbx"], "{params:?}");
+    });
     // Predict rebuilds both decoders with their own sizes from the run.
     let loaded = fx::predict::load(&straight_dir, fx::config::ModelRole::Teacher, Device::Cpu).unwrap();
     assert_eq!(loaded.card.loc_dino["phantom-organs"].num_queries, 6);
@@ -358,36 +359,21 @@ options = {{ train = 16, test = 8 }}
     ] {
         let heads = format!("[datasets.heads.seg]\n{heads}");
         let exp = |dir: &Path| Experiment::parse(Path::new("s.toml"), &text(dir, &heads), &[]).unwrap();
-        let a = tempfile::tempdir().unwrap();
-        let mut straight = Trainer::create(exp(a.path()), "s.toml", &registry(), Device::Cpu).unwrap();
-        let head = &straight.student.seg_heads["phantom-organs"];
-        assert_eq!(head.spec.channels(), channels, "{heads}");
-        let names: Vec<String> = straight.student.named_variables().into_iter().map(|(n, _)| n).collect();
-        for v in &vars {
-            assert!(names.contains(&format!("seg_head.phantom-organs.{v}")), "{heads}: no {v} in {names:?}");
-        }
-        // The output conv has one channel per label, plus the background for multi_class.
-        let out = if vars[0] == "weight" { "weight" } else { "out.weight" };
-        let w = &straight.student.vs.variables()[&format!("seg_head.phantom-organs.{out}")];
-        assert_eq!(w.size()[0], channels, "{heads}");
-        let epochs = straight.plan.len();
-        for _ in 0..epochs {
-            assert!(straight.run_epoch(&mut |_| {}).unwrap());
-        }
-        let straight_dir = straight.run_dir();
-        drop(straight);
+        let (_kept, straight_dir, _) = train_and_resume(&exp, &heads, |straight| {
+            let head = &straight.student.seg_heads["phantom-organs"];
+            assert_eq!(head.spec.channels(), channels, "{heads}");
+            let names: Vec<String> = straight.student.named_variables().into_iter().map(|(n, _)| n).collect();
+            for v in &vars {
+                assert!(names.contains(&format!("seg_head.phantom-organs.{v}")), "{heads}: no {v} in {names:?}");
+            }
+            // The output conv has one channel per label, plus the background for multi_class.
+            let out = if vars[0] == "weight" { "weight" } else { "out.weight" };
+            let w = &straight.student.vs.variables()[&format!("seg_head.phantom-organs.{out}")];
+            assert_eq!(w.size()[0], channels, "{heads}");
+        });
         let rows = common::rows(&straight_dir);
         assert!(rows.iter().any(|r| r["metric"] == "dice"), "{heads}");
         assert!(rows.iter().all(|r| r["value"].as_f64().is_some_and(|v| (0.0..=100.0).contains(&v))), "{heads}");
-        let b = tempfile::tempdir().unwrap();
-        let first = Trainer::create(exp(b.path()), "s.toml", &registry(), Device::Cpu).unwrap();
-        let resumed_dir = first.run_dir();
-        drop(first);
-        for _ in 0..epochs {
-            let mut t = Trainer::resume(&resumed_dir, &registry(), Some(Device::Cpu)).unwrap();
-            t.run_epoch(&mut |_| {}).unwrap();
-        }
-        common::assert_same_run(&straight_dir, &resumed_dir, &heads);
         let loaded = fx::predict::load(&straight_dir, fx::config::ModelRole::Teacher, Device::Cpu).unwrap();
         assert_eq!(loaded.card.seg_heads["phantom-organs"].channels(), channels);
         let opts = fx::predict::PredictOptions { datasets: vec![], cls: false, loc: false, seg: true, threshold: 0.5 };

@@ -93,44 +93,11 @@ impl Trainer {
                 // images with a one-hot label; a secondary metric, like dice_global.
                 if model.cls_heads[&name].spec.mode == fx_plugin::LabelMode::MultiClass {
                     if let Some(acc) = accuracy(&scores, &labels, c) {
-                        rows.push(MetricRow {
-                            epoch: plan.epoch,
-                            cycle: plan.cycle,
-                            trained: Trained {
-                                dataset: plan.dataset.as_str().into(),
-                                task: plan.task.as_str().into(),
-                                mode: plan.mode.as_str().into(),
-                            },
-                            eval: Evaluated { dataset: name.as_str().into(), task: "cls".into() },
-                            model: role.as_str().into(),
-                            metric: "accuracy".into(),
-                            value: acc * 100.0,
-                            focused: plan.dataset == name && plan.task == Task::Cls,
-                            per_label: Default::default(),
-                            wall_time,
-                        });
+                        rows.push(metric_row(plan, &name, Task::Cls, role, "accuracy", acc, [], wall_time));
                     }
                 }
-                rows.push(MetricRow {
-                    epoch: plan.epoch,
-                    cycle: plan.cycle,
-                    trained: Trained {
-                        dataset: plan.dataset.as_str().into(),
-                        task: plan.task.as_str().into(),
-                        mode: plan.mode.as_str().into(),
-                    },
-                    eval: Evaluated { dataset: name.as_str().into(), task: "cls".into() },
-                    model: role.as_str().into(),
-                    metric: Task::Cls.metric().into(),
-                    value: mean * 100.0,
-                    focused: plan.dataset == name && plan.task == Task::Cls,
-                    per_label: labels_names
-                        .iter()
-                        .zip(&per)
-                        .filter_map(|(l, v)| v.map(|v| (l.clone(), v * 100.0)))
-                        .collect(),
-                    wall_time,
-                });
+                let per_label = labels_names.iter().zip(&per).filter_map(|(l, v)| v.map(|v| (l.clone(), v * 100.0)));
+                rows.push(metric_row(plan, &name, Task::Cls, role, Task::Cls.metric(), mean, per_label, wall_time));
             }
         }
         Ok(rows)
@@ -212,26 +179,10 @@ impl Trainer {
                 crate::store::write_atomic(&dir.join("index.csv"), index.as_bytes())?;
             }
             let (per, mean) = acc.scores();
-            let trained = Trained {
-                dataset: plan.dataset.as_str().into(),
-                task: plan.task.as_str().into(),
-                mode: plan.mode.as_str().into(),
-            };
-            let focused = plan.dataset == name && plan.task == Task::Seg;
             for (metric, pick) in [("dice", 0usize), ("dice_global", 1)] {
                 let v = |d: &crate::eval::dice::DiceScores| if pick == 0 { d.per_image_mean } else { d.global };
-                rows.push(MetricRow {
-                    epoch: plan.epoch,
-                    cycle: plan.cycle,
-                    trained: trained.clone(),
-                    eval: Evaluated { dataset: name.into(), task: "seg".into() },
-                    model: role.as_str().into(),
-                    metric: metric.into(),
-                    value: v(&mean) * 100.0,
-                    focused,
-                    per_label: labels.iter().zip(&per).map(|(l, d)| (l.clone(), v(d) * 100.0)).collect(),
-                    wall_time,
-                });
+                let per_label = labels.iter().zip(&per).map(|(l, d)| (l.clone(), v(d) * 100.0));
+                rows.push(metric_row(plan, name, Task::Seg, role, metric, v(&mean), per_label, wall_time));
             }
         }
         Ok(rows)
@@ -306,12 +257,6 @@ impl Trainer {
                     map::coco_gt_json(&gt, &images, &categories).as_bytes(),
                 )?;
             }
-            let trained = Trained {
-                dataset: plan.dataset.as_str().into(),
-                task: plan.task.as_str().into(),
-                mode: plan.mode.as_str().into(),
-            };
-            let focused = plan.dataset == name && plan.task == Task::Loc;
             let Some(map40) = report.map40 else {
                 self.run.event(
                     "warn",
@@ -337,19 +282,8 @@ impl Trainer {
                         };
                         v.map(|v| (l.clone(), v * 100.0))
                     })
-                    .collect();
-                rows.push(MetricRow {
-                    epoch: plan.epoch,
-                    cycle: plan.cycle,
-                    trained: trained.clone(),
-                    eval: Evaluated { dataset: name.into(), task: "loc".into() },
-                    model: role.as_str().into(),
-                    metric: metric.into(),
-                    value: value * 100.0,
-                    focused,
-                    per_label,
-                    wall_time,
-                });
+                    .collect::<Vec<_>>();
+                rows.push(metric_row(plan, name, Task::Loc, role, metric, value, per_label, wall_time));
             }
         }
         Ok(rows)
@@ -393,6 +327,37 @@ impl Trainer {
         }
         let path = self.run.path("predictions").join(format!("{}-{dataset}-cls.csv", role.as_str()));
         crate::store::write_atomic(&path, csv.as_bytes())
+    }
+}
+
+/// One row of this epoch's evaluation: `role`'s `metric` (a fraction, stored ×100 as the paper
+/// reports) on `dataset`'s `task`, focused when that is the pair this epoch trained.
+#[allow(clippy::too_many_arguments)]
+fn metric_row(
+    plan: &EpochPlan,
+    dataset: &str,
+    task: Task,
+    role: ModelRole,
+    metric: &str,
+    value: f64,
+    per_label: impl IntoIterator<Item = (String, f64)>,
+    wall_time: f64,
+) -> MetricRow {
+    MetricRow {
+        epoch: plan.epoch,
+        cycle: plan.cycle,
+        trained: Trained {
+            dataset: plan.dataset.as_str().into(),
+            task: plan.task.as_str().into(),
+            mode: plan.mode.as_str().into(),
+        },
+        eval: Evaluated { dataset: dataset.into(), task: task.as_str().into() },
+        model: role.as_str().into(),
+        metric: metric.into(),
+        value: value * 100.0,
+        focused: plan.dataset == dataset && plan.task == task,
+        per_label: per_label.into_iter().collect(),
+        wall_time,
     }
 }
 
