@@ -1059,6 +1059,16 @@ impl Experiment {
     }
 
     /// The models evaluated after each epoch: without a teacher, only the student exists.
+    /// The `[[datasets]]` table of the dataset named `name`.
+    pub fn dataset(&self, name: &str) -> Option<&DatasetConfig> {
+        self.datasets.iter().find(|d| d.name() == name)
+    }
+
+    /// The head settings of dataset `name` (the defaults where it has none).
+    pub fn heads_of(&self, name: &str) -> HeadsConfig {
+        self.dataset(name).map(|d| d.heads.clone()).unwrap_or_default()
+    }
+
     pub fn eval_models(&self) -> Vec<ModelRole> {
         let mut v: Vec<ModelRole> = self
             .eval

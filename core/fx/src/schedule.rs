@@ -117,10 +117,10 @@ pub fn plan(exp: &Experiment, tasks: &[(String, Vec<Task>)]) -> Vec<EpochPlan> {
     let mut out = Vec::new();
     // A dataset added to a running run takes part from the cycle it joined; one added with
     // join = "next_epoch" also from an epoch within that cycle.
-    let config = |name: &str| exp.datasets.iter().find(|d| d.name() == name);
-    let joined = |name: &str| config(name).and_then(|d| d.joined_cycle).unwrap_or(1);
-    let joined_epoch =
-        |name: &str, cycle: usize| config(name).filter(|d| d.joined_cycle == Some(cycle)).and_then(|d| d.joined_epoch);
+    let joined = |name: &str| exp.dataset(name).and_then(|d| d.joined_cycle).unwrap_or(1);
+    let joined_epoch = |name: &str, cycle: usize| {
+        exp.dataset(name).filter(|d| d.joined_cycle == Some(cycle)).and_then(|d| d.joined_epoch)
+    };
     let push = |out: &mut Vec<EpochPlan>, cycle: usize, dataset: &str, task: Task| {
         let lock = lr.enabled && (task != Task::Cls || lr.classification);
         let modes: &[Mode] = if lock { &[Mode::Lock, Mode::Release] } else { &[Mode::Release] };

@@ -160,24 +160,16 @@ pub fn model_json(exp: &Experiment, student: &Model, datasets: &[OpenedDataset])
             (d.name.clone(), crate::predict::HeadLabels { cls: of(Task::Cls), loc: of(Task::Loc), seg: of(Task::Seg) })
         })
         .collect();
-    let cls_heads: BTreeMap<String, ClsHeadSpec> =
-        student.cls_heads.iter().map(|(d, h)| (d.clone(), h.spec.clone())).collect();
-    let seg_heads: BTreeMap<String, SegHeadSpec> =
-        student.seg_heads.iter().map(|(d, h)| (d.clone(), h.spec.clone())).collect();
-    let loc_dino: BTreeMap<String, crate::dino::DinoConfig> = datasets
-        .iter()
-        .filter(|d| d.tasks.contains(&Task::Loc))
-        .map(|d| (d.name.clone(), loc_dino(exp, &d.name)))
-        .filter(|(_, c)| *c != exp.model.dino)
-        .collect();
+    // The heads as specified (kinds, label modes, decoder sizes): what predict rebuilds.
+    let h = heads(exp, datasets);
     serde_json::json!({
-        "loc_dino": loc_dino,
         "arch": exp.model.arch,
         "image_size": exp.model.image_size,
         "parameters": parameters,
         "labels": labels,
-        "cls_heads": cls_heads,
-        "seg_heads": seg_heads,
+        "cls_heads": h.cls,
+        "seg_heads": h.seg,
+        "loc_dino": h.loc_dino,
     })
 }
 
@@ -185,7 +177,7 @@ pub fn model_json(exp: &Experiment, student: &Model, datasets: &[OpenedDataset])
 /// dataset's plugin declares (its labels, and whether they are mutually exclusive).
 pub fn cls_head_spec(exp: &Experiment, d: &OpenedDataset) -> ClsHeadSpec {
     let desc = d.dataset.desc();
-    let cfg = exp.datasets.iter().find(|c| c.name() == d.name).map(|c| c.heads.cls.clone()).unwrap_or_default();
+    let cfg = exp.heads_of(&d.name).cls;
     ClsHeadSpec {
         labels: desc.cls_labels.len() as i64,
         hidden: cfg.hidden,
@@ -196,16 +188,13 @@ pub fn cls_head_spec(exp: &Experiment, d: &OpenedDataset) -> ClsHeadSpec {
 
 /// A dataset's segmentation head: its seg labels with the experiment's `[datasets.heads.seg]`.
 pub fn seg_head_spec(exp: &Experiment, d: &OpenedDataset) -> SegHeadSpec {
-    let cfg = exp.datasets.iter().find(|c| c.name() == d.name).map(|c| c.heads.seg.clone()).unwrap_or_default();
+    let cfg = exp.heads_of(&d.name).seg;
     SegHeadSpec { labels: d.dataset.desc().seg_labels.len() as i64, widths: cfg.widths, mode: cfg.mode }
 }
 
 /// The DINO sizes of a dataset's decoder: `[model.dino]` with its `[datasets.heads.loc]`.
 pub fn loc_dino(exp: &Experiment, dataset: &str) -> crate::dino::DinoConfig {
-    match exp.datasets.iter().find(|c| c.name() == dataset) {
-        Some(c) => c.heads.loc.apply(&exp.model.dino),
-        None => exp.model.dino.clone(),
-    }
+    exp.heads_of(dataset).loc.apply(&exp.model.dino)
 }
 
 /// The heads the experiment needs: one per (dataset, task) it trains.
