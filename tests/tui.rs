@@ -267,8 +267,10 @@ fn the_runs_browser_filters_marks_compares_and_opens_a_run() {
     t.keys("r", "Space");
     t.wait_for("r", "2 marked", 10);
     t.keys("r", "c");
-    let cmp = t.wait_for("r", "compare 2 runs", 10);
-    assert!(cmp.contains("seed=") && cmp.contains("phantom-cxp"), "{cmp}");
+    t.wait_for("r", "compare 2 runs", 10);
+    // The screen may be captured mid-draw: wait for its last part too, then check the whole.
+    let cmp = t.wait_for("r", "seed=", 10);
+    assert!(cmp.contains("compare 2 runs") && cmp.contains("seed=") && cmp.contains("phantom-cxp"), "{cmp}");
     t.keys("r", "Escape");
     t.wait_for("r", "3 of 3 shown", 10);
     t.keys("r", "Enter");
