@@ -8,5 +8,4 @@ pub mod input;
 pub mod loader;
 pub mod masks;
 pub mod nlm_tb;
-pub mod phantom;
 pub mod rng;

@@ -3,11 +3,16 @@
 //! acquisition style — so that a cyclic multi-dataset run on a laptop CPU meets the same
 //! heterogeneity as the paper's 11 datasets.
 
-use fx_data::phantom::{self, Finding, Organ, Prevalence, Style};
+mod anatomy;
+mod film;
+mod findings;
+pub mod render;
+
 use fx_data::rng::mix;
 use fx_plugin::{
     Dataset, DatasetDesc, DatasetSpec, LabeledBox, PluginEntry, PluginError, Sample, SampleRecord, SampleSource, Split,
 };
+pub use render::{render, Finding, Organ, Phantom, Prevalence, Style};
 
 /// What a localization box or a segmentation mask channel of a phantom dataset marks.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -258,7 +263,7 @@ impl Dataset for PhantomDataset {
             ));
         }
         let size = size_hint.clamp(16, 2048);
-        let p = phantom::render(&self.style, &self.prevalence, seed, size);
+        let p = render(&self.style, &self.prevalence, seed, size);
         let cls = self.preset.cls.iter().map(|f| if p.present[f.index()] { 1.0 } else { 0.0 }).collect();
         let mut boxes = Vec::new();
         for (label, t) in self.loc.iter().enumerate() {

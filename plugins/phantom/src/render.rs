@@ -14,7 +14,14 @@
 //! * Shapes are approximate signed distance functions (negative inside). Masks threshold them at 0;
 //!   the image uses a soft ramp around 0, so edges are anti-aliased without changing the geometry.
 
-use crate::rng::{mix, Rng};
+//!
+//! This module holds the public types, the random streams, the intensity levels and the pixel
+//! pass; the layers it composes are `anatomy`, `findings` and `film`.
+
+use crate::anatomy::*;
+use crate::film::*;
+use crate::findings::*;
+use fx_data::rng::{mix, Rng};
 use serde::{Deserialize, Serialize};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -131,20 +138,20 @@ pub struct Phantom {
 // Random streams. Separate streams keep each aspect's randomness independent of the others (see
 // the module docs); the domain tag keeps phantom seeds apart from other users of `mix`.
 
-const DOMAIN: u64 = 0x0050_4841_4E54_4F4D; // "PHANTOM"
-const S_LABELS: u64 = 1;
-const S_ANATOMY: u64 = 2;
-const S_HEART: u64 = 3;
-const S_PNEUMO: u64 = 4;
-const S_EFFUSION: u64 = 5;
-const S_NODULE: u64 = 6;
-const S_CONSOL: u64 = 7;
-const S_VESSELS: u64 = 8;
-const S_TEXTURE: u64 = 9;
-const S_VIEW: u64 = 10;
-const S_PIXELS: u64 = 11;
+pub(crate) const DOMAIN: u64 = 0x0050_4841_4E54_4F4D; // "PHANTOM"
+pub(crate) const S_LABELS: u64 = 1;
+pub(crate) const S_ANATOMY: u64 = 2;
+pub(crate) const S_HEART: u64 = 3;
+pub(crate) const S_PNEUMO: u64 = 4;
+pub(crate) const S_EFFUSION: u64 = 5;
+pub(crate) const S_NODULE: u64 = 6;
+pub(crate) const S_CONSOL: u64 = 7;
+pub(crate) const S_VESSELS: u64 = 8;
+pub(crate) const S_TEXTURE: u64 = 9;
+pub(crate) const S_VIEW: u64 = 10;
+pub(crate) const S_PIXELS: u64 = 11;
 
-fn stream(seed: u64, tag: u64) -> Rng {
+pub(crate) fn stream(seed: u64, tag: u64) -> Rng {
     Rng::new(mix(&[DOMAIN, seed, tag]))
 }
 
@@ -152,662 +159,57 @@ fn stream(seed: u64, tag: u64) -> Rng {
 // Intensity levels of the composite (before patient exposure and site style). Chosen so that the
 // anatomy reads like a PA film: black air, grey soft tissue, dark lungs, bright mediastinum.
 
-const BACKGROUND: f32 = 0.02;
-const SOFT_EDGE: f32 = 0.28;
-const SOFT_CENTRE: f32 = 0.52;
-const ABDOMEN_EXTRA: f32 = 0.14;
-const MEDIASTINUM: f32 = 0.72;
-const LUNG_TOP: f32 = 0.19;
-const LUNG_BASE: f32 = 0.28;
-const LUNG_TEXTURE: f32 = 0.08;
-const VESSEL: f32 = 0.12;
-const PNEUMO_AIR: f32 = 0.05;
-const PNEUMO_COLLAPSED_EXTRA: f32 = 0.07;
-const PLEURAL_LINE: f32 = 0.20;
-const FLUID: f32 = 0.60;
-const NODULE: f32 = 0.32;
-const CONSOLIDATION: f32 = 0.36;
-const RIB_POSTERIOR: f32 = 0.12;
-const RIB_ANTERIOR: f32 = 0.05;
-const CLAVICLE: f32 = 0.17;
-const SPINE: f32 = 0.06;
-const TRACHEA: f32 = 0.22;
-const HEART_DROP: f32 = 0.08;
+pub(crate) const BACKGROUND: f32 = 0.02;
+pub(crate) const SOFT_EDGE: f32 = 0.28;
+pub(crate) const SOFT_CENTRE: f32 = 0.52;
+pub(crate) const ABDOMEN_EXTRA: f32 = 0.14;
+pub(crate) const MEDIASTINUM: f32 = 0.72;
+pub(crate) const LUNG_TOP: f32 = 0.19;
+pub(crate) const LUNG_BASE: f32 = 0.28;
+pub(crate) const LUNG_TEXTURE: f32 = 0.08;
+pub(crate) const VESSEL: f32 = 0.12;
+pub(crate) const PNEUMO_AIR: f32 = 0.05;
+pub(crate) const PNEUMO_COLLAPSED_EXTRA: f32 = 0.07;
+pub(crate) const PLEURAL_LINE: f32 = 0.20;
+pub(crate) const FLUID: f32 = 0.60;
+pub(crate) const NODULE: f32 = 0.32;
+pub(crate) const CONSOLIDATION: f32 = 0.36;
+pub(crate) const RIB_POSTERIOR: f32 = 0.12;
+pub(crate) const RIB_ANTERIOR: f32 = 0.05;
+pub(crate) const CLAVICLE: f32 = 0.17;
+pub(crate) const SPINE: f32 = 0.06;
+pub(crate) const TRACHEA: f32 = 0.22;
+pub(crate) const HEART_DROP: f32 = 0.08;
 /// Rounding of the heart–mediastinum junction (the cardiac "waist"), in patient units.
-const WAIST: f32 = 0.05;
-
-// ---------------------------------------------------------------------------------------------
-// Small math helpers.
-
-#[inline]
-fn smoothstep(e0: f32, e1: f32, x: f32) -> f32 {
-    let t = ((x - e0) / (e1 - e0)).clamp(0.0, 1.0);
-    t * t * (3.0 - 2.0 * t)
-}
-
-/// Soft inside-membership of a signed distance `d`, a linear ramp of half-width `1/(2*inv2e)`.
-#[inline]
-fn inside(d: f32, inv2e: f32) -> f32 {
-    (0.5 - d * inv2e).clamp(0.0, 1.0)
-}
-
-/// Approximate signed distance to the axis-aligned ellipse with semi-axes a, b, for a point at
-/// offsets (dx, dy) >= 0 from its centre. First-order (value / gradient) estimate: exact on the
-/// boundary, which is all that edge ramps and thin lines need.
-#[inline]
-fn ellipse_d(dx: f32, dy: f32, a: f32, b: f32) -> f32 {
-    let px = dx / a;
-    let py = dy / b;
-    let q = (px * px + py * py).sqrt();
-    let gx = px / a;
-    let gy = py / b;
-    let g = (gx * gx + gy * gy).sqrt();
-    if g < 1e-9 {
-        return -a.min(b);
-    }
-    (q - 1.0) * q / g
-}
-
-/// Polynomial smooth minimum (union of two distance fields with a fillet of size k).
-#[inline]
-fn smin(a: f32, b: f32, k: f32) -> f32 {
-    let h = (k - (a - b).abs()).max(0.0) / k;
-    a.min(b) - h * h * k * 0.25
-}
-
-/// Distance from (px, py) to the segment (ax, ay)-(bx, by).
-#[inline]
-fn seg_dist(px: f32, py: f32, ax: f32, ay: f32, bx: f32, by: f32) -> f32 {
-    let (vx, vy) = (bx - ax, by - ay);
-    let (wx, wy) = (px - ax, py - ay);
-    let l2 = vx * vx + vy * vy;
-    let t = if l2 > 0.0 { ((wx * vx + wy * vy) / l2).clamp(0.0, 1.0) } else { 0.0 };
-    let (dx, dy) = (wx - t * vx, wy - t * vy);
-    (dx * dx + dy * dy).sqrt()
-}
-
-/// Smooth periodic value noise on a 32×32 wrapping lattice, in [0,1]. Wrapping makes it defined
-/// for any patient coordinate, which matters when a style zooms out.
-struct Lattice([f32; 32 * 32]);
-
-impl Lattice {
-    fn new(rng: &mut Rng) -> Self {
-        let mut v = [0.0; 32 * 32];
-        for x in v.iter_mut() {
-            *x = rng.f32();
-        }
-        Lattice(v)
-    }
-
-    #[inline]
-    fn at(&self, x: f32, y: f32) -> f32 {
-        let (fx, fy) = (x.floor(), y.floor());
-        let (tx, ty) = (x - fx, y - fy);
-        let (tx, ty) = (tx * tx * (3.0 - 2.0 * tx), ty * ty * (3.0 - 2.0 * ty));
-        let ix = (fx as i64).rem_euclid(32) as usize;
-        let iy = (fy as i64).rem_euclid(32) as usize;
-        let (ix1, iy1) = ((ix + 1) & 31, (iy + 1) & 31);
-        let v = &self.0;
-        let a = v[iy * 32 + ix] + (v[iy * 32 + ix1] - v[iy * 32 + ix]) * tx;
-        let b = v[iy1 * 32 + ix] + (v[iy1 * 32 + ix1] - v[iy1 * 32 + ix]) * tx;
-        a + (b - a) * ty
-    }
-}
-
-// ---------------------------------------------------------------------------------------------
-// Anatomy.
-
-/// One lung's outline before the mediastinum and heart are cut away: an ellipse-topped vertical band
-/// above a parabolic diaphragm dome. The ellipse is lopsided (`a_med` < `a_lat`) so the apex sits
-/// in the medial third and the lateral wall is one long convex curve down to a sharp costophrenic
-/// angle, as on a real film.
-#[derive(Clone, Debug)]
-struct Lung {
-    /// -1 for the image-left lung (patient right), +1 for the image-right lung (patient left).
-    side: f32,
-    cx: f32,
-    a_lat: f32,
-    a_med: f32,
-    yc: f32,
-    b: f32,
-    dome_x: f32,
-    dome_y: f32,
-    dome_k: f32,
-    /// Height of the costophrenic angle (lowest point of the lung).
-    ycp: f32,
-}
-
-impl Lung {
-    #[inline]
-    fn box_d(&self, x: f32, y: f32) -> f32 {
-        let lateral = (x - self.cx) * self.side;
-        let a = if lateral > 0.0 { self.a_lat } else { self.a_med };
-        let dx = lateral.abs();
-        let dy = self.yc - y;
-        if dy <= 0.0 {
-            dx - a
-        } else {
-            ellipse_d(dx, dy, a, self.b)
-        }
-    }
-
-    /// Positive below the diaphragm. The dome falls steeply to the costophrenic angle but only
-    /// gently towards the midline, where the heart rests on it.
-    #[inline]
-    fn dia_d(&self, x: f32, y: f32) -> f32 {
-        let dx = x - self.dome_x;
-        let k = if dx * self.side > 0.0 { self.dome_k } else { 0.4 * self.dome_k };
-        let slope = 2.0 * k * dx;
-        (y - (self.dome_y + k * dx * dx)) / (1.0 + slope * slope).sqrt()
-    }
-
-    fn dia_y(&self, x: f32) -> f32 {
-        let dx = x - self.dome_x;
-        let k = if dx * self.side > 0.0 { self.dome_k } else { 0.4 * self.dome_k };
-        self.dome_y + k * dx * dx
-    }
-
-    #[inline]
-    fn outer_d(&self, x: f32, y: f32) -> f32 {
-        self.box_d(x, y).max(self.dia_d(x, y))
-    }
-
-    fn lateral_x(&self) -> f32 {
-        self.cx + self.side * self.a_lat
-    }
-}
-
-/// The cardiac silhouette: a rotated ellipse (long axis down towards the patient's left, where the
-/// apex is), united with a copy dropped by `HEART_DROP` so its underside always rests on the
-/// diaphragm (no sliver of lung under the heart); `Anatomy::heart_d` cuts it at the diaphragm.
-#[derive(Clone, Debug)]
-struct Heart {
-    cx: f32,
-    cy: f32,
-    cos: f32,
-    sin: f32,
-    ha: f32,
-    hb: f32,
-}
-
-impl Heart {
-    #[inline]
-    fn ellipse_d(&self, x: f32, y: f32) -> f32 {
-        let (dx, dy) = (x - self.cx, y - self.cy);
-        let e = |dy: f32| {
-            let u = self.cos * dx + self.sin * dy;
-            let v = -self.sin * dx + self.cos * dy;
-            ellipse_d(u.abs(), v.abs(), self.ha, self.hb)
-        };
-        e(dy).min(e(dy - HEART_DROP))
-    }
-
-    fn half_extent(&self) -> (f32, f32) {
-        let (c, s) = (self.cos, self.sin);
-        let hx = (self.ha * self.ha * c * c + self.hb * self.hb * s * s).sqrt();
-        let hy = (self.ha * self.ha * s * s + self.hb * self.hb * c * c).sqrt();
-        (hx, hy)
-    }
-}
-
-#[derive(Clone, Debug)]
-struct Anatomy {
-    /// Patient midline and vertical shift.
-    xm: f32,
-    sy: f32,
-    /// Thoracic half-width: the lungs' lateral walls sit at xm ± w.
-    w: f32,
-    /// Lung apex height.
-    ya: f32,
-    /// [image-left (patient right), image-right (patient left)].
-    lungs: [Lung; 2],
-    heart: Heart,
-    knob_y: f32,
-    knob_amp: f32,
-    carina_y: f32,
-    rib_u0: f32,
-    rib_sp: f32,
-    rib_u0_ant: f32,
-    vert_u0: f32,
-    /// Body half-width below the shoulders and at the neck.
-    body_w: f32,
-    neck_w: f32,
-    shoulder_y: f32,
-    /// Gastric air bubble under the patient's left dome: (x, y, rx, ry).
-    stomach: Option<(f32, f32, f32, f32)>,
-    /// Patient exposure: gain and offset on the composite, so global brightness is not a label cue.
-    gain: f32,
-    offset: f32,
-}
-
-impl Anatomy {
-    /// The patient's anatomy. `ctr` (cardiothoracic ratio) is decided by the caller because it is
-    /// the one anatomical trait a finding (cardiomegaly) controls.
-    fn new(rng: &mut Rng, heart_rng: &mut Rng, cardiomegaly: bool) -> Self {
-        let xm = 0.5 + (0.012 * rng.normal()).clamp(-0.03, 0.03);
-        let sy = (0.012 * rng.normal()).clamp(-0.03, 0.03);
-        let w = rng.range(0.29, 0.34);
-        let ya = rng.range(0.12, 0.16) + sy;
-        let dome_r = rng.range(0.62, 0.68) + sy;
-        let dome_l = dome_r + rng.range(0.005, 0.035);
-        let mut lungs = [0usize, 1].map(|k| {
-            let side = if k == 0 { -1.0 } else { 1.0 };
-            let dome_y = if k == 0 { dome_r } else { dome_l };
-            let ycp = dome_y + rng.range(0.06, 0.09);
-            let apex = rng.range(0.36, 0.44);
-            let cx = xm + side * apex * w;
-            let yc = dome_y - rng.range(0.0, 0.05);
-            let dome_x = xm + side * w * rng.range(0.55, 0.68);
-            let lat = xm + side * w;
-            let dome_k = (ycp - dome_y) / ((lat - dome_x) * (lat - dome_x));
-            Lung { side, cx, a_lat: (1.0 - apex) * w, a_med: apex * w, yc, b: yc - ya, dome_x, dome_y, dome_k, ycp }
-        });
-        // Slight apex asymmetry, as in real patients.
-        let dy = rng.range(-0.01, 0.01);
-        lungs[1].b += dy;
-
-        // Heart: width set by the cardiothoracic ratio; normal 0.40–0.48, cardiomegaly clearly above 0.55.
-        let ctr = if cardiomegaly { heart_rng.range(0.57, 0.66) } else { heart_rng.range(0.40, 0.48) };
-        let theta = heart_rng.range(0.55, 0.80);
-        let ratio = heart_rng.range(0.66, 0.78);
-        let right_frac = heart_rng.range(0.28, 0.36);
-        let (cos, sin) = (theta.cos(), theta.sin());
-        let extent = ctr * 2.0 * w;
-        let ha = 0.5 * extent / (cos * cos + ratio * ratio * sin * sin).sqrt();
-        let mut heart = Heart { cx: xm - right_frac * extent + 0.5 * extent, cy: 0.0, cos, sin, ha, hb: ha * ratio };
-        // Sink the ellipse's bottom below the diaphragm so the heart sits on it with no lung between,
-        // but keep its widest point (the apex side) above the dome so the silhouette keeps its width.
-        let (hx, hy) = heart.half_extent();
-        let dia_y = |x: f32| lungs[usize::from(x >= xm)].dia_y(x);
-        let apex_dy = (heart.ha * heart.ha - heart.hb * heart.hb) * sin * cos / hx;
-        heart.cy = (dia_y(heart.cx) + 0.05 - hy).min(dia_y(heart.cx + hx) - 0.03 - apex_dy);
-
-        let rib_sp = rng.range(0.050, 0.060);
-        let rib_u0 = ya - 0.03 + rng.range(-0.5, 0.5) * rib_sp;
-        let rib_u0_ant = ya + rng.range(0.0, 1.0) * rib_sp;
-        let vert_u0 = rng.range(0.0, 0.05);
-        let knob_y = 0.29 + sy + rng.range(-0.02, 0.02);
-        let knob_amp = rng.range(0.018, 0.035);
-        let carina_y = 0.30 + sy + rng.range(-0.02, 0.02);
-        let body_w = w + rng.range(0.09, 0.14);
-        let neck_w = rng.range(0.08, 0.11);
-        let shoulder_y = ya + rng.range(-0.04, 0.0);
-        let stomach = if rng.bernoulli(0.7) {
-            let l = &lungs[1];
-            Some((
-                l.dome_x + rng.range(-0.02, 0.03),
-                l.dome_y + rng.range(0.05, 0.07),
-                rng.range(0.03, 0.05),
-                rng.range(0.018, 0.03),
-            ))
-        } else {
-            let _ = (rng.f32(), rng.f32(), rng.f32(), rng.f32());
-            None
-        };
-        let gain = rng.range(0.92, 1.08);
-        let offset = rng.range(-0.04, 0.04);
-        Anatomy {
-            xm,
-            sy,
-            w,
-            ya,
-            lungs,
-            heart,
-            knob_y,
-            knob_amp,
-            carina_y,
-            rib_u0,
-            rib_sp,
-            rib_u0_ant,
-            vert_u0,
-            body_w,
-            neck_w,
-            shoulder_y,
-            stomach,
-            gain,
-            offset,
-        }
-    }
-
-    /// Mediastinal half-width on one side at height y (the aortic knob bulges on the patient's left).
-    #[inline]
-    fn med_half(&self, side: usize, y: f32) -> f32 {
-        let base = 0.042 + 0.018 * smoothstep(0.12, 0.40, y - self.sy);
-        if side == 1 {
-            let t = (y - self.knob_y) / 0.035;
-            base + self.knob_amp * (-t * t).exp()
-        } else {
-            base
-        }
-    }
-
-    /// The heart, cut where it dips below the diaphragm (given that side's `dia_d`).
-    #[inline]
-    fn heart_d(&self, x: f32, y: f32, dia_d: f32) -> f32 {
-        self.heart.ellipse_d(x, y).max(dia_d - 0.015)
-    }
-
-    /// Heart and mediastinum as one smooth solid: everything between the lungs.
-    #[inline]
-    fn solid_d(&self, heart_d: f32, side: usize, x: f32, y: f32) -> f32 {
-        smin(heart_d, (x - self.xm).abs() - self.med_half(side, y), WAIST)
-    }
-
-    /// The lung as segmented in a real dataset: outline minus mediastinum minus heart.
-    #[inline]
-    fn lung_d(&self, side: usize, x: f32, y: f32) -> f32 {
-        let lung = &self.lungs[side];
-        let dia = lung.dia_d(x, y);
-        let solid = self.solid_d(self.heart_d(x, y, dia), side, x, y);
-        lung.box_d(x, y).max(dia).max(-solid)
-    }
-
-    fn lung_side_of(&self, x: f32) -> usize {
-        usize::from(x >= self.xm)
-    }
-
-    /// Patient-space bounding box of both lungs, used to keep them in view under zoom + jitter.
-    fn lungs_bbox(&self) -> [f32; 4] {
-        let y1 = self.lungs[0].ycp.max(self.lungs[1].ycp);
-        [self.xm - self.w, self.ya.min(self.lungs[1].yc - self.lungs[1].b), self.xm + self.w, y1]
-    }
-}
-
-// ---------------------------------------------------------------------------------------------
-// Findings.
-
-/// The lung collapses towards its hilum: the collapsed lung is the outline scaled by `s` about a
-/// point near the medial base, so the air collects at the apex and along the lateral wall.
-#[derive(Clone, Debug)]
-struct Pneumo {
-    side: usize,
-    s: f32,
-    cx: f32,
-    cy: f32,
-}
-
-impl Pneumo {
-    /// Signed distance to the collapsed lung (negative inside it).
-    #[inline]
-    fn collapsed_d(&self, lung: &Lung, x: f32, y: f32) -> f32 {
-        let inv = 1.0 / self.s;
-        self.s * lung.outer_d(self.cx + (x - self.cx) * inv, self.cy + (y - self.cy) * inv)
-    }
-
-    #[inline]
-    fn map(&self, x: f32, y: f32) -> (f32, f32) {
-        (self.cx + (x - self.cx) * self.s, self.cy + (y - self.cy) * self.s)
-    }
-}
-
-/// Pleural fluid up to `level` at the medial side, rising by `rise` towards the lateral wall
-/// (the meniscus that blunts the costophrenic angle).
-#[derive(Clone, Debug)]
-struct Effusion {
-    side: usize,
-    level: f32,
-    rise: f32,
-    x_med: f32,
-    x_lat: f32,
-}
-
-impl Effusion {
-    /// Positive above the fluid surface.
-    #[inline]
-    fn surface_d(&self, x: f32, y: f32) -> f32 {
-        let t = ((x - self.x_med) / (self.x_lat - self.x_med)).clamp(0.0, 1.0);
-        (self.level - self.rise * t * t) - y
-    }
-}
-
-#[derive(Clone, Copy, Debug)]
-struct Nodule {
-    x: f32,
-    y: f32,
-    r: f32,
-}
-
-/// A union of Gaussian blobs, modulated by texture so the outline is fluffy rather than round.
-#[derive(Clone, Debug)]
-struct Consolidation {
-    /// (x, y, amplitude, 1/(2σ²)).
-    blobs: Vec<(f32, f32, f32, f32)>,
-    bbox: [f32; 4],
-    anchor: (f32, f32),
-}
-
-const CONSOL_THRESHOLD: f32 = 0.55;
-
-impl Consolidation {
-    #[inline]
-    fn field(&self, x: f32, y: f32, tex: &Lattice) -> f32 {
-        if x < self.bbox[0] || x > self.bbox[2] || y < self.bbox[1] || y > self.bbox[3] {
-            return 0.0;
-        }
-        let mut f = 0.0;
-        for &(bx, by, amp, k) in &self.blobs {
-            let (dx, dy) = (x - bx, y - by);
-            f += amp * (-(dx * dx + dy * dy) * k).exp();
-        }
-        // The first blob has amplitude 1 at the anchor and the factor is >= 0.7, so the anchor is
-        // always above threshold: a present consolidation never has an empty mask.
-        f * (0.7 + 0.6 * tex.at(x * 22.0 + 11.3, y * 22.0 + 5.7))
-    }
-}
-
-struct Findings {
-    pneumo: Option<Pneumo>,
-    effusion: Option<Effusion>,
-    nodules: Vec<Nodule>,
-    consolidation: Option<Consolidation>,
-}
-
-/// Whether a lesion at (x, y) with clearance `margin` would sit in visibly aerated lung, i.e. not in
-/// a pneumothorax's air, not under fluid and not outside the lung.
-fn aerated(an: &Anatomy, pn: &Option<Pneumo>, ef: &Option<Effusion>, x: f32, y: f32, margin: f32) -> bool {
-    let side = an.lung_side_of(x);
-    if an.lung_d(side, x, y) > -margin {
-        return false;
-    }
-    if let Some(p) = pn {
-        if p.side == side && p.collapsed_d(&an.lungs[side], x, y) > -margin {
-            return false;
-        }
-    }
-    if let Some(e) = ef {
-        if e.side == side && e.surface_d(x, y) < margin {
-            return false;
-        }
-    }
-    true
-}
-
-/// Rejection-samples a point of aerated lung. `side` restricts the lung when given.
-fn sample_aerated(
-    rng: &mut Rng,
-    an: &Anatomy,
-    pn: &Option<Pneumo>,
-    ef: &Option<Effusion>,
-    side: Option<usize>,
-    margin: f32,
-) -> (f32, f32) {
-    let [x0, y0, x1, y1] = an.lungs_bbox();
-    let mut last = (0.0, 0.0);
-    for attempt in 0..400 {
-        let x = match side {
-            Some(0) => rng.range(x0, an.xm),
-            Some(_) => rng.range(an.xm, x1),
-            None => rng.range(x0, x1),
-        };
-        let y = rng.range(y0, y1);
-        // Relax the clearance late on so a small, crowded lung still gets its lesion.
-        let m = if attempt < 300 { margin } else { margin * 0.5 };
-        if aerated(an, pn, ef, x, y, m) {
-            return (x, y);
-        }
-        last = (x, y);
-    }
-    last
-}
-
-fn make_findings(seed: u64, present: &[bool; 5], an: &Anatomy) -> Findings {
-    let [has_nod, has_ptx, has_eff, _, has_con] = *present;
-
-    let pneumo = has_ptx.then(|| {
-        let mut r = stream(seed, S_PNEUMO);
-        let side = r.below(2);
-        let lung = &an.lungs[side];
-        let s = r.range(0.60, 0.78);
-        let cx = an.xm + lung.side * (an.med_half(side, lung.dome_y) + 0.03);
-        let cy = lung.dome_y - r.range(0.0, 0.10);
-        Pneumo { side, s, cx, cy }
-    });
-
-    let effusion = has_eff.then(|| {
-        let mut r = stream(seed, S_EFFUSION);
-        let mut side = r.below(2);
-        // A hydropneumothorax would make both masks ambiguous, so fluid goes to the other lung.
-        if let Some(p) = &pneumo {
-            side = 1 - p.side;
-        }
-        let lung = &an.lungs[side];
-        let level = lung.dome_y - r.range(0.09, 0.17);
-        let rise = r.range(0.05, 0.10);
-        Effusion { side, level, rise, x_med: an.xm, x_lat: lung.lateral_x() }
-    });
-
-    let mut nodules = Vec::new();
-    if has_nod {
-        let mut r = stream(seed, S_NODULE);
-        let n = if r.bernoulli(0.35) { 2 } else { 1 };
-        for _ in 0..n {
-            let rad = r.range(0.035, 0.06);
-            let (x, y) = sample_aerated(&mut r, an, &pneumo, &effusion, None, rad * 1.3);
-            nodules.push(Nodule { x, y, r: rad });
-        }
-    }
-
-    let consolidation = has_con.then(|| {
-        let mut r = stream(seed, S_CONSOL);
-        let mut side = r.below(2);
-        if let Some(p) = &pneumo {
-            side = 1 - p.side;
-        }
-        let (ax, ay) = sample_aerated(&mut r, an, &pneumo, &effusion, Some(side), 0.04);
-        let k = 5 + r.below(4);
-        let mut blobs = Vec::with_capacity(k);
-        let mut bbox = [ax, ay, ax, ay];
-        for i in 0..k {
-            let (bx, by, amp, sigma) = if i == 0 {
-                (ax, ay, 1.0, r.range(0.028, 0.04))
-            } else {
-                (ax + 0.035 * r.normal(), ay + 0.035 * r.normal(), r.range(0.6, 1.0), r.range(0.018, 0.035))
-            };
-            let reach = 3.2 * sigma;
-            bbox = [bbox[0].min(bx - reach), bbox[1].min(by - reach), bbox[2].max(bx + reach), bbox[3].max(by + reach)];
-            blobs.push((bx, by, amp, 1.0 / (2.0 * sigma * sigma)));
-        }
-        Consolidation { blobs, bbox, anchor: (ax, ay) }
-    });
-
-    Findings { pneumo, effusion, nodules, consolidation }
-}
-
-// ---------------------------------------------------------------------------------------------
-// Lung markings: a branching vessel tree from each hilum, drawn into their own layer so the main
-// pass can hide them where there is no aerated lung (pneumothorax air, fluid, outside the lungs).
-
-#[derive(Clone, Copy, Debug)]
-struct Vessel {
-    x0: f32,
-    y0: f32,
-    x1: f32,
-    y1: f32,
-    width: f32,
-    amp: f32,
-}
-
-#[allow(clippy::too_many_arguments)]
-fn grow(
-    rng: &mut Rng,
-    out: &mut Vec<Vessel>,
-    side: f32,
-    x: f32,
-    y: f32,
-    ang: f32,
-    len: f32,
-    width: f32,
-    amp: f32,
-    depth: u32,
-) {
-    let (x1, y1) = (x + side * ang.cos() * len, y + ang.sin() * len);
-    out.push(Vessel { x0: x, y0: y, x1, y1, width, amp });
-    if depth > 0 {
-        for turn in [-1.0f32, 1.0] {
-            let da = turn * rng.range(0.2, 0.55);
-            let l = len * rng.range(0.7, 0.95);
-            grow(rng, out, side, x1, y1, ang + da, l, width * 0.7, amp * 0.8, depth - 1);
-        }
-    }
-}
-
-fn make_vessels(seed: u64, an: &Anatomy, pn: &Option<Pneumo>) -> Vec<Vessel> {
-    let mut rng = stream(seed, S_VESSELS);
-    let mut out = Vec::with_capacity(2 * (7 * 15 + 1));
-    for side in 0..2 {
-        let s = an.lungs[side].side;
-        let hx = an.xm + s * rng.range(0.075, 0.095);
-        let hy = an.carina_y + rng.range(0.10, 0.14);
-        let n = 7;
-        let start = out.len();
-        for k in 0..n {
-            // Angles from the lateral direction, negative = upwards; covers apex to base.
-            let ang = -1.75 + 2.95 * (k as f32 + rng.range(0.2, 0.8)) / n as f32;
-            let len = if ang < 0.0 { rng.range(0.06, 0.08) } else { rng.range(0.05, 0.065) };
-            grow(&mut rng, &mut out, s, hx, hy, ang, len, 0.014, VESSEL, 3);
-        }
-        // Hilar shadow: the pulmonary artery and main bronchial vessels, a soft lump at the root.
-        out.push(Vessel { x0: hx, y0: hy - 0.02, x1: hx, y1: hy + 0.025, width: 0.05, amp: 0.8 * VESSEL });
-        // In a collapsed lung the same vessels are crowded into the smaller volume.
-        if let Some(p) = pn {
-            if p.side == side {
-                for v in &mut out[start..] {
-                    (v.x0, v.y0) = p.map(v.x0, v.y0);
-                    (v.x1, v.y1) = p.map(v.x1, v.y1);
-                }
-            }
-        }
-    }
-    out
-}
+pub(crate) const WAIST: f32 = 0.05;
 
 // ---------------------------------------------------------------------------------------------
 // View: patient coordinates <-> pixels.
 
 #[derive(Clone, Copy, Debug)]
-struct View {
-    size: f32,
-    fov: f32,
-    jx: f32,
-    jy: f32,
+pub(crate) struct View {
+    pub(crate) size: f32,
+    pub(crate) fov: f32,
+    pub(crate) jx: f32,
+    pub(crate) jy: f32,
 }
 
 impl View {
     /// Patient coordinate of pixel centre `i` along x (or y with `jy`).
     #[inline]
-    fn to_patient(self, i: usize, j: f32) -> f32 {
+    pub(crate) fn to_patient(self, i: usize, j: f32) -> f32 {
         0.5 - j + ((i as f32 + 0.5) / self.size - 0.5) / self.fov
     }
 
     #[inline]
-    fn to_pixel(self, p: f32, j: f32) -> f32 {
+    pub(crate) fn to_pixel(self, p: f32, j: f32) -> f32 {
         ((p - 0.5 + j) * self.fov + 0.5) * self.size - 0.5
     }
 
     /// Random shift of up to `jitter`, pulled back where needed so the lungs stay in view (a label
     /// of a present finding must have pixels). When zoomed in too far for the lungs to fit, the
     /// view centres on them instead.
-    fn new(style: &Style, seed: u64, an: &Anatomy, size: usize) -> Self {
+    pub(crate) fn new(style: &Style, seed: u64, an: &Anatomy, size: usize) -> Self {
         let fov = if style.fov.is_finite() { style.fov.clamp(0.25, 8.0) } else { 1.0 };
         let jitter = if style.jitter.is_finite() { style.jitter.abs() } else { 0.0 };
         let mut rng = stream(seed, S_VIEW);
@@ -829,29 +231,29 @@ impl View {
 
 /// Running bounding box of mask pixels.
 #[derive(Clone, Copy, Debug)]
-struct BoxAcc {
-    x0: usize,
-    y0: usize,
-    x1: usize,
-    y1: usize,
+pub(crate) struct BoxAcc {
+    pub(crate) x0: usize,
+    pub(crate) y0: usize,
+    pub(crate) x1: usize,
+    pub(crate) y1: usize,
 }
 
 impl BoxAcc {
-    const EMPTY: BoxAcc = BoxAcc { x0: usize::MAX, y0: usize::MAX, x1: 0, y1: 0 };
+    pub(crate) const EMPTY: BoxAcc = BoxAcc { x0: usize::MAX, y0: usize::MAX, x1: 0, y1: 0 };
 
     #[inline]
-    fn add(&mut self, i: usize, j: usize) {
+    pub(crate) fn add(&mut self, i: usize, j: usize) {
         self.x0 = self.x0.min(i);
         self.y0 = self.y0.min(j);
         self.x1 = self.x1.max(i + 1);
         self.y1 = self.y1.max(j + 1);
     }
 
-    fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.x0 == usize::MAX
     }
 
-    fn to_box(self) -> [f32; 4] {
+    pub(crate) fn to_box(self) -> [f32; 4] {
         if self.is_empty() {
             [0.0; 4]
         } else {
@@ -1124,140 +526,6 @@ pub fn render(style: &Style, prevalence: &Prevalence, seed: u64, size: usize) ->
         finding_boxes,
         organ_masks,
         organ_boxes: organ_acc.map(BoxAcc::to_box),
-    }
-}
-
-/// Rib shadows at height y and normalised lateral distance tn (0 at the spine, 1 at the lateral
-/// wall). Posterior ribs run out from the spine and curve down laterally; anterior ribs, fainter,
-/// run down from the lateral wall towards the sternum. Each family is a set of equally spaced bands
-/// in a warped coordinate, so the cost per pixel is O(1) whatever the number of ribs.
-#[inline]
-fn ribs(an: &Anatomy, y: f32, tn: f32, inv2e: f32) -> f32 {
-    let sp = an.rib_sp;
-    let band = |s: f32, width: f32| -> f32 {
-        let f = s - s.floor();
-        // Distance (in patient units) outside the band [0, width) of the period.
-        let d = -(f.min(width - f)) * sp;
-        inside(d, inv2e)
-    };
-    // Posterior: nearly level at the spine, rising a little, then turning down along the wall.
-    let u = y - (0.16 * tn * tn * tn - 0.10 * tn);
-    let s = (u - an.rib_u0) / sp;
-    // Faint where they overlap the dense spine and mediastinum.
-    let post = if (0.0..10.0).contains(&s) { band(s, 0.42) * (0.3 + 0.7 * smoothstep(0.08, 0.3, tn)) } else { 0.0 };
-    // Anterior: from the lateral wall down and in, fading out before the sternum (cartilage).
-    let ua = y - 0.14 * (1.0 - tn);
-    let sa = (ua - an.rib_u0_ant) / (sp * 1.15);
-    let ant = if (0.0..7.0).contains(&sa) { band(sa, 0.36) * smoothstep(0.3, 0.6, tn) } else { 0.0 };
-    RIB_POSTERIOR * post + RIB_ANTERIOR * ant
-}
-
-/// Rasterises the vessel tree into `layer` (max-composited, in intensity units).
-fn draw_vessels(layer: &mut [f32], vessels: &[Vessel], view: &View, size: usize) {
-    if size == 0 {
-        return;
-    }
-    let scale = view.fov * view.size;
-    for v in vessels {
-        let (ax, ay) = (view.to_pixel(v.x0, view.jx), view.to_pixel(v.y0, view.jy));
-        let (bx, by) = (view.to_pixel(v.x1, view.jx), view.to_pixel(v.y1, view.jy));
-        let half = 0.5 * v.width * scale;
-        // Vessels thinner than a pixel are widened and dimmed so their integrated density (how
-        // visible they are after the eye or a network averages) stays the same at every size.
-        let hw = half.max(0.7);
-        let amp = v.amp * (half / hw);
-        let x0 = (ax.min(bx) - hw).floor().max(0.0) as usize;
-        let y0 = (ay.min(by) - hw).floor().max(0.0) as usize;
-        let x1 = ((ax.max(bx) + hw).ceil().max(0.0) as usize).min(size - 1);
-        let y1 = ((ay.max(by) + hw).ceil().max(0.0) as usize).min(size - 1);
-        if x0 > x1 || y0 > y1 {
-            continue;
-        }
-        for j in y0..=y1 {
-            let row = &mut layer[j * size..(j + 1) * size];
-            for (i, px) in row.iter_mut().enumerate().take(x1 + 1).skip(x0) {
-                let d = seg_dist(i as f32, j as f32, ax, ay, bx, by);
-                let t = (1.0 - d / hw).max(0.0);
-                *px = px.max(amp * t * t);
-            }
-        }
-    }
-}
-
-/// Patient exposure, then the site's optics (blur) and display (contrast, brightness, gamma) and
-/// detector noise. Touches the image only: masks were fixed by the geometry pass.
-fn finish_intensity(image: &mut [f32], style: &Style, an: &Anatomy, seed: u64, size: usize) {
-    for v in image.iter_mut() {
-        let x = *v * an.gain + an.offset;
-        // A soft shoulder instead of a hard clip keeps bone detail inside the bright mediastinum.
-        *v = if x > 0.8 { 0.8 + 0.2 * ((x - 0.8) / 0.2).tanh() } else { x };
-    }
-
-    let sigma = if style.blur.is_finite() { style.blur.max(0.0) * size as f32 } else { 0.0 };
-    if sigma >= 0.3 {
-        gaussian_blur(image, size, sigma);
-    }
-
-    let contrast = if style.contrast.is_finite() { style.contrast } else { 1.0 };
-    let brightness = if style.brightness.is_finite() { style.brightness } else { 0.0 };
-    let gamma = if style.gamma.is_finite() { style.gamma.clamp(0.05, 20.0) } else { 1.0 };
-    let noise = if style.noise.is_finite() { style.noise.max(0.0) } else { 0.0 };
-    let mut rng = stream(seed, mix(&[S_PIXELS, size as u64]));
-    let identity_gamma = (gamma - 1.0).abs() < 1e-6;
-    for v in image.iter_mut() {
-        let mut x = ((*v - 0.5) * contrast + 0.5 + brightness).clamp(0.0, 1.0);
-        if !identity_gamma {
-            x = x.powf(gamma);
-        }
-        if noise > 0.0 {
-            // Irwin–Hall(4) from one 64-bit draw: near-Gaussian at a fraction of Box–Muller's cost.
-            let r = rng.next_u64();
-            let sum = ((r & 0xFFFF) + ((r >> 16) & 0xFFFF) + ((r >> 32) & 0xFFFF) + (r >> 48)) as f32 / 65536.0;
-            x += noise * (sum - 2.0) * 3.0f32.sqrt();
-        }
-        *v = x.clamp(0.0, 1.0);
-    }
-}
-
-/// Separable Gaussian blur with clamped edges.
-fn gaussian_blur(image: &mut [f32], size: usize, sigma: f32) {
-    let radius = (3.0 * sigma).ceil() as usize;
-    let kernel: Vec<f32> = {
-        let k: Vec<f32> = (0..=2 * radius)
-            .map(|t| {
-                let d = t as f32 - radius as f32;
-                (-d * d / (2.0 * sigma * sigma)).exp()
-            })
-            .collect();
-        let s: f32 = k.iter().sum();
-        k.into_iter().map(|w| w / s).collect()
-    };
-    let r = radius as isize;
-    let last = size as isize - 1;
-    let mut tmp = vec![0.0f32; image.len()];
-    for j in 0..size {
-        let row = &image[j * size..(j + 1) * size];
-        let out = &mut tmp[j * size..(j + 1) * size];
-        for (i, o) in out.iter_mut().enumerate() {
-            let mut acc = 0.0;
-            for (t, w) in kernel.iter().enumerate() {
-                let ii = (i as isize + t as isize - r).clamp(0, last) as usize;
-                acc += w * row[ii];
-            }
-            *o = acc;
-        }
-    }
-    // Vertical pass row by row, so the inner loop runs over contiguous memory.
-    for j in 0..size {
-        let out = &mut image[j * size..(j + 1) * size];
-        out.fill(0.0);
-        for (t, w) in kernel.iter().enumerate() {
-            let jj = (j as isize + t as isize - r).clamp(0, last) as usize;
-            let src = &tmp[jj * size..(jj + 1) * size];
-            for (o, s) in out.iter_mut().zip(src) {
-                *o += w * s;
-            }
-        }
     }
 }
 

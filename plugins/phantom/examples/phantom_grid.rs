@@ -1,9 +1,9 @@
 //! Renders a 4×4 grid of PHANTOM radiographs (every finding, several site styles) for a human to
 //! look at, a second grid with the masks and boxes drawn over them, and render timings per size.
 //!
-//! cargo run --release -p fx-data --example phantom_grid -- /tmp/phantom_grid.png [tile_px]
+//! cargo run --release -p fx-phantom --example phantom_grid -- /tmp/phantom_grid.png [tile_px]
 
-use fx_data::phantom::{render, Finding, Organ, Phantom, Prevalence, Style};
+use fx_phantom::{render, Finding, Organ, Phantom, Prevalence, Style};
 use image::{GrayImage, Luma, Rgb, RgbImage};
 use std::time::Instant;
 
