@@ -40,31 +40,9 @@ enum Command {
         #[arg(long)]
         ascii: bool,
     },
-    Export {
-        run: PathBuf,
-        #[arg(long, default_value = "report")]
-        out: PathBuf,
-        #[arg(long)]
-        student: bool,
-        #[arg(long)]
-        cycles: Option<String>,
-    },
-    Report {
-        #[arg(required = true)]
-        runs: Vec<PathBuf>,
-        #[arg(long, default_value = "report")]
-        out: PathBuf,
-    },
-    Compare {
-        #[arg(required = true, num_args = 2..)]
-        runs: Vec<PathBuf>,
-        #[arg(long)]
-        metric: Vec<String>,
-        #[arg(long)]
-        model: Option<String>,
-        #[arg(long, default_value = "compare")]
-        out: PathBuf,
-    },
+    Export(fx_export::cli::ExportArgs),
+    Report(fx_export::cli::ReportArgs),
+    Compare(fx_export::cli::CompareArgs),
     Fabricate {
         dir: PathBuf,
         #[arg(long, default_value_t = 20)]
@@ -96,14 +74,9 @@ fn main() {
             }
         }
         Command::Browse { dirs, ascii } => fx_view::browse_runs(&dirs, opts(ascii)),
-        Command::Export { run, out, student, cycles } => {
-            let o = fx_export::ExportOptions { cycles, ..Default::default() };
-            fx_export::cli::print_export(&run, &out, &if student { o.with_student() } else { o })
-        }
-        Command::Report { runs, out } => fx_export::cli::print_report(&runs, &out),
-        Command::Compare { runs, metric, model, out } => {
-            fx_export::cli::print_compare(&runs, &metric, model.as_deref(), &out)
-        }
+        Command::Export(a) => a.run(),
+        Command::Report(a) => a.run(),
+        Command::Compare(a) => a.run(),
         Command::Fabricate { dir, cycles } => fabricate(&dir, cycles),
         Command::Bench { run } => {
             bench(&run);

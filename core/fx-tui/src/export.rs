@@ -18,24 +18,11 @@ pub fn export_run(run_dir: &Path, out: &Path) -> Result<usize> {
     Ok(summary.files.len())
 }
 
-/// What `export` charts: the teacher (and the student when asked), over a window of cycles.
-pub fn options(student: bool, cycles: Option<String>) -> fx_export::ExportOptions {
-    let opts = fx_export::ExportOptions { cycles, ..Default::default() };
-    if student {
-        opts.with_student()
-    } else {
-        opts
-    }
-}
-
-pub fn print_export(
-    run_dir: &Path,
-    out: &Path,
-    opts: &fx_export::ExportOptions,
-    registry: &fx::registry::Registry,
-) -> Result<()> {
-    fx_export::cli::print_export(run_dir, out, opts)?;
-    match gallery(run_dir, &out.join("gallery"), registry, GALLERY_IMAGES) {
+/// `fx-tui export`: charts and tables (as fx-light draws them), then the gallery of overlays,
+/// which runs the model.
+pub fn print_export(args: &fx_export::cli::ExportArgs, registry: &fx::registry::Registry) -> Result<()> {
+    args.run()?;
+    match gallery(&args.run, &args.out.join("gallery"), registry, GALLERY_IMAGES) {
         Ok(files) => {
             for f in files {
                 say!("  {}", f.display());

@@ -332,3 +332,11 @@ pub fn export_model(run: &Path, role: ModelRole, out: &Path) -> Result<()> {
     println!("backbone tensors under timm's names; branches and heads under `fx.`; the model card in the header's metadata (`fx`)");
     Ok(())
 }
+
+pub fn model_role(s: &str) -> Result<fx::config::ModelRole> {
+    match s {
+        "teacher" => Ok(fx::config::ModelRole::Teacher),
+        "student" => Ok(fx::config::ModelRole::Student),
+        other => anyhow::bail!("--model must be teacher or student, got `{other}`"),
+    }
+}

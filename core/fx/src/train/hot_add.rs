@@ -58,6 +58,69 @@ pub fn parse_added_datasets(file: &Path, text: &str) -> Result<AddedDatasets> {
     Ok(a)
 }
 
+/// The one validation of a hot-add, whoever asks (`fx-tui add`, the drop folder, the viewer):
+/// every name is free, the plugin libraries load, every dataset opens, and each task a new dataset
+/// trains has its branch in the run's model (`branches`: the tasks the run's plan trains; a run
+/// gains heads, never branches). Returns the experiment with the new datasets appended and all its
+/// datasets opened.
+pub fn check_added(
+    exp: &Experiment,
+    branches: &[Task],
+    added: &AddedDatasets,
+    label: &str,
+    registry: &Registry,
+) -> Result<(Experiment, Vec<OpenedDataset>)> {
+    let mut exp = exp.clone();
+    for (i, d) in added.datasets.iter().enumerate() {
+        if exp.datasets.iter().any(|o| o.name() == d.name()) {
+            bail!(
+                "{label}: datasets[{i}]: a dataset named `{}` is already in the run; give it another `name`",
+                d.name()
+            );
+        }
+        exp.datasets.push(d.clone());
+    }
+    exp.plugins.extend(added.plugins.iter().cloned());
+    // The branches first, each new dataset opened alone: a dataset that needs a branch the run
+    // lacks is refused for that, not for a model size the branch would have had to fit.
+    let mut libs = registry.clone();
+    libs.isolation = exp.plugin_isolation;
+    let libs = libs.with_libraries(label, &exp.plugins)?;
+    for (i, d) in added.datasets.iter().enumerate() {
+        let offered = libs.open(label, i, d, exp.cache_spec().as_ref())?.desc().tasks();
+        let tasks =
+            d.tasks.clone().unwrap_or_else(|| offered.into_iter().filter(|t| exp.train.branch_on(*t)).collect());
+        if let Some(t) = tasks.iter().find(|t| **t != Task::Cls && !branches.contains(t)) {
+            bail!(
+                "{label}: datasets[{i}] ({}) trains {t}, but the run's model has no {t} branch (no dataset of the run \
+                 trains {t}); leave it out with `tasks`",
+                d.name()
+            );
+        }
+    }
+    let datasets = open_datasets(&exp, label, registry)?;
+    Ok((exp, datasets))
+}
+
+/// `fx-tui add RUN FILE` (and the viewer's add key): validates FILE's datasets against the run
+/// with [`check_added`], then queues it in RUN/pending/, where the trainer takes it at its next
+/// epoch boundary. Returns the queued file and the number of datasets.
+pub fn queue_added(run_dir: &Path, file: &Path, registry: &Registry) -> Result<(PathBuf, usize)> {
+    let store = RunStore::open(run_dir)?;
+    let text = std::fs::read_to_string(file).with_context(|| format!("{}: cannot read", file.display()))?;
+    let added = parse_added_datasets(file, &text)?;
+    let exp = Experiment::load(&store.path("experiment.toml"), &[])?;
+    let plan: Vec<EpochPlan> = store.read_json("plan.json")?;
+    let branches: Vec<Task> = plan.iter().map(|p| p.task).collect();
+    check_added(&exp, &branches, &added, &file.display().to_string(), registry)?;
+    let pending = store.path("pending");
+    std::fs::create_dir_all(&pending)?;
+    let stem = file.file_stem().map(|s| s.to_string_lossy().to_string()).unwrap_or_else(|| "datasets".into());
+    let dst = pending.join(format!("{}-{stem}.toml", chrono::Local::now().format("%Y%m%d-%H%M%S%.3f")));
+    crate::store::write_atomic(&dst, text.as_bytes())?;
+    Ok((dst, added.datasets.len()))
+}
+
 impl Trainer {
     /// Datasets queued by `fx-tui add` (files in RUN/pending/) join the run at an epoch boundary:
     /// from the next cycle on, or from the coming one when no epoch of it has trained yet. The
@@ -202,12 +265,9 @@ impl Trainer {
             Some(p) => p.cycle + 1,
             None => self.exp.train.cycles + 1,
         };
-        let mut exp = self.exp.clone();
-        exp.plugins.extend(added.plugins.iter().cloned());
-        for mut d in added.datasets.clone() {
-            if exp.datasets.iter().any(|o| o.name() == d.name()) {
-                bail!("a dataset named `{}` is already in the run", d.name());
-            }
+        let branches: Vec<Task> = self.plan.iter().map(|p| p.task).collect();
+        let (mut exp, datasets) = check_added(&self.exp, &branches, &added, &label, &self.registry)?;
+        for d in exp.datasets.iter_mut().filter(|d| added.datasets.iter().any(|a| a.name() == d.name())) {
             match (added.join, self.plan.get(self.next)) {
                 (Join::NextEpoch, Some(p)) => {
                     d.joined_cycle = Some(p.cycle);
@@ -215,10 +275,7 @@ impl Trainer {
                 }
                 _ => d.joined_cycle = Some(joined),
             }
-            exp.datasets.push(d);
         }
-        let exp_file = self.run.path("experiment.toml").display().to_string();
-        let datasets = open_datasets(&exp, &exp_file, &self.registry)?;
         let plan = schedule::plan(&exp, &tasks_of(&datasets));
         if plan[..self.next.min(plan.len())] != self.plan[..self.next] {
             bail!("internal: adding the dataset would change epochs already trained");

@@ -1,0 +1,20 @@
+//! `fx-tui plugins`: the dataset plugins this fx knows — built in, beside the binary, in
+//! FX_PLUGIN_PATH, and those of `--load` libraries or an experiment's `plugins`.
+
+use crate::process::registry;
+use anyhow::Result;
+use fx::config::Experiment;
+use std::path::{Path, PathBuf};
+
+pub fn print(load: &[PathBuf], experiment: Option<&Path>) -> Result<()> {
+    let mut libs = load.to_vec();
+    if let Some(e) = experiment {
+        libs.extend(Experiment::load(e, &[])?.plugins);
+    }
+    let r = registry().with_libraries("--load", &libs)?;
+    println!("plugin ABI {} — libraries are searched beside fx-tui and in FX_PLUGIN_PATH", fx_plugin::ABI_VERSION);
+    for (name, summary, from) in r.describe() {
+        println!("{name:16} {from}\n{:16} {summary}", "");
+    }
+    Ok(())
+}
