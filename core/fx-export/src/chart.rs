@@ -18,7 +18,7 @@
 use crate::data::{best_steps, Key};
 use crate::text::Glyphs;
 use anyhow::{anyhow, Result};
-use fx_view::facts::Point;
+use fx_run::facts::Point;
 use plotters::coord::Shift;
 use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};

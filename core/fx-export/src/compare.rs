@@ -9,7 +9,7 @@
 //! - `compare.csv|md|tex`: per key and run, the final (last evaluated) value and the best focused
 //!   value with their epochs.
 //!
-//! What is compared (keys, labels, config diff, outcomes) comes from [`fx_view::compare`], which
+//! What is compared (keys, labels, config diff, outcomes) comes from [`fx_run::compare`], which
 //! the viewer's comparison screen shares. As everywhere in this crate, everything is rendered in
 //! memory before the first file is written.
 
@@ -20,8 +20,8 @@ use crate::table::{Cell, Column, Table};
 use crate::text::Glyphs;
 use crate::{file_part, write};
 use anyhow::{anyhow, bail, Context, Result};
-use fx_view::compare::{self as cmp, Compared, Key};
-use fx_view::facts::{self, Point};
+use fx_run::compare::{self as cmp, Compared, Key};
+use fx_run::facts::{self, Point};
 use plotters::coord::Shift;
 use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
@@ -34,7 +34,7 @@ pub struct CompareOptions {
     /// Metric keys to chart; empty = every main metric key (auc, map40, dice) of any run.
     pub keys: Vec<Key>,
     /// `teacher` or `student`; `None` = the teacher when any run evaluated it
-    /// ([`fx_view::compare::default_model`]).
+    /// ([`fx_run::compare::default_model`]).
     pub model: Option<String>,
     /// Size of one chart in pixels (the PNG; the SVG has the same user units).
     pub width: u32,

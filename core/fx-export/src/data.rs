@@ -2,13 +2,13 @@
 
 use crate::run::Run;
 use crate::table::{mean_std, Cell, Column, Table};
-use fx_view::facts::{self, Point};
-use fx_view::model::MetricRow;
-use fx_view::store::Store;
+use fx_run::facts::{self, Point};
+use fx_run::store::Store;
+use fx_run::MetricRow;
 use std::collections::BTreeMap;
 
 // What the viewer's comparison screen and the exports share: one definition, in fx-view.
-pub use fx_view::compare::{best_focused, differing_keys, flatten, keys, matches, points, seed_groups, Best, Key};
+pub use fx_run::compare::{best_focused, differing_keys, flatten, keys, matches, points, seed_groups, Best, Key};
 
 /// The models with rows, teacher first, student next, then any others.
 pub fn models(rows: &[MetricRow]) -> Vec<String> {
@@ -176,7 +176,7 @@ pub fn per_label_table(run: &Run) -> Table {
         };
         let (t, s) = (last_row("teacher"), last_row("student"));
         // Labels in the order of the rows (BTreeMap: alphabetical, as the trainer writes them).
-        let mut labels: Vec<&fx_view::model::Sym> = Vec::new();
+        let mut labels: Vec<&fx_run::Sym> = Vec::new();
         for r in [t, s].into_iter().flatten() {
             for l in r.per_label.keys() {
                 if !labels.contains(&l) {

@@ -6,7 +6,7 @@
 //! ablation table whose rows are the runs and whose switch columns are the experiment keys that
 //! differ between them.
 //!
-//! The run directory is read with `fx-view`'s tolerant reader ([`fx_view::store::Store`]); nothing
+//! The run directory is read with `fx-view`'s tolerant reader ([`fx_run::store::Store`]); nothing
 //! here writes to a run directory. Every output file is written to a temporary name in the output
 //! folder, synced and renamed, and only after everything was rendered in memory: an error leaves
 //! the files already in the output folder as they were.

@@ -1,7 +1,7 @@
 //! One run directory, read through fx-view's store.
 
 use anyhow::{bail, Result};
-use fx_view::store::Store;
+use fx_run::store::Store;
 use std::path::{Path, PathBuf};
 
 /// A run directory as read for export.

@@ -77,7 +77,7 @@ fn values_are_the_final_teacher_values_with_their_mean() {
     for (i, run) in runs.iter().enumerate() {
         let src = common::rows(run);
         // The paper's metric of each (dataset, task); secondary metrics stay in the run's export.
-        for (d, t, m) in keys(&src).into_iter().filter(|(_, t, m)| m == fx_view::facts::default_metric(t)) {
+        for (d, t, m) in keys(&src).into_iter().filter(|(_, t, m)| m == fx_run::facts::default_metric(t)) {
             let v: f64 = col(&header, &rows[i], &format!("{d}/{t}/{m}")).parse().unwrap();
             assert_eq!(v, last_value(&src, &d, &t, &m, "teacher").unwrap().1, "{d} {t} {m}");
         }

@@ -126,7 +126,7 @@ fn bench(run: &std::path::Path) {
     use std::time::Instant;
     let (rss0, _) = rss_mb();
     let t0 = Instant::now();
-    let store = fx_view::store::Store::open(run);
+    let store = fx_run::store::Store::open(run);
     let load = t0.elapsed();
     let theme = Theme::new(false);
     let mut term = Terminal::new(TestBackend::new(80, 24)).expect("a test terminal");

@@ -20,14 +20,24 @@
 //! Appends are whole lines written with one `write` and fsynced; readers drop a torn last line.
 //! Whole files are replaced atomically ([`io::write_atomic`]).
 
+pub mod compare;
 pub mod control;
+pub mod experiment;
 pub mod fabricate;
+pub mod facts;
 pub mod files;
 pub mod io;
 pub mod lock;
+pub mod model;
+pub mod plan;
 pub mod records;
+pub mod store;
 pub mod sym;
 
+pub use experiment::{DatasetEntry, ExperimentInfo};
 pub use io::{append_lines, read_jsonl, write_atomic};
-pub use records::{Evaluated, Event, MetricRow, PerLabel, RunInfo, Trained};
+pub use model::{ClsHeadSpec, HeadLabels, ModelInfo, SegHeadSpec};
+pub use plan::*;
+pub use records::*;
+pub use store::Store;
 pub use sym::Sym;

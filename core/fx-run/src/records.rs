@@ -2,6 +2,7 @@
 //! reader. Readers are tolerant: every field has a default and unknown fields are ignored, so a
 //! newer or older trainer never makes a viewer fail; writers produce exactly these fields.
 
+use crate::plan::GROUPS;
 use crate::sym::Sym;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
@@ -139,6 +140,66 @@ pub struct Event {
     pub message: String,
     #[serde(skip_serializing_if = "serde_json::Value::is_null")]
     pub data: serde_json::Value,
+}
+
+/// `progress.json`: the running epoch's step, loss, speed and ETA, rewritten by the trainer at
+/// every log window (optional: absent between runs).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Progress {
+    pub epoch: usize,
+    pub cycle: usize,
+    pub dataset: String,
+    pub task: String,
+    pub mode: String,
+    /// The groups that train in this epoch. An older trainer wrote a `{group: bool|null}`
+    /// object; both read as the list.
+    #[serde(deserialize_with = "group_list")]
+    pub trainable: Option<Vec<String>>,
+    pub step: usize,
+    pub steps: usize,
+    pub loss: Option<f64>,
+    pub img_per_s: Option<f64>,
+    pub eta_epoch_s: Option<f64>,
+    pub eta_run_s: Option<f64>,
+    /// Mean loss of the recent log windows (the sparkline).
+    pub loss_history: Vec<f64>,
+    /// A data-parallel job: each rank's img/s (img_per_s is their sum); empty for one process.
+    pub rank_img_per_s: Vec<f64>,
+    /// When it was written (local time, RFC 3339).
+    pub time: String,
+}
+
+impl Progress {
+    /// The trainable groups; `None` when the trainer did not say.
+    pub fn trained_groups(&self) -> Option<Vec<String>> {
+        self.trainable.clone()
+    }
+}
+
+fn group_list<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<String>>, D::Error> {
+    Ok(match serde_json::Value::deserialize(d)? {
+        serde_json::Value::Array(a) => Some(a.iter().filter_map(|v| v.as_str().map(String::from)).collect()),
+        serde_json::Value::Object(o) => Some(
+            GROUPS
+                .iter()
+                .filter(|g| o.get(**g).and_then(|v| v.as_bool()) == Some(true))
+                .map(|g| g.to_string())
+                .collect(),
+        ),
+        _ => None,
+    })
+}
+
+/// `<output_dir>/<name>-sweep.json`: a sweep's runs so far, for viewers and the runs browser.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct SweepState {
+    pub runs: Vec<std::path::PathBuf>,
+    /// Runs the sweep will have when it finishes.
+    pub total: usize,
+    /// "running", "stopped" or "finished".
+    pub status: String,
 }
 
 #[cfg(test)]

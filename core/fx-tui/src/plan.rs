@@ -49,7 +49,7 @@ pub fn print(path: &Path, set: &[String], as_json: bool, registry: &Registry) ->
             "schedule": plan.iter().map(|p| {
                 let mut v = serde_json::to_value(p).unwrap();
                 let lr: serde_json::Map<String, serde_json::Value> = Group::ALL.iter()
-                    .filter(|g| p.trainable.group(**g))
+                    .filter(|g| g.trains_in(&p.trainable))
                     .filter_map(|g| lr_of(&exp, *g, p).map(|lr| (g.as_str().to_string(), json!(lr))))
                     .collect();
                 v["lr"] = json!(lr);
@@ -104,7 +104,7 @@ pub fn print(path: &Path, set: &[String], as_json: bool, registry: &Registry) ->
         let t = &p.trainable;
         let lr: Vec<String> = Group::ALL
             .iter()
-            .filter(|g| t.group(**g))
+            .filter(|g| g.trains_in(t))
             .filter_map(|g| lr_of(&exp, *g, p).map(|lr| format!("{}={lr:.1e}", g.as_str())))
             .collect();
         println!(

@@ -57,8 +57,7 @@ pub fn print(folders: &[PathBuf]) -> Result<()> {
         } else {
             format!("{}/{}", r.epochs_done, r.epochs_total)
         };
-        let age =
-            r.heartbeat.map(|h| format!("{} ago", fx_view::facts::fmt_age(now - h))).unwrap_or_else(|| "-".into());
+        let age = r.heartbeat.map(|h| format!("{} ago", fx_run::facts::fmt_age(now - h))).unwrap_or_else(|| "-".into());
         let m = |t: &str| r.main.get(t).map(|v| format!("{v:.1}")).unwrap_or_else(|| "-".into());
         println!(
             "{:40} {status:22} {epochs:>9} {age:>10} {:>6} {:>6} {:>6}  {}",

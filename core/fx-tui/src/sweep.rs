@@ -96,8 +96,8 @@ fn sweep_state_file(base: &Experiment) -> PathBuf {
 }
 
 fn write_sweep_state(file: &Path, runs: &[PathBuf], total: usize, status: &str) -> Result<()> {
-    let v = serde_json::json!({ "runs": runs, "total": total, "status": status });
-    fx::store::write_atomic(file, serde_json::to_string_pretty(&v)?.as_bytes())
+    let state = fx_run::SweepState { runs: runs.to_vec(), total, status: status.into() };
+    fx::store::write_atomic(file, serde_json::to_string_pretty(&state)?.as_bytes())
 }
 
 /// A sweep in a terminal: the sweep runs as its own detached process (closing the terminal or
@@ -130,14 +130,9 @@ pub fn sweep_in_viewer(path: &Path, grid: &[String], set: &[String], device: Opt
         // Wait for the next run of the sweep to appear (or the sweep to end).
         let (runs, total, status) = loop {
             if let Ok(text) = std::fs::read_to_string(&state_file) {
-                let v: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
-                let runs: Vec<PathBuf> = v["runs"]
-                    .as_array()
-                    .map(|a| a.iter().filter_map(|x| x.as_str().map(PathBuf::from)).collect())
-                    .unwrap_or_default();
-                let status = v["status"].as_str().unwrap_or("").to_string();
-                if runs.len() > shown || status != "running" {
-                    break (runs, v["total"].as_u64().unwrap_or(0) as usize, status);
+                let state: fx_run::SweepState = serde_json::from_str(&text).unwrap_or_default();
+                if state.runs.len() > shown || state.status != "running" {
+                    break (state.runs, state.total, state.status);
                 }
             }
             if child.has_ended() && !state_file.exists() {

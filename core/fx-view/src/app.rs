@@ -13,16 +13,16 @@
 //! the viewer then returns an error instead of spinning.
 
 use crate::browser::{Browser, BrowserAction, Comparison};
-use crate::facts;
 use crate::runs::Runs;
 use crate::state::{Action, Drawn, State, ViewExit};
-use crate::store::Store;
 use crate::theme::Theme;
 use crate::ui::{self, View};
 use anyhow::{Context, Result};
 use crossterm::event::{self, Event, KeyEventKind};
 use crossterm::terminal::{disable_raw_mode, enable_raw_mode, EnterAlternateScreen, LeaveAlternateScreen};
 use crossterm::{cursor, execute};
+use fx_run::facts;
+use fx_run::store::Store;
 use ratatui::backend::CrosstermBackend;
 use ratatui::Terminal;
 use std::io::{self, Write};

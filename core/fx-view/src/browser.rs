@@ -2,9 +2,9 @@
 //! of marked runs. State and keys only (no I/O): keys in, state and a [`BrowserAction`] out; the
 //! event loop ([`crate::app::browse`]) performs the actions.
 
-use crate::compare::{self, Compared, Key};
 use crate::runs::{RunRow, Runs, Status};
 use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+use fx_run::compare::{self, Compared, Key};
 use std::collections::BTreeSet;
 use std::path::PathBuf;
 

@@ -2,8 +2,8 @@
 //! element has its own glyph: focused points (the epoch trained this dataset and task), unfocused
 //! points, the dotted line joining them, and the best-focused-so-far step line.
 
-use crate::facts::{Point, Series};
 use crate::theme::Theme;
+use fx_run::facts::{Point, Series};
 use ratatui::buffer::Buffer;
 use ratatui::layout::Rect;
 use ratatui::style::Style;

@@ -10,13 +10,9 @@
 pub mod app;
 pub mod browser;
 pub mod chart;
-pub mod compare;
-pub mod facts;
-pub mod model;
 pub mod runs;
 pub mod screens;
 pub mod state;
-pub mod store;
 pub mod theme;
 pub mod ui;
 

@@ -9,9 +9,8 @@
 //! Tags are the one thing the browser writes into a run directory: `tags` (one tag per line),
 //! replaced atomically. A deleted run is moved to `<folder>/.trash/`, never unlinked.
 
-use crate::facts::{self, default_metric};
-use crate::model::{MetricRow, RunInfo};
-use serde::Deserialize;
+use fx_run::facts::{self, default_metric};
+use fx_run::{MetricRow, RunInfo};
 use std::collections::BTreeMap;
 use std::fs;
 use std::io::{Read, Seek, SeekFrom};
@@ -305,18 +304,13 @@ impl Runs {
 
 /// `run id → sweep name` from the `<name>-sweep.json` files of an output folder.
 fn sweep_members(folder: &Path) -> BTreeMap<String, String> {
-    #[derive(Deserialize, Default)]
-    #[serde(default)]
-    struct SweepState {
-        runs: Vec<PathBuf>,
-    }
     let mut out = BTreeMap::new();
     let Ok(list) = fs::read_dir(folder) else { return out };
     for e in list.flatten() {
         let name = e.file_name().to_string_lossy().into_owned();
         let Some(sweep) = name.strip_suffix("-sweep.json") else { continue };
         let Ok(text) = fs::read_to_string(e.path()) else { continue };
-        let Ok(state) = serde_json::from_str::<SweepState>(&text) else { continue };
+        let Ok(state) = serde_json::from_str::<fx_run::SweepState>(&text) else { continue };
         for r in state.runs {
             if let Some(id) = r.file_name() {
                 out.insert(id.to_string_lossy().into_owned(), sweep.to_string());

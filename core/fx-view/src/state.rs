@@ -360,3 +360,21 @@ pub const KEYS: &[(&str, &str)] = &[
     ("p r", "pause / resume training (after the current step)"),
     ("e", "export charts and tables now (into the run's export/ folder)"),
 ];
+
+/// The epochs the charts' window covers, and a title for it ("cycles 19–20 of 20"); `None` for
+/// the whole run. The window is clamped to the cycles the plan has.
+pub fn window_epochs(store: &fx_run::Store, w: ChartWindow) -> Option<((usize, usize), String)> {
+    let span = w.span?;
+    let cycles = fx_run::facts::cycles_total(store).max(1);
+    let last_cycle = cycles.saturating_sub(w.back).max(span.min(cycles)).max(1);
+    let first_cycle = last_cycle.saturating_sub(span - 1).max(1);
+    let epochs: Vec<usize> =
+        store.plan.iter().filter(|p| p.cycle >= first_cycle && p.cycle <= last_cycle).map(|p| p.epoch).collect();
+    let (a, b) = (*epochs.iter().min()?, *epochs.iter().max()?);
+    let title = if first_cycle == last_cycle {
+        format!("cycle {first_cycle} of {cycles}")
+    } else {
+        format!("cycles {first_cycle}-{last_cycle} of {cycles}")
+    };
+    Some(((a, b), title))
+}

@@ -1,10 +1,10 @@
 //! One frame: the tab bar, the current screen, the key bar, and the help or quit overlay.
 
-use crate::facts;
 use crate::screens::{self, fit};
 use crate::state::{Drawn, Overlay, Screen, State, KEYS};
-use crate::store::Store;
 use crate::theme::Theme;
+use fx_run::facts;
+use fx_run::store::Store;
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::style::Style;
 use ratatui::text::{Line, Span};

@@ -6,10 +6,10 @@
 mod common;
 
 use common::*;
+use fx_run::facts;
+use fx_run::store::Store;
 use fx_view::chart::MetricChart;
-use fx_view::facts;
 use fx_view::state::{ChartWindow, Screen, State};
-use fx_view::store::Store;
 use fx_view::theme::Theme;
 use ratatui::buffer::Buffer;
 use ratatui::layout::Rect;
@@ -88,14 +88,14 @@ fn windows_and_dense_columns_keep_every_focused_point_visible() {
     let dir = big_run("paper-window");
     let store = Store::open(&dir);
     // The last two cycles: epochs 523..=580.
-    let (range, title) = facts::window_epochs(&store, ChartWindow { span: Some(2), back: 0 }).unwrap();
+    let (range, title) = fx_view::state::window_epochs(&store, ChartWindow { span: Some(2), back: 0 }).unwrap();
     assert_eq!((range, title.as_str()), ((523, 580), "cycles 19-20 of 20"));
-    let (range, _) = facts::window_epochs(&store, ChartWindow { span: Some(1), back: 5 }).unwrap();
+    let (range, _) = fx_view::state::window_epochs(&store, ChartWindow { span: Some(1), back: 5 }).unwrap();
     assert_eq!(range, (407, 435), "cycle 15");
     // Windows are clamped to the run.
-    let (range, title) = facts::window_epochs(&store, ChartWindow { span: Some(3), back: 99 }).unwrap();
+    let (range, title) = fx_view::state::window_epochs(&store, ChartWindow { span: Some(3), back: 99 }).unwrap();
     assert_eq!((range, title.as_str()), ((1, 87), "cycles 1-3 of 20"));
-    assert!(facts::window_epochs(&store, ChartWindow::default()).is_none());
+    assert!(fx_view::state::window_epochs(&store, ChartWindow::default()).is_none());
 
     let series = facts::series(&store, "teacher");
     let s = &series[0];

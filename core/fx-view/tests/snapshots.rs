@@ -4,10 +4,10 @@
 mod common;
 
 use common::*;
+use fx_run::facts;
+use fx_run::store::Store;
 use fx_view::chart::MetricChart;
-use fx_view::facts;
 use fx_view::state::{LevelFilter, ModelSel, Overlay, Screen, State};
-use fx_view::store::Store;
 use fx_view::theme::Theme;
 use ratatui::buffer::Buffer;
 use ratatui::layout::Rect;

@@ -4,8 +4,8 @@ mod common;
 
 use common::*;
 use crossterm::event::{KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
+use fx_run::store::Store;
 use fx_view::state::{Action, LevelFilter, ModelSel, Overlay, Screen, State};
-use fx_view::store::Store;
 use fx_view::ViewExit;
 
 fn k(c: char) -> KeyEvent {

@@ -4,7 +4,7 @@
 mod common;
 
 use common::*;
-use fx_view::store::Store;
+use fx_run::store::Store;
 use std::fs::{self, OpenOptions};
 use std::io::Write;
 use std::path::Path;

@@ -32,6 +32,12 @@ impl Group {
         }
     }
 
+    /// Whether this group trains in an epoch with these flags (a group off the task's path does
+    /// not). The names are plan.json's, so the record's own lookup serves.
+    pub fn trains_in(self, t: &crate::schedule::Trainable) -> bool {
+        t.get(self.as_str()) == Some(true)
+    }
+
     /// The group of a variable name, and the dataset it belongs to for per-dataset heads.
     pub fn of(var: &str) -> Option<(Group, Option<&str>)> {
         let (head, rest) = var.split_once('.')?;

@@ -10,7 +10,7 @@ use crate::swin::{Swin, SwinConfig};
 use crate::upernet::{SegHead, SegHeadSpec, UperNet};
 use anyhow::Result;
 use fx_plugin::LabelMode;
-use serde::{Deserialize, Serialize};
+
 use std::collections::BTreeMap;
 use tch::{nn, nn::Module, Device, Kind, Tensor};
 
@@ -40,51 +40,14 @@ impl Heads {
     }
 }
 
-/// A classification head as built: on the backbone's pooled feature, `hidden` layers (none: the
-/// paper's single Linear) then the output Linear over `labels`; `mode` says how the labels relate
-/// (sigmoid per label, or softmax over them). Recorded in model.json, so predict rebuilds it.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct ClsHeadSpec {
-    pub labels: i64,
-    #[serde(default)]
-    pub hidden: Vec<i64>,
-    #[serde(default)]
-    pub dropout: f64,
-    #[serde(default)]
-    pub mode: LabelMode,
-}
+/// A classification head as built (model.json's record, in fx-run).
+pub use fx_run::ClsHeadSpec;
 
-impl ClsHeadSpec {
-    /// The paper's head: one Linear, sigmoid per label.
-    pub fn linear(labels: i64) -> ClsHeadSpec {
-        ClsHeadSpec { labels, hidden: Vec::new(), dropout: 0.0, mode: LabelMode::MultiLabel }
-    }
-
-    /// "linear" or "mlp".
-    pub fn kind(&self) -> &'static str {
-        if self.hidden.is_empty() {
-            "linear"
-        } else {
-            "mlp"
-        }
-    }
-
-    /// One line for `plan` and the viewer: "mlp 512 → 3, multi_class".
-    pub fn describe(&self) -> String {
-        let widths: Vec<String> = self.hidden.iter().map(|w| w.to_string()).collect();
-        let dropout = if self.dropout > 0.0 { format!(", dropout {}", self.dropout) } else { String::new() };
-        match self.hidden.is_empty() {
-            true => format!("linear → {}, {}", self.labels, self.mode.as_str()),
-            false => format!("mlp {} → {}{dropout}, {}", widths.join("-"), self.labels, self.mode.as_str()),
-        }
-    }
-
-    /// Class scores from logits: a sigmoid per label, or the softmax over the labels.
-    pub fn probabilities(&self, logits: &Tensor) -> Tensor {
-        match self.mode {
-            LabelMode::MultiLabel => logits.sigmoid(),
-            LabelMode::MultiClass => logits.softmax(-1, Kind::Float),
-        }
+/// Class scores from a head's logits: a sigmoid per label, or the softmax over the labels.
+pub fn cls_probabilities(spec: &ClsHeadSpec, logits: &Tensor) -> Tensor {
+    match spec.mode {
+        LabelMode::MultiLabel => logits.sigmoid(),
+        LabelMode::MultiClass => logits.softmax(-1, Kind::Float),
     }
 }
 

@@ -18,16 +18,8 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use tch::{Device, Kind, Tensor};
 
-/// Label names of one dataset's heads (empty: the model has no head for that task).
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-pub struct HeadLabels {
-    #[serde(default)]
-    pub cls: Vec<String>,
-    #[serde(default)]
-    pub loc: Vec<String>,
-    #[serde(default)]
-    pub seg: Vec<String>,
-}
+/// Label names of one dataset's heads (model.json's record, in fx-run).
+pub use fx_run::HeadLabels;
 
 /// Everything needed to rebuild and use a model besides its tensors.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -105,14 +97,14 @@ impl ModelCard {
     pub fn of_run(run: &Path, role: ModelRole, epoch: usize) -> Result<ModelCard> {
         let store = RunStore::open(run)?;
         let exp = Experiment::load(&store.path("experiment.toml"), &[])?;
-        let mj: serde_json::Value =
+        let mj: fx_run::ModelInfo<DinoConfig> =
             store.read_json("model.json").with_context(|| format!("{}: no model.json", run.display()))?;
-        let datasets: BTreeMap<String, HeadLabels> = serde_json::from_value(mj["labels"].clone()).map_err(|_| {
-            anyhow!(
+        if mj.labels.is_empty() {
+            bail!(
                 "{}: model.json has no head labels (a run made before fx recorded them); resume it once to record them",
                 run.display()
-            )
-        })?;
+            );
+        }
         let mut metrics = BTreeMap::new();
         if let Ok(rows) = store.metrics() {
             for r in rows.iter().filter(|r| r.model == role.as_str()) {
@@ -126,10 +118,10 @@ impl ModelCard {
             ppm_channels: exp.model.ppm_channels,
             fpn_channels: exp.model.fpn_channels,
             dino: exp.model.dino.clone(),
-            datasets,
-            cls_heads: serde_json::from_value(mj["cls_heads"].clone()).unwrap_or_default(),
-            loc_dino: serde_json::from_value(mj["loc_dino"].clone()).unwrap_or_default(),
-            seg_heads: serde_json::from_value(mj["seg_heads"].clone()).unwrap_or_default(),
+            datasets: mj.labels,
+            cls_heads: mj.cls_heads,
+            loc_dino: mj.loc_dino,
+            seg_heads: mj.seg_heads,
             preprocessing: PREPROCESSING.into(),
             run: run.display().to_string(),
             model: role.as_str().into(),
@@ -353,7 +345,7 @@ pub fn infer(
         tch::no_grad(|| -> Result<()> {
             if opts.cls && !heads.cls.is_empty() {
                 let head = &loaded.model.cls_heads[name].spec;
-                let p = head.probabilities(&loaded.model.cls(&x, name, false).logits);
+                let p = crate::model::cls_probabilities(head, &loaded.model.cls(&x, name, false).logits);
                 let p = p.to_kind(Kind::Float).to_device(Device::Cpu);
                 let v = Vec::<f32>::try_from(&p.flatten(0, -1))?;
                 let c = heads.cls.len();
@@ -389,7 +381,7 @@ pub fn infer(
             }
             if opts.seg && !heads.seg.is_empty() {
                 let logits = loaded.model.seg(&x, name, false, false, None)?.logits;
-                let probs = loaded.model.seg_heads[name].spec.mask_scores(&logits);
+                let probs = crate::upernet::mask_scores(&loaded.model.seg_heads[name].spec, &logits);
                 for (i, pr) in preds.iter_mut().enumerate() {
                     let (ow, oh) = (originals[i].0 as i64, originals[i].1 as i64);
                     // Probabilities resized to the original image, then thresholded.

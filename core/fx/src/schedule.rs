@@ -14,7 +14,6 @@
 //! every segmentation task, datasets in experiment order each time.
 
 use crate::config::{Experiment, FinetuneMode, Order};
-use crate::group::Group;
 use fx_plugin::Task;
 use serde::{Deserialize, Serialize};
 
@@ -33,67 +32,32 @@ impl Mode {
     }
 }
 
-/// Trainable flag of each component for one epoch; `None` = not on the task's path (Table 8's "-").
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Trainable {
-    pub backbone: Option<bool>,
-    pub cls_head: Option<bool>,
-    pub loc_encoder: Option<bool>,
-    pub loc_decoder: Option<bool>,
-    pub seg_decoder: Option<bool>,
-    pub seg_head: Option<bool>,
-}
+/// Trainable flag of each component for one epoch (plan.json's record, in fx-run).
+pub use fx_run::Trainable;
 
-impl Trainable {
-    pub fn for_task(task: Task, mode: Mode) -> Trainable {
-        let release = mode == Mode::Release;
-        match task {
-            Task::Cls => Trainable { backbone: Some(release), cls_head: Some(true), ..Default::default() },
-            Task::Loc => Trainable {
-                backbone: Some(release),
-                loc_encoder: Some(release),
-                loc_decoder: Some(true),
-                ..Default::default()
-            },
-            Task::Seg => Trainable {
-                backbone: Some(release),
-                seg_decoder: Some(release),
-                seg_head: Some(true),
-                ..Default::default()
-            },
-        }
-    }
-
-    /// Whether a parameter group trains in this epoch.
-    pub fn group(&self, group: Group) -> bool {
-        match group {
-            Group::Backbone => self.backbone,
-            Group::ClsHead => self.cls_head,
-            Group::LocEncoder => self.loc_encoder,
-            Group::LocDecoder => self.loc_decoder,
-            Group::SegDecoder => self.seg_decoder,
-            Group::SegHead => self.seg_head,
-        }
-        .unwrap_or(false)
+/// The trainable flags of a task's path in a mode: Release trains everything on it; Lock freezes
+/// the backbone and the task's shared early layers (loc encoder, seg decoder).
+pub fn trainable_for(task: Task, mode: Mode) -> Trainable {
+    let release = mode == Mode::Release;
+    match task {
+        Task::Cls => Trainable { backbone: Some(release), cls_head: Some(true), ..Default::default() },
+        Task::Loc => Trainable {
+            backbone: Some(release),
+            loc_encoder: Some(release),
+            loc_decoder: Some(true),
+            ..Default::default()
+        },
+        Task::Seg => Trainable {
+            backbone: Some(release),
+            seg_decoder: Some(release),
+            seg_head: Some(true),
+            ..Default::default()
+        },
     }
 }
 
-/// One epoch of the plan.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct EpochPlan {
-    /// 1-based epoch number over the whole run.
-    pub epoch: usize,
-    /// 1-based cycle number.
-    pub cycle: usize,
-    pub dataset: String,
-    pub task: Task,
-    pub mode: Mode,
-    /// Fraction of the training split this epoch sees.
-    pub fraction: f64,
-    pub trainable: Trainable,
-    /// Factor applied to every group's learning rate in this epoch (warm-up / cosine per cycle).
-    pub lr_factor: f64,
-}
+/// One epoch of the plan: plan.json's record (fx-run) with fx's task and mode.
+pub type EpochPlan = fx_run::EpochPlan<Task, Mode>;
 
 /// The (dataset, task) pairs of one cycle, in the order `order` asks for. Tasks always go
 /// cls, loc, seg whatever order the caller lists them in.
@@ -133,9 +97,9 @@ pub fn plan(exp: &Experiment, tasks: &[(String, Vec<Task>)]) -> Vec<EpochPlan> {
                 mode,
                 fraction: if mode == Mode::Lock { lr.lock_fraction } else { 1.0 },
                 trainable: match exp.finetune.mode {
-                    FinetuneMode::Full => Trainable::for_task(task, mode),
+                    FinetuneMode::Full => trainable_for(task, mode),
                     // Head-only finetuning: the Lock flags, whatever the pass.
-                    FinetuneMode::HeadOnly => Trainable::for_task(task, Mode::Lock),
+                    FinetuneMode::HeadOnly => trainable_for(task, Mode::Lock),
                 },
                 lr_factor: exp.optimizer.lr_schedule.factor(cycle, exp.train.cycles),
             });
@@ -166,6 +130,7 @@ pub fn plan(exp: &Experiment, tasks: &[(String, Vec<Task>)]) -> Vec<EpochPlan> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::group::Group;
     use std::path::Path;
 
     fn exp(extra: &str) -> Experiment {
@@ -238,7 +203,7 @@ mod tests {
         let seg_lock = &p[3];
         assert_eq!(seg_lock.trainable.seg_decoder, Some(false));
         assert_eq!(seg_lock.trainable.seg_head, Some(true));
-        assert!(p[2].trainable.group(Group::Backbone));
+        assert!(Group::Backbone.trains_in(&p[2].trainable));
     }
 
     fn row(x: &EpochPlan) -> String {
@@ -330,7 +295,7 @@ mod tests {
         assert_eq!(p.len(), 6);
         for x in &p {
             assert_eq!((x.mode, x.fraction), (Mode::Release, 1.0));
-            assert_eq!(x.trainable, Trainable::for_task(x.task, Mode::Lock));
+            assert_eq!(x.trainable, trainable_for(x.task, Mode::Lock));
             assert_eq!(x.trainable.backbone, Some(false));
         }
     }

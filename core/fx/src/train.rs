@@ -276,7 +276,7 @@ impl Trainer {
                 continue;
             }
             let on = match Group::of(&name) {
-                Some((group, dataset)) => plan.trainable.group(group) && dataset.is_none_or(|d| d == plan.dataset),
+                Some((group, dataset)) => group.trains_in(&plan.trainable) && dataset.is_none_or(|d| d == plan.dataset),
                 None => false,
             };
             let _ = var.set_requires_grad(on);
@@ -333,16 +333,26 @@ impl Trainer {
             self.loss_history.drain(..excess);
         }
         let p = r.plan;
-        let trainable: Vec<&str> = Group::ALL.iter().filter(|g| p.trainable.group(**g)).map(|g| g.as_str()).collect();
-        self.run.write_json(
-            "progress.json",
-            &serde_json::json!({
-                "epoch": p.epoch, "cycle": p.cycle, "dataset": p.dataset, "task": p.task, "mode": p.mode.as_str(),
-                "trainable": trainable, "step": r.step, "steps": r.steps, "loss": r.loss, "img_per_s": r.img_per_s,
-                "eta_epoch_s": r.eta_epoch_s, "eta_run_s": r.eta_run_s, "loss_history": self.loss_history,
-                "rank_img_per_s": r.rank_img_per_s, "time": crate::store::now(),
-            }),
-        )
+        let progress = fx_run::Progress {
+            epoch: p.epoch,
+            cycle: p.cycle,
+            dataset: p.dataset.clone(),
+            task: p.task.as_str().into(),
+            mode: p.mode.as_str().into(),
+            trainable: Some(
+                Group::ALL.iter().filter(|g| g.trains_in(&p.trainable)).map(|g| g.as_str().into()).collect(),
+            ),
+            step: r.step,
+            steps: r.steps,
+            loss: Some(r.loss),
+            img_per_s: Some(r.img_per_s),
+            eta_epoch_s: Some(r.eta_epoch_s),
+            eta_run_s: Some(r.eta_run_s),
+            loss_history: self.loss_history.clone(),
+            rank_img_per_s: r.rank_img_per_s.clone(),
+            time: crate::store::now(),
+        };
+        self.run.write_json("progress.json", &progress)
     }
 
     /// The autocast dtype of this run's forward passes; `None` in fp32.
@@ -441,7 +451,7 @@ impl Trainer {
             // is 0/0 and would poison every later evaluation. PyTorch refuses such a batch
             // ("Expected more than 1 value per channel when training"); fx leaves it out, as
             // drop_last would, and says so. Every rank decides alike (global sizes).
-            let lone = plan.task == Task::Seg && plan.trainable.group(Group::SegDecoder) && global_len[step] == 1;
+            let lone = plan.task == Task::Seg && Group::SegDecoder.trains_in(&plan.trainable) && global_len[step] == 1;
             if lone {
                 let msg = format!(
                     "{}: the last batch holds one image, too few for the segmentation decoder's BatchNorm: left out \

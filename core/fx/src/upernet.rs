@@ -153,59 +153,28 @@ impl UperNet {
     }
 }
 
-/// A segmentation head as built, on the decoder's fused stride-4 map: `widths` Conv3×3 + ReLU
-/// layers (none: the paper's single Conv3×3), then the output Conv3×3 over the `labels` (plus a
-/// background channel when they are mutually exclusive: `mode` multi_class). Recorded in
-/// model.json, so predict rebuilds it.
-#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct SegHeadSpec {
-    pub labels: i64,
-    #[serde(default)]
-    pub widths: Vec<i64>,
-    #[serde(default)]
-    pub mode: LabelMode,
+/// A segmentation head as built (model.json's record, in fx-run).
+pub use fx_run::SegHeadSpec;
+
+/// Per-label probabilities (B, labels, H, W) from a seg head's logits, for the soft Dice: a
+/// sigmoid per label, or the softmax over background and labels without the background.
+pub fn seg_probabilities(spec: &SegHeadSpec, logits: &Tensor) -> Tensor {
+    match spec.mode {
+        LabelMode::MultiLabel => logits.sigmoid(),
+        LabelMode::MultiClass => logits.softmax(1, Kind::Float).narrow(1, 1, spec.labels),
+    }
 }
 
-impl SegHeadSpec {
-    /// The paper's head: one Conv3×3, a sigmoid per label.
-    pub fn conv(labels: i64) -> SegHeadSpec {
-        SegHeadSpec { labels, widths: Vec::new(), mode: LabelMode::MultiLabel }
-    }
-
-    /// One line for `plan`: "conv_stack 64-32 → 3, multi_class".
-    pub fn describe(&self) -> String {
-        let widths: Vec<String> = self.widths.iter().map(|w| w.to_string()).collect();
-        match self.widths.is_empty() {
-            true => format!("conv → {}, {}", self.labels, self.mode.as_str()),
-            false => format!("conv_stack {} → {}, {}", widths.join("-"), self.labels, self.mode.as_str()),
-        }
-    }
-
-    /// Channels of the logits: the labels, and the background first for multi_class.
-    pub fn channels(&self) -> i64 {
-        self.labels + (self.mode == LabelMode::MultiClass) as i64
-    }
-
-    /// Per-label probabilities (B, labels, H, W) from the logits, for the soft Dice: a sigmoid
-    /// per label, or the softmax over background and labels without the background.
-    pub fn probabilities(&self, logits: &Tensor) -> Tensor {
-        match self.mode {
-            LabelMode::MultiLabel => logits.sigmoid(),
-            LabelMode::MultiClass => logits.softmax(1, Kind::Float).narrow(1, 1, self.labels),
-        }
-    }
-
-    /// Per-label scores whose threshold at 0.5 is the predicted mask (evaluation, predict): the
-    /// sigmoid per label, or for exclusive labels the one-hot of each pixel's most probable class
-    /// (background included) — with three labels a pixel's winning probability may be below 0.5.
-    pub fn mask_scores(&self, logits: &Tensor) -> Tensor {
-        match self.mode {
-            LabelMode::MultiLabel => logits.sigmoid(),
-            LabelMode::MultiClass => {
-                let winner = logits.argmax(1, true);
-                let classes = Tensor::arange(self.channels(), (tch::Kind::Int64, logits.device())).view([1, -1, 1, 1]);
-                winner.eq_tensor(&classes).to_kind(Kind::Float).narrow(1, 1, self.labels)
-            }
+/// Per-label scores whose threshold at 0.5 is the predicted mask (evaluation, predict): the
+/// sigmoid per label, or for exclusive labels the one-hot of each pixel's most probable class
+/// (background included) — with three labels a pixel's winning probability may be below 0.5.
+pub fn mask_scores(spec: &SegHeadSpec, logits: &Tensor) -> Tensor {
+    match spec.mode {
+        LabelMode::MultiLabel => logits.sigmoid(),
+        LabelMode::MultiClass => {
+            let winner = logits.argmax(1, true);
+            let classes = Tensor::arange(spec.channels(), (tch::Kind::Int64, logits.device())).view([1, -1, 1, 1]);
+            winner.eq_tensor(&classes).to_kind(Kind::Float).narrow(1, 1, spec.labels)
         }
     }
 }

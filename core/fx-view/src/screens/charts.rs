@@ -2,9 +2,9 @@
 //! Enter zooms the selected one.
 
 use crate::chart::MetricChart;
-use crate::facts;
 use crate::state::Drawn;
 use crate::ui::View;
+use fx_run::facts;
 use ratatui::layout::Rect;
 use ratatui::text::{Line, Span};
 use ratatui::widgets::Paragraph;
@@ -27,7 +27,7 @@ pub fn draw(f: &mut Frame, area: Rect, v: &View, drawn: &mut Drawn) {
         return;
     }
     let sel = v.state.chart.min(series.len() - 1);
-    let window = facts::window_epochs(v.store, v.state.window);
+    let window = crate::state::window_epochs(v.store, v.state.window);
     if area.height < 2 {
         return;
     }

@@ -7,10 +7,10 @@
 
 use crate::browser::Comparison;
 use crate::chart::{get, put, y_axis, y_range, Geo};
-use crate::compare::{self, Key};
-use crate::facts::Point;
 use crate::screens::{fit, pad};
 use crate::theme::Theme;
+use fx_run::compare::{self, Key};
+use fx_run::facts::Point;
 use ratatui::buffer::Buffer;
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::style::{Color, Style};
@@ -58,7 +58,7 @@ pub fn lines(c: &Comparison, key: &Key) -> Vec<Trace> {
         return compare::seed_groups(&configs)
             .into_iter()
             .map(|g| {
-                let stores: Vec<&crate::store::Store> = g.iter().map(|&i| &c.runs[i].store).collect();
+                let stores: Vec<&fx_run::store::Store> = g.iter().map(|&i| &c.runs[i].store).collect();
                 let line = compare::group_line(&stores, key, &c.model);
                 let label = if g.len() > 1 {
                     let l = c.labels[g[0]].split(' ').filter(|w| !w.starts_with("seed=")).collect::<Vec<_>>().join(" ");
@@ -248,7 +248,7 @@ pub fn draw(f: &mut Frame, area: Rect, c: &Comparison, t: &Theme) {
     f.render_widget(Paragraph::new(Line::from(Span::styled(fit(&head, w), t.title()))), top);
 
     let lines = lines(c, &key);
-    let epochs = c.runs.iter().map(|r| crate::facts::epochs_total(&r.store)).max().unwrap_or(1);
+    let epochs = c.runs.iter().map(|r| fx_run::facts::epochs_total(&r.store)).max().unwrap_or(1);
     let starts = cycle_starts(c);
     let block = super::block("", t);
     let inner = block.inner(chart);
@@ -298,8 +298,8 @@ pub fn draw(f: &mut Frame, area: Rect, c: &Comparison, t: &Theme) {
                     fit(&status, 9),
                     o.last.map(|p| format!("{} ({})", value(Some(p.value)), p.epoch)).unwrap_or_else(|| "-".into()),
                     o.best.map(|b| format!("{} ({})", value(Some(b.value)), b.epoch)).unwrap_or_else(|| "-".into()),
-                    crate::facts::epochs_done(&r.store),
-                    crate::facts::epochs_total(&r.store),
+                    fx_run::facts::epochs_done(&r.store),
+                    fx_run::facts::epochs_total(&r.store),
                 )),
             ]));
         }

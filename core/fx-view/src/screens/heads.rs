@@ -2,9 +2,9 @@
 //! them train in the current epoch.
 
 use super::{block, fit, pad};
-use crate::facts;
-use crate::model::{group_is_per_dataset, head_group, GROUPS};
 use crate::ui::View;
+use fx_run::facts;
+use fx_run::{group_is_per_dataset, head_group, GROUPS};
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::text::{Line, Span};
 use ratatui::widgets::Paragraph;
@@ -27,7 +27,7 @@ pub fn draw(f: &mut Frame, area: Rect, v: &View) {
             None => "-".into(),
         };
         let trained = s.plan.iter().filter(|p| p.trainable.get(g) == Some(true)).count();
-        let params = s.parameters.get(*g).map(|n| human(*n)).unwrap_or_else(|| "-".into());
+        let params = s.model.parameters.get(*g).map(|n| human(*n)).unwrap_or_else(|| "-".into());
         let line = format!("{:<12} {:>7} {:<28} trains in {trained} of {} epochs", g, params, state, s.plan.len());
         let line = fit(&line, area.width.saturating_sub(2) as usize);
         lines.push(if state == "trainable" { Line::styled(line, t.title()) } else { Line::from(line) });
@@ -66,22 +66,27 @@ pub fn draw(f: &mut Frame, area: Rect, v: &View) {
         let epochs = s.plan.iter().filter(|p| &p.dataset == d && &p.task == task).count();
         // A head's kind where model.json records it; mutually exclusive labels (softmax) read
         // "one of".
-        let kind = s.head_kinds.get(&(d.clone(), task.clone()));
-        let one_of = if kind.is_some_and(|(_, mode)| mode == "multi_class") { "one of: " } else { "" };
+        let kind = s.model.head_kind(d, task);
+        let one_of =
+            if kind.is_some_and(|(_, mode)| mode == fx_run::model::LabelMode::MultiClass) { "one of: " } else { "" };
         let labels = match facts::labels(s, d, task) {
             Some(l) => format!("{} {one_of}{}", l.len(), l.join(" ")),
             None => "? (after the first evaluation)".into(),
         };
-        let head = kind.map_or(head, |(kind, _)| kind.as_str());
+        let head = kind.map_or(head, |(kind, _)| kind);
         let mark = if active { t.current } else { " " };
-        let params =
-            s.parameters.get(&format!("{}.{d}", head_group(task))).map(|n| human(*n)).unwrap_or_else(|| "-".into());
+        let params = s
+            .model
+            .parameters
+            .get(&format!("{}.{d}", head_group(task)))
+            .map(|n| human(*n))
+            .unwrap_or_else(|| "-".into());
         let text =
             format!("{mark} {} {:<4} {:<12} {params:>7} {:<9} {:>6} {labels}", pad(d, dw), task, head, state, epochs);
         let text = fit(&text, inner_w);
         lines.push(if trainable { Line::styled(text, t.highlight()) } else { Line::from(text) });
     }
-    let total: i64 = s.parameters.values().sum();
+    let total: i64 = s.model.parameters.values().sum();
     let title = if total > 0 {
         format!("datasets and heads  ({} trains this epoch; model {} parameters)", t.current, human(total))
     } else {

@@ -2,8 +2,8 @@
 //! ETAs, the loss sparkline and throughput, and the latest metrics table.
 
 use super::{bar, block, fit, opt_value, pad, sparkline};
-use crate::facts;
 use crate::ui::View;
+use fx_run::facts;
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::text::{Line, Span};
 use ratatui::widgets::Paragraph;

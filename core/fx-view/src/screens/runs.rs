@@ -3,10 +3,10 @@
 //! confirmations.
 
 use crate::browser::{Browser, Column, Item, Prompt};
-use crate::facts::fmt_age;
 use crate::runs::{RunRow, Runs};
 use crate::screens::{fit, pad};
 use crate::theme::Theme;
+use fx_run::facts::fmt_age;
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::style::Style;
 use ratatui::text::{Line, Span};

@@ -2,10 +2,10 @@
 //! current epoch is marked and highlighted, finished epochs are ticked.
 
 use super::{block, flag, pad};
-use crate::facts;
-use crate::model::GROUPS;
 use crate::state::Drawn;
 use crate::ui::View;
+use fx_run::facts;
+use fx_run::GROUPS;
 use ratatui::layout::Rect;
 use ratatui::text::{Line, Span};
 use ratatui::widgets::Paragraph;

@@ -1,7 +1,7 @@
 #![allow(dead_code)]
 
+use fx_run::store::Store;
 use fx_view::state::State;
-use fx_view::store::Store;
 use fx_view::theme::Theme;
 use fx_view::ui::{self, View};
 use ratatui::backend::TestBackend;

@@ -67,7 +67,9 @@ impl Trainer {
                     |b| {
                         let x = model.input(&self.images_tensor(b));
                         let head = &model.cls_heads[&name].spec;
-                        Ok(vec![tch::no_grad(|| head.probabilities(&model.cls(&x, &name, false).logits))])
+                        Ok(vec![tch::no_grad(|| {
+                            crate::model::cls_probabilities(head, &model.cls(&x, &name, false).logits)
+                        })])
                     },
                     |b, p| {
                         scores.extend(Vec::<f64>::try_from(&p[0].to_kind(Kind::Double).flatten(0, -1))?);
@@ -144,9 +146,10 @@ impl Trainer {
             let forward = |b: &Batch| -> Result<Vec<Tensor>> {
                 let x = model.input(&self.images_tensor(b));
                 Ok(vec![tch::no_grad(|| {
-                    Ok::<_, anyhow::Error>(
-                        model.seg_heads[name].spec.mask_scores(&model.seg(&x, name, false, false, None)?.logits),
-                    )
+                    Ok::<_, anyhow::Error>(crate::upernet::mask_scores(
+                        &model.seg_heads[name].spec,
+                        &model.seg(&x, name, false, false, None)?.logits,
+                    ))
                 })?])
             };
             self.gathered(batches, 1, forward, |b, p| {

@@ -149,9 +149,11 @@ pub fn swin_config(exp: &Experiment) -> Result<SwinConfig> {
 
 /// model.json: architecture, parameter counts per component, and the label names of every
 /// dataset's heads (what `predict` and `export-model` need to rebuild the model without the data).
-pub fn model_json(exp: &Experiment, student: &Model, datasets: &[OpenedDataset]) -> serde_json::Value {
-    let parameters: serde_json::Map<String, serde_json::Value> =
-        student.component_params().into_iter().map(|(k, v)| (k, serde_json::json!(v))).collect();
+pub fn model_json(
+    exp: &Experiment,
+    student: &Model,
+    datasets: &[OpenedDataset],
+) -> fx_run::ModelInfo<crate::dino::DinoConfig> {
     let labels: BTreeMap<String, crate::predict::HeadLabels> = datasets
         .iter()
         .map(|d| {
@@ -162,15 +164,15 @@ pub fn model_json(exp: &Experiment, student: &Model, datasets: &[OpenedDataset])
         .collect();
     // The heads as specified (kinds, label modes, decoder sizes): what predict rebuilds.
     let h = heads(exp, datasets);
-    serde_json::json!({
-        "arch": exp.model.arch,
-        "image_size": exp.model.image_size,
-        "parameters": parameters,
-        "labels": labels,
-        "cls_heads": h.cls,
-        "seg_heads": h.seg,
-        "loc_dino": h.loc_dino,
-    })
+    fx_run::ModelInfo {
+        arch: exp.model.arch.clone(),
+        image_size: exp.model.image_size,
+        parameters: student.component_params().into_iter().collect(),
+        labels,
+        cls_heads: h.cls,
+        seg_heads: h.seg,
+        loc_dino: h.loc_dino,
+    }
 }
 
 /// A dataset's classification head: the experiment's `[datasets.heads.cls]` over what the

@@ -123,7 +123,7 @@ impl Trainer {
     ) -> Result<Tensor> {
         let x = self.student.input(&self.images_tensor(batch));
         let targets = targets_of(batch);
-        let train_backbone = plan.trainable.group(Group::Backbone);
+        let train_backbone = Group::Backbone.trains_in(&plan.trainable);
         let opts = DecodeOptions { dn_targets: Some(&targets), dn_seed: seed, select: None };
         let out = self.student.loc(&x, &plan.dataset, train_backbone, &opts);
         let (task, _) = match num_boxes {
@@ -176,11 +176,11 @@ impl Trainer {
         let global =
             self.world.is_some().then(|| GlobalBatch { sum: &sum, weight: if batch.is_some() { 1.0 } else { 0.0 } });
         let tr = &plan.trainable;
-        let sync = global.as_ref().filter(|_| self.exp.train.sync_batchnorm && tr.group(Group::SegDecoder));
-        let train_decoder = tr.group(Group::SegDecoder) && (batch.is_some() || sync.is_some());
-        let out = self.student.seg(&x, &plan.dataset, tr.group(Group::Backbone), train_decoder, sync)?;
+        let sync = global.as_ref().filter(|_| self.exp.train.sync_batchnorm && Group::SegDecoder.trains_in(tr));
+        let train_decoder = Group::SegDecoder.trains_in(tr) && (batch.is_some() || sync.is_some());
+        let out = self.student.seg(&x, &plan.dataset, Group::Backbone.trains_in(tr), train_decoder, sync)?;
         let head = &self.student.seg_heads[&plan.dataset].spec;
-        let mut task = soft_dice_loss(&head.probabilities(&out.logits), &target, global.as_ref())?;
+        let mut task = soft_dice_loss(&crate::upernet::seg_probabilities(head, &out.logits), &target, global.as_ref())?;
         if self.exp.loss.seg == SegLoss::DiceBce {
             // The pixel-wise term: BCE per label, or for exclusive labels the cross-entropy over
             // background and labels.

@@ -1,8 +1,8 @@
 //! Facts derived from the store that several screens share: the current epoch, the datasets in
 //! order, the series of each chart, the latest metric table. Pure functions of the store.
 
-use crate::model::{EpochPlan, MetricRow};
 use crate::store::Store;
+use crate::{EpochPlan, MetricRow};
 
 /// The epoch the screens point at: the one training (running) or the last one finished.
 pub fn current_epoch(store: &Store) -> Option<usize> {
@@ -329,24 +329,6 @@ pub fn fmt_eta(secs: f64) -> String {
     } else {
         format!("{}:{:02}", s / 60, s % 60)
     }
-}
-
-/// The epochs the charts' window covers, and a title for it ("cycles 19–20 of 20"); `None` for
-/// the whole run. The window is clamped to the cycles the plan has.
-pub fn window_epochs(store: &Store, w: crate::state::ChartWindow) -> Option<((usize, usize), String)> {
-    let span = w.span?;
-    let cycles = cycles_total(store).max(1);
-    let last_cycle = cycles.saturating_sub(w.back).max(span.min(cycles)).max(1);
-    let first_cycle = last_cycle.saturating_sub(span - 1).max(1);
-    let epochs: Vec<usize> =
-        store.plan.iter().filter(|p| p.cycle >= first_cycle && p.cycle <= last_cycle).map(|p| p.epoch).collect();
-    let (a, b) = (*epochs.iter().min()?, *epochs.iter().max()?);
-    let title = if first_cycle == last_cycle {
-        format!("cycle {first_cycle} of {cycles}")
-    } else {
-        format!("cycles {first_cycle}-{last_cycle} of {cycles}")
-    };
-    Some(((a, b), title))
 }
 
 #[cfg(test)]

@@ -7,7 +7,7 @@
 //! trainer cuts it off), and a file that shrank or was replaced (a resume rewrites
 //! `metrics.jsonl`) is read again from the start. Missing files are simply empty.
 
-use crate::model::{EpochPlan, Event, ExperimentInfo, MetricRow, Progress, RunInfo};
+use crate::{EpochPlan, Event, ExperimentInfo, MetricRow, ModelInfo, Progress, RunInfo};
 use serde::de::DeserializeOwned;
 use std::fs::{self, File};
 use std::io::{Read, Seek, SeekFrom};
@@ -58,12 +58,8 @@ pub struct Store {
     pub plan: Vec<EpochPlan>,
     pub run: Option<RunInfo>,
     pub progress: Option<Progress>,
-    /// model.json: parameter count per component (`backbone`, `cls_head.<dataset>`, ...).
-    pub parameters: std::collections::BTreeMap<String, i64>,
-    /// model.json: the kind and label mode of each (dataset, task) head that records one: cls
-    /// ("linear" | "mlp"), seg ("conv" | "conv_stack"); mode "multi_label" | "multi_class". Empty
-    /// for runs recorded before heads had kinds.
-    pub head_kinds: std::collections::BTreeMap<(String, String), (String, String)>,
+    /// model.json (empty when missing or unreadable).
+    pub model: ModelInfo,
     pub metrics: Vec<MetricRow>,
     pub events: Vec<Event>,
     /// The last problem met reading each file (malformed content), by file name.
@@ -90,8 +86,7 @@ impl Store {
             plan: Vec::new(),
             run: None,
             progress: None,
-            parameters: Default::default(),
-            head_kinds: Default::default(),
+            model: Default::default(),
             metrics: Vec::new(),
             events: Vec::new(),
             problems: Vec::new(),
@@ -137,24 +132,7 @@ impl Store {
             self.progress = text.and_then(|t| parse_json(&t, "progress.json", &mut self.problems));
         }
         if let Some(text) = whole(&dir, &mut self.model_f, &mut self.bytes_read, &mut changed) {
-            let v: Option<serde_json::Value> = text.and_then(|t| parse_json(&t, "model.json", &mut self.problems));
-            self.parameters = v
-                .as_ref()
-                .and_then(|v| v.get("parameters").cloned())
-                .and_then(|p| serde_json::from_value(p).ok())
-                .unwrap_or_default();
-            self.head_kinds.clear();
-            for (task, key, layers, kinds) in [
-                ("cls", "cls_heads", "hidden", ["linear", "mlp"]),
-                ("seg", "seg_heads", "widths", ["conv", "conv_stack"]),
-            ] {
-                let Some(heads) = v.as_ref().and_then(|v| v.get(key)?.as_object().cloned()) else { continue };
-                for (d, h) in heads {
-                    let stacked = h.get(layers).and_then(|x| x.as_array()).is_some_and(|a| !a.is_empty());
-                    let mode = h.get("mode").and_then(|m| m.as_str()).unwrap_or("multi_label");
-                    self.head_kinds.insert((d, task.into()), (kinds[stacked as usize].into(), mode.into()));
-                }
-            }
+            self.model = text.and_then(|t| parse_json(&t, "model.json", &mut self.problems)).unwrap_or_default();
         }
         tail(&dir, &mut self.metrics_f, &mut self.metrics, &mut self.problems, &mut self.bytes_read, &mut changed);
         tail(&dir, &mut self.events_f, &mut self.events, &mut self.problems, &mut self.bytes_read, &mut changed);

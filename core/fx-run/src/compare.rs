@@ -4,8 +4,8 @@
 //! diff), and seed groups (runs that differ only in `seed`). Pure functions of stores and configs.
 
 use crate::facts::{self, Point};
-use crate::model::MetricRow;
 use crate::store::Store;
+use crate::MetricRow;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
