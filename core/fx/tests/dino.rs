@@ -1,6 +1,8 @@
 //! The localization branch: sizes at the paper's scale, every parameter trains, the consistency
 //! reaches the student, denoising layout and masks, detections.
 
+mod common;
+
 use fx::dino::criterion::set_criterion;
 use fx::dino::{DecodeOptions, DinoConfig, LocDecoder, LocEncoder, Targets};
 use fx::model::{Heads, Model};
@@ -217,49 +219,16 @@ fn a_tiny_decoder_learns_fixed_boxes() {
 }
 
 fn trainer(dir: &std::path::Path, extra: &str) -> fx::train::Trainer {
-    let text = format!(
-        r#"
-name = "l"
-seed = 5
-device = "cpu"
-output_dir = "{}"
-[model]
-arch = "swin_nano"
-image_size = 64
-drop_path = 0.0
-[model.dino]
-hidden_dim = 32
-heads = 4
-points = 2
-encoder_layers = 1
-decoder_layers = 2
-ffn_dim = 64
-num_queries = 12
-dn_number = 6
-num_select = 20
-gn_groups = 8
-[train]
-batch_size = 8
-workers = 1
-[optimizer]
-weight_decay = 0.0
-lr = {{ backbone = 1e-3, loc_encoder = 1e-3, loc_decoder = 1e-3 }}
-[eval]
-max_samples = 8
-{extra}
-[[datasets]]
-plugin = "phantom-organs"
-tasks = ["loc"]
-options = {{ train = 32, test = 8 }}
-[[datasets]]
-plugin = "phantom-node"
-tasks = ["loc"]
-options = {{ train = 16, test = 8 }}
-"#,
-        dir.display()
-    );
-    let exp = fx::config::Experiment::parse(std::path::Path::new("l.toml"), &text, &[]).unwrap();
-    fx::train::Trainer::create(exp, "l.toml", &fx::registry::Registry::new(fx_phantom::plugins()), Device::Cpu).unwrap()
+    common::Tiny::new("l", 5, dir)
+        .dino()
+        .set("train.batch_size", "8")
+        .set("optimizer.weight_decay", "0.0")
+        .set("optimizer.lr", "{ backbone = 1e-3, loc_encoder = 1e-3, loc_decoder = 1e-3 }")
+        .set("eval.max_samples", "8")
+        .raw(extra)
+        .dataset("phantom-organs", "tasks = [\"loc\"]\noptions = { train = 32, test = 8 }")
+        .dataset("phantom-node", "tasks = [\"loc\"]\noptions = { train = 16, test = 8 }")
+        .trainer()
 }
 
 fn snapshot(vars: Vec<(String, Tensor)>) -> BTreeMap<String, Tensor> {

@@ -1,5 +1,7 @@
 //! Finetuning from a run's teacher: what is loaded, what starts fresh, head-only freezing, few-shot.
 
+mod common;
+
 use fx::config::Experiment;
 use fx::registry::Registry;
 use fx::train::Trainer;
@@ -7,43 +9,16 @@ use std::path::Path;
 use tch::Device;
 
 fn exp(dir: &Path, name: &str, extra: &str, datasets: &str) -> Experiment {
-    let text = format!(
-        r#"
-name = "{name}"
-seed = 2
-device = "cpu"
-output_dir = "{}"
-[model]
-arch = "swin_nano"
-image_size = 64
-drop_path = 0.0
-[model.dino]
-hidden_dim = 32
-heads = 4
-points = 2
-encoder_layers = 1
-decoder_layers = 2
-ffn_dim = 64
-num_queries = 12
-dn_number = 6
-num_select = 20
-gn_groups = 8
-[train]
-batch_size = 8
-workers = 1
-[optimizer]
-weight_decay = 0.0
-lr = {{ backbone = 1e-3, cls_head = 1e-2, loc_encoder = 1e-3, loc_decoder = 1e-3 }}
-[lock_release]
-enabled = false
-[eval]
-max_samples = 8
-{extra}
-{datasets}
-"#,
-        dir.display()
-    );
-    Experiment::parse(Path::new(&format!("{name}.toml")), &text, &[]).unwrap()
+    common::Tiny::new(name, 2, dir)
+        .dino()
+        .set("train.batch_size", "8")
+        .set("optimizer.weight_decay", "0.0")
+        .set("optimizer.lr", "{ backbone = 1e-3, cls_head = 1e-2, loc_encoder = 1e-3, loc_decoder = 1e-3 }")
+        .set("lock_release.enabled", "false")
+        .set("eval.max_samples", "8")
+        .raw(extra)
+        .raw(datasets)
+        .experiment()
 }
 
 const ORGANS: &str =

@@ -59,32 +59,14 @@ fn registry() -> Registry {
 }
 
 fn text(dir: &Path, plugin: &str, heads: &str) -> String {
-    format!(
-        r#"
-name = "h"
-seed = 3
-device = "cpu"
-output_dir = "{}"
-[model]
-arch = "swin_nano"
-image_size = 64
-drop_path = 0.0
-[train]
-batch_size = 8
-cycles = 2
-workers = 1
-[optimizer]
-lr = {{ backbone = 1e-3, cls_head = 1e-2 }}
-[eval]
-models = ["teacher", "student"]
-max_samples = 16
-[[datasets]]
-plugin = "{plugin}"
-options = {{ train = 16, test = 16 }}
-{heads}
-"#,
-        dir.display()
-    )
+    common::Tiny::new("h", 3, dir)
+        .set("train.batch_size", "8")
+        .set("train.cycles", "2")
+        .set("optimizer.lr", "{ backbone = 1e-3, cls_head = 1e-2 }")
+        .set("eval.models", "[\"teacher\", \"student\"]")
+        .set("eval.max_samples", "16")
+        .dataset(plugin, &format!("options = {{ train = 16, test = 16 }}\n{heads}"))
+        .text()
 }
 
 fn experiment(dir: &Path, plugin: &str, heads: &str) -> Experiment {
@@ -248,45 +230,16 @@ fn the_task_losses_equal_their_definitions() {
 fn a_dataset_has_its_own_dino_decoder_sizes() {
     let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let text = |dir: &Path, organs: &str| {
-        format!(
-            r#"
-name = "l"
-seed = 5
-device = "cpu"
-output_dir = "{}"
-[model]
-arch = "swin_nano"
-image_size = 64
-drop_path = 0.0
-[model.dino]
-hidden_dim = 32
-heads = 4
-points = 2
-encoder_layers = 1
-decoder_layers = 2
-ffn_dim = 64
-num_queries = 12
-dn_number = 6
-num_select = 20
-gn_groups = 8
-[train]
-batch_size = 8
-cycles = 1
-workers = 1
-branches = "L"
-[eval]
-models = ["teacher"]
-max_samples = 8
-[[datasets]]
-plugin = "phantom-organs"
-options = {{ train = 16, test = 8 }}
-{organs}
-[[datasets]]
-plugin = "phantom-tbx"
-options = {{ train = 16, test = 8 }}
-"#,
-            dir.display()
-        )
+        common::Tiny::new("l", 5, dir)
+            .dino()
+            .set("train.batch_size", "8")
+            .set("train.cycles", "1")
+            .set("train.branches", "\"L\"")
+            .set("eval.models", "[\"teacher\"]")
+            .set("eval.max_samples", "8")
+            .dataset("phantom-organs", &format!("options = {{ train = 16, test = 8 }}\n{organs}"))
+            .dataset("phantom-tbx", "options = { train = 16, test = 8 }")
+            .text()
     };
     let own = "[datasets.heads.loc]\nnum_queries = 6\ndecoder_layers = 1\ndn_number = 2";
     let exp = |dir: &Path| Experiment::parse(Path::new("l.toml"), &text(dir, own), &[]).unwrap();
@@ -320,35 +273,16 @@ options = {{ train = 16, test = 8 }}
 fn every_seg_head_kind_trains_resumes_and_predicts() {
     let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let text = |dir: &Path, heads: &str| {
-        format!(
-            r#"
-name = "s"
-seed = 9
-device = "cpu"
-output_dir = "{}"
-[model]
-arch = "swin_nano"
-image_size = 64
-drop_path = 0.0
-ppm_channels = 16
-fpn_channels = 8
-[train]
-batch_size = 8
-cycles = 1
-workers = 1
-[loss]
-seg = "dice_bce"
-[eval]
-models = ["teacher"]
-max_samples = 8
-[[datasets]]
-plugin = "phantom-organs"
-tasks = ["seg"]
-options = {{ train = 16, test = 8 }}
-{heads}
-"#,
-            dir.display()
-        )
+        common::Tiny::new("s", 9, dir)
+            .set("model.ppm_channels", "16")
+            .set("model.fpn_channels", "8")
+            .set("train.batch_size", "8")
+            .set("train.cycles", "1")
+            .set("loss.seg", "\"dice_bce\"")
+            .set("eval.models", "[\"teacher\"]")
+            .set("eval.max_samples", "8")
+            .dataset("phantom-organs", &format!("tasks = [\"seg\"]\noptions = {{ train = 16, test = 8 }}\n{heads}"))
+            .text()
     };
     let stack = "kind = \"conv_stack\"\nwidths = [12, 6]";
     for (heads, channels, vars) in [
@@ -401,13 +335,13 @@ fn pixel_classes_and_softmax_probabilities() {
     assert_eq!(classes, vec![0, 1, 2, 1]);
     let spec = fx::upernet::SegHeadSpec { labels: 2, widths: vec![], mode: LabelMode::MultiClass };
     let logits = Tensor::randn([1, 3, 1, 4], (tch::Kind::Float, Device::Cpu));
-    let p = spec.probabilities(&logits);
+    let p = fx::upernet::seg_probabilities(&spec, &logits);
     assert_eq!(p.size(), vec![1, 2, 1, 4]);
     let background = logits.softmax(1, tch::Kind::Float).narrow(1, 0, 1);
     let total = (p.sum_dim_intlist(1, true, tch::Kind::Float) + background - 1.0).abs().max().double_value(&[]);
     assert!(total < 1e-6);
     // The predicted masks: each pixel in its most probable class's mask only (none if background).
-    let m = spec.mask_scores(&logits);
+    let m = fx::upernet::mask_scores(&spec, &logits);
     let winner = Vec::<i64>::try_from(logits.argmax(1, false).flatten(0, -1)).unwrap();
     let m = Vec::<f32>::try_from(m.flatten(0, -1)).unwrap();
     for (px, w) in winner.iter().enumerate() {

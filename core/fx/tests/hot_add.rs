@@ -1,6 +1,8 @@
 //! A dataset added to a run while it trains: it joins at a cycle boundary with its own heads, the
 //! epochs already trained keep their plan, and the run resumes with it.
 
+mod common;
+
 use fx::config::Experiment;
 use fx::registry::Registry;
 use fx::train::Trainer;
@@ -8,34 +10,16 @@ use std::path::Path;
 use tch::Device;
 
 fn exp(dir: &Path) -> Experiment {
-    let text = format!(
-        r#"
-name = "hot"
-seed = 4
-device = "cpu"
-output_dir = "{}"
-[model]
-arch = "swin_nano"
-image_size = 32
-[train]
-batch_size = 16
-cycles = 3
-workers = 1
-[optimizer]
-lr = {{ backbone = 1e-3, cls_head = 1e-2 }}
-[eval]
-batch_size = 32
-[[datasets]]
-plugin = "phantom-cxp"
-options = {{ train = 32, test = 16 }}
-[[datasets]]
-plugin = "phantom-tbx"
-tasks = ["cls"]
-options = {{ train = 32, test = 16 }}
-"#,
-        dir.display()
-    );
-    Experiment::parse(Path::new("hot.toml"), &text, &[]).unwrap()
+    common::Tiny::new("hot", 4, dir)
+        .set("model.image_size", "32")
+        .unset("model.drop_path")
+        .set("train.batch_size", "16")
+        .set("train.cycles", "3")
+        .set("optimizer.lr", "{ backbone = 1e-3, cls_head = 1e-2 }")
+        .set("eval.batch_size", "32")
+        .dataset("phantom-cxp", "options = { train = 32, test = 16 }")
+        .dataset("phantom-tbx", "tasks = [\"cls\"]\noptions = { train = 32, test = 16 }")
+        .experiment()
 }
 
 #[test]

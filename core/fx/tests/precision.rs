@@ -32,35 +32,18 @@ options = { train = 96, test = 48 }
 "#;
 
 fn experiment(dir: &Path, precision: &str, cycles: usize, datasets: &str) -> Experiment {
-    let text = format!(
-        r#"
-name = "p"
-seed = 5
-device = "cpu"
-output_dir = "{}"
-[model]
-arch = "swin_nano"
-image_size = 64
-drop_path = 0.0
-ppm_channels = 16
-fpn_channels = 8
-[train]
-batch_size = 8
-cycles = {cycles}
-workers = 1
-log_every = 1
-precision = "{precision}"
-[lock_release]
-enabled = false
-[optimizer]
-lr = {{ backbone = 2e-3, cls_head = 2e-2, seg_decoder = 2e-3, seg_head = 2e-2 }}
-[eval]
-models = ["teacher", "student"]
-{datasets}
-"#,
-        dir.display()
-    );
-    Experiment::parse(Path::new("p.toml"), &text, &[]).unwrap()
+    common::Tiny::new("p", 5, dir)
+        .set("model.ppm_channels", "16")
+        .set("model.fpn_channels", "8")
+        .set("train.batch_size", "8")
+        .set("train.cycles", &cycles.to_string())
+        .set("train.log_every", "1")
+        .set("train.precision", &format!("{precision:?}"))
+        .set("lock_release.enabled", "false")
+        .set("optimizer.lr", "{ backbone = 2e-3, cls_head = 2e-2, seg_decoder = 2e-3, seg_head = 2e-2 }")
+        .set("eval.models", "[\"teacher\", \"student\"]")
+        .raw(datasets)
+        .experiment()
 }
 
 /// libtorch's random generator is one per process: one trainer at a time in this binary.

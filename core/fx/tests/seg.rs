@@ -1,9 +1,9 @@
 //! The segmentation branch: sizes at Swin-B, Lock/Release freezing over backbone, decoder
 //! (BatchNorm statistics included) and heads, and the predicted masks written for re-scoring.
 
-use fx::config::Experiment;
+mod common;
+
 use fx::model::{Heads, Model};
-use fx::registry::Registry;
 use fx::swin::{count_params, SwinConfig};
 use fx::train::Trainer;
 use std::collections::BTreeMap;
@@ -40,41 +40,19 @@ fn upernet_at_swin_b_size_matches_the_paper() {
 
 /// `train`: training images of each dataset (batch 8).
 fn trainer(dir: &Path, extra: &str, train: usize) -> Trainer {
-    let text = format!(
-        r#"
-name = "s"
-seed = 5
-device = "cpu"
-output_dir = "{}"
-[model]
-arch = "swin_nano"
-image_size = 64
-drop_path = 0.0
-ppm_channels = 16
-fpn_channels = 8
-[train]
-batch_size = 8
-workers = 1
-[optimizer]
-weight_decay = 0.0
-lr = {{ backbone = 1e-3, seg_decoder = 1e-3, seg_head = 1e-2 }}
-[eval]
-models = ["teacher"]
-max_samples = 8
-{extra}
-[[datasets]]
-plugin = "phantom-organs"
-tasks = ["seg"]
-options = {{ train = {train}, test = 8 }}
-[[datasets]]
-plugin = "phantom-ptx"
-tasks = ["seg"]
-options = {{ train = {train}, test = 8 }}
-"#,
-        dir.display(),
-    );
-    let exp = Experiment::parse(Path::new("s.toml"), &text, &[]).unwrap();
-    Trainer::create(exp, "s.toml", &Registry::new(fx_phantom::plugins()), Device::Cpu).unwrap()
+    let options = format!("tasks = [\"seg\"]\noptions = {{ train = {train}, test = 8 }}");
+    common::Tiny::new("s", 5, dir)
+        .set("model.ppm_channels", "16")
+        .set("model.fpn_channels", "8")
+        .set("train.batch_size", "8")
+        .set("optimizer.weight_decay", "0.0")
+        .set("optimizer.lr", "{ backbone = 1e-3, seg_decoder = 1e-3, seg_head = 1e-2 }")
+        .set("eval.models", "[\"teacher\"]")
+        .set("eval.max_samples", "8")
+        .raw(extra)
+        .dataset("phantom-organs", &options)
+        .dataset("phantom-ptx", &options)
+        .trainer()
 }
 
 fn snapshot(vars: Vec<(String, Tensor)>) -> BTreeMap<String, Tensor> {

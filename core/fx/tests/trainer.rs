@@ -2,6 +2,8 @@
 //! parameter on the path, other datasets' heads are untouched, the teacher is the EMA of the
 //! student, and the consistency loss reaches the student.
 
+mod common;
+
 use fx::config::Experiment;
 use fx::registry::Registry;
 use fx::train::Trainer;
@@ -10,37 +12,17 @@ use std::path::Path;
 use tch::{Device, Tensor};
 
 fn experiment(dir: &Path, extra: &str, weight_decay: f64) -> Experiment {
-    let text = format!(
-        r#"
-name = "t"
-seed = 11
-device = "cpu"
-output_dir = "{}"
-[model]
-arch = "swin_nano"
-image_size = 64
-drop_path = 0.0
-[train]
-batch_size = 8
-cycles = 1
-workers = 1
-[optimizer]
-weight_decay = {weight_decay}
-lr = {{ backbone = 1e-3, cls_head = 1e-2 }}
-[eval]
-models = ["teacher"]
-max_samples = 16
-{extra}
-[[datasets]]
-plugin = "phantom-cxp"
-options = {{ train = 16, test = 16 }}
-[[datasets]]
-plugin = "phantom-nih"
-options = {{ train = 16, test = 16 }}
-"#,
-        dir.display()
-    );
-    Experiment::parse(Path::new("t.toml"), &text, &[]).unwrap()
+    common::Tiny::new("t", 11, dir)
+        .set("train.batch_size", "8")
+        .set("train.cycles", "1")
+        .set("optimizer.weight_decay", &format!("{weight_decay:?}"))
+        .set("optimizer.lr", "{ backbone = 1e-3, cls_head = 1e-2 }")
+        .set("eval.models", "[\"teacher\"]")
+        .set("eval.max_samples", "16")
+        .raw(extra)
+        .dataset("phantom-cxp", "options = { train = 16, test = 16 }")
+        .dataset("phantom-nih", "options = { train = 16, test = 16 }")
+        .experiment()
 }
 
 fn trainer(dir: &Path, extra: &str, weight_decay: f64) -> Trainer {

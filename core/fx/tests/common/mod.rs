@@ -1,7 +1,133 @@
-//! What the resume tests (resume.rs, precision.rs) compare: two run directories that must hold
-//! the same metric rows and byte-identical final checkpoints.
+//! What the engine's tests share: [`Tiny`], the tiny experiment they train, and what the resume
+//! tests (resume.rs, precision.rs, heads.rs) compare: two run directories that must hold the same
+//! metric rows and byte-identical final checkpoints.
 
+// Each test binary uses its own part of this module.
+#![allow(dead_code)]
+
+use fx::config::Experiment;
+use fx::train::Trainer;
 use std::path::{Path, PathBuf};
+
+/// A tiny experiment, written as TOML and read by the same parser as a user's file: a swin_nano
+/// on the CPU at 64 px without stochastic depth, one loader worker. [`Tiny::set`] adds or
+/// replaces any key by its dotted path (`train.cycles`, `optimizer.lr`), [`Tiny::dino`] gives the
+/// localization branch the small sizes the loc tests share, [`Tiny::dataset`] adds a
+/// `[[datasets]]` table, and [`Tiny::raw`] appends TOML tables as they are.
+pub struct Tiny {
+    name: String,
+    /// (table path, its keys), in the order first set; "" is the root.
+    tables: Vec<(String, Vec<(String, String)>)>,
+    raw: Vec<String>,
+    datasets: Vec<String>,
+}
+
+impl Tiny {
+    pub fn new(name: &str, seed: u64, output_dir: &Path) -> Tiny {
+        Tiny { name: name.into(), tables: vec![(String::new(), Vec::new())], raw: Vec::new(), datasets: Vec::new() }
+            .set("name", &format!("{name:?}"))
+            .set("seed", &seed.to_string())
+            .set("device", "\"cpu\"")
+            .set("output_dir", &format!("{:?}", output_dir.display().to_string()))
+            .set("model.arch", "\"swin_nano\"")
+            .set("model.image_size", "64")
+            .set("model.drop_path", "0.0")
+            .set("train.workers", "1")
+    }
+
+    /// `path` = table path + key (`train.batch_size`); `value` is TOML (`8`, `"bf16"`, `{ a = 1 }`).
+    pub fn set(mut self, path: &str, value: &str) -> Tiny {
+        let (table, key) = path.rsplit_once('.').unwrap_or(("", path));
+        let i = match self.tables.iter().position(|(t, _)| t == table) {
+            Some(i) => i,
+            None => {
+                self.tables.push((table.to_string(), Vec::new()));
+                self.tables.len() - 1
+            }
+        };
+        let keys = &mut self.tables[i].1;
+        match keys.iter_mut().find(|(k, _)| k == key) {
+            Some(kv) => kv.1 = value.to_string(),
+            None => keys.push((key.to_string(), value.to_string())),
+        }
+        self
+    }
+
+    /// Leaves a key out (its default applies).
+    pub fn unset(mut self, path: &str) -> Tiny {
+        let (table, key) = path.rsplit_once('.').unwrap_or(("", path));
+        if let Some((_, keys)) = self.tables.iter_mut().find(|(t, _)| t == table) {
+            keys.retain(|(k, _)| k != key);
+        }
+        self
+    }
+
+    /// The localization branch at test size: 32 wide, 1 encoder and 2 decoder layers, 12 queries.
+    pub fn dino(self) -> Tiny {
+        [
+            ("hidden_dim", "32"),
+            ("heads", "4"),
+            ("points", "2"),
+            ("encoder_layers", "1"),
+            ("decoder_layers", "2"),
+            ("ffn_dim", "64"),
+            ("num_queries", "12"),
+            ("dn_number", "6"),
+            ("num_select", "20"),
+            ("gn_groups", "8"),
+        ]
+        .into_iter()
+        .fold(self, |t, (k, v)| t.set(&format!("model.dino.{k}"), v))
+    }
+
+    /// A `[[datasets]]` table of `plugin`, with `lines` (keys, and sub-tables such as
+    /// `[datasets.heads.seg]`) after its `plugin` key.
+    pub fn dataset(mut self, plugin: &str, lines: &str) -> Tiny {
+        self.datasets.push(format!("[[datasets]]\nplugin = \"{plugin}\"\n{lines}\n"));
+        self
+    }
+
+    /// TOML appended after the tables set so far (a table must not be one of theirs).
+    pub fn raw(mut self, toml: &str) -> Tiny {
+        self.raw.push(toml.to_string());
+        self
+    }
+
+    pub fn text(&self) -> String {
+        let mut out = String::new();
+        for (table, keys) in &self.tables {
+            if !table.is_empty() {
+                out.push_str(&format!("[{table}]\n"));
+            }
+            for (k, v) in keys {
+                out.push_str(&format!("{k} = {v}\n"));
+            }
+        }
+        for r in &self.raw {
+            out.push_str(r);
+            out.push('\n');
+        }
+        for d in &self.datasets {
+            out.push_str(d);
+        }
+        out
+    }
+
+    /// The experiment, as from `<name>.toml`.
+    pub fn experiment(&self) -> Experiment {
+        Experiment::parse(Path::new(&self.file()), &self.text(), &[]).unwrap()
+    }
+
+    /// A trainer on the phantom datasets, on the CPU.
+    pub fn trainer(&self) -> Trainer {
+        let registry = fx::registry::Registry::new(fx_phantom::plugins());
+        Trainer::create(self.experiment(), &self.file(), &registry, tch::Device::Cpu).unwrap()
+    }
+
+    pub fn file(&self) -> String {
+        format!("{}.toml", self.name)
+    }
+}
 
 /// Metric rows without their wall times.
 pub fn rows(run: &Path) -> Vec<serde_json::Value> {
