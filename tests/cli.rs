@@ -1,6 +1,10 @@
 //! End-to-end tests of the fx-tui binary as a user runs it: plan, bad input, a tiny training run,
 //! kill -9 and resume, feature extraction.
 
+// The engine tests' tiny-experiment builder.
+#[path = "../core/fx/tests/common/mod.rs"]
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
@@ -24,39 +28,20 @@ fn fixtures() -> PathBuf {
 /// A tiny experiment: swin_nano at 32 px, two phantom datasets of 48 training images.
 fn tiny(dir: &Path, cycles: usize, extra: &str) -> PathBuf {
     let p = dir.join("tiny.toml");
-    std::fs::write(
-        &p,
-        format!(
-            r#"
-name = "tiny"
-seed = 3
-device = "cpu"
-output_dir = "{out}"
-[model]
-arch = "swin_nano"
-image_size = 32
-[train]
-batch_size = 16
-cycles = {cycles}
-log_every = 2
-workers = 2
-[optimizer]
-lr = {{ backbone = 1e-3, cls_head = 1e-2 }}
-[eval]
-batch_size = 32
-{extra}
-[[datasets]]
-plugin = "phantom-cxp"
-options = {{ train = 48, test = 32 }}
-[[datasets]]
-name = "nih"
-plugin = "phantom-nih"
-options = {{ train = 48, test = 32, corrupt = 0.1 }}
-"#,
-            out = dir.join("runs").display()
-        ),
-    )
-    .unwrap();
+    let text = common::Tiny::new("tiny", 3, &dir.join("runs"))
+        .set("model.image_size", "32")
+        .unset("model.drop_path")
+        .set("train.batch_size", "16")
+        .set("train.cycles", &cycles.to_string())
+        .set("train.log_every", "2")
+        .set("train.workers", "2")
+        .set("optimizer.lr", "{ backbone = 1e-3, cls_head = 1e-2 }")
+        .set("eval.batch_size", "32")
+        .raw(extra)
+        .dataset("phantom-cxp", "options = { train = 48, test = 32 }")
+        .dataset("phantom-nih", "name = \"nih\"\noptions = { train = 48, test = 32, corrupt = 0.1 }")
+        .text();
+    std::fs::write(&p, text).unwrap();
     p
 }
 
@@ -119,7 +104,8 @@ fn bad_input_gets_clear_errors() {
     let p = write(&good.replace("arch = \"swin_nano\"", "arch = \"swin_nano"));
     let o = run(&[p.to_str().unwrap()]);
     assert_eq!(o.status.code(), Some(2));
-    assert!(text(&o).contains("bad.toml:7:"), "{}", text(&o));
+    let line = good.lines().position(|l| l.starts_with("arch = ")).unwrap() + 1;
+    assert!(text(&o).contains(&format!("bad.toml:{line}:")), "{}", text(&o));
     // Unknown key with a suggestion.
     let p = write(&good.replace("batch_size = 16", "batch_sise = 16"));
     let t = text(&run(&[p.to_str().unwrap()]));

@@ -2,6 +2,10 @@
 //! on localhost) against one process with the global batch, a worker killed mid-run, and
 //! `--resume`.
 
+// The engine tests' tiny-experiment builder.
+#[path = "../core/fx/tests/common/mod.rs"]
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -24,39 +28,18 @@ fn text(o: &Output) -> String {
 /// depth: its draws come from each process's generator, so ranks cannot reproduce one process's.
 fn experiment(dir: &Path, name: &str, batch: usize, cycles: usize) -> PathBuf {
     let p = dir.join(format!("{name}.toml"));
-    std::fs::write(
-        &p,
-        format!(
-            r#"
-name = "{name}"
-seed = 5
-device = "cpu"
-output_dir = "{out}"
-[model]
-arch = "swin_nano"
-image_size = 32
-drop_path = 0.0
-[train]
-batch_size = {batch}
-cycles = {cycles}
-log_every = 2
-workers = 1
-[optimizer]
-lr = {{ backbone = 1e-3, cls_head = 1e-2 }}
-[eval]
-batch_size = 32
-models = ["teacher", "student"]
-[[datasets]]
-plugin = "phantom-cxp"
-options = {{ train = 40, test = 32 }}
-[[datasets]]
-plugin = "phantom-nih"
-options = {{ train = 40, test = 32 }}
-"#,
-            out = dir.join("runs").join(name).display()
-        ),
-    )
-    .unwrap();
+    let text = common::Tiny::new(name, 5, &dir.join("runs").join(name))
+        .set("model.image_size", "32")
+        .set("train.batch_size", &batch.to_string())
+        .set("train.cycles", &cycles.to_string())
+        .set("train.log_every", "2")
+        .set("optimizer.lr", "{ backbone = 1e-3, cls_head = 1e-2 }")
+        .set("eval.batch_size", "32")
+        .set("eval.models", "[\"teacher\", \"student\"]")
+        .dataset("phantom-cxp", "options = { train = 40, test = 32 }")
+        .dataset("phantom-nih", "options = { train = 40, test = 32 }")
+        .text();
+    std::fs::write(&p, text).unwrap();
     p
 }
 
@@ -176,38 +159,20 @@ fn two_workers_with_half_the_batch_train_as_one_process_with_the_whole() {
 /// stand-in step.
 fn seg_experiment(dir: &Path, name: &str, batch: usize, sync_batchnorm: bool) -> PathBuf {
     let p = dir.join(format!("{name}.toml"));
-    std::fs::write(
-        &p,
-        format!(
-            r#"
-name = "{name}"
-seed = 5
-device = "cpu"
-output_dir = "{out}"
-[model]
-arch = "swin_nano"
-image_size = 32
-drop_path = 0.0
-ppm_channels = 16
-fpn_channels = 8
-[train]
-batch_size = {batch}
-cycles = 2
-log_every = 1
-workers = 1
-branches = "S"
-sync_batchnorm = {sync_batchnorm}
-[eval]
-batch_size = 32
-models = ["teacher", "student"]
-[[datasets]]
-plugin = "phantom-ptx"
-options = {{ train = 14, test = 16 }}
-"#,
-            out = dir.join("runs").join(name).display()
-        ),
-    )
-    .unwrap();
+    let text = common::Tiny::new(name, 5, &dir.join("runs").join(name))
+        .set("model.image_size", "32")
+        .set("model.ppm_channels", "16")
+        .set("model.fpn_channels", "8")
+        .set("train.batch_size", &batch.to_string())
+        .set("train.cycles", "2")
+        .set("train.log_every", "1")
+        .set("train.branches", "\"S\"")
+        .set("train.sync_batchnorm", &sync_batchnorm.to_string())
+        .set("eval.batch_size", "32")
+        .set("eval.models", "[\"teacher\", \"student\"]")
+        .dataset("phantom-ptx", "options = { train = 14, test = 16 }")
+        .text();
+    std::fs::write(&p, text).unwrap();
     p
 }
 
