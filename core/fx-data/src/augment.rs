@@ -95,6 +95,25 @@ pub fn resize(w: usize, h: usize, size: usize) -> Affine {
     draw(&Augment::none(), w, h, size, &mut Rng::new(0))
 }
 
+/// A decoded grayscale image (`width` × `height`, row-major) resized to `size` × `size` the way
+/// training and evaluation resize it: the input of predict and of feature extraction. Returns the
+/// original pixels (moved through, not copied) and the resized ones.
+pub fn resize_gray(pixels: Vec<f32>, width: usize, height: usize, size: usize) -> (Vec<f32>, Vec<f32>) {
+    let sample = Sample {
+        id: String::new(),
+        height,
+        width,
+        image: pixels,
+        image_dims: None,
+        cls: vec![],
+        boxes: vec![],
+        masks: vec![],
+        warnings: vec![],
+    };
+    let resized = warp(&sample, &resize(width, height, size), size).image;
+    (sample.image, resized)
+}
+
 /// Applies a warp to a sample: image bilinear (zero outside), masks nearest, boxes by their corners
 /// (clipped; boxes left with under one pixel of width or height are dropped).
 pub fn warp(sample: &Sample, a: &Affine, size: usize) -> Sample {

@@ -640,6 +640,33 @@ impl Table {
     }
 }
 
+/// Every file below `dir`, in a sorted walk (symbolic links followed, at most `max_depth` folders
+/// down), so "the first one met wins" rules give the same answer on every machine. An unreadable
+/// `dir` is an error naming it; an unreadable sub-folder is skipped.
+pub fn walk_files(dir: &Path, max_depth: usize) -> Result<Vec<PathBuf>, PluginError> {
+    let mut files = Vec::new();
+    let mut stack = vec![(dir.to_path_buf(), 0usize)];
+    while let Some((d, depth)) = stack.pop() {
+        let rd = match std::fs::read_dir(&d) {
+            Ok(rd) => rd,
+            Err(e) if d == dir => {
+                return Err(PluginError::input(d.display(), format!("cannot list the image folder: {e}")))
+            }
+            Err(_) => continue,
+        };
+        let mut paths: Vec<PathBuf> = rd.filter_map(|e| e.ok().map(|e| e.path())).collect();
+        paths.sort();
+        // Folders go on the stack in reverse, so the walk visits them in sorted order.
+        for p in paths.iter().rev() {
+            if p.is_dir() && depth < max_depth {
+                stack.push((p.clone(), depth + 1));
+            }
+        }
+        files.extend(paths.into_iter().filter(|p| p.is_file()));
+    }
+    Ok(files)
+}
+
 /// The first of `candidates` (relative to `root`) that exists, or an error naming them all.
 pub fn find_file(root: &Path, candidates: &[&str], what: &str) -> Result<PathBuf, PluginError> {
     candidates.iter().map(|c| root.join(c)).find(|p| p.exists()).ok_or_else(|| {

@@ -87,8 +87,10 @@ impl Split {
     }
 }
 
-/// What a dataset offers: its tasks and, per task, the label names (classes, box categories, mask channels).
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+/// What a dataset offers: its tasks and, per task, the label names (classes, box categories, mask
+/// channels). A plugin sets what it has and leaves the rest to `..Default::default()` (no labels
+/// for a task: the dataset does not offer it).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct DatasetDesc {
     pub name: String,
     pub description: String,

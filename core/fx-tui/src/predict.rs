@@ -125,19 +125,8 @@ pub fn run(a: &PredictArgs) -> Result<()> {
     for chunk in files.chunks(a.batch_size.max(1)) {
         let decoded = par_map(chunk, "decoding", false, |(f, _)| -> Result<Decoded, String> {
             let g = decode(f, &DecodeOptions::default())?;
-            let sample = fx_plugin::Sample {
-                id: String::new(),
-                height: g.height,
-                width: g.width,
-                image: g.pixels,
-                image_dims: None,
-                cls: vec![],
-                boxes: vec![],
-                masks: vec![],
-                warnings: vec![],
-            };
-            let r = augment::warp(&sample, &augment::resize(g.width, g.height, s), s);
-            Ok(Decoded { width: g.width, height: g.height, gray: sample.image, resized: r.image })
+            let (gray, resized) = augment::resize_gray(g.pixels, g.width, g.height, s);
+            Ok(Decoded { width: g.width, height: g.height, gray, resized })
         });
         let mut ok: Vec<(&PathBuf, &String, Decoded)> = Vec::new();
         for ((f, name), d) in chunk.iter().zip(decoded) {

@@ -36,6 +36,18 @@ fn ensure_no_live_trainer(run_dir: &Path) -> Result<()> {
     Ok(())
 }
 
+/// The run to train: `--resume RUN`, or a new run directory prepared from the experiment file.
+fn run_dir(cli: &Cli, registry: &Registry) -> Result<std::path::PathBuf> {
+    match (&cli.train.resume, &cli.experiment) {
+        (Some(run), _) => Ok(fx::store::RunStore::open(run)?.dir),
+        (None, Some(path)) => {
+            let exp = Experiment::load(path, &cli.train.set)?;
+            Ok(Trainer::prepare(&exp, &path.display().to_string(), registry)?.dir)
+        }
+        (None, None) => anyhow::bail!("give an experiment file or --resume RUN (see --help)"),
+    }
+}
+
 pub fn train(cli: &Cli) -> Result<()> {
     let args = &cli.train;
     let registry = registry();
@@ -58,14 +70,7 @@ pub fn train(cli: &Cli) -> Result<()> {
         return train_rank(cli, r, device_override, &registry);
     }
     if args.nproc_per_node > 1 && !interactive(args) {
-        let run_dir = match (&args.resume, &cli.experiment) {
-            (Some(run), _) => fx::store::RunStore::open(run)?.dir,
-            (None, Some(path)) => {
-                let exp = Experiment::load(path, &args.set)?;
-                Trainer::prepare(&exp, &path.display().to_string(), &registry)?.dir
-            }
-            (None, None) => anyhow::bail!("give an experiment file or --resume RUN (see --help)"),
-        };
+        let run_dir = run_dir(cli, &registry)?;
         // The workers stop on Ctrl-C themselves (same process group); the launcher waits for them.
         install_signal_handlers();
         return launch::run(&run_dir, &launch::Workers { count: args.nproc_per_node, device: args.device.as_deref() });
@@ -73,14 +78,7 @@ pub fn train(cli: &Cli) -> Result<()> {
     if interactive(args) {
         // The trainer gets its own process and session: closing this terminal, losing the SSH
         // link or quitting the viewer never touches it.
-        let run_dir = match (&args.resume, &cli.experiment) {
-            (Some(run), _) => fx::store::RunStore::open(run)?.dir,
-            (None, Some(path)) => {
-                let exp = Experiment::load(path, &args.set)?;
-                Trainer::prepare(&exp, &path.display().to_string(), &registry)?.dir
-            }
-            (None, None) => anyhow::bail!("give an experiment file or --resume RUN (see --help)"),
-        };
+        let run_dir = run_dir(cli, &registry)?;
         let pid = spawn_trainer(&run_dir, args.device.as_deref(), args.nproc_per_node)?;
         eprintln!("fx: trainer pid {pid}, run {} (log: trainer.log)", run_dir.display());
         return view::view(&run_dir, args.ascii);
@@ -121,20 +119,8 @@ fn train_rank(
     device_override: Option<tch::Device>,
     registry: &Registry,
 ) -> Result<()> {
-    let args = &cli.train;
     let world = fx::dist::World::join(r)?;
-    let mine = if world.rank == 0 {
-        Some(match (&args.resume, &cli.experiment) {
-            (Some(run), _) => fx::store::RunStore::open(run)?.dir,
-            (None, Some(path)) => {
-                let exp = Experiment::load(path, &args.set)?;
-                Trainer::prepare(&exp, &path.display().to_string(), registry)?.dir
-            }
-            (None, None) => anyhow::bail!("give an experiment file or --resume RUN (see --help)"),
-        })
-    } else {
-        None
-    };
+    let mine = if world.rank == 0 { Some(run_dir(cli, registry)?) } else { None };
     let run_dir = world.share_run_dir(mine.as_deref())?;
     let rank = world.rank;
     let mut trainer = Trainer::resume_in(&run_dir, registry, device_override, Some(world))?;

@@ -6,7 +6,6 @@ use crate::model::{MEAN, STD};
 use crate::swin::{load_timm_weights, LoadReport, Swin, SwinConfig};
 use anyhow::{anyhow, bail, Context, Result};
 use fx_data::augment;
-use fx_plugin::Sample;
 use std::path::{Path, PathBuf};
 use tch::{nn, Device, Kind, Tensor};
 
@@ -45,19 +44,8 @@ pub fn load_inputs(inputs: &[PathBuf], img_size: i64) -> Result<Tensor> {
     let mut pixels = Vec::with_capacity(inputs.len() * s * s);
     for p in inputs {
         let g = fx_data::input::decode(p, &Default::default()).map_err(|e| anyhow!(e))?;
-        let sample = Sample {
-            id: String::new(),
-            height: g.height,
-            width: g.width,
-            image: g.pixels,
-            image_dims: None,
-            cls: vec![],
-            boxes: vec![],
-            masks: vec![],
-            warnings: vec![],
-        };
-        let out = augment::warp(&sample, &augment::resize(g.width, g.height, s), s);
-        pixels.extend_from_slice(&out.image);
+        let (_, resized) = augment::resize_gray(g.pixels, g.width, g.height, s);
+        pixels.extend_from_slice(&resized);
     }
     let gray = Tensor::from_slice(&pixels).view([inputs.len() as i64, 1, img_size, img_size]);
     let mean = Tensor::from_slice(&MEAN).view([1, 3, 1, 1]).to_kind(Kind::Float);

@@ -199,14 +199,13 @@ pub fn open(spec: &DatasetSpec) -> Result<FileDataset, PluginError> {
     }
     let labels: Vec<String> = LABELS[..nl].iter().map(|s| s.to_string()).collect();
     let desc = DatasetDesc {
-        cls_mode: fx_plugin::LabelMode::MultiLabel,
         name: spec.name.clone(),
         description: format!("CANDID-PTX under {}", root.display()),
         cls_labels: labels.clone(),
         loc_labels: labels.clone(),
         seg_labels: labels,
         drawn_split: true,
-        eval_labels: vec![],
+        ..Default::default()
     };
     FileDataset::new(spec, desc, splits, opts.decode()?, true, warnings)
 }
@@ -215,35 +214,13 @@ pub fn open(spec: &DatasetSpec) -> Result<FileDataset, PluginError> {
 /// name, and by that name without a `.dcm` ending; the first met wins.
 fn index_files(dir: &Path) -> Result<HashMap<String, PathBuf>, PluginError> {
     let mut found: HashMap<String, PathBuf> = HashMap::new();
-    let mut stack = vec![(dir.to_path_buf(), 0usize)];
-    let mut first = true;
-    while let Some((d, depth)) = stack.pop() {
-        let rd = match std::fs::read_dir(&d) {
-            Ok(rd) => rd,
-            Err(e) if first => {
-                return Err(PluginError::input(d.display(), format!("cannot list the image folder: {e}")))
-            }
-            Err(_) => continue,
-        };
-        first = false;
-        let mut paths: Vec<PathBuf> = rd.filter_map(|e| e.ok().map(|e| e.path())).collect();
-        paths.sort();
-        for p in paths.iter().rev() {
-            if p.is_dir() && depth < 8 {
-                stack.push((p.clone(), depth + 1));
-            }
+    for p in fx_data::dataset::walk_files(dir, 8)? {
+        let name = p.file_name().unwrap_or_default().to_string_lossy().into_owned();
+        let bare = name.strip_suffix(".dcm").or_else(|| name.strip_suffix(".DCM")).map(str::to_string);
+        if let Some(b) = bare {
+            found.entry(b).or_insert_with(|| p.clone());
         }
-        for p in paths {
-            if !p.is_file() {
-                continue;
-            }
-            let name = p.file_name().unwrap_or_default().to_string_lossy().into_owned();
-            let bare = name.strip_suffix(".dcm").or_else(|| name.strip_suffix(".DCM")).map(str::to_string);
-            if let Some(b) = bare {
-                found.entry(b).or_insert_with(|| p.clone());
-            }
-            found.entry(name).or_insert(p);
-        }
+        found.entry(name).or_insert(p);
     }
     Ok(found)
 }

@@ -100,14 +100,12 @@ pub fn open(spec: &DatasetSpec) -> Result<FileDataset, PluginError> {
     }
     let labels: Vec<String> = CATEGORIES.iter().map(|s| s.to_string()).collect();
     let desc = DatasetDesc {
-        cls_mode: fx_plugin::LabelMode::MultiLabel,
         name: spec.name.clone(),
         description: format!("ChestX-Det under {}", root.display()),
         cls_labels: labels.clone(),
         loc_labels: labels.clone(),
         seg_labels: labels,
-        drawn_split: false,
-        eval_labels: vec![],
+        ..Default::default()
     };
     FileDataset::new(spec, desc, splits, opts.decode()?, false, warnings)
 }

@@ -203,14 +203,11 @@ pub fn open(spec: &DatasetSpec) -> Result<FileDataset, PluginError> {
     splits[idx(Split::Test)] = test;
 
     let desc = DatasetDesc {
-        cls_mode: fx_plugin::LabelMode::MultiLabel,
         name: spec.name.clone(),
         description: format!("CheXmask VinDr-CXR masks {} over the images in {}", csv.display(), images.display()),
-        cls_labels: vec![],
         loc_labels: labels.clone(),
         seg_labels: labels,
-        drawn_split: false,
-        eval_labels: vec![],
+        ..Default::default()
     };
     FileDataset::new(spec, desc, splits, opts.decode()?, true, warnings)
 }

@@ -153,14 +153,11 @@ pub fn open(spec: &DatasetSpec) -> Result<FileDataset, PluginError> {
     splits[2] = test_rows.into_iter().map(|(_, e)| e).collect();
 
     let desc = DatasetDesc {
-        cls_mode: fx_plugin::LabelMode::MultiLabel,
         name: spec.name.clone(),
         description: format!("CheXpert (train.csv, valid.csv) under {}", root.display()),
         cls_labels: labels,
-        loc_labels: vec![],
-        seg_labels: vec![],
-        drawn_split: false,
         eval_labels,
+        ..Default::default()
     };
     FileDataset::new(spec, desc, splits, opts.decode()?, false, warnings)
 }

@@ -143,14 +143,12 @@ impl CocoDataset {
             }
         }
         let desc = DatasetDesc {
-            cls_mode: fx_plugin::LabelMode::MultiLabel,
             name: spec.name.clone(),
             description: format!("COCO annotations under {}", root.display()),
             cls_labels: if cls_from_boxes { labels.clone() } else { Vec::new() },
             loc_labels: labels.clone(),
             seg_labels: if masks { labels } else { Vec::new() },
-            drawn_split: false,
-            eval_labels: vec![],
+            ..Default::default()
         };
         Ok(CocoDataset { desc, sets, by_path, images, masks, cls_from_boxes, warnings, pixels })
     }

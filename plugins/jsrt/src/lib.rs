@@ -166,14 +166,12 @@ pub fn open(spec: &DatasetSpec) -> Result<FileDataset, PluginError> {
         }
     }
     let desc = DatasetDesc {
-        cls_mode: fx_plugin::LabelMode::MultiLabel,
         name: spec.name.clone(),
         description: format!("JSRT database with the SCR masks under {}", root.display()),
         cls_labels: if nodule_cls { vec![NODULE.to_string()] } else { vec![] },
-        loc_labels: vec![],
         seg_labels: organs,
         drawn_split: test_fold == 0,
-        eval_labels: vec![],
+        ..Default::default()
     };
     FileDataset::new(spec, desc, splits, opts.decode()?, false, warnings)
 }

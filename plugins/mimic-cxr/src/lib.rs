@@ -140,14 +140,11 @@ pub fn open(spec: &DatasetSpec) -> Result<FileDataset, PluginError> {
         ));
     }
     let desc = DatasetDesc {
-        cls_mode: fx_plugin::LabelMode::MultiLabel,
         name: spec.name.clone(),
         description: format!("MIMIC-CXR-JPG under {}", root.display()),
         cls_labels: labels,
-        loc_labels: vec![],
-        seg_labels: vec![],
-        drawn_split: false,
         eval_labels,
+        ..Default::default()
     };
     FileDataset::new(spec, desc, splits, opts.decode()?, false, warnings)
 }

@@ -60,14 +60,12 @@ pub fn open(spec: &DatasetSpec) -> Result<FileDataset, PluginError> {
         splits[SPLITS.iter().position(|x| *x == s).unwrap()].push(e);
     }
     let desc = DatasetDesc {
-        cls_mode: fx_plugin::LabelMode::MultiLabel,
         name: spec.name.clone(),
         description: format!("NIH Montgomery County chest X-ray set under {}", root.display()),
         cls_labels: CLS_LABELS.iter().map(|s| s.to_string()).collect(),
-        loc_labels: vec![],
         seg_labels: SEG_LABELS.iter().map(|s| s.to_string()).collect(),
         drawn_split: true,
-        eval_labels: vec![],
+        ..Default::default()
     };
     FileDataset::new(spec, desc, splits, opts.decode()?, false, warnings)
 }

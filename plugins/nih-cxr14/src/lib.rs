@@ -259,7 +259,6 @@ pub fn open(spec: &DatasetSpec) -> Result<FileDataset, PluginError> {
     splits[2] = test_rows;
 
     let desc = DatasetDesc {
-        cls_mode: fx_plugin::LabelMode::MultiLabel,
         name: spec.name.clone(),
         description: format!(
             "NIH ChestX-ray14 ({}) under {}",
@@ -268,9 +267,8 @@ pub fn open(spec: &DatasetSpec) -> Result<FileDataset, PluginError> {
         ),
         cls_labels,
         loc_labels: if boxes.is_some() { LOC_LABELS.iter().map(|s| s.to_string()).collect() } else { vec![] },
-        seg_labels: vec![],
-        drawn_split: false,
         eval_labels,
+        ..Default::default()
     };
     FileDataset::new(spec, desc, splits, opts.decode()?, false, warnings)
 }

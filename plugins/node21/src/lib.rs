@@ -90,14 +90,12 @@ pub fn open(spec: &DatasetSpec) -> Result<FileDataset, PluginError> {
         splits[SPLITS.iter().position(|x| *x == s).unwrap()].push(e);
     }
     let desc = DatasetDesc {
-        cls_mode: fx_plugin::LabelMode::MultiLabel,
         name: spec.name.clone(),
         description: format!("NODE21 (preprocessed) under {}", root.display()),
         cls_labels: vec!["nodule".into()],
         loc_labels: vec!["nodule".into()],
-        seg_labels: vec![],
         drawn_split: true,
-        eval_labels: vec![],
+        ..Default::default()
     };
     FileDataset::new(spec, desc, splits, opts.decode()?, false, warnings)
 }

@@ -188,14 +188,12 @@ impl PhantomDataset {
             None => (preset.loc.to_vec(), preset.seg.to_vec()),
         };
         let desc = DatasetDesc {
-            cls_mode: fx_plugin::LabelMode::MultiLabel,
             name: spec.name.clone(),
             description: preset.summary.to_string(),
             cls_labels: preset.cls.iter().map(|f| f.as_str().to_string()).collect(),
             loc_labels: loc.iter().map(|t| t.name().to_string()).collect(),
             seg_labels: seg.iter().map(|t| t.name().to_string()).collect(),
-            drawn_split: false,
-            eval_labels: vec![],
+            ..Default::default()
         };
         Ok(PhantomDataset { desc, preset, loc, seg, style, prevalence, seed, sizes, corrupt })
     }

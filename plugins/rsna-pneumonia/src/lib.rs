@@ -83,14 +83,12 @@ pub fn open(spec: &DatasetSpec) -> Result<FileDataset, PluginError> {
         splits[fx_data::dataset::SPLITS.iter().position(|x| *x == s).unwrap()].push(e);
     }
     let desc = DatasetDesc {
-        cls_mode: fx_plugin::LabelMode::MultiLabel,
         name: spec.name.clone(),
         description: format!("RSNA Pneumonia Detection Challenge under {}", root.display()),
         cls_labels: CLASSES.iter().map(|s| s.to_string()).collect(),
         loc_labels: vec!["pneumonia".into()],
-        seg_labels: vec![],
         drawn_split: true,
-        eval_labels: vec![],
+        ..Default::default()
     };
     FileDataset::new(spec, desc, splits, opts.decode()?, false, warnings)
 }

@@ -80,14 +80,12 @@ pub fn open(spec: &DatasetSpec) -> Result<FileDataset, PluginError> {
         ));
     }
     let desc = DatasetDesc {
-        cls_mode: fx_plugin::LabelMode::MultiLabel,
         name: spec.name.clone(),
         description: format!("NIH Shenzhen Hospital chest X-ray set under {}", root.display()),
         cls_labels: CLS_LABELS.iter().map(|s| s.to_string()).collect(),
-        loc_labels: vec![],
         seg_labels: if masks.is_some() { SEG_LABELS.iter().map(|s| s.to_string()).collect() } else { vec![] },
         drawn_split: true,
-        eval_labels: vec![],
+        ..Default::default()
     };
     FileDataset::new(spec, desc, splits, opts.decode()?, false, warnings)
 }

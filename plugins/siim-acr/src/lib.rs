@@ -160,7 +160,6 @@ pub fn open(spec: &DatasetSpec) -> Result<FileDataset, PluginError> {
         splits[SPLITS.iter().position(|x| *x == s).unwrap()].push(e);
     }
     let desc = DatasetDesc {
-        cls_mode: fx_plugin::LabelMode::MultiLabel,
         name: spec.name.clone(),
         description: format!(
             "SIIM-ACR Pneumothorax Segmentation ({}) under {}",
@@ -171,7 +170,7 @@ pub fn open(spec: &DatasetSpec) -> Result<FileDataset, PluginError> {
         loc_labels: vec![LABEL.into()],
         seg_labels: vec![LABEL.into()],
         drawn_split: true,
-        eval_labels: vec![],
+        ..Default::default()
     };
     FileDataset::new(spec, desc, splits, opts.decode()?, true, warnings)
 }
@@ -186,34 +185,14 @@ fn under(path: &Path, base: &Path, name: &str) -> bool {
 fn index_dicoms(dir: &Path) -> Result<(HashMap<String, PathBuf>, usize), PluginError> {
     let mut found = HashMap::new();
     let mut duplicates = 0;
-    let mut stack = vec![(dir.to_path_buf(), 0usize)];
-    let mut first = true;
-    while let Some((d, depth)) = stack.pop() {
-        let rd = match std::fs::read_dir(&d) {
-            Ok(rd) => rd,
-            Err(e) if first => {
-                return Err(PluginError::input(d.display(), format!("cannot list the image folder: {e}")))
-            }
-            Err(_) => continue,
-        };
-        first = false;
-        let mut names: Vec<PathBuf> = rd.filter_map(|e| e.ok().map(|e| e.path())).collect();
-        names.sort();
-        // Push folders in reverse so the walk visits them in sorted order.
-        for p in names.iter().rev() {
-            if p.is_dir() && depth < 8 {
-                stack.push((p.clone(), depth + 1));
-            }
-        }
-        for p in names {
-            let is_dcm = p.extension().is_some_and(|e| e.eq_ignore_ascii_case("dcm"));
-            if is_dcm && p.is_file() {
-                let stem = p.file_stem().unwrap_or_default().to_string_lossy().into_owned();
-                if let std::collections::hash_map::Entry::Vacant(e) = found.entry(stem) {
-                    e.insert(p);
-                } else {
-                    duplicates += 1;
-                }
+    for p in fx_data::dataset::walk_files(dir, 8)? {
+        let is_dcm = p.extension().is_some_and(|e| e.eq_ignore_ascii_case("dcm"));
+        if is_dcm {
+            let stem = p.file_stem().unwrap_or_default().to_string_lossy().into_owned();
+            if let std::collections::hash_map::Entry::Vacant(e) = found.entry(stem) {
+                e.insert(p);
+            } else {
+                duplicates += 1;
             }
         }
     }

@@ -164,9 +164,7 @@ pub fn open(spec: &DatasetSpec) -> Result<FileDataset, PluginError> {
         ),
         cls_labels: CLASSES.iter().map(|s| s.to_string()).collect(),
         loc_labels: CATEGORIES.iter().map(|s| s.to_string()).collect(),
-        seg_labels: vec![],
-        drawn_split: false,
-        eval_labels: vec![],
+        ..Default::default()
     };
     FileDataset::new(spec, desc, [tr, va, test], opts.decode()?, false, warnings)
 }

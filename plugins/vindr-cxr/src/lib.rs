@@ -226,7 +226,6 @@ pub fn open(spec: &DatasetSpec) -> Result<FileDataset, PluginError> {
     };
 
     let desc = DatasetDesc {
-        cls_mode: fx_plugin::LabelMode::MultiLabel,
         name: spec.name.clone(),
         description: format!(
             "VinDr-CXR ({}) under {}",
@@ -235,9 +234,8 @@ pub fn open(spec: &DatasetSpec) -> Result<FileDataset, PluginError> {
         ),
         cls_labels,
         loc_labels: loc_labels.iter().map(|s| s.to_string()).collect(),
-        seg_labels: vec![],
         drawn_split: drawn,
-        eval_labels: vec![],
+        ..Default::default()
     };
     FileDataset::new(spec, desc, splits, opts.decode()?, false, warnings)
 }

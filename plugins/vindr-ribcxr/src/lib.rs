@@ -80,14 +80,10 @@ pub fn open(spec: &DatasetSpec) -> Result<FileDataset, PluginError> {
         splits[SPLITS.iter().position(|s| *s == split).unwrap()].extend(entries);
     }
     let desc = DatasetDesc {
-        cls_mode: fx_plugin::LabelMode::MultiLabel,
         name: spec.name.clone(),
         description: format!("VinDr-RibCXR under {}", base.display()),
-        cls_labels: vec![],
-        loc_labels: vec![],
         seg_labels: RIBS.iter().map(|s| s.to_string()).collect(),
-        drawn_split: false,
-        eval_labels: vec![],
+        ..Default::default()
     };
     FileDataset::new(spec, desc, splits, opts.decode()?, false, warnings)
 }
