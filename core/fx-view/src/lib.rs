@@ -3,7 +3,7 @@
 //!
 //! The binary calls [`run`] with the run directory; it returns how the user left
 //! ([`ViewExit::Quit`], [`ViewExit::Detach`] or [`ViewExit::Stop`]). The pieces are public so a
-//! caller or a test can render any screen into any ratatui backend: [`store::Store`] reads the
+//! caller or a test can render any screen into any ratatui backend: [`fx_run::Store`] reads the
 //! directory incrementally, [`state::State`] holds the screen and selections and maps keys to
 //! changes, [`ui::draw`] draws one frame.
 

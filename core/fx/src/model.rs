@@ -118,7 +118,7 @@ pub fn fp32(t: &Tensor) -> Tensor {
 /// Output of the segmentation path.
 pub struct SegOutput {
     /// Mask logits at the input size: (B, K, H, W), or (B, 1 + K, H, W) with the background first
-    /// for a multi-class head; [`SegHeadSpec::probabilities`] reads either as (B, K, H, W).
+    /// for a multi-class head; [`crate::upernet::seg_probabilities`] reads either as (B, K, H, W).
     pub logits: Tensor,
     /// Consistency features: the fused FPN map and the projected stage-4 map.
     pub fused: Tensor,

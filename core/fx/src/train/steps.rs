@@ -30,7 +30,7 @@ pub fn pixel_classes(target: &Tensor) -> Tensor {
 }
 
 /// 1 − soft Dice per class, pooled over the batch and pixels (smooth 1), averaged over classes.
-/// `probs`: per-label probabilities (B, K, H, W), [`SegHeadSpec::probabilities`]. `global`: in a
+/// `probs`: per-label probabilities (B, K, H, W), [`crate::upernet::seg_probabilities`]. `global`: in a
 /// job, the sums are the global batch's (the loss one process computes).
 pub fn soft_dice_loss(probs: &Tensor, target: &Tensor, global: Option<&GlobalBatch>) -> Result<Tensor> {
     let p = probs;
