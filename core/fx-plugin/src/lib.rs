@@ -7,6 +7,7 @@
 //! phantom plugin is linked statically.
 
 pub mod abi;
+pub mod head;
 
 use serde::{Deserialize, Serialize};
 use std::fmt;

@@ -36,7 +36,7 @@ pub mod sym;
 
 pub use experiment::{DatasetEntry, ExperimentInfo};
 pub use io::{append_lines, read_jsonl, write_atomic};
-pub use model::{ClsHeadSpec, HeadLabels, ModelInfo, SegHeadSpec};
+pub use model::{ClsHeadSpec, HeadLabels, ModelInfo, PluginHeadSpec, SegHeadSpec};
 pub use plan::*;
 pub use records::*;
 pub use store::Store;

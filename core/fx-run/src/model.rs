@@ -28,7 +28,7 @@ impl<D> ModelInfo<D> {
     /// The kind of a dataset's head for a task ("linear" | "mlp", "conv" | "conv_stack") and how
     /// its labels relate; `None` where model.json records no kind (loc, or a run from before
     /// heads had kinds).
-    pub fn head_kind(&self, dataset: &str, task: &str) -> Option<(&'static str, LabelMode)> {
+    pub fn head_kind(&self, dataset: &str, task: &str) -> Option<(&str, LabelMode)> {
         match task {
             "cls" => self.cls_heads.get(dataset).map(|h| (h.kind(), h.mode)),
             "seg" => self.seg_heads.get(dataset).map(|h| (h.kind(), h.mode)),
@@ -60,20 +60,35 @@ pub struct ClsHeadSpec {
     pub dropout: f64,
     #[serde(default)]
     pub mode: LabelMode,
+    /// A head whose forward a plugin library implements (then `hidden` and `dropout` are unused).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub plugin: Option<PluginHeadSpec>,
+}
+
+/// A head implemented by a plugin library: which head, from which library (and the library's
+/// SHA-256 when the run was created), with which options.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PluginHeadSpec {
+    pub kind: String,
+    pub library: std::path::PathBuf,
+    #[serde(default)]
+    pub sha256: String,
+    #[serde(default)]
+    pub options: serde_json::Value,
 }
 
 impl ClsHeadSpec {
     /// The paper's head: one Linear, sigmoid per label.
     pub fn linear(labels: i64) -> ClsHeadSpec {
-        ClsHeadSpec { labels, hidden: Vec::new(), dropout: 0.0, mode: LabelMode::MultiLabel }
+        ClsHeadSpec { labels, hidden: Vec::new(), dropout: 0.0, mode: LabelMode::MultiLabel, plugin: None }
     }
 
-    /// "linear" or "mlp".
-    pub fn kind(&self) -> &'static str {
-        if self.hidden.is_empty() {
-            "linear"
-        } else {
-            "mlp"
+    /// "linear", "mlp", or the plugin head's name.
+    pub fn kind(&self) -> &str {
+        match &self.plugin {
+            Some(p) => &p.kind,
+            None if self.hidden.is_empty() => "linear",
+            None => "mlp",
         }
     }
 
@@ -81,9 +96,16 @@ impl ClsHeadSpec {
     pub fn describe(&self) -> String {
         let widths: Vec<String> = self.hidden.iter().map(|w| w.to_string()).collect();
         let dropout = if self.dropout > 0.0 { format!(", dropout {}", self.dropout) } else { String::new() };
-        match self.hidden.is_empty() {
-            true => format!("linear → {}, {}", self.labels, self.mode.as_str()),
-            false => format!("mlp {} → {}{dropout}, {}", widths.join("-"), self.labels, self.mode.as_str()),
+        match (&self.plugin, self.hidden.is_empty()) {
+            (Some(p), _) => format!(
+                "plugin {} ({}) → {}, {}",
+                p.kind,
+                p.library.file_name().unwrap_or_default().to_string_lossy(),
+                self.labels,
+                self.mode.as_str()
+            ),
+            (None, true) => format!("linear → {}, {}", self.labels, self.mode.as_str()),
+            (None, false) => format!("mlp {} → {}{dropout}, {}", widths.join("-"), self.labels, self.mode.as_str()),
         }
     }
 }

@@ -26,7 +26,7 @@ pub fn print(path: &Path, set: &[String], as_json: bool, registry: &Registry) ->
     let exp = Experiment::load(path, set)?;
     let datasets = open_datasets(&exp, &path.display().to_string(), registry)?;
     let plan: Vec<EpochPlan> = fx::schedule::plan(&exp, &tasks_of(&datasets));
-    let heads = heads(&exp, &datasets);
+    let heads = heads(&exp, &datasets)?;
     let model = fx::model::Model::new(tch::Device::Cpu, &swin_config(&exp)?, &heads)?;
     let params = model.component_params();
     let total: i64 = params.iter().map(|(_, n)| n).sum();

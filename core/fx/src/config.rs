@@ -632,6 +632,10 @@ pub struct ClsHeadConfig {
     /// "multi_label" (sigmoid + BCE) or "multi_class" (softmax + cross-entropy, one-hot labels);
     /// unset: what the dataset's plugin declares (TBX11K: multi_class).
     pub mode: Option<LabelMode>,
+    /// A head from a plugin library of the experiment's `plugins` (e.g. "csra"), instead of
+    /// `kind`; `options` are handed to it.
+    pub plugin: Option<String>,
+    pub options: toml::Table,
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -966,6 +970,25 @@ impl Experiment {
         }
         for (i, d) in self.datasets.iter().enumerate() {
             let h = &d.heads.cls;
+            if let Some(k) = &h.plugin {
+                if h.kind != ClsHeadKind::Linear || !h.hidden.is_empty() || h.dropout > 0.0 {
+                    bail!(
+                        "{p}: datasets[{i}] ({}): heads.cls: plugin = \"{k}\" is the whole head; leave kind, hidden and dropout out",
+                        d.name()
+                    );
+                }
+                if self.plugins.is_empty() {
+                    bail!(
+                        "{p}: datasets[{i}] ({}): heads.cls: plugin = \"{k}\" needs the library that offers it in the experiment's `plugins`",
+                        d.name()
+                    );
+                }
+            } else if !h.options.is_empty() {
+                bail!(
+                    "{p}: datasets[{i}] ({}): heads.cls: options belong to a plugin head (plugin = \"...\")",
+                    d.name()
+                );
+            }
             match h.kind {
                 ClsHeadKind::Linear if !h.hidden.is_empty() || h.dropout > 0.0 => bail!(
                     "{p}: datasets[{i}] ({}): heads.cls: hidden and dropout belong to kind = \"mlp\"; a linear head has neither",

@@ -270,14 +270,7 @@ impl Library {
 
     /// Loads a plugin library into this process and checks that it speaks this fx's plugin ABI.
     pub fn open(path: &Path) -> Result<Arc<Library>> {
-        // dlopen reads a bare file name as "search the system library path": make it a path.
-        let local;
-        let path = if path.components().count() == 1 {
-            local = Path::new(".").join(path);
-            local.as_path()
-        } else {
-            path
-        };
+        let path = &as_path(path);
         let p = path.display();
         if !path.is_file() {
             bail!("{p}: no such plugin library");
@@ -476,6 +469,16 @@ impl Drop for DynDataset {
 /// its folder writable by group or others (a sticky folder such as /tmp excepted: only a file's
 /// owner may replace it there), or owned by another user than the one running fx or root: a
 /// plugin's code runs with the user's rights.
+/// dlopen reads a bare file name as "search the system library path": a plugin named by its bare
+/// file name is the file in the current folder, as any other path.
+pub fn as_path(path: &Path) -> PathBuf {
+    if path.components().count() == 1 {
+        Path::new(".").join(path)
+    } else {
+        path.to_path_buf()
+    }
+}
+
 pub fn check_trust(path: &Path) -> Result<()> {
     use std::os::unix::fs::MetadataExt;
     // SAFETY: getuid has no preconditions.

@@ -9,6 +9,7 @@ pub mod dynlib;
 pub mod eval;
 pub mod features;
 pub mod group;
+pub mod head_plugin;
 pub mod matcher;
 pub mod model;
 pub mod optim;

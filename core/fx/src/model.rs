@@ -52,15 +52,61 @@ pub fn cls_probabilities(spec: &ClsHeadSpec, logits: &Tensor) -> Tensor {
 }
 
 /// A dataset's classification head (see [`ClsHeadSpec`]). A linear head keeps the variable names
-/// `cls_head.<dataset>.weight/bias`; an mlp's are `.<i>.*` per hidden layer and `.out.*`.
+/// `cls_head.<dataset>.weight/bias`; an mlp's are `.<i>.*` per hidden layer and `.out.*`; a plugin
+/// head's are the names its library declares.
 pub struct ClsHead {
     pub spec: ClsHeadSpec,
-    hidden: Vec<nn::Linear>,
-    out: nn::Linear,
+    body: ClsBody,
+}
+
+/// What computes the logits: layers built here, or a plugin library's forward over parameters
+/// created here from its declaration (so the optimiser, the EMA, freezing and checkpoints see
+/// them like any other variable).
+enum ClsBody {
+    Layers { hidden: Vec<nn::Linear>, out: nn::Linear },
+    Plugin { head: crate::head_plugin::PluginHead, params: Vec<Tensor> },
 }
 
 impl ClsHead {
-    pub fn new(p: nn::Path, input: i64, spec: &ClsHeadSpec) -> ClsHead {
+    pub fn new(p: nn::Path, input: i64, spec: &ClsHeadSpec) -> Result<ClsHead> {
+        if let Some(plug) = &spec.plugin {
+            let lib = crate::head_plugin::open(&plug.library)?;
+            // The code must be the code the run trained with (as for dataset plugins on resume).
+            let now = crate::dynlib::sha256_hex(&lib.path)?;
+            let allowed = std::env::var(crate::train::Trainer::ALLOW_CHANGED_PLUGINS).as_deref() == Ok("1");
+            if !plug.sha256.is_empty() && plug.sha256 != now && !allowed {
+                anyhow::bail!(
+                    "{}: the head plugin library changed since the model was trained (its SHA-256 differs from the \
+                     one in model.json); use the library it trained with, or set {}=1",
+                    lib.path.display(),
+                    crate::train::Trainer::ALLOW_CHANGED_PLUGINS
+                );
+            }
+            let request = fx_plugin::head::HeadRequest {
+                task: fx_plugin::Task::Cls,
+                labels: spec.labels,
+                channels: input,
+                options: plug.options.clone(),
+            };
+            let head = lib.create(&plug.kind, &request)?;
+            let params = head
+                .decl
+                .params
+                .iter()
+                .map(|d| {
+                    use fx_plugin::head::Init;
+                    let init = match d.init {
+                        Init::Zeros => nn::Init::Const(0.0),
+                        Init::Ones => nn::Init::Const(1.0),
+                        Init::Constant { value } => nn::Init::Const(value),
+                        Init::Normal { std } => nn::Init::Randn { mean: 0.0, stdev: std },
+                        Init::Uniform { bound } => nn::Init::Uniform { lo: -bound, up: bound },
+                    };
+                    p.var(&d.name, &d.shape, init)
+                })
+                .collect();
+            return Ok(ClsHead { spec: spec.clone(), body: ClsBody::Plugin { head, params } });
+        }
         let mut width = input;
         let mut hidden = Vec::new();
         for (i, &w) in spec.hidden.iter().enumerate() {
@@ -72,19 +118,46 @@ impl ClsHead {
         } else {
             nn::linear(&p / "out", width, spec.labels, Default::default())
         };
-        ClsHead { spec: spec.clone(), hidden, out }
+        Ok(ClsHead { spec: spec.clone(), body: ClsBody::Layers { hidden, out } })
     }
 
-    /// Logits; `train` switches the dropout.
-    pub fn forward_t(&self, x: &Tensor, train: bool) -> Tensor {
-        let mut h = x.shallow_clone();
-        for layer in &self.hidden {
-            h = layer.forward(&h).gelu("none");
-            if train && self.spec.dropout > 0.0 {
-                h = h.dropout(self.spec.dropout, true);
+    /// Logits from the backbone's pooled feature (B, C) and last stage (B, C, H, W); `train`
+    /// switches dropout (and is handed to a plugin head). A plugin's failure is an error.
+    pub fn forward_t(&self, pooled: &Tensor, map: &Tensor, train: bool) -> Result<Tensor> {
+        match &self.body {
+            ClsBody::Layers { hidden, out } => {
+                let mut h = pooled.shallow_clone();
+                for layer in hidden {
+                    h = layer.forward(&h).gelu("none");
+                    if train && self.spec.dropout > 0.0 {
+                        h = h.dropout(self.spec.dropout, true);
+                    }
+                }
+                Ok(out.forward(&h))
+            }
+            ClsBody::Plugin { head, params } => {
+                use fx_plugin::head::HeadInput;
+                let inputs: Vec<&Tensor> = head
+                    .decl
+                    .inputs
+                    .iter()
+                    .map(|i| match i {
+                        HeadInput::Pooled => pooled,
+                        HeadInput::Map => map,
+                    })
+                    .collect();
+                let logits = head.forward(&inputs, params, train)?;
+                let (b, l) = (pooled.size()[0], self.spec.labels);
+                if logits.size() != [b, l] {
+                    anyhow::bail!(
+                        "head plugin `{}` returned logits of shape {:?}, expected [{b}, {l}]",
+                        head.kind,
+                        logits.size()
+                    );
+                }
+                Ok(logits)
             }
         }
-        self.out.forward(&h)
     }
 }
 
@@ -141,9 +214,9 @@ impl Model {
             .cls
             .iter()
             .map(|(name, spec)| {
-                (name.clone(), ClsHead::new(&root / "cls_head" / name.as_str(), swin.num_features(), spec))
+                Ok((name.clone(), ClsHead::new(&root / "cls_head" / name.as_str(), swin.num_features(), spec)?))
             })
-            .collect();
+            .collect::<Result<_>>()?;
         let (ppm, fpn) = heads.seg_channels;
         let dims: Vec<i64> = (0..swin.num_stages()).map(|i| swin.stage_dim(i)).collect();
         let seg_decoder = (!heads.seg.is_empty()).then(|| UperNet::new(&(&root / "seg_decoder"), &dims, ppm, fpn));
@@ -176,11 +249,13 @@ impl Model {
         (gray.expand([-1, 3, -1, -1], false) - &self.mean) / &self.std
     }
 
-    pub fn cls(&self, x: &Tensor, dataset: &str, train: bool) -> ClsOutput {
+    pub fn cls(&self, x: &Tensor, dataset: &str, train: bool) -> Result<ClsOutput> {
         let f = self.backbone.forward(x, train);
         let head =
             self.cls_heads.get(dataset).unwrap_or_else(|| panic!("no classification head for dataset {dataset}"));
-        ClsOutput { logits: fp32(&head.forward_t(&f.pooled, train)), pooled: fp32(&f.pooled) }
+        // The last stage as a map, (B, C, H, W): what a plugin head may read besides the pooled feature.
+        let map = f.stages.last().expect("a Swin has stages").permute([0, 3, 1, 2]);
+        Ok(ClsOutput { logits: fp32(&head.forward_t(&f.pooled, &map, train)?), pooled: fp32(&f.pooled) })
     }
 
     /// Segmentation: backbone stages → UperNet → the dataset's head. `train_backbone` switches
@@ -223,7 +298,7 @@ impl Model {
         }
         let root = self.vs.root();
         if let Some(spec) = cls {
-            let head = ClsHead::new(&root / "cls_head" / dataset, self.backbone.config.num_features(), spec);
+            let head = ClsHead::new(&root / "cls_head" / dataset, self.backbone.config.num_features(), spec)?;
             self.cls_heads.insert(dataset.to_string(), head);
         }
         if let Some(k) = loc {

@@ -345,7 +345,7 @@ pub fn infer(
         tch::no_grad(|| -> Result<()> {
             if opts.cls && !heads.cls.is_empty() {
                 let head = &loaded.model.cls_heads[name].spec;
-                let p = crate::model::cls_probabilities(head, &loaded.model.cls(&x, name, false).logits);
+                let p = crate::model::cls_probabilities(head, &loaded.model.cls(&x, name, false)?.logits);
                 let p = p.to_kind(Kind::Float).to_device(Device::Cpu);
                 let v = Vec::<f32>::try_from(&p.flatten(0, -1))?;
                 let c = heads.cls.len();

@@ -98,6 +98,12 @@ impl Registry {
         } else if !already.is_empty() {
             return Ok(already);
         }
+        // A library of heads only (fx_head::export_heads!) offers no datasets; its heads are
+        // checked and loaded here, and found by `[datasets.heads.*] plugin`.
+        if crate::head_plugin::is_head_library(path) && !crate::head_plugin::exports(path, b"fx_plugin_abi_version\0") {
+            crate::head_plugin::open(path)?;
+            return Ok(Vec::new());
+        }
         let lib = Library::open_isolated(path, self.isolation)?;
         let mut added = Vec::new();
         for (name, summary) in lib.entries()? {

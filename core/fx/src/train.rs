@@ -109,6 +109,9 @@ pub struct Trainer {
     next: usize,
     wall_offset: f64,
     skipped_total: usize,
+    /// (dataset, task) pairs whose plugin head failed: they train and evaluate no more in this
+    /// process (a resume tries them again); the other tasks go on.
+    pub disabled: std::collections::BTreeSet<(String, Task)>,
     eval_cache: BTreeMap<String, Vec<Batch>>,
     started: String,
     /// When this process took the run over; wall times add the checkpointed offset.
@@ -231,7 +234,24 @@ impl Trainer {
         }
         let plan = self.plan[self.next].clone();
         let t_train = Instant::now();
-        let (skipped, stopped) = self.train_epoch(&plan, on)?;
+        let pair = (plan.dataset.clone(), plan.task);
+        let (skipped, stopped) = if self.disabled.contains(&pair) {
+            (0, false)
+        } else {
+            match self.train_epoch(&plan, on) {
+                Ok(r) => r,
+                // One rank cannot leave a job's collectives alone: in a job the error ends the run.
+                Err(e) if self.world.is_none() && self.plugin_head(&pair.0, pair.1) => {
+                    self.disable_head(&pair.0, pair.1, &e)?;
+                    on(Progress::Warning(format!(
+                        "{}: its {} head plugin failed and is disabled: {e:#}",
+                        pair.0, pair.1
+                    )));
+                    (0, false)
+                }
+                Err(e) => return Err(e),
+            }
+        };
         if stopped {
             return Ok(false);
         }
@@ -266,6 +286,23 @@ impl Trainer {
         }
         on(Progress::Epoch { plan: &plan, rows: &rows, train_s, eval_s, skipped });
         Ok(true)
+    }
+
+    /// Whether a dataset's head for a task is a plugin library's.
+    fn plugin_head(&self, dataset: &str, task: Task) -> bool {
+        task == Task::Cls && self.student.cls_heads.get(dataset).is_some_and(|h| h.spec.plugin.is_some())
+    }
+
+    /// A plugin head failed (an error or a panic in its library): its (dataset, task) trains and
+    /// evaluates no more in this run, with an error event the viewer shows.
+    fn disable_head(&mut self, dataset: &str, task: Task, e: &anyhow::Error) -> Result<()> {
+        self.disabled.insert((dataset.to_string(), task));
+        self.run.event(
+            "error",
+            "head_disabled",
+            format!("{dataset}: the {task} head plugin failed; {dataset} {task} is disabled for the rest of this run, the other tasks go on: {e:#}"),
+            serde_json::json!({ "dataset": dataset, "task": task }),
+        )
     }
 
     /// The parameters this epoch trains, with their groups; sets requires_grad on every variable.

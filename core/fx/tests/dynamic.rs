@@ -1,28 +1,17 @@
 //! A dataset plugin loaded at run time from its own shared library (plugins/stripes), trained like
 //! a built-in one; and the errors for a library that is missing or not an fx plugin.
 
+mod common;
+
 use fx::config::Experiment;
 use fx::registry::Registry;
 use fx::train::Trainer;
 use std::path::{Path, PathBuf};
 use tch::Device;
 
-/// The example plugin library, built by `make setup` (cargo build --workspace); built here when a
-/// bare `cargo test` ran first.
+/// The example plugin library (plugins/stripes).
 fn stripes_library() -> PathBuf {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-    let lib = root.join("target/release/libfx_stripes.so");
-    if !lib.is_file() {
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let ok = std::process::Command::new(cargo)
-            .args(["build", "--release", "-p", "fx-stripes"])
-            .current_dir(&root)
-            .status()
-            .map(|s| s.success())
-            .unwrap_or(false);
-        assert!(ok && lib.is_file(), "could not build {}", lib.display());
-    }
-    lib
+    common::library("fx-stripes", "libfx_stripes.so")
 }
 
 fn exp(dir: &Path, plugins: &str) -> Experiment {

@@ -10,7 +10,7 @@ use fx::config::Experiment;
 use fx::registry::Registry;
 use fx::train::Trainer;
 use fx_plugin::{Dataset, DatasetDesc, DatasetSpec, LabelMode, PluginEntry, PluginError, Sample, SampleRecord, Split};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use tch::Device;
 
 /// phantom-cxp's first finding as two mutually exclusive classes, one-hot ("without", "with"),
@@ -76,33 +76,6 @@ fn experiment(dir: &Path, plugin: &str, heads: &str) -> Experiment {
 /// libtorch's random generator is one per process (dropout draws from it): one trainer at a time.
 static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
-/// Trains `exp` straight through (after `inspect` has seen the new trainer), and again with a
-/// fresh trainer resumed before every epoch, as after kill -9: the two runs must agree exactly.
-/// Returns the straight run's directory (kept while the returned guard lives) and its epochs.
-fn train_and_resume(
-    exp: &dyn Fn(&Path) -> Experiment,
-    what: &str,
-    inspect: impl FnOnce(&Trainer),
-) -> (tempfile::TempDir, PathBuf, usize) {
-    let a = tempfile::tempdir().unwrap();
-    let mut straight =
-        Trainer::create(exp(a.path()), "h.toml", &registry(), Device::Cpu).unwrap_or_else(|e| panic!("{what}: {e:#}"));
-    inspect(&straight);
-    let epochs = straight.plan.len();
-    for _ in 0..epochs {
-        assert!(straight.run_epoch(&mut |_| {}).unwrap());
-    }
-    let straight_dir = straight.run_dir();
-    drop(straight);
-    let b = tempfile::tempdir().unwrap();
-    let resumed_dir = Trainer::create(exp(b.path()), "h.toml", &registry(), Device::Cpu).unwrap().run_dir();
-    for _ in 0..epochs {
-        Trainer::resume(&resumed_dir, &registry(), Some(Device::Cpu)).unwrap().run_epoch(&mut |_| {}).unwrap();
-    }
-    common::assert_same_run(&straight_dir, &resumed_dir, what);
-    (a, straight_dir, epochs)
-}
-
 #[test]
 fn every_head_kind_trains_checkpoints_and_resumes_exactly() {
     let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
@@ -116,7 +89,7 @@ fn every_head_kind_trains_checkpoints_and_resumes_exactly() {
         let what = format!("{plugin} {}", if heads.is_empty() { "linear" } else { "mlp" });
         let exp = |dir: &Path| experiment(dir, plugin, heads);
         let mut c = 0;
-        let (_kept, straight_dir, epochs) = train_and_resume(&exp, &what, |straight| {
+        let (_kept, straight_dir, epochs) = common::train_and_resume(&exp, &what, &registry(), |straight| {
             let head = &straight.student.cls_heads[plugin];
             assert_eq!(head.spec.mode, mode, "{what}");
             let names: Vec<String> = straight.student.named_variables().into_iter().map(|(n, _)| n).collect();
@@ -243,7 +216,7 @@ fn a_dataset_has_its_own_dino_decoder_sizes() {
     };
     let own = "[datasets.heads.loc]\nnum_queries = 6\ndecoder_layers = 1\ndn_number = 2";
     let exp = |dir: &Path| Experiment::parse(Path::new("l.toml"), &text(dir, own), &[]).unwrap();
-    let (_kept, straight_dir, _) = train_and_resume(&exp, "per-dataset DINO sizes", |straight| {
+    let (_kept, straight_dir, _) = common::train_and_resume(&exp, "per-dataset DINO sizes", &registry(), |straight| {
         let names: Vec<String> = straight.student.named_variables().into_iter().map(|(n, _)| n).collect();
         let has = |prefix: &str| names.iter().any(|n| n.starts_with(prefix));
         assert!(has("loc_decoder.phantom-tbx.layers.1.") && !has("loc_decoder.phantom-organs.layers.1."));
@@ -293,7 +266,7 @@ fn every_seg_head_kind_trains_resumes_and_predicts() {
     ] {
         let heads = format!("[datasets.heads.seg]\n{heads}");
         let exp = |dir: &Path| Experiment::parse(Path::new("s.toml"), &text(dir, &heads), &[]).unwrap();
-        let (_kept, straight_dir, _) = train_and_resume(&exp, &heads, |straight| {
+        let (_kept, straight_dir, _) = common::train_and_resume(&exp, &heads, &registry(), |straight| {
             let head = &straight.student.seg_heads["phantom-organs"];
             assert_eq!(head.spec.channels(), channels, "{heads}");
             let names: Vec<String> = straight.student.named_variables().into_iter().map(|(n, _)| n).collect();

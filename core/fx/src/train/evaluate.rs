@@ -45,7 +45,6 @@ impl Trainer {
         let mut rows = Vec::new();
         let names: Vec<String> = self.datasets.iter().map(|d| d.name.clone()).collect();
         for name in names {
-            let labels_names = self.dataset(&name).dataset.desc().cls_labels.clone();
             let tasks = self.dataset(&name).tasks.clone();
             let batches: Vec<Batch> = self.eval_batches(&name)?.clone();
             if tasks.contains(&Task::Loc) {
@@ -54,53 +53,64 @@ impl Trainer {
             if tasks.contains(&Task::Seg) {
                 rows.extend(self.evaluate_seg(plan, &name, &batches, wall_time)?);
             }
-            if !tasks.contains(&Task::Cls) {
-                continue;
-            }
-            for role in self.exp.eval_models() {
-                let model = self.model(role);
-                let c = labels_names.len();
-                let (mut scores, mut labels, mut ids) = (Vec::<f64>::new(), Vec::<f32>::new(), Vec::<String>::new());
-                self.gathered(
-                    &batches,
-                    1,
-                    |b| {
-                        let x = model.input(&self.images_tensor(b));
-                        let head = &model.cls_heads[&name].spec;
-                        Ok(vec![tch::no_grad(|| {
-                            crate::model::cls_probabilities(head, &model.cls(&x, &name, false).logits)
-                        })])
-                    },
-                    |b, p| {
-                        scores.extend(Vec::<f64>::try_from(&p[0].to_kind(Kind::Double).flatten(0, -1))?);
-                        labels.extend_from_slice(&b.cls);
-                        ids.extend(b.ids.iter().cloned());
-                        Ok(())
-                    },
-                )?;
-                let (per, mean) = mean_auc(&scores, &labels, c);
-                let eval_labels = &self.dataset(&name).dataset.desc().eval_labels;
-                let mean = crate::eval::auc::reported_mean(&per, &labels_names, eval_labels, mean);
-                self.write_predictions(role, &name, &labels_names, &ids, &scores, &labels)?;
-                let Some(mean) = mean else {
-                    self.run.event(
-                        "warn",
-                        "auc_undefined",
-                        format!("{name}: no class has both positives and negatives in the test split; AUC undefined"),
-                        serde_json::Value::Null,
-                    )?;
-                    continue;
-                };
-                // Multi-class heads: also the accuracy (argmax = the one-hot class) over the
-                // images with a one-hot label; a secondary metric, like dice_global.
-                if model.cls_heads[&name].spec.mode == fx_plugin::LabelMode::MultiClass {
-                    if let Some(acc) = accuracy(&scores, &labels, c) {
-                        rows.push(metric_row(plan, &name, Task::Cls, role, "accuracy", acc, [], wall_time));
-                    }
+            if tasks.contains(&Task::Cls) && !self.disabled.contains(&(name.clone(), Task::Cls)) {
+                match self.evaluate_cls(plan, &name, &batches, wall_time) {
+                    Ok(r) => rows.extend(r),
+                    Err(e) if self.plugin_head(&name, Task::Cls) => self.disable_head(&name, Task::Cls, &e)?,
+                    Err(e) => return Err(e),
                 }
-                let per_label = labels_names.iter().zip(&per).filter_map(|(l, v)| v.map(|v| (l.clone(), v * 100.0)));
-                rows.push(metric_row(plan, &name, Task::Cls, role, Task::Cls.metric(), mean, per_label, wall_time));
             }
+        }
+        Ok(rows)
+    }
+
+    /// AUC (and, for a multi-class head, accuracy) of every configured model on one dataset's
+    /// test split, with the prediction CSVs.
+    fn evaluate_cls(&self, plan: &EpochPlan, name: &str, batches: &[Batch], wall_time: f64) -> Result<Vec<MetricRow>> {
+        let labels_names = self.dataset(name).dataset.desc().cls_labels.clone();
+        let mut rows = Vec::new();
+        for role in self.exp.eval_models() {
+            let model = self.model(role);
+            let c = labels_names.len();
+            let (mut scores, mut labels, mut ids) = (Vec::<f64>::new(), Vec::<f32>::new(), Vec::<String>::new());
+            self.gathered(
+                batches,
+                1,
+                |b| {
+                    let x = model.input(&self.images_tensor(b));
+                    let head = &model.cls_heads[name].spec;
+                    let out = tch::no_grad(|| model.cls(&x, name, false))?;
+                    Ok(vec![crate::model::cls_probabilities(head, &out.logits)])
+                },
+                |b, p| {
+                    scores.extend(Vec::<f64>::try_from(&p[0].to_kind(Kind::Double).flatten(0, -1))?);
+                    labels.extend_from_slice(&b.cls);
+                    ids.extend(b.ids.iter().cloned());
+                    Ok(())
+                },
+            )?;
+            let (per, mean) = mean_auc(&scores, &labels, c);
+            let eval_labels = &self.dataset(name).dataset.desc().eval_labels;
+            let mean = crate::eval::auc::reported_mean(&per, &labels_names, eval_labels, mean);
+            self.write_predictions(role, name, &labels_names, &ids, &scores, &labels)?;
+            let Some(mean) = mean else {
+                self.run.event(
+                    "warn",
+                    "auc_undefined",
+                    format!("{name}: no class has both positives and negatives in the test split; AUC undefined"),
+                    serde_json::Value::Null,
+                )?;
+                continue;
+            };
+            // Multi-class heads: also the accuracy (argmax = the one-hot class) over the
+            // images with a one-hot label; a secondary metric, like dice_global.
+            if model.cls_heads[name].spec.mode == fx_plugin::LabelMode::MultiClass {
+                if let Some(acc) = accuracy(&scores, &labels, c) {
+                    rows.push(metric_row(plan, name, Task::Cls, role, "accuracy", acc, [], wall_time));
+                }
+            }
+            let per_label = labels_names.iter().zip(&per).filter_map(|(l, v)| v.map(|v| (l.clone(), v * 100.0)));
+            rows.push(metric_row(plan, name, Task::Cls, role, Task::Cls.metric(), mean, per_label, wall_time));
         }
         Ok(rows)
     }

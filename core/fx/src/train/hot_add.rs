@@ -286,7 +286,7 @@ impl Trainer {
         for d in &new {
             let n = |t: Task| d.tasks.contains(&t).then(|| d.dataset.desc().labels(t).len() as i64);
             let l = n(Task::Loc);
-            let c = d.tasks.contains(&Task::Cls).then(|| cls_head_spec(&exp, d));
+            let c = d.tasks.contains(&Task::Cls).then(|| cls_head_spec(&exp, d)).transpose()?;
             let g = d.tasks.contains(&Task::Seg).then(|| seg_head_spec(&exp, d));
             let dino = loc_dino(&exp, &d.name);
             self.student.add_heads(&d.name, c.as_ref(), l, g.as_ref(), &dino, exp.model.fpn_channels)?;
@@ -311,7 +311,7 @@ impl Trainer {
         self.run.write_json(HOT_ADD_JOURNAL, &serde_json::json!({ "experiment": resolved, "plan": plan }))?;
         complete_hot_add(&self.run)?;
         // The hot-add is applied (its journal completed): a failure from here on is not a refusal.
-        if let Err(e) = self.run.write_json("model.json", &model_json(&exp, &self.student, &datasets)) {
+        if let Err(e) = model_json(&exp, &self.student, &datasets).and_then(|m| self.run.write_json("model.json", &m)) {
             let _ = self.run.event(
                 "warn",
                 "model_json",

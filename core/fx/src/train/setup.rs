@@ -153,7 +153,7 @@ pub fn model_json(
     exp: &Experiment,
     student: &Model,
     datasets: &[OpenedDataset],
-) -> fx_run::ModelInfo<crate::dino::DinoConfig> {
+) -> Result<fx_run::ModelInfo<crate::dino::DinoConfig>> {
     let labels: BTreeMap<String, crate::predict::HeadLabels> = datasets
         .iter()
         .map(|d| {
@@ -163,8 +163,8 @@ pub fn model_json(
         })
         .collect();
     // The heads as specified (kinds, label modes, decoder sizes): what predict rebuilds.
-    let h = heads(exp, datasets);
-    fx_run::ModelInfo {
+    let h = heads(exp, datasets)?;
+    Ok(fx_run::ModelInfo {
         arch: exp.model.arch.clone(),
         image_size: exp.model.image_size,
         parameters: student.component_params().into_iter().collect(),
@@ -172,20 +172,36 @@ pub fn model_json(
         cls_heads: h.cls,
         seg_heads: h.seg,
         loc_dino: h.loc_dino,
-    }
+    })
 }
 
 /// A dataset's classification head: the experiment's `[datasets.heads.cls]` over what the
 /// dataset's plugin declares (its labels, and whether they are mutually exclusive).
-pub fn cls_head_spec(exp: &Experiment, d: &OpenedDataset) -> ClsHeadSpec {
+pub fn cls_head_spec(exp: &Experiment, d: &OpenedDataset) -> Result<ClsHeadSpec> {
     let desc = d.dataset.desc();
     let cfg = exp.heads_of(&d.name).cls;
-    ClsHeadSpec {
+    // A plugin head: the library of the experiment's `plugins` that offers it, recorded with
+    // its hash (a resume or predict refuses a library that changed).
+    let plugin = match &cfg.plugin {
+        None => None,
+        Some(kind) => {
+            let lib = crate::head_plugin::find(&exp.plugins, kind)
+                .with_context(|| format!("datasets {} ({}): heads.cls.plugin", d.name, d.dataset.desc().name))?;
+            Some(fx_run::PluginHeadSpec {
+                kind: kind.clone(),
+                library: lib.path.clone(),
+                sha256: crate::dynlib::sha256_hex(&lib.path)?,
+                options: serde_json::to_value(&cfg.options)?,
+            })
+        }
+    };
+    Ok(ClsHeadSpec {
         labels: desc.cls_labels.len() as i64,
         hidden: cfg.hidden,
         dropout: cfg.dropout,
         mode: cfg.mode.unwrap_or(desc.cls_mode),
-    }
+        plugin,
+    })
 }
 
 /// A dataset's segmentation head: its seg labels with the experiment's `[datasets.heads.seg]`.
@@ -200,7 +216,7 @@ pub fn loc_dino(exp: &Experiment, dataset: &str) -> crate::dino::DinoConfig {
 }
 
 /// The heads the experiment needs: one per (dataset, task) it trains.
-pub fn heads(exp: &Experiment, datasets: &[OpenedDataset]) -> Heads {
+pub fn heads(exp: &Experiment, datasets: &[OpenedDataset]) -> Result<Heads> {
     let of = |task: Task| {
         datasets
             .iter()
@@ -208,12 +224,12 @@ pub fn heads(exp: &Experiment, datasets: &[OpenedDataset]) -> Heads {
             .map(|d| (d.name.clone(), d.dataset.desc().labels(task).len() as i64))
             .collect()
     };
-    Heads {
+    Ok(Heads {
         cls: datasets
             .iter()
             .filter(|d| d.tasks.contains(&Task::Cls))
-            .map(|d| (d.name.clone(), cls_head_spec(exp, d)))
-            .collect(),
+            .map(|d| Ok((d.name.clone(), cls_head_spec(exp, d)?)))
+            .collect::<Result<_>>()?,
         seg: datasets
             .iter()
             .filter(|d| d.tasks.contains(&Task::Seg))
@@ -228,7 +244,7 @@ pub fn heads(exp: &Experiment, datasets: &[OpenedDataset]) -> Heads {
             .map(|d| (d.name.clone(), loc_dino(exp, &d.name)))
             .filter(|(_, c)| *c != exp.model.dino)
             .collect(),
-    }
+    })
 }
 
 pub fn tasks_of(datasets: &[OpenedDataset]) -> Vec<(String, Vec<Task>)> {
@@ -416,7 +432,7 @@ impl Trainer {
                 dir.display()
             );
         }
-        let (student, mut teacher) = model_pair(&exp, device, &heads(&exp, &datasets))?;
+        let (student, mut teacher) = model_pair(&exp, device, &heads(&exp, &datasets)?)?;
         let o = &exp.optimizer;
         let mut opt = AdamW::new(o.beta1, o.beta2, o.eps, o.weight_decay, lr_map(&exp));
         let precision = exp.train.precision.resolve(device);
@@ -466,7 +482,7 @@ impl Trainer {
             }
         };
         let dropped = run.truncate_metrics(next)?;
-        run.write_json("model.json", &model_json(&exp, &student, &datasets))?;
+        run.write_json("model.json", &model_json(&exp, &student, &datasets)?)?;
         let previous = run.read_json::<RunInfo>("run.json").ok();
         let started = previous.as_ref().map(|r| r.started.clone()).unwrap_or_else(crate::store::now);
         // A run that never started (prepared for a detached trainer) is not a resume.
@@ -536,6 +552,7 @@ impl Trainer {
             next,
             wall_offset,
             skipped_total,
+            disabled: Default::default(),
             eval_cache: BTreeMap::new(),
             started,
             t0: Instant::now(),

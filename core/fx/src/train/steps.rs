@@ -93,11 +93,11 @@ impl Trainer {
         let x = self.student.input(&self.images_tensor(batch));
         let c = self.dataset(&plan.dataset).dataset.desc().cls_labels.len() as i64;
         let labels = self.upload(Tensor::from_slice(&batch.cls).view([batch.len() as i64, c]));
-        let out = self.student.cls(&x, &plan.dataset, true);
+        let out = self.student.cls(&x, &plan.dataset, true)?;
         let task = cls_loss(&out.logits, &labels, self.student.cls_heads[&plan.dataset].spec.mode);
         match (&self.teacher, w > 0.0) {
             (Some(teacher), true) => {
-                let t = tch::no_grad(|| teacher.cls(&x, &plan.dataset, false).pooled);
+                let t = tch::no_grad(|| teacher.cls(&x, &plan.dataset, false))?.pooled;
                 let cons = out.pooled.mse_loss(&t, Reduction::Mean);
                 Ok(task * (1.0 - w) + cons * w)
             }

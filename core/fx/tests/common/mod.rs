@@ -161,3 +161,50 @@ pub fn assert_same_run(straight: &Path, resumed: &Path, what: &str) {
         assert!(std::fs::read(ca.join(f)).unwrap() == std::fs::read(cb.join(f)).unwrap(), "{what}: {f} differs");
     }
 }
+
+/// Trains `exp` straight through (after `inspect` has seen the new trainer), and again with a
+/// fresh trainer resumed before every epoch, as after kill -9: the two runs must agree exactly.
+/// Returns the straight run's directory (kept while the returned guard lives) and its epochs.
+pub fn train_and_resume(
+    exp: &dyn Fn(&Path) -> Experiment,
+    what: &str,
+    registry: &fx::registry::Registry,
+    inspect: impl FnOnce(&Trainer),
+) -> (tempfile::TempDir, PathBuf, usize) {
+    let cpu = tch::Device::Cpu;
+    let a = tempfile::tempdir().unwrap();
+    let mut straight =
+        Trainer::create(exp(a.path()), "t.toml", registry, cpu).unwrap_or_else(|e| panic!("{what}: {e:#}"));
+    inspect(&straight);
+    let epochs = straight.plan.len();
+    for _ in 0..epochs {
+        assert!(straight.run_epoch(&mut |_| {}).unwrap());
+    }
+    let straight_dir = straight.run_dir();
+    drop(straight);
+    let b = tempfile::tempdir().unwrap();
+    let resumed_dir = Trainer::create(exp(b.path()), "t.toml", registry, cpu).unwrap().run_dir();
+    for _ in 0..epochs {
+        Trainer::resume(&resumed_dir, registry, Some(cpu)).unwrap().run_epoch(&mut |_| {}).unwrap();
+    }
+    assert_same_run(&straight_dir, &resumed_dir, what);
+    (a, straight_dir, epochs)
+}
+
+/// A plugin library of this workspace (`package`, file `file` in target/release), built by
+/// `make setup` (cargo build --workspace); built here when a bare `cargo test` ran first.
+pub fn library(package: &str, file: &str) -> PathBuf {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let lib = root.join("target/release").join(file);
+    if !lib.is_file() {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let ok = std::process::Command::new(cargo)
+            .args(["build", "--release", "-p", package])
+            .current_dir(&root)
+            .status()
+            .map(|s| s.success())
+            .unwrap_or(false);
+        assert!(ok && lib.is_file(), "could not build {}", lib.display());
+    }
+    lib
+}
