@@ -15,14 +15,17 @@
 //! then gives exactly that colour a `stroke-dasharray`, so the SVG holds a real dashed stroke that
 //! an editor keeps as one path.
 
-use crate::data::{best_steps, Key};
+use crate::data::{best_steps, cycle_starts, epochs_extent, flatten, keys, points, seed_groups, Key};
+use crate::run::Run;
+use crate::table::mean_std;
 use crate::text::Glyphs;
 use anyhow::{anyhow, Result};
-use fx_run::facts::Point;
+use fx_run::facts::{self, Point};
 use plotters::coord::Shift;
 use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
 use plotters::style::{register_font, FontStyle};
+use std::collections::BTreeMap;
 use std::sync::Once;
 
 /// The font family every text uses: DejaVu Sans, registered from the bytes compiled into the
@@ -409,6 +412,50 @@ pub fn grid_svg(header: &str, specs: &[ChartSpec], cols: usize, cw: u32, ch: u32
         root.present().map_err(|e| anyhow!("drawing the grid: {e:?}"))?;
     }
     Ok(dash_svg(out, scale(cw, ch)))
+}
+
+/// Figure-2 charts of every seed group with several runs: per main metric, the mean over the
+/// seeds at each epoch (focused as in the first run) and the ± sample std band. Named by the
+/// setting (its first run's name and the group's position).
+pub fn seed_group_charts(runs: &[Run]) -> Vec<(String, ChartSpec)> {
+    let configs: Vec<BTreeMap<String, String>> =
+        runs.iter().map(|r| r.config.as_ref().map(flatten).unwrap_or_default()).collect();
+    let mut out = Vec::new();
+    for (gi, g) in seed_groups(&configs).iter().enumerate().filter(|(_, g)| g.len() > 1) {
+        let first = &runs[g[0]];
+        let model = if first.store.metrics.iter().any(|m| m.model == "teacher") { "teacher" } else { "student" };
+        let name = format!("{}-{}", first.name, gi + 1);
+        for key in keys(&first.store).into_iter().filter(|k| k.metric == facts::default_metric(&k.task)) {
+            let series: Vec<Vec<Point>> = g.iter().map(|&i| points(&runs[i].store.metrics, &key, model)).collect();
+            let mut pts = Vec::new();
+            let mut band = Vec::new();
+            for p in &series[0] {
+                let v: Vec<f64> =
+                    series.iter().filter_map(|s| s.iter().find(|q| q.epoch == p.epoch).map(|q| q.value)).collect();
+                if let Some((m, sd)) = mean_std(&v) {
+                    pts.push(Point { epoch: p.epoch, value: m, focused: p.focused });
+                    let sd = sd.unwrap_or(0.0);
+                    band.push((p.epoch, m - sd, m + sd));
+                }
+            }
+            if pts.is_empty() {
+                continue;
+            }
+            out.push((
+                name.clone(),
+                ChartSpec {
+                    key,
+                    model: format!("{model}, mean ± std of {} seeds", g.len()),
+                    points: pts,
+                    epochs: epochs_extent(&first.store),
+                    first: 1,
+                    cycle_starts: cycle_starts(&first.store),
+                    band,
+                },
+            ));
+        }
+    }
+    out
 }
 
 #[cfg(test)]

@@ -259,7 +259,7 @@ pub fn report(runs: &[PathBuf], out: &Path) -> Result<ReportSummary> {
     ];
     // Seed groups: the paper's Figure 2 per (dataset, task) with the mean over the seeds and a
     // shaded ± std band, in seeds/<setting>/.
-    for (name, spec) in data::seed_group_charts(&opened) {
+    for (name, spec) in chart::seed_group_charts(&opened) {
         let stem = format!("seeds/{}/{}-{}", file_part(&name), file_part(&spec.key.dataset), file_part(&spec.key.task));
         files.push((format!("{stem}.png"), chart::png(&spec, 800, 500)?));
         files.push((format!("{stem}.svg"), chart::svg(&spec, 800, 500)?.into_bytes()));

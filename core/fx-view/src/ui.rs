@@ -1,24 +1,15 @@
 //! One frame: the tab bar, the current screen, the key bar, and the help or quit overlay.
 
 use crate::screens::{self, fit};
-use crate::state::{Drawn, Overlay, Screen, State, KEYS};
+use crate::state::{Drawn, Overlay, Screen, KEYS};
 use crate::theme::Theme;
-use fx_run::facts;
-use fx_run::store::Store;
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::style::Style;
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Clear, Paragraph};
 use ratatui::Frame;
 
-/// Everything one frame depends on.
-pub struct View<'a> {
-    pub store: &'a Store,
-    pub state: &'a State,
-    pub theme: &'a Theme,
-    /// Seconds since the Unix epoch, for the heartbeat age; `None` hides the age (tests).
-    pub now: Option<i64>,
-}
+pub use crate::screens::View;
 
 /// Draws one frame and reports the layout facts the key handling needs.
 pub fn draw(f: &mut Frame, v: &View) -> Drawn {
@@ -133,20 +124,6 @@ fn quit(f: &mut Frame, area: Rect, v: &View) {
     let r = centered(area, w, lines.len() as u16 + 2);
     f.render_widget(Clear, r);
     f.render_widget(Paragraph::new(lines).block(screens::block("quit", t)).style(Style::default()), r);
-}
-
-/// The epoch facts line used by the overview and the heads screen: "epoch 6/6 · cycle 2/2".
-pub fn epoch_line(store: &Store, t: &Theme) -> String {
-    match facts::current_epoch(store) {
-        Some(e) => format!(
-            "epoch {e}/{} {} cycle {}/{}",
-            facts::epochs_total(store),
-            t.sep,
-            facts::plan_of(store, e).map_or(0, |p| p.cycle),
-            facts::cycles_total(store)
-        ),
-        None => "no epoch yet".into(),
-    }
 }
 
 /// One frame of the runs browser: the comparison when one is open, else the table.

@@ -469,6 +469,10 @@ impl Drop for DynDataset {
 /// its folder writable by group or others (a sticky folder such as /tmp excepted: only a file's
 /// owner may replace it there), or owned by another user than the one running fx or root: a
 /// plugin's code runs with the user's rights.
+/// The variable that, set to 1, lets a run resume (or a model load) with plugin libraries whose
+/// SHA-256 differs from the one recorded when it was trained.
+pub const ALLOW_CHANGED_PLUGINS: &str = "FX_ALLOW_CHANGED_PLUGINS";
+
 /// dlopen reads a bare file name as "search the system library path": a plugin named by its bare
 /// file name is the file in the current folder, as any other path.
 pub fn as_path(path: &Path) -> PathBuf {

@@ -34,7 +34,7 @@ impl Group {
 
     /// Whether this group trains in an epoch with these flags (a group off the task's path does
     /// not). The names are plan.json's, so the record's own lookup serves.
-    pub fn trains_in(self, t: &crate::schedule::Trainable) -> bool {
+    pub fn trains_in(self, t: &fx_run::Trainable) -> bool {
         t.get(self.as_str()) == Some(true)
     }
 

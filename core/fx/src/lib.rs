@@ -2,6 +2,7 @@
 //!
 //! Model (Swin backbone + per-dataset heads), schedule (Cyclic + Lock-Release plan), training
 //! (student, EMA teacher, consistency, per-group AdamW, freezing), evaluation and the run store.
+pub mod amp;
 pub mod config;
 pub mod dino;
 pub mod dist;

@@ -73,13 +73,13 @@ impl ClsHead {
             let lib = crate::head_plugin::open(&plug.library)?;
             // The code must be the code the run trained with (as for dataset plugins on resume).
             let now = crate::dynlib::sha256_hex(&lib.path)?;
-            let allowed = std::env::var(crate::train::Trainer::ALLOW_CHANGED_PLUGINS).as_deref() == Ok("1");
+            let allowed = std::env::var(crate::dynlib::ALLOW_CHANGED_PLUGINS).as_deref() == Ok("1");
             if !plug.sha256.is_empty() && plug.sha256 != now && !allowed {
                 anyhow::bail!(
                     "{}: the head plugin library changed since the model was trained (its SHA-256 differs from the \
                      one in model.json); use the library it trained with, or set {}=1",
                     lib.path.display(),
-                    crate::train::Trainer::ALLOW_CHANGED_PLUGINS
+                    crate::dynlib::ALLOW_CHANGED_PLUGINS
                 );
             }
             let request = fx_plugin::head::HeadRequest {
@@ -181,12 +181,7 @@ pub fn is_buffer(name: &str) -> bool {
     name.ends_with(".running_mean") || name.ends_with(".running_var") || name.ends_with(".num_batches_tracked")
 }
 
-/// `t` in fp32: the outputs of every branch leave the model in fp32, so that losses, the matcher
-/// and metrics never run in the lower precision of an autocast region (`train.precision`).
-/// (An fp32 tensor comes back as itself: `to_kind` aliases when the dtype already matches.)
-pub fn fp32(t: &Tensor) -> Tensor {
-    t.to_kind(Kind::Float)
-}
+pub use crate::amp::fp32;
 
 /// Output of the segmentation path.
 pub struct SegOutput {

@@ -2,8 +2,36 @@
 //! gamma, and detector noise. Touches intensities only; masks are fixed by the geometry pass.
 
 use crate::anatomy::Anatomy;
-use crate::render::*;
+use crate::streams::{stream, S_PIXELS};
 use fx_data::rng::{mix, Rng};
+use serde::{Deserialize, Serialize};
+
+/// Acquisition style: how a "site" images the chest. Different phantom datasets use different styles.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Style {
+    /// Multiplies deviations from mid-grey; 1.0 = nominal.
+    pub contrast: f32,
+    /// Added after contrast; 0.0 = nominal.
+    pub brightness: f32,
+    /// Power applied to the \[0,1\] image; 1.0 = nominal, >1 darkens mid-tones.
+    pub gamma: f32,
+    /// Gaussian sigma of per-pixel detector noise, in intensity units.
+    pub noise: f32,
+    /// Gaussian blur sigma as a fraction of the image size.
+    pub blur: f32,
+    /// Zoom: 1.0 nominal, >1 zooms in (crops the body), <1 zooms out.
+    pub fov: f32,
+    /// Maximum random patient shift, as a fraction of the image size.
+    pub jitter: f32,
+}
+
+impl Default for Style {
+    fn default() -> Self {
+        // A little quantum noise is part of any real radiograph; geometry is centred and unzoomed.
+        Style { contrast: 1.0, brightness: 0.0, gamma: 1.0, noise: 0.01, blur: 0.0, fov: 1.0, jitter: 0.0 }
+    }
+}
 
 /// Smooth periodic value noise on a 32×32 wrapping lattice, in [0,1]. Wrapping makes it defined
 /// for any patient coordinate, which matters when a style zooms out.

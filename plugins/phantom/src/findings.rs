@@ -3,7 +3,7 @@
 
 use crate::anatomy::*;
 use crate::film::Lattice;
-use crate::render::*;
+use crate::streams::*;
 use fx_data::rng::Rng;
 
 // ---------------------------------------------------------------------------------------------

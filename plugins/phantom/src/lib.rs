@@ -4,15 +4,20 @@
 //! heterogeneity as the paper's 11 datasets.
 
 mod anatomy;
+mod coords;
 mod film;
 mod findings;
+mod levels;
 pub mod render;
+mod streams;
+mod vessels;
 
+pub use film::Style;
 use fx_data::rng::mix;
 use fx_plugin::{
     Dataset, DatasetDesc, DatasetSpec, LabeledBox, PluginEntry, PluginError, Sample, SampleRecord, SampleSource, Split,
 };
-pub use render::{render, Finding, Organ, Phantom, Prevalence, Style};
+pub use render::{render, Finding, Organ, Phantom, Prevalence};
 
 /// What a localization box or a segmentation mask channel of a phantom dataset marks.
 #[derive(Clone, Copy, Debug, PartialEq)]

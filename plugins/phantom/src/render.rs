@@ -15,14 +15,16 @@
 //!   the image uses a soft ramp around 0, so edges are anti-aliased without changing the geometry.
 
 //!
-//! This module holds the public types, the random streams, the intensity levels and the pixel
-//! pass; the layers it composes are `anatomy`, `findings` and `film`.
+//! This module holds the public types and the pixel pass; the layers it composes are `anatomy`,
+//! `vessels`, `findings` and `film` (with `streams`, `levels` and `coords` beneath them).
 
 use crate::anatomy::*;
+use crate::coords::View;
 use crate::film::*;
 use crate::findings::*;
-use fx_data::rng::{mix, Rng};
-use serde::{Deserialize, Serialize};
+use crate::levels::*;
+use crate::streams::*;
+use crate::vessels::{draw_vessels, make_vessels};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Finding {
@@ -86,33 +88,6 @@ impl Organ {
     }
 }
 
-/// Acquisition style: how a "site" images the chest. Different phantom datasets use different styles.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct Style {
-    /// Multiplies deviations from mid-grey; 1.0 = nominal.
-    pub contrast: f32,
-    /// Added after contrast; 0.0 = nominal.
-    pub brightness: f32,
-    /// Power applied to the \[0,1\] image; 1.0 = nominal, >1 darkens mid-tones.
-    pub gamma: f32,
-    /// Gaussian sigma of per-pixel detector noise, in intensity units.
-    pub noise: f32,
-    /// Gaussian blur sigma as a fraction of the image size.
-    pub blur: f32,
-    /// Zoom: 1.0 nominal, >1 zooms in (crops the body), <1 zooms out.
-    pub fov: f32,
-    /// Maximum random patient shift, as a fraction of the image size.
-    pub jitter: f32,
-}
-
-impl Default for Style {
-    fn default() -> Self {
-        // A little quantum noise is part of any real radiograph; geometry is centred and unzoomed.
-        Style { contrast: 1.0, brightness: 0.0, gamma: 1.0, noise: 0.01, blur: 0.0, fov: 1.0, jitter: 0.0 }
-    }
-}
-
 /// Probability of each finding (indexed by Finding::index) in a dataset.
 pub type Prevalence = [f32; 5];
 
@@ -132,101 +107,6 @@ pub struct Phantom {
     pub organ_masks: [Vec<u8>; 3],
     /// Tight boxes of the organ masks (all zero if an organ is out of view).
     pub organ_boxes: [[f32; 4]; 3],
-}
-
-// ---------------------------------------------------------------------------------------------
-// Random streams. Separate streams keep each aspect's randomness independent of the others (see
-// the module docs); the domain tag keeps phantom seeds apart from other users of `mix`.
-
-pub(crate) const DOMAIN: u64 = 0x0050_4841_4E54_4F4D; // "PHANTOM"
-pub(crate) const S_LABELS: u64 = 1;
-pub(crate) const S_ANATOMY: u64 = 2;
-pub(crate) const S_HEART: u64 = 3;
-pub(crate) const S_PNEUMO: u64 = 4;
-pub(crate) const S_EFFUSION: u64 = 5;
-pub(crate) const S_NODULE: u64 = 6;
-pub(crate) const S_CONSOL: u64 = 7;
-pub(crate) const S_VESSELS: u64 = 8;
-pub(crate) const S_TEXTURE: u64 = 9;
-pub(crate) const S_VIEW: u64 = 10;
-pub(crate) const S_PIXELS: u64 = 11;
-
-pub(crate) fn stream(seed: u64, tag: u64) -> Rng {
-    Rng::new(mix(&[DOMAIN, seed, tag]))
-}
-
-// ---------------------------------------------------------------------------------------------
-// Intensity levels of the composite (before patient exposure and site style). Chosen so that the
-// anatomy reads like a PA film: black air, grey soft tissue, dark lungs, bright mediastinum.
-
-pub(crate) const BACKGROUND: f32 = 0.02;
-pub(crate) const SOFT_EDGE: f32 = 0.28;
-pub(crate) const SOFT_CENTRE: f32 = 0.52;
-pub(crate) const ABDOMEN_EXTRA: f32 = 0.14;
-pub(crate) const MEDIASTINUM: f32 = 0.72;
-pub(crate) const LUNG_TOP: f32 = 0.19;
-pub(crate) const LUNG_BASE: f32 = 0.28;
-pub(crate) const LUNG_TEXTURE: f32 = 0.08;
-pub(crate) const VESSEL: f32 = 0.12;
-pub(crate) const PNEUMO_AIR: f32 = 0.05;
-pub(crate) const PNEUMO_COLLAPSED_EXTRA: f32 = 0.07;
-pub(crate) const PLEURAL_LINE: f32 = 0.20;
-pub(crate) const FLUID: f32 = 0.60;
-pub(crate) const NODULE: f32 = 0.32;
-pub(crate) const CONSOLIDATION: f32 = 0.36;
-pub(crate) const RIB_POSTERIOR: f32 = 0.12;
-pub(crate) const RIB_ANTERIOR: f32 = 0.05;
-pub(crate) const CLAVICLE: f32 = 0.17;
-pub(crate) const SPINE: f32 = 0.06;
-pub(crate) const TRACHEA: f32 = 0.22;
-pub(crate) const HEART_DROP: f32 = 0.08;
-/// Rounding of the heart–mediastinum junction (the cardiac "waist"), in patient units.
-pub(crate) const WAIST: f32 = 0.05;
-
-// ---------------------------------------------------------------------------------------------
-// View: patient coordinates <-> pixels.
-
-#[derive(Clone, Copy, Debug)]
-pub(crate) struct View {
-    pub(crate) size: f32,
-    pub(crate) fov: f32,
-    pub(crate) jx: f32,
-    pub(crate) jy: f32,
-}
-
-impl View {
-    /// Patient coordinate of pixel centre `i` along x (or y with `jy`).
-    #[inline]
-    pub(crate) fn to_patient(self, i: usize, j: f32) -> f32 {
-        0.5 - j + ((i as f32 + 0.5) / self.size - 0.5) / self.fov
-    }
-
-    #[inline]
-    pub(crate) fn to_pixel(self, p: f32, j: f32) -> f32 {
-        ((p - 0.5 + j) * self.fov + 0.5) * self.size - 0.5
-    }
-
-    /// Random shift of up to `jitter`, pulled back where needed so the lungs stay in view (a label
-    /// of a present finding must have pixels). When zoomed in too far for the lungs to fit, the
-    /// view centres on them instead.
-    pub(crate) fn new(style: &Style, seed: u64, an: &Anatomy, size: usize) -> Self {
-        let fov = if style.fov.is_finite() { style.fov.clamp(0.25, 8.0) } else { 1.0 };
-        let jitter = if style.jitter.is_finite() { style.jitter.abs() } else { 0.0 };
-        let mut rng = stream(seed, S_VIEW);
-        let (mut jx, mut jy) = (jitter * rng.range(-1.0, 1.0), jitter * rng.range(-1.0, 1.0));
-        let bb = an.lungs_bbox();
-        let half = 0.5 / fov;
-        let margin = 0.01;
-        let fit = |j: &mut f32, lo: f32, hi: f32| {
-            // Visible patient range is [0.5 - half - j, 0.5 + half - j].
-            let jmin = hi + margin - 0.5 - half;
-            let jmax = lo - margin - 0.5 + half;
-            *j = if jmin <= jmax { j.clamp(jmin, jmax) } else { 0.5 * (jmin + jmax) };
-        };
-        fit(&mut jx, bb[0], bb[2]);
-        fit(&mut jy, bb[1], bb[3]);
-        View { size: size as f32, fov, jx, jy }
-    }
 }
 
 /// Running bounding box of mask pixels.

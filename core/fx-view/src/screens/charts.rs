@@ -2,8 +2,8 @@
 //! Enter zooms the selected one.
 
 use crate::chart::MetricChart;
+use crate::screens::View;
 use crate::state::Drawn;
-use crate::ui::View;
 use fx_run::facts;
 use ratatui::layout::Rect;
 use ratatui::text::{Line, Span};

@@ -2,7 +2,7 @@
 //! them train in the current epoch.
 
 use super::{block, fit, pad};
-use crate::ui::View;
+use crate::screens::View;
 use fx_run::facts;
 use fx_run::{group_is_per_dataset, head_group, GROUPS};
 use ratatui::layout::{Constraint, Layout, Rect};
@@ -33,7 +33,7 @@ pub fn draw(f: &mut Frame, area: Rect, v: &View) {
         lines.push(if state == "trainable" { Line::styled(line, t.title()) } else { Line::from(line) });
     }
     let title = match cur {
-        Some(p) => format!("shared  {}  {} {} {}", crate::ui::epoch_line(s, t), p.dataset, p.task, p.mode),
+        Some(p) => format!("shared  {}  {} {} {}", crate::screens::epoch_line(s, t), p.dataset, p.task, p.mode),
         None => "shared".into(),
     };
     f.render_widget(Paragraph::new(lines).block(block(title, t)), top);

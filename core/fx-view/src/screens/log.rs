@@ -2,8 +2,8 @@
 //! reading the run directory are listed first.
 
 use super::{block, fit};
+use crate::screens::View;
 use crate::state::Drawn;
-use crate::ui::View;
 use ratatui::layout::Rect;
 use ratatui::text::Line;
 use ratatui::widgets::Paragraph;

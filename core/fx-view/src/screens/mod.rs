@@ -8,7 +8,10 @@ pub mod overview;
 pub mod runs;
 pub mod schedule;
 
+use crate::state::State;
 use crate::theme::Theme;
+use fx_run::facts;
+use fx_run::store::Store;
 use ratatui::widgets::{Block, Borders};
 
 /// A bordered block with the theme's border glyphs.
@@ -79,4 +82,27 @@ pub fn flag(v: Option<bool>) -> &'static str {
 
 pub fn opt_value(v: Option<f64>) -> String {
     v.map_or("-".into(), |v| format!("{v:.2}"))
+}
+
+/// Everything one frame depends on.
+pub struct View<'a> {
+    pub store: &'a Store,
+    pub state: &'a State,
+    pub theme: &'a Theme,
+    /// Seconds since the Unix epoch, for the heartbeat age; `None` hides the age (tests).
+    pub now: Option<i64>,
+}
+
+/// The epoch facts line used by the overview and the heads screen: "epoch 6/6 · cycle 2/2".
+pub fn epoch_line(store: &Store, t: &Theme) -> String {
+    match facts::current_epoch(store) {
+        Some(e) => format!(
+            "epoch {e}/{} {} cycle {}/{}",
+            facts::epochs_total(store),
+            t.sep,
+            facts::plan_of(store, e).map_or(0, |p| p.cycle),
+            facts::cycles_total(store)
+        ),
+        None => "no epoch yet".into(),
+    }
 }

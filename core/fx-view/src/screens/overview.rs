@@ -2,7 +2,7 @@
 //! ETAs, the loss sparkline and throughput, and the latest metrics table.
 
 use super::{bar, block, fit, opt_value, pad, sparkline};
-use crate::ui::View;
+use crate::screens::View;
 use fx_run::facts;
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::text::{Line, Span};
@@ -71,7 +71,7 @@ fn epoch_box(f: &mut Frame, area: Rect, v: &View) {
     let s = v.store;
     let mut lines = Vec::new();
     let cur = facts::current_epoch(s);
-    lines.push(Line::from(crate::ui::epoch_line(s, t)));
+    lines.push(Line::from(crate::screens::epoch_line(s, t)));
     match cur.and_then(|e| facts::plan_of(s, e)) {
         Some(p) => {
             let verb = if facts::is_running(s) { "training" } else { "trained" };

@@ -2,8 +2,8 @@
 //! current epoch is marked and highlighted, finished epochs are ticked.
 
 use super::{block, flag, pad};
+use crate::screens::View;
 use crate::state::Drawn;
-use crate::ui::View;
 use fx_run::facts;
 use fx_run::GROUPS;
 use ratatui::layout::Rect;

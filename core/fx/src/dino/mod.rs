@@ -654,18 +654,18 @@ impl LocDecoder {
         }
         // Under autocast the heads' outputs are bf16/fp16; the criterion, the matcher and the
         // metrics take them in fp32 (a no-op in fp32 training).
-        let fp32 = |v: Vec<Tensor>| v.iter().map(crate::model::fp32).collect::<Vec<_>>();
+        let fp32 = |v: Vec<Tensor>| v.iter().map(crate::amp::fp32).collect::<Vec<_>>();
         LocOutput {
             logits: fp32(logits),
             boxes: fp32(boxes),
             dn_logits: fp32(dn_logits),
             dn_boxes: fp32(dn_boxes),
             dn,
-            interm_logits: crate::model::fp32(&interm_logits),
-            interm_boxes: crate::model::fp32(&interm_boxes),
+            interm_logits: crate::amp::fp32(&interm_logits),
+            interm_boxes: crate::amp::fp32(&interm_boxes),
             selected,
-            selected_tokens: crate::model::fp32(&selected_tokens),
-            hidden: crate::model::fp32(&hidden.expect("at least one decoder layer")),
+            selected_tokens: crate::amp::fp32(&selected_tokens),
+            hidden: crate::amp::fp32(&hidden.expect("at least one decoder layer")),
         }
     }
 }

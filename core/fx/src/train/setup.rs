@@ -344,7 +344,7 @@ impl Trainer {
     }
 
     /// Set to 1 to resume a run whose plugin libraries changed since it started.
-    pub const ALLOW_CHANGED_PLUGINS: &str = "FX_ALLOW_CHANGED_PLUGINS";
+    pub const ALLOW_CHANGED_PLUGINS: &str = crate::dynlib::ALLOW_CHANGED_PLUGINS;
 
     /// The plugin libraries the run's datasets come from (the experiment's `plugins`, and discovered
     /// libraries providing one of its plugins) with their SHA-256. A library whose hash differs from
