@@ -348,3 +348,82 @@ options = {{ train = 16, test = 16 }}
     }
     t.wait_for("z", "finished", 20);
 }
+
+/// Hot-add from the viewer: `a` lists the dataset files of the experiment's `watch` folder,
+/// Enter asks the trainer (over its control socket) to check and queue the chosen one, and the
+/// dataset joins at the next epoch boundary: its rows appear on the screen.
+#[test]
+fn the_add_key_adds_a_watched_dataset_while_training_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let runs = dir.path().join("runs");
+    let watch = dir.path().join("watch");
+    std::fs::create_dir_all(&watch).unwrap();
+    std::fs::write(
+        watch.join("tbx.toml"),
+        "join = \"next_epoch\"\n[[datasets]]\nplugin = \"phantom-tbx\"\ntasks = [\"cls\"]\noptions = { train = 32, test = 16 }\n",
+    )
+    .unwrap();
+    let exp = dir.path().join("e.toml");
+    std::fs::write(
+        &exp,
+        format!(
+            "name = \"hot\"\ndevice = \"cpu\"\noutput_dir = {:?}\nwatch = [{:?}]\n[model]\narch = \"swin_nano\"\nimage_size = 32\n\
+             [train]\nbatch_size = 16\ncycles = 300\nlog_every = 1\nworkers = 1\n\
+             [[datasets]]\nplugin = \"phantom-cxp\"\noptions = {{ train = 64, test = 32 }}\n",
+            runs.display().to_string(),
+            watch.display().to_string()
+        ),
+    )
+    .unwrap();
+    let bin = env!("CARGO_BIN_EXE_fx-tui");
+    let t = Tmux::new();
+    t.start("h", &format!("LANG=C.UTF-8 {bin} {}; sleep 60", exp.display()));
+    t.wait_for("h", "[1 Overview]", 30);
+    let run: PathBuf = std::fs::read_dir(&runs).unwrap().flatten().next().unwrap().path();
+    // The trainer serves its control socket once it runs.
+    let t0 = Instant::now();
+    while status(&run) != "running" || !run.join("control.sock").exists() {
+        assert!(t0.elapsed() < Duration::from_secs(60), "the trainer never ran");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    t.keys("h", "a");
+    let list = t.wait_for("h", "add a dataset", 10);
+    assert!(list.contains("tbx.toml") && list.contains("phantom-tbx"), "{list}");
+    let asked = Instant::now();
+    t.keys("h", "Enter");
+    t.wait_for("h", "checked and queued", 60);
+    // It joins at the next epoch boundary; its first epoch trains and is evaluated on screen.
+    let t1 = Instant::now();
+    let events = loop {
+        let e = std::fs::read_to_string(run.join("events.jsonl")).unwrap_or_default();
+        if e.contains("dataset_added") {
+            break e;
+        }
+        assert!(
+            t1.elapsed() < Duration::from_secs(120),
+            "never added; events:\n{e}\ntrainer.log:\n{}",
+            std::fs::read_to_string(run.join("trainer.log")).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert!(events.contains("tbx.toml"), "{events}");
+    let first_step = loop {
+        let p = std::fs::read_to_string(run.join("progress.json")).unwrap_or_default();
+        if p.contains("\"dataset\": \"phantom-tbx\"") || p.contains("\"dataset\":\"phantom-tbx\"") {
+            break asked.elapsed();
+        }
+        assert!(asked.elapsed() < Duration::from_secs(180), "phantom-tbx never trained");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    eprintln!("add key → first training step of the new head: {:.1} s", first_step.as_secs_f64());
+    let screen = t.wait_for("h", "phantom-tbx", 120);
+    assert!(screen.contains("hot-add: 0 waiting") && screen.contains("1 added"), "{screen}");
+    t.keys("h", "q");
+    t.wait_for("h", "detach", 5);
+    t.keys("h", "s");
+    let t2 = Instant::now();
+    while status(&run) == "running" {
+        assert!(t2.elapsed() < Duration::from_secs(60), "the trainer did not stop");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}

@@ -18,6 +18,8 @@ pub struct ExperimentInfo {
     pub cycles: Option<i64>,
     pub batch_size: Option<i64>,
     pub datasets: Vec<DatasetEntry>,
+    /// Folders whose dataset files the viewer's add key offers.
+    pub watch: Vec<std::path::PathBuf>,
 }
 
 impl ExperimentInfo {
@@ -55,6 +57,11 @@ impl ExperimentInfo {
             cycles: int(train.and_then(|m| m.get("cycles"))),
             batch_size: int(train.and_then(|m| m.get("batch_size"))),
             datasets,
+            watch: v
+                .get("watch")
+                .and_then(|w| w.as_array())
+                .map(|a| a.iter().filter_map(|x| x.as_str().map(std::path::PathBuf::from)).collect())
+                .unwrap_or_default(),
         })
     }
 }

@@ -26,6 +26,7 @@ pub mod experiment;
 pub mod fabricate;
 pub mod facts;
 pub mod files;
+pub mod hot_add;
 pub mod io;
 pub mod lock;
 pub mod model;

@@ -60,6 +60,8 @@ pub struct Store {
     pub progress: Option<Progress>,
     /// model.json (empty when missing or unreadable).
     pub model: ModelInfo,
+    /// The hot-add queue (`pending/`), read at every refresh.
+    pub queue: crate::hot_add::Queue,
     pub metrics: Vec<MetricRow>,
     pub events: Vec<Event>,
     /// The last problem met reading each file (malformed content), by file name.
@@ -87,6 +89,7 @@ impl Store {
             run: None,
             progress: None,
             model: Default::default(),
+            queue: Default::default(),
             metrics: Vec::new(),
             events: Vec::new(),
             problems: Vec::new(),
@@ -112,6 +115,11 @@ impl Store {
     pub fn refresh(&mut self) -> bool {
         let mut changed = false;
         let dir = self.dir.clone();
+        let queue = crate::hot_add::Queue::read(&dir);
+        if queue != self.queue {
+            self.queue = queue;
+            changed = true;
+        }
 
         if let Some(text) = whole(&dir, &mut self.experiment_f, &mut self.bytes_read, &mut changed) {
             self.experiment = text.and_then(|t| match ExperimentInfo::parse(&t) {

@@ -100,7 +100,18 @@ fn handle(run_dir: &Path, control: &fx::train::Control, cmd: &str) -> String {
             Err(e) => format!("export failed: {e:#}"),
         },
         "ping" => "pong".into(),
+        // The viewer's add key: the same engine call as `fx-tui add` (validate, then queue).
+        add if add.starts_with("add ") => {
+            let file = Path::new(add[4..].trim());
+            match fx::train::queue_added(run_dir, file, &crate::process::registry()) {
+                Ok((_, n)) => format!(
+                    "{}: {n} dataset(s) checked and queued; they join at the next epoch boundary",
+                    file.display()
+                ),
+                Err(e) => format!("{}: refused: {e:#}", file.display()),
+            }
+        }
         // The request is not echoed: a reply never carries what a client sent.
-        _ => "unknown command; expected pause, resume, stop, export or ping".into(),
+        _ => "unknown command; expected pause, resume, stop, export, ping or add FILE".into(),
     }
 }

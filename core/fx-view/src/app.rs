@@ -100,6 +100,22 @@ pub fn run(run_dir: &Path, opts: ViewOptions, control: Option<Control>) -> Resul
                             });
                             dirty = true;
                         }
+                        Action::OpenAdd => {
+                            let info = store.experiment.clone().unwrap_or_default();
+                            state.open_add(fx_run::hot_add::candidates(&info));
+                            dirty = true;
+                        }
+                        Action::Add(file) => {
+                            let cmd = format!("add {}", file.display());
+                            state.message = Some(match control {
+                                Some(send) => match send(&cmd) {
+                                    Ok(reply) => reply,
+                                    Err(why) => format!("add failed: {why}"),
+                                },
+                                None => "add: no trainer connection".into(),
+                            });
+                            dirty = true;
+                        }
                         Action::None => {}
                     }
                 }

@@ -59,6 +59,10 @@ pub enum Overlay {
     Help,
     /// "detach (d) / stop training (s) / cancel (esc)".
     Quit,
+    /// The dataset files the add key offers ([`State::candidates`]), one selected.
+    Add {
+        selected: usize,
+    },
 }
 
 /// Which model's metric the charts show.
@@ -111,7 +115,7 @@ impl LevelFilter {
 }
 
 /// What the event loop does after a key.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Action {
     /// Nothing changed: no redraw.
     None,
@@ -119,6 +123,11 @@ pub enum Action {
     Exit(ViewExit),
     /// Send this command to the trainer ("pause", "resume", "export"); the reply is shown.
     Send(&'static str),
+    /// List the dataset files the experiment's `watch` folders offer ([`State::open_add`]).
+    OpenAdd,
+    /// Ask the trainer to add this dataset file (`add FILE`): it validates, then queues it for
+    /// the next epoch boundary; the reply is shown.
+    Add(std::path::PathBuf),
 }
 
 /// Layout facts the last draw found, fed back so keys can move in the grid the user sees.
@@ -167,6 +176,8 @@ pub struct State {
     pub drawn: Drawn,
     /// The trainer's answer to the last command, shown in the key bar.
     pub message: Option<String>,
+    /// What the add overlay lists.
+    pub candidates: Vec<fx_run::hot_add::Candidate>,
 }
 
 impl Default for State {
@@ -191,7 +202,14 @@ impl State {
             can_stop,
             drawn: Drawn::default(),
             message: None,
+            candidates: Vec::new(),
         }
+    }
+
+    /// Opens the add overlay on these dataset files.
+    pub fn open_add(&mut self, candidates: Vec<fx_run::hot_add::Candidate>) {
+        self.candidates = candidates;
+        self.overlay = Overlay::Add { selected: 0 };
     }
 
     /// Applies one key. `running`: whether the trainer is running (then quitting asks whether to
@@ -221,6 +239,29 @@ impl State {
                 self.overlay = Overlay::None;
                 return Action::Redraw;
             }
+            Overlay::Add { selected } => {
+                let n = self.candidates.len();
+                return match key.code {
+                    _ if ctrl_c => self.quit(running),
+                    KeyCode::Esc | KeyCode::Char('q') => {
+                        self.overlay = Overlay::None;
+                        Action::Redraw
+                    }
+                    KeyCode::Down if selected + 1 < n => {
+                        self.overlay = Overlay::Add { selected: selected + 1 };
+                        Action::Redraw
+                    }
+                    KeyCode::Up if selected > 0 => {
+                        self.overlay = Overlay::Add { selected: selected - 1 };
+                        Action::Redraw
+                    }
+                    KeyCode::Enter | KeyCode::Char('y') if selected < n => {
+                        self.overlay = Overlay::None;
+                        Action::Add(self.candidates[selected].file.clone())
+                    }
+                    _ => Action::None,
+                };
+            }
             Overlay::None => {}
         }
         if ctrl_c {
@@ -246,6 +287,7 @@ impl State {
             KeyCode::Char('p') if running => return Action::Send("pause"),
             KeyCode::Char('r') if running => return Action::Send("resume"),
             KeyCode::Char('e') => return Action::Send("export"),
+            KeyCode::Char('a') if running => return Action::OpenAdd,
             code => match self.screen {
                 Screen::Charts => self.charts_key(code),
                 Screen::Schedule => self.schedule_key(code),
@@ -359,6 +401,7 @@ pub const KEYS: &[(&str, &str)] = &[
     ("l", "log: level all, info, warn, error"),
     ("p r", "pause / resume training (after the current step)"),
     ("e", "export charts and tables now (into the run's export/ folder)"),
+    ("a", "add a dataset of the watch folders (it joins at the next epoch)"),
 ];
 
 /// The epochs the charts' window covers, and a title for it ("cycles 19–20 of 20"); `None` for

@@ -33,6 +33,7 @@ pub fn draw(f: &mut Frame, v: &View) -> Drawn {
     match v.state.overlay {
         Overlay::Help => help(f, body, v),
         Overlay::Quit => quit(f, body, v),
+        Overlay::Add { selected } => add(f, body, v, selected),
         Overlay::None => {}
     }
     drawn
@@ -124,6 +125,41 @@ fn quit(f: &mut Frame, area: Rect, v: &View) {
     let r = centered(area, w, lines.len() as u16 + 2);
     f.render_widget(Clear, r);
     f.render_widget(Paragraph::new(lines).block(screens::block("quit", t)).style(Style::default()), r);
+}
+
+/// The add key's list: the dataset files of the experiment's watch folders not in the run yet.
+fn add(f: &mut Frame, area: Rect, v: &View, selected: usize) {
+    let t = v.theme;
+    let mut lines = Vec::new();
+    if v.state.candidates.is_empty() {
+        let watch = v.store.experiment.as_ref().map(|e| e.watch.clone()).unwrap_or_default();
+        lines.push(Line::from("No dataset file to add."));
+        lines.push(Line::from(if watch.is_empty() {
+            "Name folders of [[datasets]] TOMLs in the experiment's watch = [...],".to_string()
+        } else {
+            let w: Vec<String> = watch.iter().map(|p| p.display().to_string()).collect();
+            format!("Put a TOML of [[datasets]] tables in {},", w.join(", "))
+        }));
+        lines.push(Line::from("or copy it with its libraries into the run's plugins/ folder."));
+        lines.push(Line::from(""));
+        lines.push(Line::from("esc  close"));
+    } else {
+        for (i, c) in v.state.candidates.iter().enumerate() {
+            let mark = if i == selected { t.current } else { " " };
+            let names =
+                if c.datasets.is_empty() { "(unreadable: adding says why)".into() } else { c.datasets.join(", ") };
+            let file = c.file.file_name().unwrap_or_default().to_string_lossy();
+            let text = format!("{mark} {file}  {names}");
+            lines.push(if i == selected { Line::styled(text, t.highlight()) } else { Line::from(text) });
+        }
+        lines.push(Line::from(""));
+        lines.push(Line::from("enter  add: checked now, joins at the next epoch boundary"));
+        lines.push(Line::from("arrows select   esc cancel"));
+    }
+    let w = lines.iter().map(|l| l.width()).max().unwrap_or(0) as u16 + 4;
+    let r = centered(area, w, lines.len() as u16 + 2);
+    f.render_widget(Clear, r);
+    f.render_widget(Paragraph::new(lines).block(screens::block("add a dataset", t)), r);
 }
 
 /// One frame of the runs browser: the comparison when one is open, else the table.

@@ -80,6 +80,15 @@ fn overlays() {
     insta::assert_snapshot!("help_overlay", text(&render(&store, &mut state, false, None, 80, 24)));
     let mut state = State { overlay: Overlay::Quit, ..State::default() };
     insta::assert_snapshot!("quit_overlay", text(&render(&store, &mut state, true, None, 80, 24)));
+    // The add key's list, the second file selected; and with nothing to offer.
+    let candidates = vec![
+        fx_run::hot_add::Candidate { file: "watch/nodules.toml".into(), datasets: vec!["phantom-node".into()] },
+        fx_run::hot_add::Candidate { file: "watch/two.toml".into(), datasets: vec!["tbx2".into(), "ptx2".into()] },
+    ];
+    let mut state = State { overlay: Overlay::Add { selected: 1 }, candidates, ..State::default() };
+    insta::assert_snapshot!("add_overlay", text(&render(&store, &mut state, false, None, 80, 24)));
+    let mut state = State { overlay: Overlay::Add { selected: 0 }, ..State::default() };
+    insta::assert_snapshot!("add_overlay_empty", text(&render(&store, &mut state, false, None, 80, 24)));
 }
 
 /// The chart widget alone: focused and unfocused epochs must differ in the TEXT, not only in colour.

@@ -129,3 +129,27 @@ fn schedule_and_log_scrolling() {
     render(&store, &mut s, false, None, 80, 10);
     assert_eq!((s.schedule_top, s.drawn.schedule_top), (None, follow_top));
 }
+
+#[test]
+fn the_add_key_lists_dataset_files_and_asks_the_trainer_for_the_chosen_one() {
+    let mut s = State::default();
+    // Only while the trainer runs (a finished run adds nothing).
+    assert_eq!(s.handle_key(k('a'), false), Action::None);
+    assert_eq!(s.handle_key(k('a'), true), Action::OpenAdd);
+    let c = |f: &str| fx_run::hot_add::Candidate { file: f.into(), datasets: vec!["d".into()] };
+    s.open_add(vec![c("w/a.toml"), c("w/b.toml")]);
+    assert_eq!(s.overlay, Overlay::Add { selected: 0 });
+    assert_eq!(s.handle_key(code(KeyCode::Up), true), Action::None, "already at the top");
+    assert_eq!(s.handle_key(code(KeyCode::Down), true), Action::Redraw);
+    assert_eq!(s.handle_key(code(KeyCode::Down), true), Action::None, "already at the bottom");
+    // Screen keys do nothing while the list is open.
+    assert_eq!(s.handle_key(k('2'), true), Action::None);
+    assert_eq!(s.handle_key(code(KeyCode::Enter), true), Action::Add("w/b.toml".into()));
+    assert_eq!(s.overlay, Overlay::None);
+    // Esc closes without adding; Enter on an empty list does nothing.
+    s.open_add(vec![c("w/a.toml")]);
+    assert_eq!(s.handle_key(code(KeyCode::Esc), true), Action::Redraw);
+    assert_eq!(s.overlay, Overlay::None);
+    s.open_add(vec![]);
+    assert_eq!(s.handle_key(code(KeyCode::Enter), true), Action::None);
+}

@@ -46,6 +46,10 @@ pub struct Experiment {
     /// may name, besides the built-in ones.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub plugins: Vec<PathBuf>,
+    /// Folders of dataset files (TOMLs of `[[datasets]]` tables, as for `fx-tui add`) that the
+    /// live viewer's add key offers while the run trains.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub watch: Vec<PathBuf>,
     /// Run directories readable by the owner's group (0750; viewers of teammates), instead of the
     /// owner's only (0700). The control socket stays the owner's either way.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]

@@ -13,7 +13,6 @@
 //!   on (prevalence, seed), anatomy only on the seed, and adding a lesion never moves the ribs.
 //! * Shapes are approximate signed distance functions (negative inside). Masks threshold them at 0;
 //!   the image uses a soft ramp around 0, so edges are anti-aliased without changing the geometry.
-
 //!
 //! This module holds the public types and the pixel pass; the layers it composes are `anatomy`,
 //! `vessels`, `findings` and `film` (with `streams`, `levels` and `coords` beneath them).

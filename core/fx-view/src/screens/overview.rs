@@ -174,7 +174,20 @@ fn metrics_box(f: &mut Frame, area: Rect, v: &View) {
         None => "metrics".into(),
     };
     let inner_w = area.width.saturating_sub(2) as usize;
-    let rows_room = area.height.saturating_sub(3) as usize;
+    // The hot-add queue takes the box's last line while it has files.
+    let q = &v.store.queue;
+    let queue_line = (!q.is_empty()).then(|| {
+        let waiting = if q.pending.is_empty() { String::new() } else { format!(" ({})", q.pending.join(", ")) };
+        format!(
+            "hot-add: {} waiting{waiting} {} {} added {} {} refused (see Log)",
+            q.pending.len(),
+            t.sep,
+            q.added.len(),
+            t.sep,
+            q.refused.len()
+        )
+    });
+    let rows_room = (area.height.saturating_sub(3) as usize).saturating_sub(queue_line.is_some() as usize);
     let dw = inner_w.saturating_sub(2 + 5 + 7 + 4 * 9).clamp(8, 20);
     let mut lines = vec![Line::from(Span::styled(
         format!(
@@ -209,6 +222,9 @@ fn metrics_box(f: &mut Frame, area: Rect, v: &View) {
     }
     if shown < rows.len() {
         lines.push(Line::from(format!("  ... {} more (see Charts)", rows.len() - shown)));
+    }
+    if let Some(q) = queue_line {
+        lines.push(Line::styled(fit(&q, inner_w), t.dim()));
     }
     f.render_widget(Paragraph::new(lines).block(block(title, t)), area);
 }
