@@ -66,6 +66,12 @@ pub fn run(run_dir: &Path, opts: ViewOptions, control: Option<Control>) -> Resul
     let mut dirty = true;
     let mut shown_age: Option<String> = None;
     let mut last_refresh = Instant::now();
+    // The run directory is re-read when notify reports a change in it (checked at every wake-up,
+    // at most every `opts.poll`), and every `opts.poll × 8` as the fallback for filesystems
+    // without change events (NFS); without a watcher, every `opts.poll / 2` as before.
+    let changed = Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let watcher = watch(&[run_dir.to_path_buf()], changed.clone());
+    let fallback = if watcher.is_some() { opts.poll * 8 } else { opts.poll / 2 };
     loop {
         let now = unix_now();
         let age = facts::heartbeat_age(&store, Some(now));
@@ -110,7 +116,9 @@ pub fn run(run_dir: &Path, opts: ViewOptions, control: Option<Control>) -> Resul
                             state.message = Some(match control {
                                 Some(send) => match send(&cmd) {
                                     Ok(reply) => reply,
-                                    Err(why) => format!("add failed: {why}"),
+                                    Err(why) => format!(
+                                        "add: the trainer does not answer ({why}); fx-tui add RUN FILE queues it for the resume"
+                                    ),
                                 },
                                 None => "add: no trainer connection".into(),
                             });
@@ -126,7 +134,7 @@ pub fn run(run_dir: &Path, opts: ViewOptions, control: Option<Control>) -> Resul
                 _ => {}
             }
         }
-        if last_refresh.elapsed() >= opts.poll / 2 {
+        if changed.swap(false, std::sync::atomic::Ordering::Relaxed) || last_refresh.elapsed() >= fallback {
             last_refresh = Instant::now();
             if store.refresh() {
                 dirty = true;

@@ -287,7 +287,7 @@ impl State {
             KeyCode::Char('p') if running => return Action::Send("pause"),
             KeyCode::Char('r') if running => return Action::Send("resume"),
             KeyCode::Char('e') => return Action::Send("export"),
-            KeyCode::Char('a') if running => return Action::OpenAdd,
+            KeyCode::Char('a') => return Action::OpenAdd,
             code => match self.screen {
                 Screen::Charts => self.charts_key(code),
                 Screen::Schedule => self.schedule_key(code),

@@ -133,8 +133,9 @@ fn schedule_and_log_scrolling() {
 #[test]
 fn the_add_key_lists_dataset_files_and_asks_the_trainer_for_the_chosen_one() {
     let mut s = State::default();
-    // Only while the trainer runs (a finished run adds nothing).
-    assert_eq!(s.handle_key(k('a'), false), Action::None);
+    // Whether or not the trainer runs: without one, asking it says so (fx-tui add then queues
+    // for the resume).
+    assert_eq!(s.handle_key(k('a'), false), Action::OpenAdd);
     assert_eq!(s.handle_key(k('a'), true), Action::OpenAdd);
     let c = |f: &str| fx_run::hot_add::Candidate { file: f.into(), datasets: vec!["d".into()] };
     s.open_add(vec![c("w/a.toml"), c("w/b.toml")]);
