@@ -112,6 +112,8 @@ pub struct Trainer {
     /// (dataset, task) pairs whose plugin head failed: they train and evaluate no more in this
     /// process (a resume tries them again); the other tasks go on.
     pub disabled: std::collections::BTreeSet<(String, Task)>,
+    /// RUN/plugins/ watched while epochs run (one process only: a job adds nothing yet).
+    drop_watch: Option<hot_add::DropWatch>,
     eval_cache: BTreeMap<String, Vec<Batch>>,
     started: String,
     /// When this process took the run over; wall times add the checkpointed offset.
@@ -630,6 +632,11 @@ impl Trainer {
                 if window_steps > 0 {
                     self.write_progress(&report)?;
                     on(Progress::Step(report));
+                }
+                // Files dropped into RUN/plugins/ are queued as soon as they land (the viewer
+                // shows them waiting); they join at the epoch boundary.
+                if self.drop_watch.as_mut().is_some_and(|w| w.due()) {
+                    self.queue_dropped_files(on)?;
                 }
                 let _ = loss_acc.zero_();
                 window_steps = 0;

@@ -168,3 +168,44 @@ fn a_dataset_added_with_join_next_epoch_trains_at_the_next_epoch() {
         order.iter().map(|(_, d)| d.to_string()).collect::<Vec<_>>()
     );
 }
+
+/// A file dropped into RUN/plugins/ while an epoch runs is queued within that epoch (notify
+/// wakes the trainer at its next log window), not only at the next boundary.
+#[test]
+fn a_file_dropped_during_an_epoch_is_queued_before_the_epoch_ends() {
+    let dir = tempfile::tempdir().unwrap();
+    let exp = common::Tiny::new("drop", 4, dir.path())
+        .set("model.image_size", "32")
+        .set("train.batch_size", "4")
+        .set("train.cycles", "2")
+        .set("train.log_every", "1")
+        .set("optimizer.lr", "{ backbone = 1e-3, cls_head = 1e-2 }")
+        .dataset("phantom-cxp", "options = { train = 48, test = 8 }")
+        .experiment();
+    let registry = Registry::new(fx_phantom::plugins());
+    let mut t = Trainer::create(exp, "drop.toml", &registry, Device::Cpu).unwrap();
+    let drop = t.run.path(fx::train::DROP_DIR);
+    let file = drop.join("tbx.toml");
+    let (mut steps, mut queued_at_step) = (0usize, None);
+    assert!(t
+        .run_epoch(&mut |p| match p {
+            fx::train::Progress::Step(_) => {
+                steps += 1;
+                if steps == 1 {
+                    std::fs::write(&file, "[[datasets]]\nplugin = \"phantom-tbx\"\ntasks = [\"cls\"]\n").unwrap();
+                    // Older than the 2 s a file may still be being copied.
+                    let old = std::time::SystemTime::now() - std::time::Duration::from_secs(10);
+                    std::fs::File::options().write(true).open(&file).unwrap().set_modified(old).unwrap();
+                }
+            }
+            fx::train::Progress::Warning(w) if w.contains("queued") => queued_at_step = Some(steps),
+            _ => {}
+        })
+        .unwrap());
+    let at = queued_at_step.expect("the dropped file was not queued during the epoch");
+    assert!(at >= 1 && at < steps, "queued after step {at} of {steps}");
+    assert!(drop.join("queued/tbx.toml").is_file());
+    // It joins at the next boundary, from the next cycle.
+    assert!(t.run_epoch(&mut |_| {}).unwrap());
+    assert!(t.plan.iter().any(|p| p.dataset == "phantom-tbx" && p.cycle == 2), "{:?}", t.plan);
+}

@@ -50,6 +50,42 @@ pub enum Join {
 /// dropped to hot-add datasets while the run trains.
 pub const DROP_DIR: &str = "plugins";
 
+/// What tells the trainer that something landed in RUN/plugins/ while an epoch runs: a notify
+/// watcher, and a look every [`DropWatch::FALLBACK`] for filesystems without change events (NFS).
+/// A dropped file is then queued at once (`dataset_dropped`, the viewer shows it waiting); it
+/// joins at the epoch boundary, the only place a dataset can.
+pub(super) struct DropWatch {
+    _watcher: Option<notify::RecommendedWatcher>,
+    changed: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    last_look: std::time::Instant,
+}
+
+impl DropWatch {
+    pub(super) const FALLBACK: std::time::Duration = std::time::Duration::from_secs(10);
+
+    pub(super) fn new(folder: &Path) -> DropWatch {
+        use notify::Watcher;
+        let changed = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = changed.clone();
+        let watcher = notify::recommended_watcher(move |_: notify::Result<notify::Event>| {
+            flag.store(true, std::sync::atomic::Ordering::Relaxed);
+        })
+        .ok()
+        .and_then(|mut w| w.watch(folder, notify::RecursiveMode::NonRecursive).is_ok().then_some(w));
+        DropWatch { _watcher: watcher, changed, last_look: std::time::Instant::now() }
+    }
+
+    /// Whether to look into the folder now: something changed in it, or the fallback is due.
+    pub(super) fn due(&mut self) -> bool {
+        let due = self.changed.swap(false, std::sync::atomic::Ordering::Relaxed)
+            || self.last_look.elapsed() >= Self::FALLBACK;
+        if due {
+            self.last_look = std::time::Instant::now();
+        }
+        due
+    }
+}
+
 pub fn parse_added_datasets(file: &Path, text: &str) -> Result<AddedDatasets> {
     let a: AddedDatasets = toml::from_str(text).map_err(|e| anyhow!("{}: {}", file.display(), e.message()))?;
     if a.datasets.is_empty() {

@@ -539,6 +539,7 @@ impl Trainer {
                 serde_json::to_value(&libraries)?,
             )?;
         }
+        let drop_watch = world.is_none().then(|| super::hot_add::DropWatch::new(&run.path(DROP_DIR)));
         Ok(Trainer {
             exp,
             run,
@@ -553,6 +554,7 @@ impl Trainer {
             wall_offset,
             skipped_total,
             disabled: Default::default(),
+            drop_watch,
             eval_cache: BTreeMap::new(),
             started,
             t0: Instant::now(),
