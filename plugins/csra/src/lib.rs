@@ -85,13 +85,50 @@ fn create(req: &HeadRequest) -> Result<(HeadDecl, Box<dyn Head>), String> {
     Ok((decl, Box::new(head)))
 }
 
+/// The paper's linear head on the pooled feature, through the plugin ABI: the same computation as
+/// fx's built-in `linear` head, so the two measure what the ABI costs.
+struct Linear;
+
+impl Head for Linear {
+    fn forward(&self, inputs: &[Tensor], params: &[Tensor], _train: bool) -> Result<Tensor, String> {
+        match (inputs, params) {
+            ([x], [w, b]) => Ok(x.linear(w, Some(b))),
+            _ => Err("linear: expected 1 input and 2 parameters".into()),
+        }
+    }
+}
+
+fn create_linear(req: &HeadRequest) -> Result<(HeadDecl, Box<dyn Head>), String> {
+    if req.task != Task::Cls {
+        return Err(format!("linear is a classification head, asked for {}", req.task));
+    }
+    // As torch.nn.Linear initialises (and tch's nn::linear): uniform in ±1/√C for both.
+    let bound = 1.0 / (req.channels as f64).sqrt();
+    let decl = HeadDecl {
+        inputs: vec![HeadInput::Pooled],
+        params: vec![
+            ParamDecl { name: "weight".into(), shape: vec![req.labels, req.channels], init: Init::Uniform { bound } },
+            ParamDecl { name: "bias".into(), shape: vec![req.labels], init: Init::Uniform { bound } },
+        ],
+    };
+    Ok((decl, Box::new(Linear)))
+}
+
 pub fn kinds() -> Vec<HeadKind> {
-    vec![HeadKind {
-        name: "csra",
-        task: Task::Cls,
-        summary: "class-specific residual attention on the last stage (options: lambda, temperature)",
-        create,
-    }]
+    vec![
+        HeadKind {
+            name: "csra",
+            task: Task::Cls,
+            summary: "class-specific residual attention on the last stage (options: lambda, temperature)",
+            create,
+        },
+        HeadKind {
+            name: "linear_abi",
+            task: Task::Cls,
+            summary: "the paper's linear head through the plugin ABI (to measure what the ABI costs)",
+            create: create_linear,
+        },
+    ]
 }
 
 fx_head::export_heads!(kinds);
