@@ -37,7 +37,8 @@ pub struct HeadKindInfo {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct HeadRequest {
     pub task: Task,
-    /// Outputs per image (the dataset's labels for classification).
+    /// Outputs per image (classification: the labels) or per pixel (segmentation: the labels,
+    /// plus a background channel first for a multi-class head).
     pub labels: i64,
     /// Channels of the features it reads (the backbone's last stage).
     pub channels: i64,
@@ -54,6 +55,9 @@ pub enum HeadInput {
     Pooled,
     /// The backbone's last stage as a map, (B, C, H, W).
     Map,
+    /// Segmentation: the decoder's fused stride-4 map, (B, C, H/4, W/4); the head's logits there
+    /// are upsampled to the input by the host.
+    Fused,
 }
 
 /// How the host initialises a parameter.

@@ -120,29 +120,39 @@ pub struct SegHeadSpec {
     pub widths: Vec<i64>,
     #[serde(default)]
     pub mode: LabelMode,
+    /// A head whose forward a plugin library implements (then `widths` is unused).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub plugin: Option<PluginHeadSpec>,
 }
 
 impl SegHeadSpec {
     /// The paper's head: one Conv3×3, a sigmoid per label.
     pub fn conv(labels: i64) -> SegHeadSpec {
-        SegHeadSpec { labels, widths: Vec::new(), mode: LabelMode::MultiLabel }
+        SegHeadSpec { labels, widths: Vec::new(), mode: LabelMode::MultiLabel, plugin: None }
     }
 
-    /// "conv" or "conv_stack".
-    pub fn kind(&self) -> &'static str {
-        if self.widths.is_empty() {
-            "conv"
-        } else {
-            "conv_stack"
+    /// "conv", "conv_stack", or the plugin head's name.
+    pub fn kind(&self) -> &str {
+        match &self.plugin {
+            Some(p) => &p.kind,
+            None if self.widths.is_empty() => "conv",
+            None => "conv_stack",
         }
     }
 
     /// One line for `plan`: "conv_stack 64-32 → 3, multi_class".
     pub fn describe(&self) -> String {
         let widths: Vec<String> = self.widths.iter().map(|w| w.to_string()).collect();
-        match self.widths.is_empty() {
-            true => format!("conv → {}, {}", self.labels, self.mode.as_str()),
-            false => format!("conv_stack {} → {}, {}", widths.join("-"), self.labels, self.mode.as_str()),
+        match (&self.plugin, self.widths.is_empty()) {
+            (Some(p), _) => format!(
+                "plugin {} ({}) → {}, {}",
+                p.kind,
+                p.library.file_name().unwrap_or_default().to_string_lossy(),
+                self.labels,
+                self.mode.as_str()
+            ),
+            (None, true) => format!("conv → {}, {}", self.labels, self.mode.as_str()),
+            (None, false) => format!("conv_stack {} → {}, {}", widths.join("-"), self.labels, self.mode.as_str()),
         }
     }
 

@@ -580,6 +580,10 @@ pub struct SegHeadConfig {
     /// "multi_label" (default: a sigmoid per label, masks may overlap) or "multi_class" (softmax
     /// over a background class and the labels, cross-entropy; masks must not overlap).
     pub mode: LabelMode,
+    /// A head from a plugin library of the experiment's `plugins`, instead of `kind`; `options`
+    /// are handed to it.
+    pub plugin: Option<String>,
+    pub options: toml::Table,
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -1005,6 +1009,25 @@ impl Experiment {
                 _ => {}
             }
             let g = &d.heads.seg;
+            if let Some(k) = &g.plugin {
+                if g.kind != SegHeadKind::Conv || !g.widths.is_empty() {
+                    bail!(
+                        "{p}: datasets[{i}] ({}): heads.seg: plugin = \"{k}\" is the whole head; leave kind and widths out",
+                        d.name()
+                    );
+                }
+                if self.plugins.is_empty() {
+                    bail!(
+                        "{p}: datasets[{i}] ({}): heads.seg: plugin = \"{k}\" needs the library that offers it in the experiment's `plugins`",
+                        d.name()
+                    );
+                }
+            } else if !g.options.is_empty() {
+                bail!(
+                    "{p}: datasets[{i}] ({}): heads.seg: options belong to a plugin head (plugin = \"...\")",
+                    d.name()
+                );
+            }
             match g.kind {
                 SegHeadKind::Conv if !g.widths.is_empty() => bail!(
                     "{p}: datasets[{i}] ({}): heads.seg: widths belong to kind = \"conv_stack\"; a conv head has none",

@@ -214,3 +214,47 @@ impl Drop for PluginHead {
         unsafe { (self.lib.drop)(self.handle) }
     }
 }
+
+/// A plugin head of `task` as `spec` records it, with its parameters created under `p` from the
+/// library's declaration (so they are ordinary variables of the model). `outputs`: logits per
+/// image (cls) or per pixel (seg); `channels`: of the features it reads. The library must be the
+/// one the model was trained with (its SHA-256, when recorded), unless FX_ALLOW_CHANGED_PLUGINS=1.
+pub fn build(
+    p: &tch::nn::Path,
+    spec: &fx_run::PluginHeadSpec,
+    task: fx_plugin::Task,
+    outputs: i64,
+    channels: i64,
+) -> Result<(PluginHead, Vec<Tensor>)> {
+    use fx_plugin::head::Init;
+    use tch::nn;
+    let lib = open(&spec.library)?;
+    let now = crate::dynlib::sha256_hex(&lib.path)?;
+    let allowed = std::env::var(crate::dynlib::ALLOW_CHANGED_PLUGINS).as_deref() == Ok("1");
+    if !spec.sha256.is_empty() && spec.sha256 != now && !allowed {
+        bail!(
+            "{}: the head plugin library changed since the model was trained (its SHA-256 differs from the one in \
+             model.json); use the library it trained with, or set {}=1",
+            lib.path.display(),
+            crate::dynlib::ALLOW_CHANGED_PLUGINS
+        );
+    }
+    let request = HeadRequest { task, labels: outputs, channels, options: spec.options.clone() };
+    let head = lib.create(&spec.kind, &request)?;
+    let params = head
+        .decl
+        .params
+        .iter()
+        .map(|d| {
+            let init = match d.init {
+                Init::Zeros => nn::Init::Const(0.0),
+                Init::Ones => nn::Init::Const(1.0),
+                Init::Constant { value } => nn::Init::Const(value),
+                Init::Normal { std } => nn::Init::Randn { mean: 0.0, stdev: std },
+                Init::Uniform { bound } => nn::Init::Uniform { lo: -bound, up: bound },
+            };
+            p.var(&d.name, &d.shape, init)
+        })
+        .collect();
+    Ok((head, params))
+}

@@ -70,41 +70,10 @@ enum ClsBody {
 impl ClsHead {
     pub fn new(p: nn::Path, input: i64, spec: &ClsHeadSpec) -> Result<ClsHead> {
         if let Some(plug) = &spec.plugin {
-            let lib = crate::head_plugin::open(&plug.library)?;
-            // The code must be the code the run trained with (as for dataset plugins on resume).
-            let now = crate::dynlib::sha256_hex(&lib.path)?;
-            let allowed = std::env::var(crate::dynlib::ALLOW_CHANGED_PLUGINS).as_deref() == Ok("1");
-            if !plug.sha256.is_empty() && plug.sha256 != now && !allowed {
-                anyhow::bail!(
-                    "{}: the head plugin library changed since the model was trained (its SHA-256 differs from the \
-                     one in model.json); use the library it trained with, or set {}=1",
-                    lib.path.display(),
-                    crate::dynlib::ALLOW_CHANGED_PLUGINS
-                );
+            let (head, params) = crate::head_plugin::build(&p, plug, fx_plugin::Task::Cls, spec.labels, input)?;
+            if head.decl.inputs.contains(&fx_plugin::head::HeadInput::Fused) {
+                anyhow::bail!("head plugin `{}`: a classification head reads pooled or map, not fused", plug.kind);
             }
-            let request = fx_plugin::head::HeadRequest {
-                task: fx_plugin::Task::Cls,
-                labels: spec.labels,
-                channels: input,
-                options: plug.options.clone(),
-            };
-            let head = lib.create(&plug.kind, &request)?;
-            let params = head
-                .decl
-                .params
-                .iter()
-                .map(|d| {
-                    use fx_plugin::head::Init;
-                    let init = match d.init {
-                        Init::Zeros => nn::Init::Const(0.0),
-                        Init::Ones => nn::Init::Const(1.0),
-                        Init::Constant { value } => nn::Init::Const(value),
-                        Init::Normal { std } => nn::Init::Randn { mean: 0.0, stdev: std },
-                        Init::Uniform { bound } => nn::Init::Uniform { lo: -bound, up: bound },
-                    };
-                    p.var(&d.name, &d.shape, init)
-                })
-                .collect();
             return Ok(ClsHead { spec: spec.clone(), body: ClsBody::Plugin { head, params } });
         }
         let mut width = input;
@@ -143,7 +112,8 @@ impl ClsHead {
                     .iter()
                     .map(|i| match i {
                         HeadInput::Pooled => pooled,
-                        HeadInput::Map => map,
+                        // Refused at construction for a classification head.
+                        HeadInput::Map | HeadInput::Fused => map,
                     })
                     .collect();
                 let logits = head.forward(&inputs, params, train)?;
@@ -218,8 +188,8 @@ impl Model {
         let seg_heads = heads
             .seg
             .iter()
-            .map(|(name, spec)| (name.clone(), SegHead::new(&root / "seg_head" / name.as_str(), fpn, spec)))
-            .collect();
+            .map(|(name, spec)| Ok((name.clone(), SegHead::new(&root / "seg_head" / name.as_str(), fpn, spec)?)))
+            .collect::<Result<_>>()?;
         let loc_encoder =
             (!heads.loc.is_empty()).then(|| LocEncoder::new(&(&root / "loc_encoder"), &dims[1..], &heads.dino));
         let loc_decoders = heads
@@ -271,7 +241,8 @@ impl Model {
         let d = decoder.forward(&stages, train_decoder, sync)?;
         let head = self.seg_heads.get(dataset).unwrap_or_else(|| panic!("no segmentation head for dataset {dataset}"));
         let (h, w) = (x.size()[2], x.size()[3]);
-        Ok(SegOutput { logits: fp32(&head.logits(&d.fused, h, w)), fused: fp32(&d.fused), stage4: fp32(&d.stage4) })
+        let logits = head.logits(&d.fused, h, w, train_decoder || train_backbone)?;
+        Ok(SegOutput { logits: fp32(&logits), fused: fp32(&d.fused), stage4: fp32(&d.stage4) })
     }
 
     /// Adds the heads of a dataset that joins the model after it was built (hot-add). The branches
@@ -300,7 +271,7 @@ impl Model {
             self.loc_decoders.insert(dataset.to_string(), LocDecoder::new(&(&root / "loc_decoder" / dataset), k, dino));
         }
         if let Some(spec) = seg {
-            self.seg_heads.insert(dataset.to_string(), SegHead::new(&root / "seg_head" / dataset, fpn, spec));
+            self.seg_heads.insert(dataset.to_string(), SegHead::new(&root / "seg_head" / dataset, fpn, spec)?);
         }
         Ok(())
     }

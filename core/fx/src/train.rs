@@ -292,7 +292,11 @@ impl Trainer {
 
     /// Whether a dataset's head for a task is a plugin library's.
     fn plugin_head(&self, dataset: &str, task: Task) -> bool {
-        task == Task::Cls && self.student.cls_heads.get(dataset).is_some_and(|h| h.spec.plugin.is_some())
+        match task {
+            Task::Cls => self.student.cls_heads.get(dataset).is_some_and(|h| h.spec.plugin.is_some()),
+            Task::Seg => self.student.seg_heads.get(dataset).is_some_and(|h| h.spec.plugin.is_some()),
+            Task::Loc => false,
+        }
     }
 
     /// A plugin head failed (an error or a panic in its library): its (dataset, task) trains and

@@ -180,15 +180,31 @@ pub fn mask_scores(spec: &SegHeadSpec, logits: &Tensor) -> Tensor {
 }
 
 /// A dataset's segmentation head (see [`SegHeadSpec`]). The paper's single conv keeps the names
-/// `seg_head.<dataset>.weight/bias`; a stack's are `.<i>.*` per layer and `.out.*`.
+/// `seg_head.<dataset>.weight/bias`; a stack's are `.<i>.*` per layer and `.out.*`; a plugin
+/// head's are the names its library declares.
 pub struct SegHead {
     pub spec: SegHeadSpec,
-    convs: Vec<nn::Conv2D>,
-    out: nn::Conv2D,
+    body: SegBody,
+}
+
+/// Convolutions built here, or a plugin library's forward over parameters created here.
+enum SegBody {
+    Layers { convs: Vec<nn::Conv2D>, out: nn::Conv2D },
+    Plugin { head: crate::head_plugin::PluginHead, params: Vec<Tensor> },
 }
 
 impl SegHead {
-    pub fn new(p: nn::Path, fpn: i64, spec: &SegHeadSpec) -> SegHead {
+    pub fn new(p: nn::Path, fpn: i64, spec: &SegHeadSpec) -> Result<SegHead> {
+        if let Some(plug) = &spec.plugin {
+            let (head, params) = crate::head_plugin::build(&p, plug, fx_plugin::Task::Seg, spec.channels(), fpn)?;
+            if head.decl.inputs != [fx_plugin::head::HeadInput::Fused] {
+                anyhow::bail!(
+                    "head plugin `{}`: a segmentation head reads the fused map only (inputs = [fused])",
+                    plug.kind
+                );
+            }
+            return Ok(SegHead { spec: spec.clone(), body: SegBody::Plugin { head, params } });
+        }
         let cfg = nn::ConvConfig { padding: 1, ..Default::default() };
         let mut width = fpn;
         let mut convs = Vec::new();
@@ -200,16 +216,34 @@ impl SegHead {
             true => nn::conv2d(p, width, spec.channels(), 3, cfg),
             false => nn::conv2d(&p / "out", width, spec.channels(), 3, cfg),
         };
-        SegHead { spec: spec.clone(), convs, out }
+        Ok(SegHead { spec: spec.clone(), body: SegBody::Layers { convs, out } })
     }
 
     /// Logits (B, channels, h, w): the head on the fused map, upsampled bilinearly to the input.
-    pub fn logits(&self, fused: &Tensor, h: i64, w: i64) -> Tensor {
-        let mut x = fused.shallow_clone();
-        for c in &self.convs {
-            x = c.forward(&x).relu();
-        }
-        resize(&self.out.forward(&x), h, w)
+    pub fn logits(&self, fused: &Tensor, h: i64, w: i64, train: bool) -> Result<Tensor> {
+        let logits = match &self.body {
+            SegBody::Layers { convs, out } => {
+                let mut x = fused.shallow_clone();
+                for c in convs {
+                    x = c.forward(&x).relu();
+                }
+                out.forward(&x)
+            }
+            SegBody::Plugin { head, params } => {
+                let y = head.forward(&[fused], params, train)?;
+                let (b, c) = (fused.size()[0], self.spec.channels());
+                let want = [b, c, fused.size()[2], fused.size()[3]];
+                if y.size() != want {
+                    anyhow::bail!(
+                        "head plugin `{}` returned logits of shape {:?}, expected {want:?}",
+                        head.kind,
+                        y.size()
+                    );
+                }
+                y
+            }
+        };
+        Ok(resize(&logits, h, w))
     }
 }
 

@@ -156,3 +156,42 @@ fn head_libraries_fx_refuses() {
     let e = create(tiny(dir.path(), &lib, "lamda = 1")).unwrap();
     assert!(e.contains("unknown option `lamda`"), "{e}");
 }
+
+/// A segmentation head from the library (a 1×1 convolution where fx's are 3×3): trained on the
+/// phantom organs, resumed exactly, its masks predicted from the run.
+#[test]
+fn a_plugin_segmentation_head_trains_and_resumes_exactly() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let libs = tempfile::tempdir().unwrap();
+    let lib = csra_in(libs.path(), 0o755);
+    let exp = |dir: &Path| {
+        Tiny::new("s", 9, dir)
+            .set("plugins", &format!("[{:?}]", lib.display().to_string()))
+            .set("model.ppm_channels", "16")
+            .set("model.fpn_channels", "8")
+            .set("train.batch_size", "8")
+            .set("train.cycles", "2")
+            .set("lock_release.enabled", "false")
+            .set("optimizer.lr", "{ backbone = 1e-3, seg_decoder = 1e-3, seg_head = 1e-2 }")
+            .set("eval.models", "[\"teacher\", \"student\"]")
+            .dataset(
+                "phantom-organs",
+                "tasks = [\"seg\"]\noptions = { train = 32, test = 16 }\n[datasets.heads.seg]\nplugin = \"pointwise\"",
+            )
+            .experiment()
+    };
+    let (_kept, run, _) = common::train_and_resume(&exp, "pointwise seg head", &registry(), |t| {
+        let head = &t.student.seg_heads["phantom-organs"];
+        assert_eq!(head.spec.kind(), "pointwise");
+        let vars = t.student.vs.variables();
+        assert_eq!(vars["seg_head.phantom-organs.weight"].size(), [3, 8], "(labels, fpn channels)");
+    });
+    let rows = fx_run::read_jsonl::<fx_run::MetricRow>(&run.join("metrics.jsonl")).unwrap();
+    let dice: Vec<f64> = rows.iter().filter(|r| r.model == "student" && r.metric == "dice").map(|r| r.value).collect();
+    eprintln!("student Dice with the pointwise head: {dice:?}");
+    assert!(dice.len() == 2 && dice[1] > dice[0], "{dice:?}");
+    let loaded = fx::predict::load(&run, fx::config::ModelRole::Student, Device::Cpu).unwrap();
+    let opts = fx::predict::PredictOptions { datasets: vec![], cls: false, loc: false, seg: true, threshold: 0.5 };
+    let p = fx::predict::infer(&loaded, &vec![0.5f32; 64 * 64], &[(64, 64)], &opts).unwrap();
+    assert_eq!(p["phantom-organs"][0].masks.len(), 3);
+}

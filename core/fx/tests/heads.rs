@@ -306,7 +306,7 @@ fn pixel_classes_and_softmax_probabilities() {
     let target = Tensor::from_slice(&[0.0f32, 1.0, 0.0, 1.0, 0.0, 0.0, 1.0, 1.0]).view([1, 2, 1, 4]);
     let classes = Vec::<i64>::try_from(fx::train::pixel_classes(&target).flatten(0, -1)).unwrap();
     assert_eq!(classes, vec![0, 1, 2, 1]);
-    let spec = fx::upernet::SegHeadSpec { labels: 2, widths: vec![], mode: LabelMode::MultiClass };
+    let spec = fx::upernet::SegHeadSpec { mode: LabelMode::MultiClass, ..fx::upernet::SegHeadSpec::conv(2) };
     let logits = Tensor::randn([1, 3, 1, 4], (tch::Kind::Float, Device::Cpu));
     let p = fx::upernet::seg_probabilities(&spec, &logits);
     assert_eq!(p.size(), vec![1, 2, 1, 4]);

@@ -8,6 +8,10 @@
 //! Σ_k softmax_k(T · s_ik) · s_ik, the maximum when T is large — plus a bias. Options:
 //! `lambda` (default 0.1), `temperature` (default 1; 99 or more: the maximum), and
 //! `panic_after` (a testing aid: the forward panics after that many calls).
+//!
+//! The library also offers `pointwise`, a segmentation head (a 1×1 convolution of the decoder's
+//! fused map), and `linear_abi`, the paper's linear classification head through the ABI (what
+//! `examples/head_overhead` times against the built-in one).
 
 use fx_head::tch::{Kind, Tensor};
 use fx_head::{Head, HeadDecl, HeadInput, HeadKind, HeadRequest, Init, ParamDecl, Task};
@@ -114,6 +118,35 @@ fn create_linear(req: &HeadRequest) -> Result<(HeadDecl, Box<dyn Head>), String>
     Ok((decl, Box::new(Linear)))
 }
 
+/// A segmentation head that is not built in: a per-pixel linear map (1×1 convolution) of the
+/// decoder's fused map, where fx's own heads are 3×3 convolutions.
+struct Pointwise;
+
+impl Head for Pointwise {
+    fn forward(&self, inputs: &[Tensor], params: &[Tensor], _train: bool) -> Result<Tensor, String> {
+        match (inputs, params) {
+            // (B, C, h, w) → (B, h, w, C) · (C, O) + b → (B, O, h, w)
+            ([x], [w, b]) => Ok((x.permute([0, 2, 3, 1]).matmul(&w.tr()) + b).permute([0, 3, 1, 2])),
+            _ => Err("pointwise: expected 1 input and 2 parameters".into()),
+        }
+    }
+}
+
+fn create_pointwise(req: &HeadRequest) -> Result<(HeadDecl, Box<dyn Head>), String> {
+    if req.task != Task::Seg {
+        return Err(format!("pointwise is a segmentation head, asked for {}", req.task));
+    }
+    let bound = 1.0 / (req.channels as f64).sqrt();
+    let decl = HeadDecl {
+        inputs: vec![HeadInput::Fused],
+        params: vec![
+            ParamDecl { name: "weight".into(), shape: vec![req.labels, req.channels], init: Init::Uniform { bound } },
+            ParamDecl { name: "bias".into(), shape: vec![req.labels], init: Init::Zeros },
+        ],
+    };
+    Ok((decl, Box::new(Pointwise)))
+}
+
 pub fn kinds() -> Vec<HeadKind> {
     vec![
         HeadKind {
@@ -121,6 +154,12 @@ pub fn kinds() -> Vec<HeadKind> {
             task: Task::Cls,
             summary: "class-specific residual attention on the last stage (options: lambda, temperature)",
             create,
+        },
+        HeadKind {
+            name: "pointwise",
+            task: Task::Seg,
+            summary: "segmentation: a 1x1 convolution of the decoder's fused map",
+            create: create_pointwise,
         },
         HeadKind {
             name: "linear_abi",

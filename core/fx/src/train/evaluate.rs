@@ -50,8 +50,12 @@ impl Trainer {
             if tasks.contains(&Task::Loc) {
                 rows.extend(self.evaluate_loc(plan, &name, &batches, wall_time)?);
             }
-            if tasks.contains(&Task::Seg) {
-                rows.extend(self.evaluate_seg(plan, &name, &batches, wall_time)?);
+            if tasks.contains(&Task::Seg) && !self.disabled.contains(&(name.clone(), Task::Seg)) {
+                match self.evaluate_seg(plan, &name, &batches, wall_time) {
+                    Ok(r) => rows.extend(r),
+                    Err(e) if self.plugin_head(&name, Task::Seg) => self.disable_head(&name, Task::Seg, &e)?,
+                    Err(e) => return Err(e),
+                }
             }
             if tasks.contains(&Task::Cls) && !self.disabled.contains(&(name.clone(), Task::Cls)) {
                 match self.evaluate_cls(plan, &name, &batches, wall_time) {

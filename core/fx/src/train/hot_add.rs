@@ -323,7 +323,7 @@ impl Trainer {
             let n = |t: Task| d.tasks.contains(&t).then(|| d.dataset.desc().labels(t).len() as i64);
             let l = n(Task::Loc);
             let c = d.tasks.contains(&Task::Cls).then(|| cls_head_spec(&exp, d)).transpose()?;
-            let g = d.tasks.contains(&Task::Seg).then(|| seg_head_spec(&exp, d));
+            let g = d.tasks.contains(&Task::Seg).then(|| seg_head_spec(&exp, d)).transpose()?;
             let dino = loc_dino(&exp, &d.name);
             self.student.add_heads(&d.name, c.as_ref(), l, g.as_ref(), &dino, exp.model.fpn_channels)?;
             if let Some(t) = self.teacher.as_mut() {

@@ -180,21 +180,7 @@ pub fn model_json(
 pub fn cls_head_spec(exp: &Experiment, d: &OpenedDataset) -> Result<ClsHeadSpec> {
     let desc = d.dataset.desc();
     let cfg = exp.heads_of(&d.name).cls;
-    // A plugin head: the library of the experiment's `plugins` that offers it, recorded with
-    // its hash (a resume or predict refuses a library that changed).
-    let plugin = match &cfg.plugin {
-        None => None,
-        Some(kind) => {
-            let lib = crate::head_plugin::find(&exp.plugins, kind)
-                .with_context(|| format!("datasets {} ({}): heads.cls.plugin", d.name, d.dataset.desc().name))?;
-            Some(fx_run::PluginHeadSpec {
-                kind: kind.clone(),
-                library: lib.path.clone(),
-                sha256: crate::dynlib::sha256_hex(&lib.path)?,
-                options: serde_json::to_value(&cfg.options)?,
-            })
-        }
-    };
+    let plugin = plugin_head_spec(exp, d, "cls", cfg.plugin.as_deref(), &cfg.options)?;
     Ok(ClsHeadSpec {
         labels: desc.cls_labels.len() as i64,
         hidden: cfg.hidden,
@@ -205,9 +191,31 @@ pub fn cls_head_spec(exp: &Experiment, d: &OpenedDataset) -> Result<ClsHeadSpec>
 }
 
 /// A dataset's segmentation head: its seg labels with the experiment's `[datasets.heads.seg]`.
-pub fn seg_head_spec(exp: &Experiment, d: &OpenedDataset) -> SegHeadSpec {
+pub fn seg_head_spec(exp: &Experiment, d: &OpenedDataset) -> Result<SegHeadSpec> {
     let cfg = exp.heads_of(&d.name).seg;
-    SegHeadSpec { labels: d.dataset.desc().seg_labels.len() as i64, widths: cfg.widths, mode: cfg.mode }
+    let plugin = plugin_head_spec(exp, d, "seg", cfg.plugin.as_deref(), &cfg.options)?;
+    Ok(SegHeadSpec { labels: d.dataset.desc().seg_labels.len() as i64, widths: cfg.widths, mode: cfg.mode, plugin })
+}
+
+/// A plugin head (`[datasets.heads.<task>] plugin = "<kind>"`): the library of the experiment's
+/// `plugins` that offers it, recorded with its hash (a resume or predict refuses a library that
+/// changed) and the head's options.
+fn plugin_head_spec(
+    exp: &Experiment,
+    d: &OpenedDataset,
+    task: &str,
+    kind: Option<&str>,
+    options: &toml::Table,
+) -> Result<Option<fx_run::PluginHeadSpec>> {
+    let Some(kind) = kind else { return Ok(None) };
+    let lib = crate::head_plugin::find(&exp.plugins, kind)
+        .with_context(|| format!("datasets {}: heads.{task}.plugin", d.name))?;
+    Ok(Some(fx_run::PluginHeadSpec {
+        kind: kind.to_string(),
+        library: lib.path.clone(),
+        sha256: crate::dynlib::sha256_hex(&lib.path)?,
+        options: serde_json::to_value(options)?,
+    }))
 }
 
 /// The DINO sizes of a dataset's decoder: `[model.dino]` with its `[datasets.heads.loc]`.
@@ -233,8 +241,8 @@ pub fn heads(exp: &Experiment, datasets: &[OpenedDataset]) -> Result<Heads> {
         seg: datasets
             .iter()
             .filter(|d| d.tasks.contains(&Task::Seg))
-            .map(|d| (d.name.clone(), seg_head_spec(exp, d)))
-            .collect(),
+            .map(|d| Ok((d.name.clone(), seg_head_spec(exp, d)?)))
+            .collect::<Result<_>>()?,
         loc: of(Task::Loc),
         seg_channels: (exp.model.ppm_channels, exp.model.fpn_channels),
         dino: exp.model.dino.clone(),
