@@ -77,6 +77,14 @@ pub struct PluginHeadSpec {
     pub options: serde_json::Value,
 }
 
+impl PluginHeadSpec {
+    /// One line for `plan`: "plugin csra (libfx_csra.so) → 3, multi_label".
+    pub fn describe(&self, labels: i64, mode: LabelMode) -> String {
+        let file = self.library.file_name().unwrap_or_default().to_string_lossy();
+        format!("plugin {} ({file}) → {labels}, {}", self.kind, mode.as_str())
+    }
+}
+
 impl ClsHeadSpec {
     /// The paper's head: one Linear, sigmoid per label.
     pub fn linear(labels: i64) -> ClsHeadSpec {
@@ -97,13 +105,7 @@ impl ClsHeadSpec {
         let widths: Vec<String> = self.hidden.iter().map(|w| w.to_string()).collect();
         let dropout = if self.dropout > 0.0 { format!(", dropout {}", self.dropout) } else { String::new() };
         match (&self.plugin, self.hidden.is_empty()) {
-            (Some(p), _) => format!(
-                "plugin {} ({}) → {}, {}",
-                p.kind,
-                p.library.file_name().unwrap_or_default().to_string_lossy(),
-                self.labels,
-                self.mode.as_str()
-            ),
+            (Some(p), _) => p.describe(self.labels, self.mode),
             (None, true) => format!("linear → {}, {}", self.labels, self.mode.as_str()),
             (None, false) => format!("mlp {} → {}{dropout}, {}", widths.join("-"), self.labels, self.mode.as_str()),
         }
@@ -144,13 +146,7 @@ impl SegHeadSpec {
     pub fn describe(&self) -> String {
         let widths: Vec<String> = self.widths.iter().map(|w| w.to_string()).collect();
         match (&self.plugin, self.widths.is_empty()) {
-            (Some(p), _) => format!(
-                "plugin {} ({}) → {}, {}",
-                p.kind,
-                p.library.file_name().unwrap_or_default().to_string_lossy(),
-                self.labels,
-                self.mode.as_str()
-            ),
+            (Some(p), _) => p.describe(self.labels, self.mode),
             (None, true) => format!("conv → {}, {}", self.labels, self.mode.as_str()),
             (None, false) => format!("conv_stack {} → {}, {}", widths.join("-"), self.labels, self.mode.as_str()),
         }

@@ -660,6 +660,26 @@ impl DatasetConfig {
     }
 }
 
+/// A head's `plugin` and `options` keys: a plugin head is the whole head (no built-in keys set),
+/// needs a library in `plugins`, and only a plugin head takes options.
+fn check_plugin_head(
+    place: &str,
+    plugin: Option<&str>,
+    options: &toml::Table,
+    builtin_keys_set: bool,
+    builtin_keys: &str,
+    libraries: &[PathBuf],
+) -> Result<()> {
+    match plugin {
+        Some(k) if builtin_keys_set => bail!("{place}: plugin = \"{k}\" is the whole head; leave {builtin_keys} out"),
+        Some(k) if libraries.is_empty() => {
+            bail!("{place}: plugin = \"{k}\" needs the library that offers it in the experiment's `plugins`")
+        }
+        None if !options.is_empty() => bail!("{place}: options belong to a plugin head (plugin = \"...\")"),
+        _ => Ok(()),
+    }
+}
+
 /// A config error that names the file and place.
 fn located(path: &Path, text: &str, err: &toml::de::Error) -> anyhow::Error {
     let msg = err.message();
@@ -978,25 +998,16 @@ impl Experiment {
         }
         for (i, d) in self.datasets.iter().enumerate() {
             let h = &d.heads.cls;
-            if let Some(k) = &h.plugin {
-                if h.kind != ClsHeadKind::Linear || !h.hidden.is_empty() || h.dropout > 0.0 {
-                    bail!(
-                        "{p}: datasets[{i}] ({}): heads.cls: plugin = \"{k}\" is the whole head; leave kind, hidden and dropout out",
-                        d.name()
-                    );
-                }
-                if self.plugins.is_empty() {
-                    bail!(
-                        "{p}: datasets[{i}] ({}): heads.cls: plugin = \"{k}\" needs the library that offers it in the experiment's `plugins`",
-                        d.name()
-                    );
-                }
-            } else if !h.options.is_empty() {
-                bail!(
-                    "{p}: datasets[{i}] ({}): heads.cls: options belong to a plugin head (plugin = \"...\")",
-                    d.name()
-                );
-            }
+            let builtin = h.kind != ClsHeadKind::Linear || !h.hidden.is_empty() || h.dropout > 0.0;
+            let place = format!("{p}: datasets[{i}] ({}): heads.cls", d.name());
+            check_plugin_head(
+                &place,
+                h.plugin.as_deref(),
+                &h.options,
+                builtin,
+                "kind, hidden and dropout",
+                &self.plugins,
+            )?;
             match h.kind {
                 ClsHeadKind::Linear if !h.hidden.is_empty() || h.dropout > 0.0 => bail!(
                     "{p}: datasets[{i}] ({}): heads.cls: hidden and dropout belong to kind = \"mlp\"; a linear head has neither",
@@ -1009,25 +1020,9 @@ impl Experiment {
                 _ => {}
             }
             let g = &d.heads.seg;
-            if let Some(k) = &g.plugin {
-                if g.kind != SegHeadKind::Conv || !g.widths.is_empty() {
-                    bail!(
-                        "{p}: datasets[{i}] ({}): heads.seg: plugin = \"{k}\" is the whole head; leave kind and widths out",
-                        d.name()
-                    );
-                }
-                if self.plugins.is_empty() {
-                    bail!(
-                        "{p}: datasets[{i}] ({}): heads.seg: plugin = \"{k}\" needs the library that offers it in the experiment's `plugins`",
-                        d.name()
-                    );
-                }
-            } else if !g.options.is_empty() {
-                bail!(
-                    "{p}: datasets[{i}] ({}): heads.seg: options belong to a plugin head (plugin = \"...\")",
-                    d.name()
-                );
-            }
+            let builtin = g.kind != SegHeadKind::Conv || !g.widths.is_empty();
+            let place = format!("{p}: datasets[{i}] ({}): heads.seg", d.name());
+            check_plugin_head(&place, g.plugin.as_deref(), &g.options, builtin, "kind and widths", &self.plugins)?;
             match g.kind {
                 SegHeadKind::Conv if !g.widths.is_empty() => bail!(
                     "{p}: datasets[{i}] ({}): heads.seg: widths belong to kind = \"conv_stack\"; a conv head has none",

@@ -155,6 +155,13 @@ fn the_experiment_overrides_the_plugins_mode_and_refuses_inconsistent_heads() {
     let e = parse("[datasets.heads.cls]\nkind = \"transformer\"").unwrap();
     assert!(e.contains("x.toml:") && e.contains("linear") && e.contains("mlp"), "{e}");
     assert!(parse("[datasets.heads.cls]\nkind = \"mlp\"\nhidden = [64, 32]\ndropout = 0.2").is_none());
+    // A plugin head is the whole head, needs its library in `plugins`; options are a plugin's.
+    let e = parse("[datasets.heads.cls]\nplugin = \"csra\"\nkind = \"mlp\"\nhidden = [8]").unwrap();
+    assert!(e.contains("heads.cls: plugin = \"csra\" is the whole head"), "{e}");
+    let e = parse("[datasets.heads.seg]\nplugin = \"pointwise\"").unwrap();
+    assert!(e.contains("heads.seg") && e.contains("needs the library that offers it"), "{e}");
+    let e = parse("[datasets.heads.cls]\noptions = { lambda = 1 }").unwrap();
+    assert!(e.contains("options belong to a plugin head"), "{e}");
 }
 
 /// The multi-class loss against cross-entropy written out (−log softmax of the true class,
