@@ -50,7 +50,7 @@ macro_rules! export_heads {
         }
         #[no_mangle]
         pub extern "C" fn fx_head_kinds() -> *mut std::ffi::c_char {
-            $crate::abi::kinds(&$kinds())
+            $crate::abi::kinds($kinds)
         }
         /// # Safety
         /// The fx head ABI: NUL-terminated strings in, out-pointers the host owns.
@@ -61,7 +61,7 @@ macro_rules! export_heads {
             decl_out: *mut *mut std::ffi::c_char,
             err_out: *mut *mut std::ffi::c_char,
         ) -> *mut std::ffi::c_void {
-            $crate::abi::new(&$kinds(), kind, request, decl_out, err_out)
+            $crate::abi::new($kinds, kind, request, decl_out, err_out)
         }
         /// # Safety
         /// The fx head ABI: a head from fx_head_new, arrays of live tensor handles.
@@ -100,26 +100,34 @@ pub mod abi {
         CString::new(s.replace('\0', " ")).expect("no NUL left").into_raw()
     }
 
-    /// What a panic carried, as text.
+    /// What a panic carried, as text. The payload is leaked, not dropped: its own Drop could
+    /// panic again, outside any guard.
     fn panic_text(p: Box<dyn std::any::Any + Send>) -> String {
-        p.downcast_ref::<String>()
+        let text = p
+            .downcast_ref::<String>()
             .cloned()
             .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
-            .unwrap_or_else(|| "a panic without a message".into())
+            .unwrap_or_else(|| "a panic without a message".into());
+        std::mem::forget(p);
+        text
     }
 
-    pub fn kinds(kinds: &[HeadKind]) -> *mut c_char {
-        let list: Vec<HeadKindInfo> = kinds
-            .iter()
-            .map(|k| HeadKindInfo { name: k.name.into(), task: k.task, summary: k.summary.into() })
-            .collect();
-        c_string(serde_json::to_string(&list).unwrap_or_else(|_| "[]".into()))
+    /// The kinds as JSON; null when listing them panicked (the host then reports the library).
+    pub fn kinds(kinds: fn() -> Vec<HeadKind>) -> *mut c_char {
+        std::panic::catch_unwind(|| {
+            let list: Vec<HeadKindInfo> = kinds()
+                .iter()
+                .map(|k| HeadKindInfo { name: k.name.into(), task: k.task, summary: k.summary.into() })
+                .collect();
+            c_string(serde_json::to_string(&list).unwrap_or_else(|_| "[]".into()))
+        })
+        .unwrap_or(std::ptr::null_mut())
     }
 
     /// # Safety
     /// `kind` and `request` are NUL-terminated; `decl_out` and `err_out` are writable.
     pub unsafe fn new(
-        kinds: &[HeadKind],
+        kinds: fn() -> Vec<HeadKind>,
         kind: *const c_char,
         request: *const c_char,
         decl_out: *mut *mut c_char,
@@ -129,6 +137,7 @@ pub mod abi {
             let kind = CStr::from_ptr(kind).to_string_lossy().into_owned();
             let request = CStr::from_ptr(request).to_string_lossy();
             let req: HeadRequest = serde_json::from_str(&request).map_err(|e| format!("head request: {e}"))?;
+            let kinds = kinds();
             let k = kinds.iter().find(|k| k.name == kind).ok_or_else(|| format!("no head kind `{kind}` here"))?;
             (k.create)(&req)
         })
@@ -158,6 +167,9 @@ pub mod abi {
         train: i32,
         out: *mut *mut c_void,
     ) -> *mut c_char {
+        if head.is_null() {
+            return c_string("no head (null handle)".into());
+        }
         let result = std::panic::catch_unwind(|| -> Result<Tensor, String> {
             let head = &*(head as *const Box<dyn Head>);
             let handles = |p: *const *mut c_void, n: usize| -> Vec<Tensor> {
@@ -181,7 +193,11 @@ pub mod abi {
     /// `head` came from [`new`] and is dropped once.
     pub unsafe fn drop_head(head: *mut c_void) {
         if !head.is_null() {
-            drop(Box::from_raw(head as *mut Box<dyn Head>));
+            // A head's own Drop must not unwind into the host.
+            let dropped = std::panic::catch_unwind(|| drop(Box::from_raw(head as *mut Box<dyn Head>)));
+            if let Err(p) = dropped {
+                std::mem::forget(p);
+            }
         }
     }
 

@@ -111,10 +111,55 @@ impl HeadDecl {
             if p.shape.is_empty() || p.shape.iter().any(|&d| d <= 0) {
                 return Err(format!("parameter `{}`: shape {:?} must have positive sizes", p.name, p.shape));
             }
+            // At most 2^31 elements per parameter: a head, not a backbone (and no overflow).
+            let n = p.shape.iter().try_fold(1i64, |n, &d| n.checked_mul(d)).filter(|&n| n <= 1 << 31);
+            if n.is_none() {
+                return Err(format!("parameter `{}`: shape {:?} is too large for a head", p.name, p.shape));
+            }
+            let ok = match p.init {
+                Init::Zeros | Init::Ones => true,
+                Init::Constant { value } => value.is_finite(),
+                Init::Normal { std: x } | Init::Uniform { bound: x } => x.is_finite() && x >= 0.0,
+            };
+            if !ok {
+                return Err(format!(
+                    "parameter `{}`: initialisation {:?} needs a finite, non-negative scale",
+                    p.name, p.init
+                ));
+            }
         }
         if self.inputs.is_empty() {
             return Err("a head must read at least one input".into());
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn decl(name: &str, shape: Vec<i64>, init: Init) -> HeadDecl {
+        HeadDecl { inputs: vec![HeadInput::Pooled], params: vec![ParamDecl { name: name.into(), shape, init }] }
+    }
+
+    #[test]
+    fn a_declaration_is_checked_before_the_host_creates_anything() {
+        assert!(decl("weight", vec![3, 8], Init::Uniform { bound: 0.1 }).check().is_ok());
+        for (d, why) in [
+            (decl("a.b", vec![3], Init::Zeros), "letters, digits"),
+            (decl("w", vec![3, 0], Init::Zeros), "positive sizes"),
+            (decl("w", vec![1 << 20, 1 << 20], Init::Zeros), "too large"),
+            (decl("w", vec![3], Init::Uniform { bound: -1.0 }), "non-negative"),
+            (decl("w", vec![3], Init::Normal { std: f64::NAN }), "non-negative"),
+            (decl("w", vec![3], Init::Constant { value: f64::INFINITY }), "finite"),
+            (HeadDecl { inputs: vec![], params: vec![] }, "at least one input"),
+        ] {
+            let e = d.check().unwrap_err();
+            assert!(e.contains(why), "{e}");
+        }
+        let mut twice = decl("w", vec![3], Init::Zeros);
+        twice.params.push(twice.params[0].clone());
+        assert!(twice.check().unwrap_err().contains("twice"));
     }
 }

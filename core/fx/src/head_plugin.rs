@@ -45,16 +45,20 @@ pub struct HeadLibrary {
 static LOADED: Mutex<Option<HashMap<PathBuf, Arc<HeadLibrary>>>> = Mutex::new(None);
 
 /// Whether a library exports `symbol` (NUL-terminated): `fx_head_abi_version` for heads,
-/// `fx_plugin_abi_version` for datasets; a library may offer both. Checked after the trust checks
-/// a plugin library passes before it is loaded.
+/// `fx_plugin_abi_version` for datasets; a library may offer both. Read from the file, without
+/// loading it: a dataset library meant to run in a child process (`plugin_isolation`) must not
+/// have its initialisers run in this one. An exported name is in the file's dynamic string
+/// table, NUL-terminated, so the bytes are enough (the loader checks it for real later).
 pub fn exports(path: &Path, symbol: &[u8]) -> bool {
     let path = crate::dynlib::as_path(path);
     if crate::dynlib::check_trust(&path).is_err() {
         return false;
     }
-    // SAFETY: as for any plugin library the user listed: loading runs its initialisers.
-    unsafe { libloading::Library::new(&path) }
-        .is_ok_and(|lib| unsafe { lib.get::<unsafe extern "C" fn() -> u32>(symbol) }.is_ok())
+    let Ok(bytes) = std::fs::read(&path) else { return false };
+    // Preceded by a NUL too: the start of a name in the string table, not a longer name's tail.
+    let mut needle = vec![0u8];
+    needle.extend_from_slice(symbol);
+    bytes.windows(needle.len()).any(|w| w == needle.as_slice())
 }
 
 /// Whether a library offers heads (it may also offer datasets).
@@ -76,8 +80,14 @@ pub fn open(path: &Path) -> Result<Arc<HeadLibrary>> {
     }
     crate::dynlib::check_trust(&path)?;
     // SAFETY: loading runs the library's initialisers; a plugin is code the user chose to run.
-    let lib = unsafe { libloading::Library::new(&path) }
-        .map_err(|e| anyhow!("{p}: cannot load it as a shared library: {e}"))?;
+    // RTLD_NOW: a library built against another libtorch fails here, with a message, instead of
+    // at its first call with a lookup error that ends the process.
+    let lib: libloading::Library = unsafe {
+        use libloading::os::unix::{Library, RTLD_LOCAL, RTLD_NOW};
+        Library::open(Some(&path), RTLD_NOW | RTLD_LOCAL)
+    }
+    .map(Into::into)
+    .map_err(|e| anyhow!("{p}: cannot load it as a shared library: {e}"))?;
     let version = unsafe { lib.get::<unsafe extern "C" fn() -> u32>(b"fx_head_abi_version\0") }.map_err(|_| {
         anyhow!("{p}: offers no heads (it exports no fx_head_abi_version; build it with fx_head::export_heads!)")
     })?;
@@ -197,14 +207,25 @@ impl PluginHead {
         let err = unsafe {
             (self.lib.forward)(self.handle, ins.as_ptr(), ins.len(), ps.as_ptr(), ps.len(), train as i32, &mut out)
         };
+        // SAFETY: when set, a fresh at::Tensor* from the same libtorch, handed over to us (freed
+        // on every path below, also when an error came with it).
+        let result = (!out.is_null()).then(|| unsafe { Tensor::from_ptr(out.cast()) });
+        let what = || format!("head plugin `{}` ({})", self.kind, self.lib.path.display());
         if let Some(e) = take_string(self.lib.free, err) {
-            bail!("head plugin `{}` ({}): {e}", self.kind, self.lib.path.display());
+            bail!("{}: {e}", what());
         }
-        if out.is_null() {
-            bail!("head plugin `{}` ({}): returned no tensor", self.kind, self.lib.path.display());
+        let Some(t) = result.filter(|t| t.defined()) else { bail!("{}: returned no tensor", what()) };
+        // What would otherwise fail inside fx's losses (a panic there ends the run, where an
+        // error here disables the head).
+        if !t.is_floating_point() {
+            bail!("{}: returned {:?} logits; a floating-point tensor is expected", what(), t.kind());
         }
-        // SAFETY: a fresh at::Tensor* from the same libtorch, handed over to us.
-        Ok(unsafe { Tensor::from_ptr(out.cast()) })
+        if let Some(x) = inputs.first() {
+            if t.device() != x.device() {
+                bail!("{}: returned logits on {:?}, the features are on {:?}", what(), t.device(), x.device());
+            }
+        }
+        Ok(t)
     }
 }
 
