@@ -22,6 +22,22 @@ fn exp(dir: &Path) -> Experiment {
         .experiment()
 }
 
+/// Queues a dataset file in RUN/pending/, as `fx-tui add` does after its checks; the folder.
+fn queue(t: &Trainer, name: &str, text: &str) -> std::path::PathBuf {
+    let pending = t.run.path("pending");
+    std::fs::create_dir_all(&pending).unwrap();
+    std::fs::write(pending.join(name), text).unwrap();
+    pending
+}
+
+/// Drops a file as a finished copy: a file modified in the last 2 s may still be being copied
+/// and waits, so this one is made older.
+fn drop_file(path: &Path, text: &str) {
+    std::fs::write(path, text).unwrap();
+    let old = std::time::SystemTime::now() - std::time::Duration::from_secs(10);
+    std::fs::File::options().write(true).open(path).unwrap().set_modified(old).unwrap();
+}
+
 #[test]
 fn a_dataset_added_while_training_joins_at_the_next_cycle_and_survives_resume() {
     let dir = tempfile::tempdir().unwrap();
@@ -31,25 +47,13 @@ fn a_dataset_added_while_training_joins_at_the_next_cycle_and_survives_resume() 
     // Epoch 1 of cycle 1 trains; then a dataset is queued mid-cycle.
     assert!(t.run_epoch(&mut |_| {}).unwrap());
     let before = t.plan.clone();
-    let pending = t.run.path("pending");
-    std::fs::create_dir_all(&pending).unwrap();
-    std::fs::write(
-        pending.join("1-nih.toml"),
-        "[[datasets]]\nplugin = \"phantom-nih\"\noptions = { train = 32, test = 16 }\n",
-    )
-    .unwrap();
+    let pending =
+        queue(&t, "1-nih.toml", "[[datasets]]\nplugin = \"phantom-nih\"\noptions = { train = 32, test = 16 }\n");
     // A second file that must be refused: its name is taken. It is dropped into the run's
     // plugins/ folder (as a user copies files there) instead of queued by `fx-tui add`.
     let dropped = t.run.path(fx::train::DROP_DIR);
     assert!(dropped.is_dir(), "the run offers its drop folder");
-    std::fs::write(dropped.join("2-dup.toml"), "[[datasets]]\nplugin = \"phantom-cxp\"\n").unwrap();
-    // A file modified in the last 2 s may still be being copied and waits; this one is older.
-    std::fs::File::options()
-        .write(true)
-        .open(dropped.join("2-dup.toml"))
-        .unwrap()
-        .set_modified(std::time::SystemTime::now() - std::time::Duration::from_secs(10))
-        .unwrap();
+    drop_file(&dropped.join("2-dup.toml"), "[[datasets]]\nplugin = \"phantom-cxp\"\n");
     assert!(t.run_epoch(&mut |_| {}).unwrap());
     // Joined from cycle 2 (cycle 1 had started): the plan grew by one epoch per later cycle.
     assert_eq!(t.plan.len(), 8);
@@ -132,13 +136,11 @@ fn a_dataset_added_with_join_next_epoch_trains_at_the_next_epoch() {
     let mut t = Trainer::create(exp(dir.path()), "hot.toml", &registry, Device::Cpu).unwrap();
     assert!(t.run_epoch(&mut |_| {}).unwrap());
     let before = t.plan.clone();
-    let pending = t.run.path("pending");
-    std::fs::create_dir_all(&pending).unwrap();
-    std::fs::write(
-        pending.join("1-nih.toml"),
+    queue(
+        &t,
+        "1-nih.toml",
         "join = \"next_epoch\"\n[[datasets]]\nplugin = \"phantom-nih\"\noptions = { train = 32, test = 16 }\n",
-    )
-    .unwrap();
+    );
     assert!(t.run_epoch(&mut |_| {}).unwrap());
     // Cycle 1: cxp (trained), nih (epoch 2, the one just trained), tbx; then cycles 2 and 3.
     let order: Vec<(usize, String)> = t.plan.iter().map(|p| (p.cycle, p.dataset.to_string())).collect();
@@ -192,10 +194,7 @@ fn a_file_dropped_during_an_epoch_is_queued_before_the_epoch_ends() {
             fx::train::Progress::Step(_) => {
                 steps += 1;
                 if steps == 1 {
-                    std::fs::write(&file, "[[datasets]]\nplugin = \"phantom-tbx\"\ntasks = [\"cls\"]\n").unwrap();
-                    // Older than the 2 s a file may still be being copied.
-                    let old = std::time::SystemTime::now() - std::time::Duration::from_secs(10);
-                    std::fs::File::options().write(true).open(&file).unwrap().set_modified(old).unwrap();
+                    drop_file(&file, "[[datasets]]\nplugin = \"phantom-tbx\"\ntasks = [\"cls\"]\n");
                 }
             }
             fx::train::Progress::Warning(w) if w.contains("queued") => queued_at_step = Some(steps),
