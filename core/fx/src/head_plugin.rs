@@ -31,6 +31,8 @@ type FreeFn = unsafe extern "C" fn(*mut c_char);
 /// A loaded head library.
 pub struct HeadLibrary {
     pub path: PathBuf,
+    /// SHA-256 of the file as it was loaded: the code this process runs.
+    pub sha256: String,
     pub kinds: Vec<HeadKindInfo>,
     new: NewFn,
     forward: ForwardFn,
@@ -44,26 +46,35 @@ pub struct HeadLibrary {
 /// live in any model (student, teacher, predict).
 static LOADED: Mutex<Option<HashMap<PathBuf, Arc<HeadLibrary>>>> = Mutex::new(None);
 
-/// Whether a library exports `symbol` (NUL-terminated): `fx_head_abi_version` for heads,
+/// Whether a library exports each of `symbols` (NUL-terminated): `fx_head_abi_version` for heads,
 /// `fx_plugin_abi_version` for datasets; a library may offer both. Read from the file, without
 /// loading it: a dataset library meant to run in a child process (`plugin_isolation`) must not
 /// have its initialisers run in this one. An exported name is in the file's dynamic string
 /// table, NUL-terminated, so the bytes are enough (the loader checks it for real later).
-pub fn exports(path: &Path, symbol: &[u8]) -> bool {
+pub fn exports(path: &Path, symbols: &[&[u8]]) -> Vec<bool> {
     let path = crate::dynlib::as_path(path);
-    if crate::dynlib::check_trust(&path).is_err() {
-        return false;
-    }
-    let Ok(bytes) = std::fs::read(&path) else { return false };
-    // Preceded by a NUL too: the start of a name in the string table, not a longer name's tail.
-    let mut needle = vec![0u8];
-    needle.extend_from_slice(symbol);
-    bytes.windows(needle.len()).any(|w| w == needle.as_slice())
+    let bytes =
+        if crate::dynlib::check_trust(&path).is_ok() { std::fs::read(&path).unwrap_or_default() } else { vec![] };
+    symbols
+        .iter()
+        .map(|symbol| {
+            // Preceded by a NUL too: the start of a name in the string table, not a longer
+            // name's tail.
+            let mut needle = vec![0u8];
+            needle.extend_from_slice(symbol);
+            bytes.windows(needle.len()).any(|w| w == needle.as_slice())
+        })
+        .collect()
 }
 
 /// Whether a library offers heads (it may also offer datasets).
 pub fn is_head_library(path: &Path) -> bool {
-    exports(path, b"fx_head_abi_version\0")
+    exports(path, &[b"fx_head_abi_version\0"])[0]
+}
+
+/// Whether a library offers heads and no datasets (it has no dataset entry points to load).
+pub fn is_heads_only(path: &Path) -> bool {
+    exports(path, &[b"fx_head_abi_version\0", b"fx_plugin_abi_version\0"]) == [true, false]
 }
 
 /// Opens (once) the head library at `path`.
@@ -122,7 +133,8 @@ pub fn open(path: &Path) -> Result<Arc<HeadLibrary>> {
     let text = take_string(free, unsafe { kinds_fn() }).unwrap_or_default();
     let kinds: Vec<HeadKindInfo> =
         serde_json::from_str(&text).map_err(|e| anyhow!("{p}: its list of heads is not valid: {e}"))?;
-    let l = Arc::new(HeadLibrary { path: path.clone(), kinds, new, forward, drop, free, _lib: lib });
+    let sha256 = crate::dynlib::sha256_hex(&path)?;
+    let l = Arc::new(HeadLibrary { path: path.clone(), sha256, kinds, new, forward, drop, free, _lib: lib });
     loaded.get_or_insert_with(HashMap::new).insert(key, l.clone());
     Ok(l)
 }
@@ -250,9 +262,8 @@ pub fn build(
     use fx_plugin::head::Init;
     use tch::nn;
     let lib = open(&spec.library)?;
-    let now = crate::dynlib::sha256_hex(&lib.path)?;
     let allowed = std::env::var(crate::dynlib::ALLOW_CHANGED_PLUGINS).as_deref() == Ok("1");
-    if !spec.sha256.is_empty() && spec.sha256 != now && !allowed {
+    if !spec.sha256.is_empty() && spec.sha256 != lib.sha256 && !allowed {
         bail!(
             "{}: the head plugin library changed since the model was trained (its SHA-256 differs from the one in \
              model.json); use the library it trained with, or set {}=1",

@@ -100,7 +100,7 @@ impl Registry {
         }
         // A library of heads only (fx_head::export_heads!) offers no datasets; its heads are
         // checked and loaded here, and found by `[datasets.heads.*] plugin`.
-        if crate::head_plugin::is_head_library(path) && !crate::head_plugin::exports(path, b"fx_plugin_abi_version\0") {
+        if crate::head_plugin::is_heads_only(path) {
             crate::head_plugin::open(path)?;
             return Ok(Vec::new());
         }

@@ -213,7 +213,7 @@ fn plugin_head_spec(
     Ok(Some(fx_run::PluginHeadSpec {
         kind: kind.to_string(),
         library: lib.path.clone(),
-        sha256: crate::dynlib::sha256_hex(&lib.path)?,
+        sha256: lib.sha256.clone(),
         options: serde_json::to_value(options)?,
     }))
 }
