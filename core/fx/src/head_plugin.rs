@@ -150,18 +150,19 @@ fn take_string(free: FreeFn, s: *mut c_char) -> Option<String> {
     Some(text)
 }
 
-/// The library among `libraries` that offers the head `kind`.
-pub fn find(libraries: &[PathBuf], kind: &str) -> Result<Arc<HeadLibrary>> {
+/// The library among `libraries` that offers the head `kind` for `task`.
+pub fn find(libraries: &[PathBuf], kind: &str, task: fx_plugin::Task) -> Result<Arc<HeadLibrary>> {
     let mut offered = Vec::new();
     for path in libraries {
         if !is_head_library(path) {
             continue;
         }
         let lib = open(path)?;
-        if lib.kinds.iter().any(|k| k.name == kind) {
-            return Ok(lib);
+        match lib.kinds.iter().find(|k| k.name == kind) {
+            Some(k) if k.task == task => return Ok(lib),
+            Some(k) => bail!("{}: `{kind}` is a {} head, asked for as a {task} head", lib.path.display(), k.task),
+            None => offered.extend(lib.kinds.iter().map(|k| format!("{} ({})", k.name, k.task))),
         }
-        offered.extend(lib.kinds.iter().map(|k| k.name.clone()));
     }
     let offered = if offered.is_empty() { "none".to_string() } else { offered.join(", ") };
     bail!("no head plugin library of the experiment's `plugins` offers the head `{kind}` (they offer: {offered})")

@@ -152,7 +152,13 @@ fn head_libraries_fx_refuses() {
         .set("plugins", &format!("[{:?}]", lib.display().to_string()))
         .dataset("phantom-cxp", "[datasets.heads.cls]\nplugin = \"attention\"");
     let e = create(unknown).unwrap();
-    assert!(e.contains("offers the head `attention`") && e.contains("csra"), "{e}");
+    assert!(e.contains("offers the head `attention`") && e.contains("csra (cls)"), "{e}");
+    // A segmentation head asked for as a classification head.
+    let wrong_task = Tiny::new("c", 3, dir.path())
+        .set("plugins", &format!("[{:?}]", lib.display().to_string()))
+        .dataset("phantom-cxp", "[datasets.heads.cls]\nplugin = \"pointwise\"");
+    let e = create(wrong_task).unwrap();
+    assert!(e.contains("`pointwise` is a seg head, asked for as a cls head"), "{e}");
     let e = create(tiny(dir.path(), &lib, "lamda = 1")).unwrap();
     assert!(e.contains("unknown option `lamda`"), "{e}");
 }

@@ -180,7 +180,7 @@ pub fn model_json(
 pub fn cls_head_spec(exp: &Experiment, d: &OpenedDataset) -> Result<ClsHeadSpec> {
     let desc = d.dataset.desc();
     let cfg = exp.heads_of(&d.name).cls;
-    let plugin = plugin_head_spec(exp, d, "cls", cfg.plugin.as_deref(), &cfg.options)?;
+    let plugin = plugin_head_spec(exp, d, Task::Cls, cfg.plugin.as_deref(), &cfg.options)?;
     Ok(ClsHeadSpec {
         labels: desc.cls_labels.len() as i64,
         hidden: cfg.hidden,
@@ -193,7 +193,7 @@ pub fn cls_head_spec(exp: &Experiment, d: &OpenedDataset) -> Result<ClsHeadSpec>
 /// A dataset's segmentation head: its seg labels with the experiment's `[datasets.heads.seg]`.
 pub fn seg_head_spec(exp: &Experiment, d: &OpenedDataset) -> Result<SegHeadSpec> {
     let cfg = exp.heads_of(&d.name).seg;
-    let plugin = plugin_head_spec(exp, d, "seg", cfg.plugin.as_deref(), &cfg.options)?;
+    let plugin = plugin_head_spec(exp, d, Task::Seg, cfg.plugin.as_deref(), &cfg.options)?;
     Ok(SegHeadSpec { labels: d.dataset.desc().seg_labels.len() as i64, widths: cfg.widths, mode: cfg.mode, plugin })
 }
 
@@ -203,12 +203,12 @@ pub fn seg_head_spec(exp: &Experiment, d: &OpenedDataset) -> Result<SegHeadSpec>
 fn plugin_head_spec(
     exp: &Experiment,
     d: &OpenedDataset,
-    task: &str,
+    task: Task,
     kind: Option<&str>,
     options: &toml::Table,
 ) -> Result<Option<fx_run::PluginHeadSpec>> {
     let Some(kind) = kind else { return Ok(None) };
-    let lib = crate::head_plugin::find(&exp.plugins, kind)
+    let lib = crate::head_plugin::find(&exp.plugins, kind, task)
         .with_context(|| format!("datasets {}: heads.{task}.plugin", d.name))?;
     Ok(Some(fx_run::PluginHeadSpec {
         kind: kind.to_string(),
