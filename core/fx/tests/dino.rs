@@ -10,15 +10,6 @@ use fx::swin::SwinConfig;
 use std::collections::BTreeMap;
 use tch::{nn, Device, Kind, Tensor};
 
-/// libtorch's generator is one per process and the tests of this file run on parallel threads:
-/// every test that seeds it and draws from it holds this lock, so its draws are its own and the
-/// outcome is the same alone or in the full suite.
-static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
-
-fn one_at_a_time() -> std::sync::MutexGuard<'static, ()> {
-    ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner())
-}
-
 fn count(vs: &nn::VarStore, prefix: &str) -> i64 {
     vs.variables().iter().filter(|(n, _)| n.starts_with(prefix)).map(|(_, t)| t.numel() as i64).sum()
 }
@@ -86,7 +77,7 @@ fn targets() -> Vec<Targets> {
 
 #[test]
 fn every_parameter_of_the_branch_receives_a_gradient() {
-    let _rng = one_at_a_time();
+    let _rng = common::one_at_a_time();
     let m = tiny_model(1);
     let x = m.input(&Tensor::rand([2, 1, 64, 64], (Kind::Float, Device::Cpu)));
     let t = targets();
@@ -135,7 +126,7 @@ fn every_parameter_of_the_branch_receives_a_gradient() {
 
 #[test]
 fn consistency_alone_reaches_the_student_and_the_teacher_follows_the_selection() {
-    let _rng = one_at_a_time();
+    let _rng = common::one_at_a_time();
     let student = tiny_model(2);
     let teacher = tiny_model(3);
     let x = student.input(&Tensor::rand([2, 1, 64, 64], (Kind::Float, Device::Cpu)));
@@ -160,7 +151,7 @@ fn consistency_alone_reaches_the_student_and_the_teacher_follows_the_selection()
 
 #[test]
 fn without_targets_no_denoising_and_detections_are_well_formed() {
-    let _rng = one_at_a_time();
+    let _rng = common::one_at_a_time();
     let m = tiny_model(4);
     let x = m.input(&Tensor::rand([3, 1, 64, 64], (Kind::Float, Device::Cpu)));
     let out = tch::no_grad(|| m.loc(&x, "organs", false, &DecodeOptions::default()));
@@ -185,7 +176,7 @@ fn without_targets_no_denoising_and_detections_are_well_formed() {
 
 #[test]
 fn a_tiny_decoder_learns_fixed_boxes() {
-    let _rng = one_at_a_time();
+    let _rng = common::one_at_a_time();
     // Same two images every step: the set criterion must drive the loss down and the final layer
     // must place a confident box on every target.
     let m = tiny_model(5);
@@ -237,7 +228,7 @@ fn snapshot(vars: Vec<(String, Tensor)>) -> BTreeMap<String, Tensor> {
 
 #[test]
 fn loc_lock_trains_only_the_decoder_release_the_whole_path_and_detections_are_rescorable() {
-    let _rng = one_at_a_time();
+    let _rng = common::one_at_a_time();
     let dir = tempfile::tempdir().unwrap();
     let mut t = trainer(dir.path(), "[student_teacher]\nenabled = true");
     assert_eq!((t.plan[0].task.as_str(), t.plan[0].mode.as_str()), ("loc", "Lock"));

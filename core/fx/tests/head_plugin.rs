@@ -12,9 +12,6 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use tch::Device;
 
-/// libtorch's random generator is one per process: one trainer at a time in this binary.
-static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
-
 /// The example head library, copied into `dir` with mode `mode`.
 fn csra_in(dir: &Path, mode: u32) -> PathBuf {
     let dst = dir.join("libfx_csra.so");
@@ -45,7 +42,7 @@ fn tiny(dir: &Path, lib: &Path, options: &str) -> Tiny {
 
 #[test]
 fn a_plugin_head_trains_resumes_exactly_and_predicts() {
-    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let _rng = common::one_at_a_time();
     let libs = tempfile::tempdir().unwrap();
     let lib = csra_in(libs.path(), 0o755);
     let exp = |dir: &Path| tiny(dir, &lib, "lambda = 0.2").experiment();
@@ -94,7 +91,7 @@ fn a_plugin_head_trains_resumes_exactly_and_predicts() {
 
 #[test]
 fn a_failing_plugin_head_is_disabled_and_the_other_tasks_train_on() {
-    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let _rng = common::one_at_a_time();
     let dir = tempfile::tempdir().unwrap();
     let lib = csra_in(dir.path(), 0o755);
     // The head's forward panics from its 4th call on: inside the first epoch's training.
@@ -126,7 +123,7 @@ fn a_failing_plugin_head_is_disabled_and_the_other_tasks_train_on() {
 
 #[test]
 fn head_libraries_fx_refuses() {
-    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let _rng = common::one_at_a_time();
     let dir = tempfile::tempdir().unwrap();
     let create = |tiny: Tiny| {
         Trainer::create(tiny.experiment(), "c.toml", &registry(), Device::Cpu).err().map(|e| format!("{e:#}"))
@@ -167,7 +164,7 @@ fn head_libraries_fx_refuses() {
 /// phantom organs, resumed exactly, its masks predicted from the run.
 #[test]
 fn a_plugin_segmentation_head_trains_and_resumes_exactly() {
-    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let _rng = common::one_at_a_time();
     let libs = tempfile::tempdir().unwrap();
     let lib = csra_in(libs.path(), 0o755);
     let exp = |dir: &Path| {

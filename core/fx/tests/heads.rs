@@ -73,12 +73,9 @@ fn experiment(dir: &Path, plugin: &str, heads: &str) -> Experiment {
     Experiment::parse(Path::new("h.toml"), &text(dir, plugin, heads), &[]).unwrap()
 }
 
-/// libtorch's random generator is one per process (dropout draws from it): one trainer at a time.
-static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
-
 #[test]
 fn every_head_kind_trains_checkpoints_and_resumes_exactly() {
-    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let _rng = common::one_at_a_time();
     let mlp = "[datasets.heads.cls]\nkind = \"mlp\"\nhidden = [24, 12]\ndropout = 0.1";
     for (plugin, heads, mode, vars) in [
         ("phantom-cxp", "", LabelMode::MultiLabel, vec!["weight", "bias"]),
@@ -136,7 +133,7 @@ fn every_head_kind_trains_checkpoints_and_resumes_exactly() {
 
 #[test]
 fn the_experiment_overrides_the_plugins_mode_and_refuses_inconsistent_heads() {
-    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let _rng = common::one_at_a_time();
     let dir = tempfile::tempdir().unwrap();
     let exp = experiment(dir.path(), "exclusive", "[datasets.heads.cls]\nmode = \"multi_label\"");
     let t = Trainer::create(exp, "h.toml", &registry(), Device::Cpu).unwrap();
@@ -208,7 +205,7 @@ fn the_task_losses_equal_their_definitions() {
 /// predict from the run (model.json records the sizes).
 #[test]
 fn a_dataset_has_its_own_dino_decoder_sizes() {
-    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let _rng = common::one_at_a_time();
     let text = |dir: &Path, organs: &str| {
         common::Tiny::new("l", 5, dir)
             .dino()
@@ -251,7 +248,7 @@ fn a_dataset_has_its_own_dino_decoder_sizes() {
 /// trained on phantom organs, resumed exactly and predicted from the run.
 #[test]
 fn every_seg_head_kind_trains_resumes_and_predicts() {
-    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let _rng = common::one_at_a_time();
     let text = |dir: &Path, heads: &str| {
         common::Tiny::new("s", 9, dir)
             .set("model.ppm_channels", "16")
@@ -314,7 +311,9 @@ fn pixel_classes_and_softmax_probabilities() {
     let classes = Vec::<i64>::try_from(fx::train::pixel_classes(&target).flatten(0, -1)).unwrap();
     assert_eq!(classes, vec![0, 1, 2, 1]);
     let spec = fx::upernet::SegHeadSpec { mode: LabelMode::MultiClass, ..fx::upernet::SegHeadSpec::conv(2) };
-    let logits = Tensor::randn([1, 3, 1, 4], (tch::Kind::Float, Device::Cpu));
+    // Fixed logits (no draw: this test takes no lock), each pixel with another winner.
+    let logits =
+        Tensor::from_slice(&[2.0f32, -1.0, 0.3, 0.0, 0.5, 1.5, -0.2, 0.1, -1.0, 0.2, 1.1, 0.4]).view([1, 3, 1, 4]);
     let p = fx::upernet::seg_probabilities(&spec, &logits);
     assert_eq!(p.size(), vec![1, 2, 1, 4]);
     let background = logits.softmax(1, tch::Kind::Float).narrow(1, 0, 1);

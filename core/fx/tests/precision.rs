@@ -46,9 +46,6 @@ fn experiment(dir: &Path, precision: &str, cycles: usize, datasets: &str) -> Exp
         .experiment()
 }
 
-/// libtorch's random generator is one per process: one trainer at a time in this binary.
-static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
-
 fn registry() -> Registry {
     Registry::new(fx_phantom::plugins())
 }
@@ -98,7 +95,7 @@ fn mean(v: &[f64]) -> f64 {
 
 #[test]
 fn a_bf16_run_learns_and_resumes_exactly() {
-    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let _rng = common::one_at_a_time();
     let dir = tempfile::tempdir().unwrap();
     let (run, losses) = train(dir.path(), "bf16", 8, CLS_ONLY);
     let events = std::fs::read_to_string(run.join("events.jsonl")).unwrap();
@@ -114,7 +111,7 @@ fn a_bf16_run_learns_and_resumes_exactly() {
 
 #[test]
 fn an_fp16_run_with_its_gradient_scale_resumes_exactly() {
-    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let _rng = common::one_at_a_time();
     let run = resumes_exactly("fp16");
     // The scale is checkpointed with the moments (a resumed run would otherwise restart at 2^16).
     let opt = last_checkpoint(&run).join("optimizer.safetensors");

@@ -32,17 +32,13 @@ fn experiment(dir: &Path) -> Experiment {
         .experiment()
 }
 
-/// libtorch's random generator is one per process: two trainers of this file running at once
-/// (the test harness's threads) would draw from each other's streams. One at a time.
-static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
-
 fn registry() -> Registry {
     Registry::new(fx_phantom::plugins())
 }
 
 #[test]
 fn resuming_after_every_epoch_reproduces_the_straight_run_on_all_three_branches() {
-    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let _rng = common::one_at_a_time();
     let a = tempfile::tempdir().unwrap();
     let mut straight = Trainer::create(experiment(a.path()), "r.toml", &registry(), Device::Cpu).unwrap();
     let epochs = straight.plan.len();
@@ -69,7 +65,7 @@ fn resuming_after_every_epoch_reproduces_the_straight_run_on_all_three_branches(
 /// resume with the keys that changed; keys that cannot change results (log_every) may change.
 #[test]
 fn resume_refuses_an_edited_experiment_and_names_what_changed() {
-    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let _rng = common::one_at_a_time();
     let dir = tempfile::tempdir().unwrap();
     let mut t = Trainer::create(experiment(dir.path()), "r.toml", &registry(), Device::Cpu).unwrap();
     assert!(t.run_epoch(&mut |_| {}).unwrap());
@@ -90,7 +86,7 @@ fn resume_refuses_an_edited_experiment_and_names_what_changed() {
 /// process) is refused at once; once the first is gone — however it ended — the run resumes.
 #[test]
 fn one_trainer_per_run() {
-    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let _rng = common::one_at_a_time();
     let dir = tempfile::tempdir().unwrap();
     let first = Trainer::create(experiment(dir.path()), "r.toml", &registry(), Device::Cpu).unwrap();
     let run = first.run_dir();
@@ -107,7 +103,7 @@ fn one_trainer_per_run() {
 /// and the next resume completes it before reading either.
 #[test]
 fn resume_completes_an_interrupted_hot_add_from_its_journal() {
-    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let _rng = common::one_at_a_time();
     let dir = tempfile::tempdir().unwrap();
     let t = Trainer::create(experiment(dir.path()), "r.toml", &registry(), Device::Cpu).unwrap();
     let run = t.run_dir();

@@ -9,6 +9,16 @@ use fx::config::Experiment;
 use fx::train::Trainer;
 use std::path::{Path, PathBuf};
 
+/// libtorch's random generator is one per process (model initialisation, dropout and `randn`
+/// draw from it) and the tests of a file run on parallel threads: every test that trains or draws
+/// holds this lock, so its draws are its own and the outcome is the same alone or in the suite.
+/// A test that takes no lock must not draw (CI once failed a resume comparison because a
+/// lock-free test's `randn` interleaved with a trainer's initialisation).
+pub fn one_at_a_time() -> std::sync::MutexGuard<'static, ()> {
+    static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 /// A tiny experiment, written as TOML and read by the same parser as a user's file: a swin_nano
 /// on the CPU at 64 px without stochastic depth, one loader worker. [`Tiny::set`] adds or
 /// replaces any key by its dotted path (`train.cycles`, `optimizer.lr`), [`Tiny::dino`] gives the
