@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # fx and PyTorch side by side, in one invocation on one machine: the same training step (see
-# scripts/bench_torch.py) for cls and seg in fp32 and bf16, then fx's loc step alone. Prints img/s
+# scripts/bench_torch.py) for cls and seg in fp32 and bf16, then fx's loc step alone (with and
+# without activation checkpointing, with its peak memory). Prints img/s
 # of each and the ratio fx / PyTorch: machines differ between sessions, ratios within one run do not.
 #
 # BENCH_ARCH (swin_base), BENCH_BATCH (8), BENCH_SIZE (224), BENCH_STEPS (2) choose the size. On a
@@ -39,14 +40,22 @@ for precision in fp32 bf16; do
     rows+=("$(printf '%-5s %-5s %-11s %5s %10s %10s %8s' "$task" "$precision" "$arch" "$batch" "$fx" "$pt" "$ratio")")
   done
 done
+# fx's loc step alone (no PyTorch DINO here): img/s and peak host memory, without and with
+# train.activation_checkpointing; batch 24 without it needs ~33 GB of host memory on a CPU.
 loc=()
 for batch in 8 24; do
-  if [ "$batch" = 24 ] && [ "$(awk '/MemTotal/ { print int($2 / 1048576) }' /proc/meminfo)" -lt 40 ] && ! nvidia-smi >/dev/null 2>&1; then
-    loc+=("loc   fp32  $ARCH  batch 24: skipped, needs ~33 GB of host memory on a CPU (this machine has less)")
-    continue
-  fi
-  r=$(rate "$FX" bench --arch "$ARCH" --task loc --batch-size "$batch" --image-size "$SIZE" --steps "$STEPS" --precision auto)
-  loc+=("loc   auto  $ARCH  batch $batch: fx $r img/s")
+  for ac in "" --activation-checkpointing; do
+    label="loc   auto  $ARCH  batch $batch${ac:+ checkpointed}"
+    if [ "$batch" = 24 ] && [ -z "$ac" ] && [ "$(awk '/MemTotal/ { print int($2 / 1048576) }' /proc/meminfo)" -lt 40 ] && ! nvidia-smi >/dev/null 2>&1; then
+      loc+=("$label: skipped, needs ~33 GB of host memory on a CPU (this machine has less)")
+      continue
+    fi
+    out=$("$FX" bench --arch "$ARCH" --task loc --batch-size "$batch" --image-size "$SIZE" --steps "$STEPS" --precision auto $ac)
+    echo "$out" >&2
+    r=$(echo "$out" | sed -n 's/^train: \([0-9.]*\) img\/s.*/\1/p')
+    m=$(echo "$out" | sed -n 's/^peak host memory: \([0-9.]*\) GB.*/\1/p')
+    loc+=("$label: fx $r img/s, peak host memory $m GB")
+  done
 done
 echo
 echo "fx vs PyTorch, training step img/s (native bf16 on this machine: $native_bf16)"

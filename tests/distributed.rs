@@ -144,6 +144,18 @@ fn two_workers_with_half_the_batch_train_as_one_process_with_the_whole() {
         assert!((x - y).abs() < 1e-3, "loss {x} (1 process) vs {y} (2 workers)");
     }
 
+    // With activation checkpointing a block's parameter gradients are computed inside its
+    // recomputation and handed on: the exchange must take each once. The same job, to the bit.
+    let recompute = experiment(dir.path(), "recompute", 4, 2);
+    let toml = std::fs::read_to_string(&recompute).unwrap();
+    assert!(toml.contains("[train]\n"));
+    std::fs::write(&recompute, toml.replace("[train]\n", "[train]\nactivation_checkpointing = true\n")).unwrap();
+    let o = fx().args([recompute.to_str().unwrap(), "--headless", "--nproc-per-node", "2"]).output().unwrap();
+    assert!(o.status.success(), "{}", text(&o));
+    let c = run_dir(dir.path(), "recompute");
+    assert_eq!(rows(&b), rows(&c), "2 workers with activation checkpointing");
+    assert_eq!(checkpoint_difference(&last_checkpoint(&b), &last_checkpoint(&c)), 0.0);
+
     // A global batch of 16 over 40 images leaves rank 1 an empty slice in the last step.
     let uneven = experiment(dir.path(), "uneven", 8, 1);
     let o = fx().args([uneven.to_str().unwrap(), "--headless", "--nproc-per-node", "2"]).output().unwrap();

@@ -22,6 +22,7 @@ if torch.version.cuda:
 fn main() {
     println!("cargo:rerun-if-changed=src/shim.cpp");
     println!("cargo:rerun-if-changed=src/c10d.cpp");
+    println!("cargo:rerun-if-changed=src/checkpoint.cpp");
     println!("cargo:rerun-if-changed=src/nccl.cpp");
     println!("cargo:rerun-if-changed=src/fx_try.h");
     println!("cargo:rerun-if-changed=gloo-decl");
@@ -60,6 +61,7 @@ fn main() {
         .include("gloo-decl")
         .file("src/shim.cpp")
         .file("src/c10d.cpp")
+        .file("src/checkpoint.cpp")
         .compile("fxshim");
     // NCCL when this libtorch has it and the headers ProcessGroupNCCL.hpp needs are installed
     // (`make setup`: the CUDA runtime headers including crt/ and nv/, and nccl.h); else Gloo only.

@@ -234,6 +234,7 @@ char* fx_pg_grad_average(void* g, tensor loss, tensor* params, size_t n, int64_t
       while (next < buckets.size() && buckets[next].pending == 0) start(buckets[next++].flat);
     };
     std::vector<float> produced(n, 0.0f);
+    std::vector<char> fired(n, 0);
     *overlapped = 0;
     if (loss != nullptr && n > 0 && loss->requires_grad()) {
       // The autograd nodes the backward will visit.
@@ -260,6 +261,11 @@ char* fx_pg_grad_average(void* g, tensor loss, tensor* params, size_t n, int64_t
       } hooks{params, {}};
       for (size_t i = 0; i < n; i++) {
         std::function<void(at::Tensor)> hook = [&, i](at::Tensor grad) {
+          // Once per parameter: a checkpointed segment (train.activation_checkpointing)
+          // computes its parameters' gradients inside its own backward, where this hook fires
+          // first, then hands the same gradients on, where it would fire again.
+          if (fired[i]) return;
+          fired[i] = 1;
           auto& b = buckets[bucket_of[i]];
           if (grad.defined()) {
             b.flat.narrow(0, offset_of[i], params[i]->numel()).copy_(grad.reshape({-1}));

@@ -7,6 +7,8 @@
 //!   instead of ~7 kernels per tensor;
 //! - [`foreach_lerp`]: the EMA teacher update in one call for all tensors;
 //! - [`GradScaler`]: `torch.amp.GradScaler`'s device-side unscale and scale update, for fp16;
+//! - [`checkpoint`]: activation checkpointing (`torch.utils.checkpoint`), which needs a custom
+//!   autograd function;
 //! - [`c10d`]: the TCP store and the Gloo process group of `torch.distributed`, for data-parallel
 //!   training.
 //!
@@ -14,6 +16,9 @@
 //! call returns its message as an error.
 
 pub mod c10d;
+mod checkpoint;
+
+pub use checkpoint::checkpoint;
 
 use anyhow::{bail, Result};
 use std::ffi::{c_char, c_void, CStr};

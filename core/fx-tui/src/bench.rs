@@ -19,6 +19,7 @@ pub struct BenchArgs {
     pub task: String,
     /// train.precision: auto, fp32, bf16 or fp16.
     pub precision: String,
+    pub activation_checkpointing: bool,
 }
 
 pub fn run(a: &BenchArgs, registry: &Registry) -> Result<()> {
@@ -44,6 +45,7 @@ batch_size = {batch}
 cycles = 1
 log_every = 1
 precision = "{precision}"
+activation_checkpointing = {checkpointing}
 [lock_release]
 enabled = false
 [eval]
@@ -61,15 +63,17 @@ options = {{ train = {n}, test = {batch} }}
         size = a.image_size,
         batch = a.batch_size,
         precision = a.precision,
+        checkpointing = a.activation_checkpointing,
     );
     let exp = Experiment::parse(Path::new("bench"), &text, &[])?;
     let device = fx::train::resolve_device(&exp.device)?;
     let mut trainer = Trainer::create(exp, "bench", registry, device)?;
     println!(
-        "bench: {} {} step in {} at {} px, batch {}, {} timed steps on {} ({:.2} M student parameters; the EMA teacher is a second copy)",
+        "bench: {} {} step in {}{} at {} px, batch {}, {} timed steps on {} ({:.2} M student parameters; the EMA teacher is a second copy)",
         a.arch,
         a.task,
         trainer.precision.as_str(),
+        if a.activation_checkpointing { " with activation checkpointing" } else { "" },
         a.image_size,
         a.batch_size,
         a.steps,
@@ -98,7 +102,20 @@ options = {{ train = {n}, test = {batch} }}
         a.batch_size
     );
     println!("total: {:.1} s", t.elapsed().as_secs_f64());
+    if let Some(kb) = peak_host_kb() {
+        println!(
+            "peak host memory: {:.2} GB (VmHWM of this process, loader and both models included)",
+            kb as f64 / 1e6
+        );
+    }
     Ok(())
+}
+
+/// The process's peak resident memory in kB (Linux: VmHWM in /proc/self/status).
+fn peak_host_kb() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
 }
 
 /// `fx-tui bench --task input --images DIR`: decode throughput of every image file in DIR (one

@@ -227,6 +227,10 @@ pub enum Command {
         /// train.precision of the timed step: auto (bf16 where native), fp32, bf16 or fp16.
         #[arg(long, default_value = "auto")]
         precision: String,
+        /// train.activation_checkpointing of the timed step: recompute the Swin blocks and the
+        /// DINO encoder layers in the backward (compare the peak memory printed at the end).
+        #[arg(long)]
+        activation_checkpointing: bool,
         /// For --task input: a folder of image files (make bench writes 2048×2048 ones).
         #[arg(long)]
         images: Option<PathBuf>,

@@ -51,7 +51,17 @@ fn main() {
             Some(dir) => bench::input(dir, (*image_size).max(1) as usize),
             None => Err(anyhow::anyhow!("bench --task input needs --images DIR")),
         },
-        Some(Command::Bench { arch, image_size, batch_size, steps, device, task, precision, .. }) => bench::run(
+        Some(Command::Bench {
+            arch,
+            image_size,
+            batch_size,
+            steps,
+            device,
+            task,
+            precision,
+            activation_checkpointing,
+            ..
+        }) => bench::run(
             &bench::BenchArgs {
                 arch: arch.clone(),
                 image_size: *image_size,
@@ -60,6 +70,7 @@ fn main() {
                 device: device.clone(),
                 task: task.clone(),
                 precision: precision.clone(),
+                activation_checkpointing: *activation_checkpointing,
             },
             &registry(),
         ),

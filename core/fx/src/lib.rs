@@ -15,6 +15,7 @@ pub mod matcher;
 pub mod model;
 pub mod optim;
 pub mod predict;
+pub mod recompute;
 pub mod registry;
 pub mod schedule;
 pub mod store;

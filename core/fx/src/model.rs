@@ -171,6 +171,15 @@ pub struct ClsOutput {
 }
 
 impl Model {
+    /// `train.activation_checkpointing`: the Swin blocks and the DINO encoder layers recompute
+    /// their activations in the backward (the teacher, which has no backward, does not need it).
+    pub fn set_activation_checkpointing(&mut self, on: bool) {
+        self.backbone.activation_checkpointing = on;
+        if let Some(e) = &mut self.loc_encoder {
+            e.activation_checkpointing = on;
+        }
+    }
+
     pub fn new(device: Device, swin: &SwinConfig, heads: &Heads) -> Result<Model> {
         let vs = nn::VarStore::new(device);
         let root = vs.root();

@@ -5,10 +5,12 @@
 //! [`load_timm_weights`]. Buffers that timm may store (`relative_position_index`, `attn_mask`) are
 //! recomputed here, never loaded.
 
+use crate::recompute;
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
+use std::sync::Arc;
 use tch::{nn, nn::Module, Device, Kind, Tensor};
 
 /// Architecture of a Swin backbone.
@@ -253,6 +255,19 @@ struct Block {
     drop_path: f64,
 }
 
+impl recompute::Params for Block {
+    fn params(&self) -> Vec<Tensor> {
+        let mut p = self.norm1.params();
+        p.extend(self.attn.qkv.params());
+        p.extend(self.attn.proj.params());
+        p.push(self.attn.rel_table.shallow_clone());
+        p.extend(self.norm2.params());
+        p.extend(self.fc1.params());
+        p.extend(self.fc2.params());
+        p
+    }
+}
+
 impl Block {
     #[allow(clippy::too_many_arguments)]
     fn new(
@@ -332,7 +347,8 @@ impl PatchMerging {
 
 struct Stage {
     downsample: Option<PatchMerging>,
-    blocks: Vec<Block>,
+    /// Shared (Arc) so that a checkpointed block can be recomputed in the backward.
+    blocks: Vec<Arc<Block>>,
 }
 
 /// The backbone. Built under a VarStore path (fx uses `backbone`).
@@ -342,6 +358,8 @@ pub struct Swin {
     patch_norm: nn::LayerNorm,
     stages: Vec<Stage>,
     norm: nn::LayerNorm,
+    /// `train.activation_checkpointing`: training forwards recompute each block in the backward.
+    pub activation_checkpointing: bool,
 }
 
 impl Swin {
@@ -370,13 +388,22 @@ impl Swin {
                 // timm: stochastic depth rate grows linearly over all blocks.
                 let dp = if total > 1 { c.drop_path_rate * k as f64 / (total - 1) as f64 } else { 0.0 };
                 let sh = if j % 2 == 1 { shift } else { 0 };
-                blocks.push(Block::new(&sp / "blocks" / j, dim, c.num_heads[i], res, window, sh, c.mlp_ratio, dp));
+                blocks.push(recompute::module(Block::new(
+                    &sp / "blocks" / j,
+                    dim,
+                    c.num_heads[i],
+                    res,
+                    window,
+                    sh,
+                    c.mlp_ratio,
+                    dp,
+                )));
                 k += 1;
             }
             stages.push(Stage { downsample, blocks });
         }
         let norm = nn::layer_norm(p / "norm", vec![c.num_features()], Default::default());
-        Ok(Swin { config: config.clone(), patch_proj, patch_norm, stages, norm })
+        Ok(Swin { config: config.clone(), patch_proj, patch_norm, stages, norm, activation_checkpointing: false })
     }
 
     /// x: (B, in_chans, H, W), already normalised.
@@ -388,7 +415,12 @@ impl Swin {
                 x = ds.forward(&x);
             }
             for block in &stage.blocks {
-                x = block.forward(&x, train);
+                x = if train && self.activation_checkpointing {
+                    let mut y = recompute::segment(block, &[&x], move |b, xs| vec![b.forward(&xs[0], train)]);
+                    y.remove(0)
+                } else {
+                    block.forward(&x, train)
+                };
             }
             stages.push(x.shallow_clone());
         }

@@ -14,6 +14,10 @@ use std::path::Path;
 use tch::Device;
 
 fn experiment(dir: &Path) -> Experiment {
+    tiny(dir).experiment()
+}
+
+fn tiny(dir: &Path) -> common::Tiny {
     // Stochastic depth at the architecture's default: resume must replay its draws too.
     let lr = "{ backbone = 1e-3, cls_head = 1e-2, loc_encoder = 1e-3, loc_decoder = 1e-3, seg_decoder = 1e-3, seg_head = 1e-2 }";
     common::Tiny::new("r", 7, dir)
@@ -29,7 +33,6 @@ fn experiment(dir: &Path) -> Experiment {
         .set("eval.max_samples", "8")
         .dataset("phantom-cxp", "options = { train = 16, test = 8 }")
         .dataset("phantom-ptx", "options = { train = 16, test = 8 }")
-        .experiment()
 }
 
 fn registry() -> Registry {
@@ -59,6 +62,37 @@ fn resuming_after_every_epoch_reproduces_the_straight_run_on_all_three_branches(
         t.run_epoch(&mut |_| {}).unwrap();
     }
     common::assert_same_run(&straight_dir, &resumed_dir, "cls + loc + seg");
+}
+
+/// `train.activation_checkpointing` recomputes the Swin blocks and the DINO encoder layers in the
+/// backward: the same run, to the byte, as without it — drop path's draws replayed, every
+/// parameter of a checkpointed block still reached (one left out would not train) — and a run
+/// may be resumed with it switched on.
+#[test]
+fn activation_checkpointing_trains_exactly_as_without() {
+    let _rng = common::one_at_a_time();
+    let train = |dir: &Path, on: bool| {
+        let exp =
+            tiny(dir).set("train.activation_checkpointing", &on.to_string()).set("train.cycles", "1").experiment();
+        let mut t = Trainer::create(exp, "r.toml", &registry(), Device::Cpu).unwrap();
+        assert_eq!(t.student.backbone.activation_checkpointing, on);
+        let releases = t.plan.iter().filter(|p| p.mode == fx::schedule::Mode::Release).count();
+        assert!(releases >= 3, "the backbone and the encoder train in some epochs");
+        for _ in 0..t.plan.len() {
+            assert!(t.run_epoch(&mut |_| {}).unwrap());
+        }
+        t.run_dir()
+    };
+    let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (plain, recomputed) = (train(a.path(), false), train(b.path(), true));
+    common::assert_same_run(&plain, &recomputed, "activation checkpointing");
+    // Switched on for a resume: not an edit that changes results.
+    let edited = std::fs::read_to_string(recomputed.join("experiment.toml"))
+        .unwrap()
+        .replace("activation_checkpointing = true", "activation_checkpointing = false");
+    assert!(edited.contains("activation_checkpointing = false"), "the run records the key");
+    std::fs::write(recomputed.join("experiment.toml"), edited).unwrap();
+    Trainer::resume(&recomputed, &registry(), Some(Device::Cpu)).unwrap();
 }
 
 /// An experiment.toml edited after the last checkpoint (here: a dataset's size) is refused on

@@ -115,3 +115,27 @@ fn consistency_loss_reaches_the_student() {
         assert!(!changed(b, &after[n]), "{n} moved without a task loss");
     }
 }
+
+/// `eval.max_samples` per task: a dataset with cls and seg evaluates the first 6 test images for
+/// classification and the first 3 for segmentation (its prediction files say so).
+#[test]
+fn eval_max_samples_caps_each_task() {
+    let _rng = common::one_at_a_time();
+    let dir = tempfile::tempdir().unwrap();
+    let exp = common::Tiny::new("m", 3, dir.path())
+        .set("model.ppm_channels", "16")
+        .set("model.fpn_channels", "8")
+        .set("train.batch_size", "8")
+        .set("eval.models", "[\"teacher\"]")
+        .set("eval.batch_size", "4")
+        .set("eval.max_samples", "{ cls = 6, seg = 3 }")
+        .dataset("phantom-ptx", "tasks = [\"cls\", \"seg\"]\noptions = { train = 8, test = 10 }")
+        .experiment();
+    let mut t = Trainer::create(exp, "m.toml", &Registry::new(fx_phantom::plugins()), Device::Cpu).unwrap();
+    assert!(t.run_epoch(&mut |_| {}).unwrap());
+    let predictions = t.run_dir().join("predictions");
+    let lines = |f: &str| std::fs::read_to_string(predictions.join(f)).unwrap().lines().count() - 1;
+    assert_eq!(lines("teacher-phantom-ptx-cls.csv"), 6);
+    let seg_labels = 2; // pneumothorax, effusion
+    assert_eq!(lines("teacher-phantom-ptx-seg/index.csv"), 3 * seg_labels);
+}

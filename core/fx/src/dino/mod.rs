@@ -13,8 +13,10 @@
 pub mod criterion;
 pub mod msda;
 
+use crate::recompute::{self, Params};
 use msda::{xavier_linear, MsDeformAttn};
 use serde::{Deserialize, Serialize};
+use std::sync::Arc;
 use tch::{nn, nn::Module, Kind, Tensor};
 
 /// Sizes of the localization branch. The defaults are the paper's (Swin-B, Table 7 / DINO-4scale).
@@ -193,6 +195,29 @@ struct EncoderLayer {
     norm2: nn::LayerNorm,
 }
 
+impl EncoderLayer {
+    /// `x`: (B, S, D) tokens, `pos` their position embedding, `reference` their centres.
+    fn forward(&self, x: &Tensor, pos: &Tensor, reference: &Tensor, shapes: &[(i64, i64)]) -> Tensor {
+        let a = self.attn.forward(&(x + pos), reference, x, shapes);
+        let x = self.norm1.forward(&(x + a));
+        let f = self.linear2.forward(&self.linear1.forward(&x).relu());
+        self.norm2.forward(&(x + f))
+    }
+}
+
+impl Params for EncoderLayer {
+    fn params(&self) -> Vec<Tensor> {
+        let mut p = self.attn.params();
+        for l in [&self.linear1, &self.linear2] {
+            p.extend(l.params());
+        }
+        for n in [&self.norm1, &self.norm2] {
+            p.extend(n.params());
+        }
+        p
+    }
+}
+
 /// What the shared encoder gives the decoders.
 pub struct Memory {
     /// (B, S, D) encoded tokens of the four levels.
@@ -204,8 +229,11 @@ pub struct Memory {
 pub struct LocEncoder {
     proj: Vec<InputProj>,
     level_embed: Tensor,
-    layers: Vec<EncoderLayer>,
+    /// Shared (Arc) so that a checkpointed layer can be recomputed in the backward.
+    layers: Vec<Arc<EncoderLayer>>,
     cfg: DinoConfig,
+    /// `train.activation_checkpointing`: each layer is recomputed in the backward.
+    pub activation_checkpointing: bool,
 }
 
 impl LocEncoder {
@@ -244,16 +272,16 @@ impl LocEncoder {
         let layers = (0..cfg.encoder_layers)
             .map(|i| {
                 let q = p / "layers" / i;
-                EncoderLayer {
+                recompute::module(EncoderLayer {
                     attn: MsDeformAttn::new(&(&q / "self_attn"), d, cfg.heads, LEVELS, cfg.points),
                     norm1: nn::layer_norm(&q / "norm1", vec![d], Default::default()),
                     linear1: xavier_linear(&q / "linear1", d, cfg.ffn_dim),
                     linear2: xavier_linear(&q / "linear2", cfg.ffn_dim, d),
                     norm2: nn::layer_norm(&q / "norm2", vec![d], Default::default()),
-                }
+                })
             })
             .collect();
-        LocEncoder { proj, level_embed, layers, cfg: cfg.clone() }
+        LocEncoder { proj, level_embed, layers, cfg: cfg.clone(), activation_checkpointing: false }
     }
 
     /// `stages`: the backbone's NHWC outputs at strides 8, 16, 32.
@@ -281,10 +309,15 @@ impl LocEncoder {
         let reference = level_centres(&shapes, device).view([1, s, 1, 2]).expand([b, s, LEVELS, 2], false);
         let mut x = src;
         for layer in &self.layers {
-            let a = layer.attn.forward(&(&x + &pos), &reference, &x, &shapes);
-            x = layer.norm1.forward(&(x + a));
-            let f = layer.linear2.forward(&layer.linear1.forward(&x).relu());
-            x = layer.norm2.forward(&(x + f));
+            x = if self.activation_checkpointing {
+                let (reference, shapes) = (reference.shallow_clone(), shapes.clone());
+                let mut y = recompute::segment(layer, &[&x, &pos], move |l, xs| {
+                    vec![l.forward(&xs[0], &xs[1], &reference, &shapes)]
+                });
+                y.remove(0)
+            } else {
+                layer.forward(&x, &pos, &reference, &shapes)
+            };
         }
         Memory { tokens: x, shapes }
     }

@@ -129,6 +129,15 @@ pub struct MsDeformAttn {
     points: i64,
 }
 
+impl crate::recompute::Params for MsDeformAttn {
+    fn params(&self) -> Vec<Tensor> {
+        [&self.sampling_offsets, &self.attention_weights, &self.value_proj, &self.output_proj]
+            .into_iter()
+            .flat_map(|l| l.params())
+            .collect()
+    }
+}
+
 impl MsDeformAttn {
     pub fn new(p: &nn::Path, dim: i64, heads: i64, levels: i64, points: i64) -> MsDeformAttn {
         let zero = nn::LinearConfig { ws_init: nn::Init::Const(0.0), bs_init: Some(nn::Init::Const(0.0)), bias: true };

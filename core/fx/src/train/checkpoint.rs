@@ -5,8 +5,9 @@
 use super::*;
 
 /// Experiment keys a resumed run may change: they cannot change what is trained or measured.
-pub const SAFE_TO_CHANGE: [&str; 9] = [
+pub const SAFE_TO_CHANGE: [&str; 10] = [
     "train.log_every",
+    "train.activation_checkpointing",
     "train.workers",
     "train.prefetch",
     "device",

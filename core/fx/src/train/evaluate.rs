@@ -7,13 +7,16 @@
 use super::*;
 
 impl Trainer {
-    fn eval_batches(&mut self, name: &str) -> Result<&Vec<Batch>> {
-        if !self.eval_cache.contains_key(name) {
-            let ds = self.dataset(name);
-            let n = match self.exp.eval.max_samples {
-                0 => ds.test.len(),
-                m => m.min(ds.test.len()),
-            };
+    /// The first `eval.max_samples` test samples of `name` for `task`, decoded once and kept:
+    /// tasks with the same cap share one list.
+    fn eval_batches(&mut self, name: &str, task: Task) -> Result<Vec<Batch>> {
+        let ds = self.dataset(name);
+        let n = match self.exp.eval.max_samples.of(task) {
+            0 => ds.test.len(),
+            m => m.min(ds.test.len()),
+        };
+        let key = (name.to_string(), n);
+        if !self.eval_cache.contains_key(&key) {
             let cfg = LoaderConfig {
                 size: self.exp.model.image_size as usize,
                 batch_size: self.exp.eval.batch_size.max(1),
@@ -25,7 +28,8 @@ impl Trainer {
             };
             let batches: Vec<Batch> = Loader::new(ds.dataset.clone(), ds.test.clone(), (0..n).collect(), cfg).collect();
             let skipped: usize = batches.iter().map(|b| b.skipped.len()).sum();
-            if skipped > 0 {
+            // Reported once per dataset, by its first list.
+            if skipped > 0 && !self.eval_cache.keys().any(|(d, _)| d == name) {
                 self.run.event(
                     "warn",
                     "test_samples_skipped",
@@ -33,9 +37,9 @@ impl Trainer {
                     serde_json::json!({ "dataset": name, "count": skipped }),
                 )?;
             }
-            self.eval_cache.insert(name.to_string(), batches);
+            self.eval_cache.insert(key.clone(), batches);
         }
-        Ok(&self.eval_cache[name])
+        Ok(self.eval_cache[&key].clone())
     }
 
     /// Evaluates every (dataset, task) with every configured model.
@@ -46,11 +50,12 @@ impl Trainer {
         let names: Vec<String> = self.datasets.iter().map(|d| d.name.clone()).collect();
         for name in names {
             let tasks = self.dataset(&name).tasks.clone();
-            let batches: Vec<Batch> = self.eval_batches(&name)?.clone();
             if tasks.contains(&Task::Loc) {
+                let batches = self.eval_batches(&name, Task::Loc)?;
                 rows.extend(self.evaluate_loc(plan, &name, &batches, wall_time)?);
             }
             if tasks.contains(&Task::Seg) && !self.disabled.contains(&(name.clone(), Task::Seg)) {
+                let batches = self.eval_batches(&name, Task::Seg)?;
                 match self.evaluate_seg(plan, &name, &batches, wall_time) {
                     Ok(r) => rows.extend(r),
                     Err(e) if self.plugin_head(&name, Task::Seg) => self.disable_head(&name, Task::Seg, &e)?,
@@ -58,6 +63,7 @@ impl Trainer {
                 }
             }
             if tasks.contains(&Task::Cls) && !self.disabled.contains(&(name.clone(), Task::Cls)) {
+                let batches = self.eval_batches(&name, Task::Cls)?;
                 match self.evaluate_cls(plan, &name, &batches, wall_time) {
                     Ok(r) => rows.extend(r),
                     Err(e) if self.plugin_head(&name, Task::Cls) => self.disable_head(&name, Task::Cls, &e)?,

@@ -262,7 +262,8 @@ pub fn tasks_of(datasets: &[OpenedDataset]) -> Vec<(String, Vec<Task>)> {
 pub(super) fn model_pair(exp: &Experiment, device: Device, heads: &Heads) -> Result<(Model, Option<Model>)> {
     let cfg = swin_config(exp)?;
     tch::manual_seed(exp.seed as i64);
-    let student = Model::new(device, &cfg, heads)?;
+    let mut student = Model::new(device, &cfg, heads)?;
+    student.set_activation_checkpointing(exp.train.activation_checkpointing);
     if let Some(w) = &exp.model.weights {
         let report = crate::swin::load_timm_weights(&student.vs, "backbone", w)?;
         if report.loaded == 0 {
