@@ -90,6 +90,9 @@ struct SumOverRanks : public torch::autograd::Function<SumOverRanks> {
 
 extern "C" {
 
+// checkpoint.cpp: whether this thread is inside a checkpointed segment's own backward.
+bool fx_checkpoint_recomputing();
+
 // The rendezvous: rank 0 serves the store at host:port, every rank (rank 0 too) connects to it.
 // Waits up to timeout_ms for all `world` ranks.
 char* fx_store_tcp(const char* host, int port, bool server, int world, int64_t timeout_ms, void** out) {
@@ -261,10 +264,10 @@ char* fx_pg_grad_average(void* g, tensor loss, tensor* params, size_t n, int64_t
       } hooks{params, {}};
       for (size_t i = 0; i < n; i++) {
         std::function<void(at::Tensor)> hook = [&, i](at::Tensor grad) {
-          // Once per parameter: a checkpointed segment (train.activation_checkpointing)
-          // computes its parameters' gradients inside its own backward, where this hook fires
-          // first, then hands the same gradients on, where it would fire again.
-          if (fired[i]) return;
+          // A checkpointed segment (train.activation_checkpointing) computes its parameters'
+          // gradients inside its own backward, where this hook fires with the segment's share,
+          // then hands them on, where it fires with the whole gradient: only that one counts.
+          if (fx_checkpoint_recomputing() || fired[i]) return;
           fired[i] = 1;
           auto& b = buckets[bucket_of[i]];
           if (grad.defined()) {

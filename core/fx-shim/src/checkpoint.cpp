@@ -33,7 +33,11 @@ namespace {
 struct Sink {
   std::vector<at::Tensor> outputs;
   std::string error;
+  bool failed = false;
 };
+
+// How deep this thread is inside a recomputation's own backward (see fx_checkpoint_recomputing).
+thread_local int recomputing = 0;
 
 // One checkpointed call: the Rust closure (dropped with the last autograd node that holds it)
 // and the state its recomputation must replay.
@@ -56,7 +60,7 @@ struct Segment : torch::CustomClassHolder {
     std::vector<tensor> owned;
     for (const auto& x : inputs) owned.push_back(new at::Tensor(x));
     Sink sink;
-    if (run(data, owned.data(), owned.size(), &sink) != 0) throw std::runtime_error(sink.error);
+    if (run(data, owned.data(), owned.size(), &sink) != 0 || sink.failed) throw std::runtime_error(sink.error);
     return std::move(sink.outputs);
   }
 
@@ -92,17 +96,18 @@ struct Replay {
   static constexpr c10::DeviceType types[2] = {at::kCPU, at::kCUDA};
 
   explicit Replay(const Segment& s) : s(s) {
-    auto cpu = at::detail::getDefaultCPUGenerator();
-    {
-      std::lock_guard<std::mutex> lock(cpu.mutex());
-      cpu_now = cpu.get_state();
-      cpu.set_state(s.cpu_rng);
-    }
+    // The CPU state last: a throw on the CUDA side then leaves both as they were.
     if (s.cuda) {
       auto g = at::globalContext().defaultGenerator(*s.cuda);
       std::lock_guard<std::mutex> lock(g.mutex());
       cuda_now = g.get_state();
       g.set_state(s.cuda_rng);
+    }
+    auto cpu = at::detail::getDefaultCPUGenerator();
+    {
+      std::lock_guard<std::mutex> lock(cpu.mutex());
+      cpu_now = cpu.get_state();
+      cpu.set_state(s.cpu_rng);
     }
     for (int i = 0; i < 2; i++) {
       autocast_now[i] = at::autocast::is_autocast_enabled(types[i]);
@@ -175,6 +180,10 @@ struct Checkpoint : torch::autograd::Function<Checkpoint> {
       }
     variable_list grads(all.size() + 1);  // + the segment, which has none
     if (roots.empty() || wrt.empty()) return grads;
+    struct Depth {
+      Depth() { recomputing++; }
+      ~Depth() { recomputing--; }
+    } depth;
     auto got = torch::autograd::grad(roots, wrt, seeds, /*retain_graph=*/false, /*create_graph=*/false,
                                      /*allow_unused=*/true);
     for (size_t k = 0; k < asked.size(); k++) grads[asked[k]] = got[k];
@@ -186,16 +195,43 @@ struct Checkpoint : torch::autograd::Function<Checkpoint> {
 
 extern "C" {
 
-void fx_segment_output(void* sink, tensor t) { static_cast<Sink*>(sink)->outputs.push_back(*t); }
+// Called from Rust frames: nothing may throw out of these two.
+void fx_segment_output(void* sink, tensor t) {
+  auto s = static_cast<Sink*>(sink);
+  try {
+    s->outputs.push_back(*t);
+  } catch (...) {
+    s->failed = true;
+    s->error = "cannot keep a segment's output";
+  }
+}
 
-void fx_segment_error(void* sink, const char* message) { static_cast<Sink*>(sink)->error = message; }
+void fx_segment_error(void* sink, const char* message) {
+  auto s = static_cast<Sink*>(sink);
+  s->failed = true;
+  try {
+    s->error = message;
+  } catch (...) {
+  }
+}
+
+// Whether this thread is inside a checkpointed segment's own backward: hooks on parameters
+// (the data-parallel gradient exchange) fire there with the segment's share of a gradient, and
+// again, with the whole of it, when the node hands it on; they must count the latter only.
+bool fx_checkpoint_recomputing() { return recomputing > 0; }
 
 // Runs the segment `run(data, ...)` on `inputs` as one checkpointed node whose gradients flow to
 // `inputs` and `params`. The shim owns `data` from here on, even on error: `drop(data)` frees it
 // when the last node holding it goes. out: *n_out new at::Tensor* (at most max_out).
 char* fx_checkpoint(fx_segment_run run, fx_segment_drop drop, void* data, tensor* inputs, size_t n_inputs,
                     tensor* params, size_t n_params, tensor* out, size_t max_out, size_t* n_out) {
-  auto segment = c10::make_intrusive<Segment>(run, drop, data, n_inputs);
+  c10::intrusive_ptr<Segment> segment;
+  try {
+    segment = c10::make_intrusive<Segment>(run, drop, data, n_inputs);
+  } catch (...) {
+    drop(data);
+    return strdup("cannot allocate a checkpointed segment");
+  }
   FX_TRY({
     std::vector<at::Tensor> all;
     for (size_t i = 0; i < n_inputs; i++) all.push_back(*inputs[i]);

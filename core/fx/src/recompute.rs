@@ -49,14 +49,14 @@ impl<T> Shared<T> {
 // are atomic; on CUDA the autograd engine calls it on its device thread while the thread that
 // built the graph waits in the backward, so the module is never used from two threads at once
 // in a way that writes it.
-unsafe impl<T> Send for Shared<T> {}
+unsafe impl<T: Send> Send for Shared<T> {}
 
 /// `forward(module, inputs)`, checkpointed where anything in it requires grad (a training
 /// step of a segment that trains), else a plain call. `forward` may capture only tensors that
 /// require no grad (constants such as reference points); what requires grad is an input.
 pub fn segment<T, F>(module: &Arc<T>, inputs: &[&Tensor], forward: F) -> Vec<Tensor>
 where
-    T: Params + 'static,
+    T: Params + Send + 'static,
     F: Fn(&T, &[Tensor]) -> Vec<Tensor> + Send + 'static,
 {
     let params = module.params();
