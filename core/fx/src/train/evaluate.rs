@@ -163,6 +163,8 @@ impl Trainer {
                 std::fs::create_dir_all(&dir)?;
             }
             let mut index = String::from("id,label,predicted_mask,image_pixels\n");
+            // (file, mask, side): encoded after the forward passes, on every core.
+            let mut pngs: Vec<(String, Vec<u8>, usize)> = Vec::new();
             let forward = |b: &Batch| -> Result<Vec<Tensor>> {
                 let x = model.input(&self.images_tensor(b));
                 Ok(vec![tch::no_grad(|| {
@@ -185,8 +187,7 @@ impl Trainer {
                         let mask: Vec<u8> = probs[off..off + px].iter().map(|&v| (v > 0.5) as u8).collect();
                         // Ids are often paths (CheXpert, SIIM) and labels may hold '/' ("Nodule/Mass").
                         let file = format!("{}-{}.png", file_part(id), file_part(label));
-                        fx_data::masks::write_mask_png(&dir.join(&file), &mask, b.size, b.size)
-                            .map_err(|e| anyhow!(e))?;
+                        pngs.push((file.clone(), mask, b.size));
                         index.push_str(&format!(
                             "{},{},{file},{}x{}\n",
                             csv_field(id),
@@ -199,6 +200,12 @@ impl Trainer {
                 Ok(())
             })?;
             if write {
+                use rayon::prelude::*;
+                pngs.par_iter()
+                    .try_for_each(|(file, mask, side)| {
+                        fx_data::masks::write_mask_png(&dir.join(file), mask, *side, *side)
+                    })
+                    .map_err(|e| anyhow!(e))?;
                 crate::store::write_atomic(&dir.join("index.csv"), index.as_bytes())?;
             }
             let (per, mean) = acc.scores();
