@@ -556,7 +556,8 @@ impl<'de> Deserialize<'de> for MaxSamples {
         let count = |v: &toml::Value| v.as_integer().and_then(|n| usize::try_from(n).ok());
         let wrong = |v: &toml::Value| {
             serde::de::Error::custom(format!(
-                "eval.max_samples must be a count of test samples (0 = all) or one per task,                  {{ cls = 100, loc = 50, seg = 100 }}, got {v}"
+                "eval.max_samples must be a count of test samples (0 = all) or one per task, \
+                 {{ cls = 100, loc = 50, seg = 100 }}, got {v}"
             ))
         };
         if let Some(n) = count(&v) {
@@ -1247,7 +1248,10 @@ plugin = "phantom-cxp"
         assert!(text.contains("max_samples = 100\n"), "{text}");
         for bad in ["-1", "\"all\"", "{ det = 5 }", "{ cls = 1.5 }"] {
             let e = parse(bad).unwrap_err().to_string();
-            assert!(e.contains("eval.max_samples must be") && e.contains("cls = 100, loc = 50"), "{bad}: {e}");
+            assert!(
+                e.contains("eval.max_samples must be") && e.contains("per task, { cls = 100, loc = 50"),
+                "{bad}: {e}"
+            );
         }
     }
 
