@@ -416,8 +416,7 @@ impl Swin {
             }
             for block in &stage.blocks {
                 x = if train && self.activation_checkpointing {
-                    let mut y = recompute::segment(block, &[&x], move |b, xs| vec![b.forward(&xs[0], train)]);
-                    y.remove(0)
+                    recompute::segment(block, &[&x], move |b, xs| vec![b.forward(&xs[0], train)]).swap_remove(0)
                 } else {
                     block.forward(&x, train)
                 };

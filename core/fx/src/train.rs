@@ -114,7 +114,7 @@ pub struct Trainer {
     pub disabled: std::collections::BTreeSet<(String, Task)>,
     /// RUN/plugins/ watched while epochs run (one process only: a job adds nothing yet).
     drop_watch: Option<hot_add::DropWatch>,
-    eval_cache: BTreeMap<(String, usize), Vec<Batch>>,
+    eval_cache: BTreeMap<(String, usize), Arc<Vec<Batch>>>,
     started: String,
     /// When this process took the run over; wall times add the checkpointed offset.
     t0: Instant,

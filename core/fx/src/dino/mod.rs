@@ -309,15 +309,16 @@ impl LocEncoder {
         let reference = level_centres(&shapes, device).view([1, s, 1, 2]).expand([b, s, LEVELS, 2], false);
         let mut x = src;
         for layer in &self.layers {
-            x = if self.activation_checkpointing {
-                let (reference, shapes) = (reference.shallow_clone(), shapes.clone());
-                let mut y = recompute::segment(layer, &[&x, &pos], move |l, xs| {
-                    vec![l.forward(&xs[0], &xs[1], &reference, &shapes)]
-                });
-                y.remove(0)
-            } else {
-                layer.forward(&x, &pos, &reference, &shapes)
-            };
+            x =
+                if self.activation_checkpointing {
+                    let (reference, shapes) = (reference.shallow_clone(), shapes.clone());
+                    recompute::segment(layer, &[&x, &pos], move |l, xs| {
+                        vec![l.forward(&xs[0], &xs[1], &reference, &shapes)]
+                    })
+                    .swap_remove(0)
+                } else {
+                    layer.forward(&x, &pos, &reference, &shapes)
+                };
         }
         Memory { tokens: x, shapes }
     }

@@ -8,8 +8,8 @@ use super::*;
 
 impl Trainer {
     /// The first `eval.max_samples` test samples of `name` for `task`, decoded once and kept:
-    /// tasks with the same cap share one list.
-    fn eval_batches(&mut self, name: &str, task: Task) -> Result<Vec<Batch>> {
+    /// tasks with the same cap share one list (shared, not copied, every epoch).
+    fn eval_batches(&mut self, name: &str, task: Task) -> Result<Arc<Vec<Batch>>> {
         let ds = self.dataset(name);
         let n = match self.exp.eval.max_samples.of(task) {
             0 => ds.test.len(),
@@ -37,7 +37,7 @@ impl Trainer {
                     serde_json::json!({ "dataset": name, "count": skipped }),
                 )?;
             }
-            self.eval_cache.insert(key.clone(), batches);
+            self.eval_cache.insert(key.clone(), Arc::new(batches));
         }
         Ok(self.eval_cache[&key].clone())
     }
@@ -50,23 +50,21 @@ impl Trainer {
         let names: Vec<String> = self.datasets.iter().map(|d| d.name.clone()).collect();
         for name in names {
             let tasks = self.dataset(&name).tasks.clone();
-            if tasks.contains(&Task::Loc) {
-                let batches = self.eval_batches(&name, Task::Loc)?;
-                rows.extend(self.evaluate_loc(plan, &name, &batches, wall_time)?);
-            }
-            if tasks.contains(&Task::Seg) && !self.disabled.contains(&(name.clone(), Task::Seg)) {
-                let batches = self.eval_batches(&name, Task::Seg)?;
-                match self.evaluate_seg(plan, &name, &batches, wall_time) {
-                    Ok(r) => rows.extend(r),
-                    Err(e) if self.plugin_head(&name, Task::Seg) => self.disable_head(&name, Task::Seg, &e)?,
-                    Err(e) => return Err(e),
+            // Localization first, then segmentation, then classification, as the rows always were.
+            for task in [Task::Loc, Task::Seg, Task::Cls] {
+                if !tasks.contains(&task) || self.disabled.contains(&(name.clone(), task)) {
+                    continue;
                 }
-            }
-            if tasks.contains(&Task::Cls) && !self.disabled.contains(&(name.clone(), Task::Cls)) {
-                let batches = self.eval_batches(&name, Task::Cls)?;
-                match self.evaluate_cls(plan, &name, &batches, wall_time) {
+                let batches = self.eval_batches(&name, task)?;
+                let result = match task {
+                    Task::Loc => self.evaluate_loc(plan, &name, &batches, wall_time),
+                    Task::Seg => self.evaluate_seg(plan, &name, &batches, wall_time),
+                    Task::Cls => self.evaluate_cls(plan, &name, &batches, wall_time),
+                };
+                match result {
                     Ok(r) => rows.extend(r),
-                    Err(e) if self.plugin_head(&name, Task::Cls) => self.disable_head(&name, Task::Cls, &e)?,
+                    // A plugin head that fails is disabled; the built-in heads' errors end the run.
+                    Err(e) if self.plugin_head(&name, task) => self.disable_head(&name, task, &e)?,
                     Err(e) => return Err(e),
                 }
             }
