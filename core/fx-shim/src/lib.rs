@@ -6,6 +6,8 @@
 //! - [`fused_adamw`]: `torch.optim.AdamW(fused=True)`'s kernel, one call per parameter group
 //!   instead of ~7 kernels per tensor;
 //! - [`foreach_lerp`]: the EMA teacher update in one call for all tensors;
+//! - [`version`]: a tensor's version counter (`Tensor._version`), which tells whether its data
+//!   changed in place;
 //! - [`GradScaler`]: `torch.amp.GradScaler`'s device-side unscale and scale update, for fp16;
 //! - [`checkpoint`]: activation checkpointing (`torch.utils.checkpoint`), which needs a custom
 //!   autograd function;
@@ -48,6 +50,7 @@ extern "C" {
         eps: f64,
         found_inf: CTensor,
     ) -> *mut c_char;
+    fn fx_tensor_version(t: CTensor) -> i64;
     fn fx_foreach_lerp(dst: *const CTensor, src: *const CTensor, n: usize, weight: f64) -> *mut c_char;
     fn fx_amp_unscale(grads: *const CTensor, n: usize, found_inf: CTensor, inv_scale: CTensor) -> *mut c_char;
     fn fx_amp_update_scale(
@@ -156,6 +159,7 @@ impl Drop for Autocast {
 /// One fused AdamW update (decoupled weight decay, no amsgrad) of a parameter group: all tensors
 /// on one device and of one dtype; `steps` are float scalars on that device, advanced by one per
 /// step taken. With `found_inf` holding a non-zero value the kernel leaves everything unchanged.
+/// The parameters' [`version`] counters advance either way (PyTorch's own call leaves them).
 #[allow(clippy::too_many_arguments)]
 pub fn fused_adamw(
     params: &[&Tensor],
@@ -208,6 +212,16 @@ pub fn foreach_lerp(dst: &[&Tensor], src: &[&Tensor], weight: f64) -> Result<()>
     let (d, s) = (ptrs(dst), ptrs(src));
     // SAFETY: live tensors borrowed for the call.
     check(unsafe { fx_foreach_lerp(d.as_ptr(), s.as_ptr(), d.len(), weight) }, "foreach lerp")
+}
+
+/// The version counter of `t` (`Tensor._version` in Python): libtorch advances it on every
+/// in-place change of the data (an optimiser step, `copy_`, the EMA's lerp, BatchNorm's running
+/// statistics), in grad mode or not, and shares it with every shallow clone. Two equal readings
+/// mean the data did not change in between; the converse does not hold (a skipped fp16 step
+/// still counts).
+pub fn version(t: &Tensor) -> i64 {
+    // SAFETY: a live tensor borrowed for the call; the C function cannot throw.
+    unsafe { fx_tensor_version(ptr(t)) }
 }
 
 /// `torch.amp.GradScaler` for fp16: the loss is multiplied by `scale` before backward, the

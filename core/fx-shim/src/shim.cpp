@@ -63,6 +63,9 @@ char* fx_fused_adamw(tensor* params, tensor* grads, tensor* exp_avgs, tensor* ex
     at::_fused_adamw_(list(params, n), list(grads, n), list(exp_avgs, n), list(exp_avg_sqs, n), {}, counts, lr,
                       beta1, beta2, weight_decay, eps, /*amsgrad=*/false, /*maximize=*/false, std::nullopt, inf);
     if (inf) at::_foreach_sub_(counts, std::vector<at::Tensor>(n, *inf));
+    // Unlike the foreach ops, the fused kernel does not advance the parameters' version counters
+    // (nor does it in PyTorch 2.11); fx reads them to tell unchanged weights, so advance them here.
+    for (size_t i = 0; i < n; i++) params[i]->unsafeGetTensorImpl()->bump_version();
   })
 }
 
@@ -70,6 +73,11 @@ char* fx_fused_adamw(tensor* params, tensor* grads, tensor* exp_avgs, tensor* ex
 char* fx_foreach_lerp(tensor* self, tensor* other, size_t n, double weight) {
   FX_TRY({ at::_foreach_lerp_(list(self, n), list(other, n), at::Scalar(weight)); })
 }
+
+// The tensor's version counter (`Tensor._version`): every in-place change of its data through the
+// dispatcher (optimiser steps, copy_, lerp_, BatchNorm's running statistics) advances it, with or
+// without grad mode. fx keys evaluation results on it. Cannot throw.
+int64_t fx_tensor_version(tensor t) { return t->_version(); }
 
 // GradScaler's unscale: grads *= inv_scale, found_inf = 1 if any gradient is inf or NaN.
 char* fx_amp_unscale(tensor* grads, size_t n, tensor found_inf, tensor inv_scale) {

@@ -1,8 +1,9 @@
 //! The shim's calls against what they replace: autocast changes a matmul's dtype inside the
 //! region only; fused AdamW and foreach lerp equal the per-tensor loops fx used before (fp32,
-//! 1e-6 relative); the gradient scaler skips a step with an inf gradient.
+//! 1e-6 relative); the gradient scaler skips a step with an inf gradient; the version counter
+//! sees every in-place change fx makes to a parameter and nothing else.
 
-use fx_shim::{foreach_lerp, fused_adamw, Autocast, GradScaler, LowPrecision};
+use fx_shim::{foreach_lerp, fused_adamw, version, Autocast, GradScaler, LowPrecision};
 use tch::{Device, Kind, Tensor};
 
 fn refs(v: &[Tensor]) -> Vec<&Tensor> {
@@ -104,6 +105,37 @@ fn foreach_lerp_equals_the_per_tensor_lerp() {
     for (d, e) in dst.iter().zip(&expected) {
         assert!(close(d, e) < 1e-6);
     }
+}
+
+/// fx reuses an evaluation while the versions of the parameters it read are unchanged, so every
+/// way fx changes a parameter must advance the counter: the fused AdamW step, the EMA's foreach
+/// lerp, a checkpoint's `copy_` (all under no_grad). Reads and out-of-place ops must not.
+/// (BatchNorm's running statistics never advance theirs, in PyTorch 2.11 either: fx compares
+/// those buffers by value.)
+#[test]
+fn the_version_counter_sees_every_in_place_change() {
+    let cpu = (Kind::Float, Device::Cpu);
+    let p = Tensor::randn([3, 2], cpu).set_requires_grad(true);
+    let alias = p.shallow_clone();
+    let mut seen = version(&p);
+    let mut advanced = |what: &str, t: &Tensor| {
+        let now = version(t);
+        assert!(now > seen, "{what} did not advance the version counter");
+        seen = now;
+    };
+    tch::no_grad(|| {
+        let (g, m, v, s) = (p.randn_like(), p.zeros_like(), p.zeros_like(), Tensor::zeros([], cpu));
+        fused_adamw(&[&p], &[&g], &[&m], &[&v], &[&s], 0.1, (0.9, 0.999), 0.0, 1e-8, None).unwrap();
+        advanced("fused AdamW", &p);
+        foreach_lerp(&[&p], &[&p.randn_like()], 0.2).unwrap();
+        advanced("foreach lerp", &p);
+        alias.shallow_clone().copy_(&p.randn_like());
+        advanced("copy_ through a shallow clone", &p);
+    });
+    let before = version(&p);
+    let _ = (&p * 2.0).sum(Kind::Float);
+    let _ = p.detach().to_kind(Kind::Double);
+    assert_eq!(version(&p), before, "reading a tensor advanced its version");
 }
 
 #[test]

@@ -64,9 +64,9 @@ impl Printer {
                 clock(s.eta_epoch_s),
                 clock(s.eta_run_s)
             )),
-            Progress::Epoch { plan, rows, train_s, eval_s, skipped } => {
+            Progress::Epoch { plan, rows, train_s, eval_s, reuse, skipped } => {
                 let mut t = format!(
-                    "epoch {} (cycle {}) trained {}/{} {} in {:.1} s, evaluated in {:.1} s{}\n",
+                    "epoch {} (cycle {}) trained {}/{} {} in {:.1} s, evaluated in {:.1} s{}{}\n",
                     plan.epoch,
                     plan.cycle,
                     plan.dataset,
@@ -74,6 +74,12 @@ impl Printer {
                     plan.mode.as_str(),
                     train_s,
                     eval_s,
+                    // A Lock epoch leaves most student paths as they were: their scores stand.
+                    if reuse.reused > 0 {
+                        format!(" ({} of {} unchanged since their last evaluation)", reuse.reused, reuse.evaluations)
+                    } else {
+                        String::new()
+                    },
                     if skipped > 0 { format!(", {skipped} bad samples skipped") } else { String::new() }
                 );
                 t.push_str(&table(&self.datasets, rows));

@@ -13,7 +13,7 @@ use crate::group::Group;
 use crate::model::{ClsHeadSpec, Heads, Model};
 use crate::optim::AdamW;
 use crate::registry::Registry;
-use crate::schedule::{self, EpochPlan};
+use crate::schedule::{self, EpochPlan, Mode};
 use crate::store::{CheckpointState, Evaluated, MetricRow, RunInfo, RunStore, Trained};
 use crate::swin::SwinConfig;
 use crate::upernet::SegHeadSpec;
@@ -37,7 +37,7 @@ mod setup;
 mod steps;
 
 pub use checkpoint::*;
-pub use evaluate::accuracy;
+pub use evaluate::{accuracy, Reuse};
 pub use hot_add::*;
 pub use setup::*;
 pub use steps::*;
@@ -73,11 +73,28 @@ impl Control {
 
 /// What the trainer reports while it runs.
 pub enum Progress<'a> {
-    Started { run_dir: &'a Path, device: String, params: i64, first_epoch: usize, epochs: usize },
+    Started {
+        run_dir: &'a Path,
+        device: String,
+        params: i64,
+        first_epoch: usize,
+        epochs: usize,
+    },
     Step(StepReport<'a>),
-    Epoch { plan: &'a EpochPlan, rows: &'a [MetricRow], train_s: f64, eval_s: f64, skipped: usize },
+    /// `reuse`: how many of the epoch's evaluations were carried over unchanged.
+    Epoch {
+        plan: &'a EpochPlan,
+        rows: &'a [MetricRow],
+        train_s: f64,
+        eval_s: f64,
+        reuse: Reuse,
+        skipped: usize,
+    },
     Warning(String),
-    Finished { status: &'a str, wall_s: f64 },
+    Finished {
+        status: &'a str,
+        wall_s: f64,
+    },
 }
 
 pub struct StepReport<'a> {
@@ -115,6 +132,8 @@ pub struct Trainer {
     /// RUN/plugins/ watched while epochs run (one process only: a job adds nothing yet).
     drop_watch: Option<hot_add::DropWatch>,
     eval_cache: BTreeMap<(String, usize), Arc<Vec<Batch>>>,
+    /// Each (dataset, task, model)'s last evaluation, carried over while its path is unchanged.
+    eval_memo: BTreeMap<(String, Task, ModelRole), evaluate::EvalMemo>,
     started: String,
     /// When this process took the run over; wall times add the checkpointed offset.
     t0: Instant,
@@ -276,7 +295,7 @@ impl Trainer {
         let t_eval = Instant::now();
         // In a job every rank evaluates its share of the test batches and all compute the same
         // metrics from the gathered outputs (see `gathered`); rank 0 writes them.
-        let rows = self.evaluate(&plan, self.wall())?;
+        let (rows, reuse) = self.evaluate(&plan, self.wall())?;
         self.run.append_metrics(&rows)?;
         let eval_s = t_eval.elapsed().as_secs_f64();
         self.skipped_total += skipped;
@@ -286,7 +305,7 @@ impl Trainer {
         if let Some(w) = &self.world {
             w.barrier()?;
         }
-        on(Progress::Epoch { plan: &plan, rows: &rows, train_s, eval_s, skipped });
+        on(Progress::Epoch { plan: &plan, rows: &rows, train_s, eval_s, reuse, skipped });
         Ok(true)
     }
 

@@ -139,3 +139,60 @@ fn eval_max_samples_caps_each_task() {
     let seg_labels = 2; // pneumothorax, effusion
     assert_eq!(lines("teacher-phantom-ptx-seg/index.csv"), 3 * seg_labels);
 }
+
+/// Evaluations whose model path did not change since their last one are carried over: in a Lock
+/// epoch every student path but the focused one stands (the backbone, the loc encoder and the
+/// seg decoder are frozen, the seg decoder's BatchNorm statistics too), and nothing else is ever
+/// carried over (a Release epoch moves the backbone, the EMA moves every teacher path). The
+/// carried-over rows equal a fresh evaluation's: the same run resumed before every epoch, whose
+/// new trainer has nothing to carry over, writes the same rows.
+#[test]
+fn unchanged_evaluations_are_carried_over_exactly() {
+    let _rng = common::one_at_a_time();
+    let exp = |dir: &Path| {
+        common::Tiny::new("r", 5, dir)
+            .dino()
+            .set("model.ppm_channels", "16")
+            .set("model.fpn_channels", "8")
+            .set("train.batch_size", "4")
+            .set("train.cycles", "1")
+            .set("eval.batch_size", "4")
+            .set("eval.max_samples", "6")
+            .dataset("phantom-cxp", "options = { train = 8, test = 6 }")
+            .dataset("phantom-organs", "options = { train = 8, test = 6 }")
+            .experiment()
+    };
+    let registry = Registry::new(fx_phantom::plugins());
+    let dir = tempfile::tempdir().unwrap();
+    let mut straight = Trainer::create(exp(dir.path()), "r.toml", &registry, Device::Cpu).unwrap();
+    assert_eq!(straight.exp.eval_models().len(), 2, "teacher and student are both evaluated");
+    let mut seen = Vec::new();
+    for _ in 0..straight.plan.len() {
+        assert!(straight
+            .run_epoch(&mut |p| {
+                if let fx::train::Progress::Epoch { plan, reuse, .. } = p {
+                    seen.push((
+                        format!("{} {}", plan.task.as_str(), plan.mode.as_str()),
+                        reuse.reused,
+                        reuse.evaluations,
+                    ));
+                }
+            })
+            .unwrap());
+    }
+    let straight_dir = straight.run_dir();
+    drop(straight);
+    // cxp cls, organs loc, organs seg: three paths for each of two models.
+    let want: Vec<(String, usize, usize)> = ["cls Release", "loc Lock", "loc Release", "seg Lock", "seg Release"]
+        .iter()
+        .map(|e| (e.to_string(), if e.ends_with("Lock") { 2 } else { 0 }, 6))
+        .collect();
+    assert_eq!(seen, want, "(epoch, evaluations carried over, evaluations)");
+
+    let other = tempfile::tempdir().unwrap();
+    let resumed_dir = Trainer::create(exp(other.path()), "r.toml", &registry, Device::Cpu).unwrap().run_dir();
+    for _ in 0..want.len() {
+        Trainer::resume(&resumed_dir, &registry, Some(Device::Cpu)).unwrap().run_epoch(&mut |_| {}).unwrap();
+    }
+    common::assert_same_run(&straight_dir, &resumed_dir, "carried-over evaluations");
+}

@@ -42,42 +42,98 @@ impl Trainer {
         Ok(self.eval_cache[&key].clone())
     }
 
-    /// Evaluates every (dataset, task) with every configured model.
-    pub(super) fn evaluate(&mut self, plan: &EpochPlan, wall_time: f64) -> Result<Vec<MetricRow>> {
+    /// Evaluates every (dataset, task) with every configured model. An evaluation whose model
+    /// path is unchanged since its last one (the same parameters, bit for bit: a Lock epoch
+    /// freezes the student's backbone, so every other task's student scores stand) is not run
+    /// again: its rows are carried over with this epoch's stamp. Returns the rows and how many of
+    /// the (dataset, task, model) evaluations were carried over.
+    pub(super) fn evaluate(&mut self, plan: &EpochPlan, wall_time: f64) -> Result<(Vec<MetricRow>, Reuse)> {
         // Evaluation runs under the training's autocast too (outputs leave the model in fp32).
         let _autocast = Autocast::new(self.device, self.low_precision());
-        let mut rows = Vec::new();
-        let names: Vec<String> = self.datasets.iter().map(|d| d.name.clone()).collect();
-        for name in names {
-            let tasks = self.dataset(&name).tasks.clone();
-            // Localization first, then segmentation, then classification, as the rows always were.
+        let roles = self.exp.eval_models();
+        // Localization first, then segmentation, then classification, as the rows always were.
+        let mut todo: Vec<(String, Task, ModelRole, PathState)> = Vec::new();
+        for d in &self.datasets {
             for task in [Task::Loc, Task::Seg, Task::Cls] {
-                if !tasks.contains(&task) || self.disabled.contains(&(name.clone(), task)) {
+                if !d.tasks.contains(&task) || self.disabled.contains(&(d.name.clone(), task)) {
                     continue;
                 }
-                let batches = self.eval_batches(&name, task)?;
-                let result = match task {
-                    Task::Loc => self.evaluate_loc(plan, &name, &batches, wall_time),
-                    Task::Seg => self.evaluate_seg(plan, &name, &batches, wall_time),
-                    Task::Cls => self.evaluate_cls(plan, &name, &batches, wall_time),
-                };
-                match result {
-                    Ok(r) => rows.extend(r),
-                    // A plugin head that fails is disabled; the built-in heads' errors end the run.
-                    Err(e) if self.plugin_head(&name, task) => self.disable_head(&name, task, &e)?,
-                    Err(e) => return Err(e),
+                for &role in &roles {
+                    todo.push((d.name.clone(), task, role, path_state(self.model(role), task, &d.name)));
                 }
             }
         }
-        Ok(rows)
+        // A plugin head's library may keep state fx cannot see: always evaluated.
+        let mut fresh: Vec<bool> = todo
+            .iter()
+            .map(|(name, task, role, state)| {
+                self.plugin_head(name, *task)
+                    || !self.eval_memo.get(&(name.clone(), *task, *role)).is_some_and(|m| m.state.same_as(state))
+            })
+            .collect();
+        // Every rank of a job must take the same decisions: the forward passes are collective.
+        if let Some(w) = &self.world {
+            let flags =
+                Tensor::from_slice(&fresh.iter().map(|&f| f as i64 as f32).collect::<Vec<_>>()).to_device(self.device);
+            w.sum(std::slice::from_ref(&flags))?;
+            fresh = Vec::<f32>::try_from(flags.to_device(Device::Cpu))?.iter().map(|&v| v > 0.0).collect();
+        }
+        let mut rows = Vec::new();
+        let mut reuse = Reuse { reused: 0, evaluations: todo.len() };
+        let mut i = 0;
+        while i < todo.len() {
+            let (name, task) = (todo[i].0.clone(), todo[i].1);
+            let pair = i..i + todo[i..].iter().take_while(|t| t.0 == name && t.1 == task).count();
+            i = pair.end;
+            let run: Vec<ModelRole> = pair.clone().filter(|&k| fresh[k]).map(|k| todo[k].2).collect();
+            let mut evaluated = Vec::new();
+            if !run.is_empty() {
+                let batches = self.eval_batches(&name, task)?;
+                let result = match task {
+                    Task::Loc => self.evaluate_loc(plan, &name, &batches, &run, wall_time),
+                    Task::Seg => self.evaluate_seg(plan, &name, &batches, &run, wall_time),
+                    Task::Cls => self.evaluate_cls(plan, &name, &batches, &run, wall_time),
+                };
+                match result {
+                    Ok(r) => evaluated = r,
+                    // A plugin head that fails is disabled; the built-in heads' errors end the run.
+                    Err(e) if self.plugin_head(&name, task) => {
+                        self.disable_head(&name, task, &e)?;
+                        continue;
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
+            for k in pair {
+                let role = todo[k].2;
+                let key = (name.clone(), task, role);
+                if fresh[k] {
+                    let mine: Vec<MetricRow> = evaluated.iter().filter(|r| r.model == role.as_str()).cloned().collect();
+                    rows.extend(mine.iter().cloned());
+                    let state = std::mem::take(&mut todo[k].3);
+                    self.eval_memo.insert(key, EvalMemo { state, rows: mine });
+                } else {
+                    reuse.reused += 1;
+                    rows.extend(self.eval_memo[&key].rows.iter().map(|r| restamp(r, plan, wall_time)));
+                }
+            }
+        }
+        Ok((rows, reuse))
     }
 
     /// AUC (and, for a multi-class head, accuracy) of every configured model on one dataset's
     /// test split, with the prediction CSVs.
-    fn evaluate_cls(&self, plan: &EpochPlan, name: &str, batches: &[Batch], wall_time: f64) -> Result<Vec<MetricRow>> {
+    fn evaluate_cls(
+        &self,
+        plan: &EpochPlan,
+        name: &str,
+        batches: &[Batch],
+        roles: &[ModelRole],
+        wall_time: f64,
+    ) -> Result<Vec<MetricRow>> {
         let labels_names = self.dataset(name).dataset.desc().cls_labels.clone();
         let mut rows = Vec::new();
-        for role in self.exp.eval_models() {
+        for &role in roles {
             let model = self.model(role);
             let c = labels_names.len();
             let (mut scores, mut labels, mut ids) = (Vec::<f64>::new(), Vec::<f32>::new(), Vec::<String>::new());
@@ -146,11 +202,18 @@ impl Trainer {
     /// Dice of every configured model on one dataset's test split: per-image mean (the paper's
     /// number) and the global pooled Dice, per label and averaged. The predicted masks are written
     /// as PNG files with an index CSV, so anyone can re-score them.
-    fn evaluate_seg(&self, plan: &EpochPlan, name: &str, batches: &[Batch], wall_time: f64) -> Result<Vec<MetricRow>> {
+    fn evaluate_seg(
+        &self,
+        plan: &EpochPlan,
+        name: &str,
+        batches: &[Batch],
+        roles: &[ModelRole],
+        wall_time: f64,
+    ) -> Result<Vec<MetricRow>> {
         let labels = self.dataset(name).dataset.desc().seg_labels.clone();
         let k = labels.len();
         let mut rows = Vec::new();
-        for role in self.exp.eval_models() {
+        for &role in roles {
             let model = self.model(role);
             let mut acc = DiceAccumulator::new(k, 0.5);
             let dir = self.run.path("predictions").join(format!("{}-{name}-seg", role.as_str()));
@@ -221,12 +284,19 @@ impl Trainer {
     /// best 100 per image (COCO's maxDets), in the original image's pixels. The detections are
     /// written as a COCO results file beside the ground truth as a COCO file, so pycocotools (or
     /// anyone) can re-score them.
-    fn evaluate_loc(&self, plan: &EpochPlan, name: &str, batches: &[Batch], wall_time: f64) -> Result<Vec<MetricRow>> {
+    fn evaluate_loc(
+        &self,
+        plan: &EpochPlan,
+        name: &str,
+        batches: &[Batch],
+        roles: &[ModelRole],
+        wall_time: f64,
+    ) -> Result<Vec<MetricRow>> {
         use crate::eval::map;
         use fx_data::coco::{CocoCategory, CocoImage};
         let labels = self.dataset(name).dataset.desc().loc_labels.clone();
         let mut rows = Vec::new();
-        for role in self.exp.eval_models() {
+        for &role in roles {
             let model = self.model(role);
             let (mut dets, mut gt, mut images) = (Vec::new(), Vec::new(), Vec::<CocoImage>::new());
             let forward = |b: &Batch| -> Result<Vec<Tensor>> {
@@ -386,6 +456,77 @@ fn metric_row(
         focused: plan.dataset == dataset && plan.task == task,
         per_label: per_label.into_iter().collect(),
         wall_time,
+    }
+}
+
+/// How many of an epoch's (dataset, task, model) evaluations were carried over unchanged.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Reuse {
+    pub reused: usize,
+    pub evaluations: usize,
+}
+
+/// The last evaluation of one (dataset, task, model): the state of the model path it read and
+/// its rows.
+pub(super) struct EvalMemo {
+    state: PathState,
+    rows: Vec<MetricRow>,
+}
+
+/// What an evaluation of a task on a dataset reads of a model, to tell whether it changed: each
+/// parameter's version counter and storage (every optimiser step, EMA update and checkpoint load
+/// advances the counter, see [`fx_shim::version`]), and the BatchNorm buffers by value, since
+/// their updates advance no counter.
+#[derive(Default)]
+pub(super) struct PathState {
+    versions: Vec<(i64, usize)>,
+    buffers: Vec<Tensor>,
+}
+
+impl PathState {
+    fn same_as(&self, other: &PathState) -> bool {
+        self.versions == other.versions
+            && self.buffers.len() == other.buffers.len()
+            && self.buffers.iter().zip(&other.buffers).all(|(a, b)| a.equal(b))
+    }
+}
+
+/// The state of the variables on `task`'s path for `dataset`: the backbone, the task's shared
+/// branch and the dataset's head (the groups the task's Release epoch trains).
+fn path_state(model: &Model, task: Task, dataset: &str) -> PathState {
+    let path = schedule::trainable_for(task, Mode::Release);
+    let mut vars: Vec<(String, Tensor)> = model
+        .vs
+        .variables()
+        .into_iter()
+        .filter(|(name, _)| Group::of(name).is_some_and(|(g, d)| g.trains_in(&path) && d.is_none_or(|d| d == dataset)))
+        .collect();
+    vars.sort_by(|a, b| a.0.cmp(&b.0));
+    let mut state = PathState::default();
+    for (name, t) in vars {
+        if crate::model::is_buffer(&name) {
+            state.buffers.push(t.copy());
+        } else {
+            state.versions.push((fx_shim::version(&t), t.data_ptr() as usize));
+        }
+    }
+    state
+}
+
+/// A carried-over row with this epoch's stamp: its epoch, what the epoch trained, whether that
+/// makes the row focused, and the wall time.
+fn restamp(row: &MetricRow, plan: &EpochPlan, wall_time: f64) -> MetricRow {
+    MetricRow {
+        epoch: plan.epoch,
+        cycle: plan.cycle,
+        trained: Trained {
+            dataset: plan.dataset.as_str().into(),
+            task: plan.task.as_str().into(),
+            mode: plan.mode.as_str().into(),
+        },
+        focused: plan.dataset == row.eval.dataset && plan.task.as_str() == row.eval.task,
+        wall_time,
+        ..row.clone()
     }
 }
 

@@ -565,6 +565,7 @@ impl Trainer {
             disabled: Default::default(),
             drop_watch,
             eval_cache: BTreeMap::new(),
+            eval_memo: BTreeMap::new(),
             started,
             t0: Instant::now(),
             loss_history: Vec::new(),
