@@ -178,7 +178,9 @@ fn seg_experiment(dir: &Path, name: &str, batch: usize, sync_batchnorm: bool) ->
         .set("train.batch_size", &batch.to_string())
         .set("train.cycles", "2")
         .set("train.log_every", "1")
-        .set("train.branches", "\"S\"")
+        // With classification too, a seg Lock epoch leaves the student's cls path unchanged: its
+        // score is carried over, a decision every rank must take alike (one all-reduce).
+        .set("train.branches", "\"CS\"")
         .set("train.sync_batchnorm", &sync_batchnorm.to_string())
         .set("eval.batch_size", "32")
         .set("eval.models", "[\"teacher\", \"student\"]")
@@ -235,6 +237,8 @@ fn segmentation_with_sync_batchnorm_trains_as_one_process_with_the_whole_batch()
         assert!((x - y).abs() < 1e-3, "loss {x} (1 process) vs {y} (2 workers, sync_batchnorm)");
     }
     assert!(String::from_utf8_lossy(&synced.stdout).contains("(2 ranks: ") && l2.iter().all(|l| l.is_finite()));
+    let carried = |o: &Output| String::from_utf8_lossy(&o.stdout).matches("(1 of 4 unchanged since").count();
+    assert_eq!((carried(&single), carried(&synced)), (2, 2), "one carried-over score per seg Lock epoch");
     // Dice counts thresholded pixels: summing in another order moves a probability across 0.5
     // here and there (one pixel of these 16 test images is ~1e-4 points). Within 0.01 points.
     let (ra, rb) = (rows(&run_dir(dir.path(), "one")), rows(&run_dir(dir.path(), "synced")));
