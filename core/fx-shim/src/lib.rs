@@ -214,11 +214,13 @@ pub fn foreach_lerp(dst: &[&Tensor], src: &[&Tensor], weight: f64) -> Result<()>
     check(unsafe { fx_foreach_lerp(d.as_ptr(), s.as_ptr(), d.len(), weight) }, "foreach lerp")
 }
 
-/// The version counter of `t` (`Tensor._version` in Python): libtorch advances it on every
-/// in-place change of the data (an optimiser step, `copy_`, the EMA's lerp, BatchNorm's running
-/// statistics), in grad mode or not, and shares it with every shallow clone. Two equal readings
-/// mean the data did not change in between; the converse does not hold (a skipped fp16 step
-/// still counts).
+/// The version counter of `t` (`Tensor._version` in Python): libtorch advances it on in-place
+/// changes made through the dispatcher's autograd layer (an optimiser step, `copy_`, the EMA's
+/// lerp), in grad mode or not, and shares it with every shallow clone. Not on every write: the
+/// fused AdamW kernel leaves it ([`fused_adamw`] advances it itself), BatchNorm's running
+/// statistics and c10d collectives (broadcast, all-reduce) write without advancing it. So two
+/// equal readings mean unchanged data only for tensors written the first way; the converse never
+/// holds (a skipped fp16 step still counts).
 pub fn version(t: &Tensor) -> i64 {
     // SAFETY: a live tensor borrowed for the call; the C function cannot throw.
     unsafe { fx_tensor_version(ptr(t)) }

@@ -74,9 +74,9 @@ char* fx_foreach_lerp(tensor* self, tensor* other, size_t n, double weight) {
   FX_TRY({ at::_foreach_lerp_(list(self, n), list(other, n), at::Scalar(weight)); })
 }
 
-// The tensor's version counter (`Tensor._version`): every in-place change of its data through the
-// dispatcher (optimiser steps, copy_, lerp_, BatchNorm's running statistics) advances it, with or
-// without grad mode. fx keys evaluation results on it. Cannot throw.
+// The tensor's version counter (`Tensor._version`): in-place ops through the dispatcher's autograd
+// layer (copy_, lerp_, ...) advance it, with or without grad mode; BatchNorm's running statistics,
+// c10d collectives and the fused AdamW kernel do not. fx keys evaluation results on it. Cannot throw.
 int64_t fx_tensor_version(tensor t) { return t->_version(); }
 
 // GradScaler's unscale: grads *= inv_scale, found_inf = 1 if any gradient is inf or NaN.

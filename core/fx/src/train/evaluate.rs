@@ -476,7 +476,8 @@ pub(super) struct EvalMemo {
 /// What an evaluation of a task on a dataset reads of a model, to tell whether it changed: each
 /// parameter's version counter and storage (every optimiser step, EMA update and checkpoint load
 /// advances the counter, see [`fx_shim::version`]), and the BatchNorm buffers by value, since
-/// their updates advance no counter.
+/// their updates advance no counter (nor does the per-epoch broadcast of the buffers in a job; a
+/// collective that wrote parameters mid-run would have to clear the memo).
 #[derive(Default)]
 pub(super) struct PathState {
     versions: Vec<(i64, usize)>,
