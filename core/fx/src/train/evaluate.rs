@@ -444,11 +444,7 @@ fn metric_row(
     MetricRow {
         epoch: plan.epoch,
         cycle: plan.cycle,
-        trained: Trained {
-            dataset: plan.dataset.as_str().into(),
-            task: plan.task.as_str().into(),
-            mode: plan.mode.as_str().into(),
-        },
+        trained: trained(plan),
         eval: Evaluated { dataset: dataset.into(), task: task.as_str().into() },
         model: role.as_str().into(),
         metric: metric.into(),
@@ -457,6 +453,11 @@ fn metric_row(
         per_label: per_label.into_iter().collect(),
         wall_time,
     }
+}
+
+/// What `plan`'s epoch trained, as its metric rows record it.
+fn trained(plan: &EpochPlan) -> Trained {
+    Trained { dataset: plan.dataset.as_str().into(), task: plan.task.as_str().into(), mode: plan.mode.as_str().into() }
 }
 
 /// How many of an epoch's (dataset, task, model) evaluations were carried over unchanged.
@@ -520,11 +521,7 @@ fn restamp(row: &MetricRow, plan: &EpochPlan, wall_time: f64) -> MetricRow {
     MetricRow {
         epoch: plan.epoch,
         cycle: plan.cycle,
-        trained: Trained {
-            dataset: plan.dataset.as_str().into(),
-            task: plan.task.as_str().into(),
-            mode: plan.mode.as_str().into(),
-        },
+        trained: trained(plan),
         focused: plan.dataset == row.eval.dataset && plan.task.as_str() == row.eval.task,
         wall_time,
         ..row.clone()
