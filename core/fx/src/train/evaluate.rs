@@ -52,23 +52,28 @@ impl Trainer {
         let _autocast = Autocast::new(self.device, self.low_precision());
         let roles = self.exp.eval_models();
         // Localization first, then segmentation, then classification, as the rows always were.
-        let mut todo: Vec<(String, Task, ModelRole, PathState)> = Vec::new();
-        for d in &self.datasets {
-            for task in [Task::Loc, Task::Seg, Task::Cls] {
-                if !d.tasks.contains(&task) || self.disabled.contains(&(d.name.clone(), task)) {
-                    continue;
-                }
-                for &role in &roles {
-                    todo.push((d.name.clone(), task, role, path_state(self.model(role), task, &d.name)));
-                }
-            }
-        }
-        // A plugin head's library may keep state fx cannot see: always evaluated.
-        let mut fresh: Vec<bool> = todo
+        let pairs: Vec<(String, Task)> = self
+            .datasets
             .iter()
-            .map(|(name, task, role, state)| {
-                self.plugin_head(name, *task)
-                    || !self.eval_memo.get(&(name.clone(), *task, *role)).is_some_and(|m| m.state.same_as(state))
+            .flat_map(|d| [Task::Loc, Task::Seg, Task::Cls].into_iter().map(move |t| (d, t)))
+            .filter(|(d, t)| d.tasks.contains(t) && !self.disabled.contains(&(d.name.clone(), *t)))
+            .map(|(d, t)| (d.name.clone(), t))
+            .collect();
+        // For each pair, each role: the state of the path it reads, or None where it must run
+        // (a plugin head's library may keep state fx cannot see: always evaluated).
+        let mut states: Vec<Vec<PathState>> = pairs
+            .iter()
+            .map(|(name, task)| roles.iter().map(|&role| path_state(self.model(role), *task, name)).collect())
+            .collect();
+        let this: &Trainer = self;
+        let mut fresh: Vec<bool> = pairs
+            .iter()
+            .zip(&states)
+            .flat_map(|((name, task), per_role)| {
+                roles.iter().zip(per_role).map(move |(&role, state)| {
+                    this.plugin_head(name, *task)
+                        || !this.eval_memo.get(&(name.clone(), *task, role)).is_some_and(|m| m.state.same_as(state))
+                })
             })
             .collect();
         // Every rank of a job must take the same decisions: the forward passes are collective.
@@ -79,42 +84,39 @@ impl Trainer {
             fresh = Vec::<f32>::try_from(flags.to_device(Device::Cpu))?.iter().map(|&v| v > 0.0).collect();
         }
         let mut rows = Vec::new();
-        let mut reuse = Reuse { reused: 0, evaluations: todo.len() };
-        let mut i = 0;
-        while i < todo.len() {
-            let (name, task) = (todo[i].0.clone(), todo[i].1);
-            let pair = i..i + todo[i..].iter().take_while(|t| t.0 == name && t.1 == task).count();
-            i = pair.end;
-            let run: Vec<ModelRole> = pair.clone().filter(|&k| fresh[k]).map(|k| todo[k].2).collect();
+        let mut reuse = Reuse { reused: 0, evaluations: fresh.len() };
+        for (p, (name, task)) in pairs.iter().enumerate() {
+            let task = *task;
+            let fresh = &fresh[p * roles.len()..(p + 1) * roles.len()];
+            let run: Vec<ModelRole> = roles.iter().zip(fresh).filter(|(_, &f)| f).map(|(&r, _)| r).collect();
             let mut evaluated = Vec::new();
             if !run.is_empty() {
-                let batches = self.eval_batches(&name, task)?;
+                let batches = self.eval_batches(name, task)?;
                 let result = match task {
-                    Task::Loc => self.evaluate_loc(plan, &name, &batches, &run, wall_time),
-                    Task::Seg => self.evaluate_seg(plan, &name, &batches, &run, wall_time),
-                    Task::Cls => self.evaluate_cls(plan, &name, &batches, &run, wall_time),
+                    Task::Loc => self.evaluate_loc(plan, name, &batches, &run, wall_time),
+                    Task::Seg => self.evaluate_seg(plan, name, &batches, &run, wall_time),
+                    Task::Cls => self.evaluate_cls(plan, name, &batches, &run, wall_time),
                 };
                 match result {
                     Ok(r) => evaluated = r,
                     // A plugin head that fails is disabled; the built-in heads' errors end the run.
-                    Err(e) if self.plugin_head(&name, task) => {
-                        self.disable_head(&name, task, &e)?;
+                    Err(e) if self.plugin_head(name, task) => {
+                        self.disable_head(name, task, &e)?;
                         continue;
                     }
                     Err(e) => return Err(e),
                 }
             }
-            for k in pair {
-                let role = todo[k].2;
+            for (r, &role) in roles.iter().enumerate() {
                 let key = (name.clone(), task, role);
-                if fresh[k] {
-                    let mine: Vec<MetricRow> = evaluated.iter().filter(|r| r.model == role.as_str()).cloned().collect();
+                if fresh[r] {
+                    let mine: Vec<MetricRow> = evaluated.iter().filter(|x| x.model == role.as_str()).cloned().collect();
                     rows.extend(mine.iter().cloned());
-                    let state = std::mem::take(&mut todo[k].3);
+                    let state = std::mem::take(&mut states[p][r]);
                     self.eval_memo.insert(key, EvalMemo { state, rows: mine });
                 } else {
                     reuse.reused += 1;
-                    rows.extend(self.eval_memo[&key].rows.iter().map(|r| restamp(r, plan, wall_time)));
+                    rows.extend(self.eval_memo[&key].rows.iter().map(|x| restamp(x, plan, wall_time)));
                 }
             }
         }
