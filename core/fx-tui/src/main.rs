@@ -37,6 +37,7 @@ fn main() {
     unsafe {
         libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
+    fx::keep_freed_memory();
     fx::assert_cuda_linked();
     let cli = Cli::parse();
     let tty = std::io::stdout().is_terminal() && std::io::stdin().is_terminal();
