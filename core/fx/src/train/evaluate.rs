@@ -59,8 +59,9 @@ impl Trainer {
             .filter(|(d, t)| d.tasks.contains(t) && !self.disabled.contains(&(d.name.clone(), *t)))
             .map(|(d, t)| (d.name.clone(), t))
             .collect();
-        // For each pair, each role: the state of the path it reads, or None where it must run
-        // (a plugin head's library may keep state fx cannot see: always evaluated).
+        // For each pair, each role: the state of the path it reads. An evaluation runs unless its
+        // memo holds the same state; a plugin head's always runs (its library may keep state fx
+        // cannot see).
         let mut states: Vec<Vec<PathState>> = pairs
             .iter()
             .map(|(name, task)| roles.iter().map(|&role| path_state(self.model(role), *task, name)).collect())
