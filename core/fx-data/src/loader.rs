@@ -16,6 +16,9 @@ use std::thread::JoinHandle;
 #[derive(Clone, Debug, Default)]
 pub struct Batch {
     pub ids: Vec<String>,
+    /// Each image's position in the loader's order (ascending): the images of an evaluation
+    /// capped at n samples are those at positions below n.
+    pub positions: Vec<usize>,
     pub size: usize,
     pub images: Vec<f32>,
     pub cls: Vec<f32>,
@@ -36,6 +39,11 @@ impl Batch {
     }
     pub fn is_empty(&self) -> bool {
         self.ids.is_empty()
+    }
+
+    /// How many of the batch's images lie at positions below `n`: they come first.
+    pub fn count_below(&self, n: usize) -> usize {
+        self.positions.partition_point(|&p| p < n)
     }
 }
 
@@ -259,6 +267,7 @@ fn build_batch(
                 batch.original_sizes.push(original);
                 batch.warnings.extend(sample.warnings.iter().map(|w| (sample.id.clone(), w.clone())));
                 batch.ids.push(sample.id);
+                batch.positions.push(first + k);
                 batch.images.extend_from_slice(&sample.image);
                 batch.cls.extend_from_slice(&sample.cls);
                 batch.boxes.push(sample.boxes);

@@ -6,7 +6,7 @@
 //! and checkpoints address them.
 
 use crate::dino::{DecodeOptions, DinoConfig, LocDecoder, LocEncoder, LocOutput};
-use crate::swin::{Swin, SwinConfig};
+use crate::swin::{Swin, SwinConfig, SwinFeatures};
 use crate::upernet::{SegHead, SegHeadSpec, UperNet};
 use anyhow::Result;
 use fx_plugin::LabelMode;
@@ -224,7 +224,12 @@ impl Model {
     }
 
     pub fn cls(&self, x: &Tensor, dataset: &str, train: bool) -> Result<ClsOutput> {
-        let f = self.backbone.forward(x, train);
+        self.cls_on(&self.backbone.forward(x, train), dataset, train)
+    }
+
+    /// The classification head on backbone features already computed (an evaluation shares one
+    /// backbone pass among the tasks of a dataset).
+    pub fn cls_on(&self, f: &SwinFeatures, dataset: &str, train: bool) -> Result<ClsOutput> {
         let head =
             self.cls_heads.get(dataset).unwrap_or_else(|| panic!("no classification head for dataset {dataset}"));
         // The last stage as a map, (B, C, H, W): what a plugin head may read besides the pooled feature.
@@ -245,11 +250,25 @@ impl Model {
         sync: Option<&crate::dist::GlobalBatch>,
     ) -> Result<SegOutput> {
         let f = self.backbone.forward(x, train_backbone);
+        let (h, w) = (x.size()[2], x.size()[3]);
+        self.seg_on(&f, dataset, (h, w), train_backbone, train_decoder, sync)
+    }
+
+    /// The segmentation path after the backbone, on its features; (h, w): the input's size, which
+    /// the logits take.
+    pub fn seg_on(
+        &self,
+        f: &SwinFeatures,
+        dataset: &str,
+        (h, w): (i64, i64),
+        train_backbone: bool,
+        train_decoder: bool,
+        sync: Option<&crate::dist::GlobalBatch>,
+    ) -> Result<SegOutput> {
         let stages: Vec<Tensor> = f.stages.iter().map(|s| s.permute([0, 3, 1, 2])).collect();
         let decoder = self.seg_decoder.as_ref().expect("model built without the segmentation branch");
         let d = decoder.forward(&stages, train_decoder, sync)?;
         let head = self.seg_heads.get(dataset).unwrap_or_else(|| panic!("no segmentation head for dataset {dataset}"));
-        let (h, w) = (x.size()[2], x.size()[3]);
         let logits = head.logits(&d.fused, h, w, train_decoder || train_backbone)?;
         Ok(SegOutput { logits: fp32(&logits), fused: fp32(&d.fused), stage4: fp32(&d.stage4) })
     }
@@ -288,7 +307,11 @@ impl Model {
     /// Localization: backbone stages at strides 8/16/32 → the shared encoder → the dataset's
     /// decoder. `train_backbone` switches drop-path.
     pub fn loc(&self, x: &Tensor, dataset: &str, train_backbone: bool, opts: &DecodeOptions) -> LocOutput {
-        let f = self.backbone.forward(x, train_backbone);
+        self.loc_on(&self.backbone.forward(x, train_backbone), dataset, opts)
+    }
+
+    /// The localization path after the backbone, on its features.
+    pub fn loc_on(&self, f: &SwinFeatures, dataset: &str, opts: &DecodeOptions) -> LocOutput {
         let encoder = self.loc_encoder.as_ref().expect("model built without the localization branch");
         let memory = encoder.forward(&f.stages[1..]);
         let decoder =

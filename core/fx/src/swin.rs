@@ -126,6 +126,16 @@ pub struct SwinFeatures {
     pub pooled: Tensor,
 }
 
+impl SwinFeatures {
+    /// The features of the first `n` images of the batch (views, no copy).
+    pub fn first(&self, n: i64) -> SwinFeatures {
+        SwinFeatures {
+            stages: self.stages.iter().map(|s| s.narrow(0, 0, n)).collect(),
+            pooled: self.pooled.narrow(0, 0, n),
+        }
+    }
+}
+
 fn drop_path(x: &Tensor, p: f64, train: bool) -> Tensor {
     if !train || p == 0.0 {
         return x.shallow_clone();

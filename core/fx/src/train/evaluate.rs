@@ -5,18 +5,28 @@
 //! metrics; rank 0 writes.
 
 use super::*;
+use crate::eval::map;
+use crate::swin::SwinFeatures;
+use fx_data::coco::{CocoCategory, CocoImage};
+use std::path::PathBuf;
 
 impl Trainer {
-    /// The first `eval.max_samples` test samples of `name` for `task`, decoded once and kept:
-    /// tasks with the same cap share one list (shared, not copied, every epoch).
-    fn eval_batches(&mut self, name: &str, task: Task) -> Result<Arc<Vec<Batch>>> {
-        let ds = self.dataset(name);
-        let n = match self.exp.eval.max_samples.of(task) {
-            0 => ds.test.len(),
-            m => m.min(ds.test.len()),
-        };
+    /// How many test samples of `name` an evaluation of `task` reads: the first
+    /// `eval.max_samples` of them.
+    fn eval_count(&self, name: &str, task: Task) -> usize {
+        let len = self.dataset(name).test.len();
+        match self.exp.eval.max_samples.of(task) {
+            0 => len,
+            m => m.min(len),
+        }
+    }
+
+    /// The first `n` test samples of `name`, decoded once and kept (shared, not copied, every
+    /// epoch). Each batch knows its images' positions, so tasks capped lower read a prefix.
+    fn eval_batches(&mut self, name: &str, n: usize) -> Result<Arc<Vec<Batch>>> {
         let key = (name.to_string(), n);
         if !self.eval_cache.contains_key(&key) {
+            let ds = self.dataset(name);
             let cfg = LoaderConfig {
                 size: self.exp.model.image_size as usize,
                 batch_size: self.exp.eval.batch_size.max(1),
@@ -45,8 +55,9 @@ impl Trainer {
     /// Evaluates every (dataset, task) with every configured model. An evaluation whose model
     /// path is unchanged since its last one (the same parameters, bit for bit: a Lock epoch
     /// freezes the student's backbone, so every other task's student scores stand) is not run
-    /// again: its rows are carried over with this epoch's stamp. Returns the rows and how many of
-    /// the (dataset, task, model) evaluations were carried over.
+    /// again: its rows are carried over with this epoch's stamp. The tasks of one dataset that a
+    /// model evaluates share one backbone pass over its test images. Returns the rows and how many
+    /// of the (dataset, task, model) evaluations were carried over.
     pub(super) fn evaluate(&mut self, plan: &EpochPlan, wall_time: f64) -> Result<(Vec<MetricRow>, Reuse)> {
         // Evaluation runs under the training's autocast too (outputs leave the model in fp32).
         let _autocast = Autocast::new(self.device, self.low_precision());
@@ -84,34 +95,44 @@ impl Trainer {
             w.sum(std::slice::from_ref(&flags))?;
             fresh = Vec::<f32>::try_from(flags.to_device(Device::Cpu))?.iter().map(|&v| v > 0.0).collect();
         }
-        let mut rows = Vec::new();
-        let mut reuse = Reuse { reused: 0, evaluations: fresh.len() };
-        for (p, (name, task)) in pairs.iter().enumerate() {
-            let task = *task;
-            let fresh = &fresh[p * roles.len()..(p + 1) * roles.len()];
-            let run: Vec<ModelRole> = roles.iter().zip(fresh).filter(|(_, &f)| f).map(|(&r, _)| r).collect();
-            let mut evaluated = Vec::new();
-            if !run.is_empty() {
-                let batches = self.eval_batches(name, task)?;
-                let result = match task {
-                    Task::Loc => self.evaluate_loc(plan, name, &batches, &run, wall_time),
-                    Task::Seg => self.evaluate_seg(plan, name, &batches, &run, wall_time),
-                    Task::Cls => self.evaluate_cls(plan, name, &batches, &run, wall_time),
-                };
-                match result {
-                    Ok(r) => evaluated = r,
-                    // A plugin head that fails is disabled; the built-in heads' errors end the run.
-                    Err(e) if self.plugin_head(name, task) => {
-                        self.disable_head(name, task, &e)?;
+        let is_fresh = |p: usize, r: usize| fresh[p * roles.len() + r];
+        // The fresh evaluations, by (pair, role): per dataset and model, the built-in heads in one
+        // pass; a plugin head alone, so that its failure is its own.
+        let mut evaluated: BTreeMap<(usize, usize), Vec<MetricRow>> = BTreeMap::new();
+        let mut names: Vec<&String> = pairs.iter().map(|(n, _)| n).collect();
+        names.dedup();
+        for name in names {
+            for (r, &role) in roles.iter().enumerate() {
+                let todo: Vec<usize> = (0..pairs.len()).filter(|&p| &pairs[p].0 == name && is_fresh(p, r)).collect();
+                let (plugin, builtin): (Vec<usize>, Vec<usize>) =
+                    todo.into_iter().partition(|&p| self.plugin_head(name, pairs[p].1));
+                let groups = std::iter::once(builtin).chain(plugin.into_iter().map(|p| vec![p]));
+                for group in groups.filter(|g| !g.is_empty()) {
+                    // A plugin head that failed with the first model is not run with the second.
+                    if group.iter().any(|&p| self.disabled.contains(&pairs[p])) {
                         continue;
                     }
-                    Err(e) => return Err(e),
+                    let tasks: Vec<Task> = group.iter().map(|&p| pairs[p].1).collect();
+                    match self.evaluate_tasks(plan, name, role, &tasks, wall_time) {
+                        Ok(rows) => evaluated.extend(group.iter().map(|&p| (p, r)).zip(rows)),
+                        // A plugin head that fails is disabled; the built-in heads' errors end the run.
+                        Err(e) if self.plugin_head(name, tasks[0]) => self.disable_head(name, tasks[0], &e)?,
+                        Err(e) => return Err(e),
+                    }
                 }
             }
+        }
+        let mut rows = Vec::new();
+        let mut reuse = Reuse { reused: 0, evaluations: fresh.len() };
+        for (p, pair) in pairs.iter().enumerate() {
+            if self.disabled.contains(pair) {
+                continue;
+            }
+            let (name, task) = (&pair.0, pair.1);
             for (r, &role) in roles.iter().enumerate() {
                 let key = (name.clone(), task, role);
-                if fresh[r] {
-                    let mine: Vec<MetricRow> = evaluated.iter().filter(|x| x.model == role.as_str()).cloned().collect();
+                if is_fresh(p, r) {
+                    let mine = evaluated.remove(&(p, r)).unwrap_or_default();
                     rows.extend(mine.iter().cloned());
                     let state = std::mem::take(&mut states[p][r]);
                     self.eval_memo.insert(key, EvalMemo { state, rows: mine });
@@ -124,75 +145,55 @@ impl Trainer {
         Ok((rows, reuse))
     }
 
-    /// AUC (and, for a multi-class head, accuracy) of every configured model on one dataset's
-    /// test split, with the prediction CSVs.
-    fn evaluate_cls(
-        &self,
+    /// One model's evaluation of `tasks` on one dataset's test images: one backbone pass over
+    /// the first images the most demanding task reads, each task's head on the images within its
+    /// own `eval.max_samples`. Returns each task's rows, in the order of `tasks`.
+    fn evaluate_tasks(
+        &mut self,
         plan: &EpochPlan,
         name: &str,
-        batches: &[Batch],
-        roles: &[ModelRole],
+        role: ModelRole,
+        tasks: &[Task],
         wall_time: f64,
-    ) -> Result<Vec<MetricRow>> {
-        let labels_names = self.dataset(name).dataset.desc().cls_labels.clone();
-        let mut rows = Vec::new();
-        for &role in roles {
-            let model = self.model(role);
-            let c = labels_names.len();
-            let (mut scores, mut labels, mut ids) = (Vec::<f64>::new(), Vec::<f32>::new(), Vec::<String>::new());
-            self.gathered(
-                batches,
-                1,
-                |b| {
-                    let x = model.input(&self.images_tensor(b));
-                    let head = &model.cls_heads[name].spec;
-                    let out = tch::no_grad(|| model.cls(&x, name, false))?;
-                    Ok(vec![crate::model::cls_probabilities(head, &out.logits)])
-                },
-                |b, p| {
-                    scores.extend(Vec::<f64>::try_from(&p[0].to_kind(Kind::Double).flatten(0, -1))?);
-                    labels.extend_from_slice(&b.cls);
-                    ids.extend(b.ids.iter().cloned());
-                    Ok(())
-                },
-            )?;
-            let (per, mean) = mean_auc(&scores, &labels, c);
-            let eval_labels = &self.dataset(name).dataset.desc().eval_labels;
-            let mean = crate::eval::auc::reported_mean(&per, &labels_names, eval_labels, mean);
-            self.write_predictions(role, name, &labels_names, &ids, &scores, &labels)?;
-            let Some(mean) = mean else {
-                self.run.event(
-                    "warn",
-                    "auc_undefined",
-                    format!("{name}: no class has both positives and negatives in the test split; AUC undefined"),
-                    serde_json::Value::Null,
-                )?;
-                continue;
-            };
-            // Multi-class heads: also the accuracy (argmax = the one-hot class) over the
-            // images with a one-hot label; a secondary metric, like dice_global.
-            if model.cls_heads[name].spec.mode == fx_plugin::LabelMode::MultiClass {
-                if let Some(acc) = accuracy(&scores, &labels, c) {
-                    rows.push(metric_row(plan, name, Task::Cls, role, "accuracy", acc, [], wall_time));
-                }
-            }
-            let per_label = labels_names.iter().zip(&per).filter_map(|(l, v)| v.map(|v| (l.clone(), v * 100.0)));
-            rows.push(metric_row(plan, name, Task::Cls, role, Task::Cls.metric(), mean, per_label, wall_time));
-        }
-        Ok(rows)
-    }
-
-    /// [`crate::dist::gathered`] over the non-empty test batches: in a job each rank runs the
-    /// forward passes of its share and every rank sees all outputs, in order.
-    fn gathered(
-        &self,
-        batches: &[Batch],
-        n_outputs: usize,
-        forward: impl Fn(&Batch) -> Result<Vec<Tensor>>,
-        each: impl FnMut(&Batch, Vec<Tensor>) -> Result<()>,
-    ) -> Result<()> {
+    ) -> Result<Vec<Vec<MetricRow>>> {
+        let caps: Vec<usize> = tasks.iter().map(|&t| self.eval_count(name, t)).collect();
+        let batches = self.eval_batches(name, caps.iter().copied().max().unwrap_or(0))?;
+        let this: &Trainer = self;
+        let model = this.model(role);
+        let mut evals: Vec<TaskEval> =
+            tasks.iter().map(|&t| TaskEval::new(this, name, t, role)).collect::<Result<_>>()?;
         let live: Vec<&Batch> = batches.iter().filter(|b| !b.is_empty()).collect();
-        crate::dist::gathered(self.world.as_ref(), &live, n_outputs, forward, each)
+        // Which tasks read some image of a batch. The set only shrinks along the batches; each run
+        // of batches with the same set is one gathered pass (a pass has a fixed number of outputs).
+        let active = |b: &Batch| -> Vec<usize> { (0..tasks.len()).filter(|&i| b.count_below(caps[i]) > 0).collect() };
+        let mut start = 0;
+        while start < live.len() {
+            let on = active(live[start]);
+            let end = start + live[start..].iter().take_while(|b| active(b) == on).count();
+            let n_outputs = on.iter().map(|&i| eval_outputs(tasks[i])).sum();
+            let forward = |b: &Batch| -> Result<Vec<Tensor>> {
+                let x = model.input(&this.images_tensor(b));
+                tch::no_grad(|| {
+                    let f = model.backbone.forward(&x, false);
+                    let mut outs = Vec::with_capacity(n_outputs);
+                    for &i in &on {
+                        let f = f.first(b.count_below(caps[i]) as i64);
+                        outs.extend(head_outputs(model, tasks[i], name, &f, &x)?);
+                    }
+                    Ok(outs)
+                })
+            };
+            crate::dist::gathered(this.world.as_ref(), &live[start..end], n_outputs, forward, |b, outs| {
+                let mut outs = outs.into_iter();
+                for &i in &on {
+                    let n = b.count_below(caps[i]);
+                    evals[i].add(this, b, n, outs.by_ref().take(eval_outputs(tasks[i])).collect())?;
+                }
+                Ok(())
+            })?;
+            start = end;
+        }
+        evals.into_iter().map(|e| e.finish(this, plan, name, role, wall_time)).collect()
     }
 
     fn model(&self, role: ModelRole) -> &Model {
@@ -200,194 +201,6 @@ impl Trainer {
             (ModelRole::Teacher, Some(t)) => t,
             _ => &self.student,
         }
-    }
-
-    /// Dice of every configured model on one dataset's test split: per-image mean (the paper's
-    /// number) and the global pooled Dice, per label and averaged. The predicted masks are written
-    /// as PNG files with an index CSV, so anyone can re-score them.
-    fn evaluate_seg(
-        &self,
-        plan: &EpochPlan,
-        name: &str,
-        batches: &[Batch],
-        roles: &[ModelRole],
-        wall_time: f64,
-    ) -> Result<Vec<MetricRow>> {
-        let labels = self.dataset(name).dataset.desc().seg_labels.clone();
-        let k = labels.len();
-        let mut rows = Vec::new();
-        for &role in roles {
-            let model = self.model(role);
-            let mut acc = DiceAccumulator::new(k, 0.5);
-            let dir = self.run.path("predictions").join(format!("{}-{name}-seg", role.as_str()));
-            // Every rank of a job computes the metrics; rank 0 writes the files.
-            let write = self.run.is_writer();
-            if write {
-                let _ = std::fs::remove_dir_all(&dir);
-                std::fs::create_dir_all(&dir)?;
-            }
-            let mut index = String::from("id,label,predicted_mask,image_pixels\n");
-            // (file, mask, side): encoded after the forward passes, on every core.
-            let mut pngs: Vec<(String, Vec<u8>, usize)> = Vec::new();
-            let forward = |b: &Batch| -> Result<Vec<Tensor>> {
-                let x = model.input(&self.images_tensor(b));
-                Ok(vec![tch::no_grad(|| {
-                    Ok::<_, anyhow::Error>(crate::upernet::mask_scores(
-                        &model.seg_heads[name].spec,
-                        &model.seg(&x, name, false, false, None)?.logits,
-                    ))
-                })?])
-            };
-            self.gathered(batches, 1, forward, |b, p| {
-                let probs = Vec::<f32>::try_from(&p[0].flatten(0, -1))?;
-                acc.add(&probs, &b.masks, b.len());
-                if !write {
-                    return Ok(());
-                }
-                let px = b.size * b.size;
-                for (i, id) in b.ids.iter().enumerate() {
-                    for (c, label) in labels.iter().enumerate() {
-                        let off = (i * k + c) * px;
-                        let mask: Vec<u8> = probs[off..off + px].iter().map(|&v| (v > 0.5) as u8).collect();
-                        // Ids are often paths (CheXpert, SIIM) and labels may hold '/' ("Nodule/Mass").
-                        let file = format!("{}-{}.png", file_part(id), file_part(label));
-                        pngs.push((file.clone(), mask, b.size));
-                        index.push_str(&format!(
-                            "{},{},{file},{}x{}\n",
-                            csv_field(id),
-                            csv_field(label),
-                            b.size,
-                            b.size
-                        ));
-                    }
-                }
-                Ok(())
-            })?;
-            if write {
-                use rayon::prelude::*;
-                pngs.par_iter()
-                    .try_for_each(|(file, mask, side)| {
-                        fx_data::masks::write_mask_png(&dir.join(file), mask, *side, *side)
-                    })
-                    .map_err(|e| anyhow!(e))?;
-                crate::store::write_atomic(&dir.join("index.csv"), index.as_bytes())?;
-            }
-            let (per, mean) = acc.scores();
-            for (metric, pick) in [("dice", 0usize), ("dice_global", 1)] {
-                let v = |d: &crate::eval::dice::DiceScores| if pick == 0 { d.per_image_mean } else { d.global };
-                let per_label = labels.iter().zip(&per).map(|(l, d)| (l.clone(), v(d) * 100.0));
-                rows.push(metric_row(plan, name, Task::Seg, role, metric, v(&mean), per_label, wall_time));
-            }
-        }
-        Ok(rows)
-    }
-
-    /// mAP40 (the paper's number), AP50 and AP over IoU 0.40:0.95 of every configured model on one
-    /// dataset's test split: the top `num_select` (query, class) pairs of each image, capped to the
-    /// best 100 per image (COCO's maxDets), in the original image's pixels. The detections are
-    /// written as a COCO results file beside the ground truth as a COCO file, so pycocotools (or
-    /// anyone) can re-score them.
-    fn evaluate_loc(
-        &self,
-        plan: &EpochPlan,
-        name: &str,
-        batches: &[Batch],
-        roles: &[ModelRole],
-        wall_time: f64,
-    ) -> Result<Vec<MetricRow>> {
-        use crate::eval::map;
-        use fx_data::coco::{CocoCategory, CocoImage};
-        let labels = self.dataset(name).dataset.desc().loc_labels.clone();
-        let mut rows = Vec::new();
-        for &role in roles {
-            let model = self.model(role);
-            let (mut dets, mut gt, mut images) = (Vec::new(), Vec::new(), Vec::<CocoImage>::new());
-            let forward = |b: &Batch| -> Result<Vec<Tensor>> {
-                let x = model.input(&self.images_tensor(b));
-                let out = tch::no_grad(|| model.loc(&x, name, false, &DecodeOptions::default()));
-                Ok(vec![out.logits.last().unwrap().shallow_clone(), out.boxes.last().unwrap().shallow_clone()])
-            };
-            self.gathered(batches, 2, forward, |b, out| {
-                let per = crate::dino::select_detections(&out[0], &out[1], self.exp.model.dino.num_select);
-                for (i, id) in b.ids.iter().enumerate() {
-                    let image = images.len();
-                    let (ow, oh) = b.original_sizes[i];
-                    images.push(CocoImage {
-                        id: image as i64 + 1,
-                        file_name: id.clone(),
-                        width: ow as u32,
-                        height: oh as u32,
-                    });
-                    let (sx, sy) = (ow as f32, oh as f32);
-                    for &(score, label, [cx, cy, w, h]) in &per[i] {
-                        let bbox = [(cx - w / 2.0) * sx, (cy - h / 2.0) * sy, (cx + w / 2.0) * sx, (cy + h / 2.0) * sy];
-                        dets.push(map::Detection { image, category: label as usize, bbox, score });
-                    }
-                    // The batch's boxes are in its resized pixels; back to the original ones.
-                    let (rx, ry) = (sx / b.size as f32, sy / b.size as f32);
-                    for g in &b.boxes[i] {
-                        gt.push(map::GtBox {
-                            image,
-                            category: g.label,
-                            bbox: [g.x0 * rx, g.y0 * ry, g.x1 * rx, g.y1 * ry],
-                            crowd: false,
-                        });
-                    }
-                }
-                Ok(())
-            })?;
-            let dets = map::top_k_per_image(&dets, map::MAX_DETS);
-            let report = map::evaluate(&gt, &dets, labels.len(), images.len());
-            let dir = self.run.path("predictions");
-            if self.run.is_writer() {
-                std::fs::create_dir_all(&dir)?;
-                let categories: Vec<CocoCategory> = labels
-                    .iter()
-                    .enumerate()
-                    .map(|(i, l)| CocoCategory { id: i as i64 + 1, name: l.clone() })
-                    .collect();
-                let image_ids: Vec<i64> = images.iter().map(|im| im.id).collect();
-                let category_ids: Vec<i64> = categories.iter().map(|c| c.id).collect();
-                let stem = format!("{}-{name}-loc", role.as_str());
-                crate::store::write_atomic(
-                    &dir.join(format!("{stem}-detections.json")),
-                    map::coco_results_json(&dets, &image_ids, &category_ids).as_bytes(),
-                )?;
-                crate::store::write_atomic(
-                    &dir.join(format!("{stem}-ground_truth.json")),
-                    map::coco_gt_json(&gt, &images, &categories).as_bytes(),
-                )?;
-            }
-            let Some(map40) = report.map40 else {
-                self.run.event(
-                    "warn",
-                    "map_undefined",
-                    format!("{name}: the test split has no boxes; mAP40 undefined"),
-                    serde_json::Value::Null,
-                )?;
-                continue;
-            };
-            for (metric, value, thr) in
-                [("map40", Some(map40), 0usize), ("ap50", report.ap50, 2), ("ap40_95", report.ap40_95, usize::MAX)]
-            {
-                let Some(value) = value else { continue };
-                let per_label = labels
-                    .iter()
-                    .zip(&report.per_category)
-                    .filter_map(|(l, row)| {
-                        let v = if thr == usize::MAX {
-                            let v: Vec<f64> = row.iter().flatten().copied().collect();
-                            (!v.is_empty()).then(|| v.iter().sum::<f64>() / v.len() as f64)
-                        } else {
-                            row[thr]
-                        };
-                        v.map(|v| (l.clone(), v * 100.0))
-                    })
-                    .collect::<Vec<_>>();
-                rows.push(metric_row(plan, name, Task::Loc, role, metric, value, per_label, wall_time));
-            }
-        }
-        Ok(rows)
     }
 
     fn write_predictions(
@@ -428,6 +241,252 @@ impl Trainer {
         }
         let path = self.run.path("predictions").join(format!("{}-{dataset}-cls.csv", role.as_str()));
         crate::store::write_atomic(&path, csv.as_bytes())
+    }
+}
+
+/// How many tensors a task's evaluation forward returns per batch.
+fn eval_outputs(task: Task) -> usize {
+    match task {
+        Task::Loc => 2,
+        Task::Cls | Task::Seg => 1,
+    }
+}
+
+/// A task's head on backbone features `f` of the batch `x` (or of its first images), with what
+/// its evaluation reads: class probabilities; mask probabilities; the last decoder layer's
+/// logits and boxes.
+fn head_outputs(model: &Model, task: Task, name: &str, f: &SwinFeatures, x: &Tensor) -> Result<Vec<Tensor>> {
+    Ok(match task {
+        Task::Cls => {
+            let logits = model.cls_on(f, name, false)?.logits;
+            vec![crate::model::cls_probabilities(&model.cls_heads[name].spec, &logits)]
+        }
+        Task::Seg => {
+            let logits = model.seg_on(f, name, (x.size()[2], x.size()[3]), false, false, None)?.logits;
+            vec![crate::upernet::mask_scores(&model.seg_heads[name].spec, &logits)]
+        }
+        Task::Loc => {
+            let out = model.loc_on(f, name, &DecodeOptions::default());
+            vec![out.logits.last().unwrap().shallow_clone(), out.boxes.last().unwrap().shallow_clone()]
+        }
+    })
+}
+
+/// One model's evaluation of one task on one dataset, fed the head's outputs batch by batch:
+/// AUC (and accuracy for a multi-class head) with the prediction CSV; per-image and global Dice
+/// with the predicted masks as PNG files and an index CSV, so anyone can re-score them; mAP40
+/// (the paper's number), AP50 and AP over IoU 0.40:0.95 from the top `num_select` (query, class)
+/// pairs of each image capped to the best 100 (COCO's maxDets), in the original image's pixels,
+/// with the detections as a COCO results file beside the ground truth as a COCO file.
+enum TaskEval {
+    Cls { labels: Vec<String>, scores: Vec<f64>, truth: Vec<f32>, ids: Vec<String> },
+    Seg { labels: Vec<String>, acc: DiceAccumulator, dir: PathBuf, index: String, pngs: Vec<(String, Vec<u8>, usize)> },
+    Loc { labels: Vec<String>, dets: Vec<map::Detection>, gt: Vec<map::GtBox>, images: Vec<CocoImage> },
+}
+
+impl TaskEval {
+    fn new(t: &Trainer, name: &str, task: Task, role: ModelRole) -> Result<TaskEval> {
+        let desc = t.dataset(name).dataset.desc();
+        Ok(match task {
+            Task::Cls => TaskEval::Cls {
+                labels: desc.cls_labels.clone(),
+                scores: Vec::new(),
+                truth: Vec::new(),
+                ids: Vec::new(),
+            },
+            Task::Seg => {
+                let dir = t.run.path("predictions").join(format!("{}-{name}-seg", role.as_str()));
+                // Every rank of a job computes the metrics; rank 0 writes the files.
+                if t.run.is_writer() {
+                    let _ = std::fs::remove_dir_all(&dir);
+                    std::fs::create_dir_all(&dir)?;
+                }
+                TaskEval::Seg {
+                    labels: desc.seg_labels.clone(),
+                    acc: DiceAccumulator::new(desc.seg_labels.len(), 0.5),
+                    dir,
+                    index: String::from("id,label,predicted_mask,image_pixels\n"),
+                    pngs: Vec::new(),
+                }
+            }
+            Task::Loc => {
+                TaskEval::Loc { labels: desc.loc_labels.clone(), dets: Vec::new(), gt: Vec::new(), images: Vec::new() }
+            }
+        })
+    }
+
+    /// The outputs for the first `n` images of batch `b`.
+    fn add(&mut self, t: &Trainer, b: &Batch, n: usize, outs: Vec<Tensor>) -> Result<()> {
+        match self {
+            TaskEval::Cls { labels, scores, truth, ids } => {
+                scores.extend(Vec::<f64>::try_from(&outs[0].to_kind(Kind::Double).flatten(0, -1))?);
+                truth.extend_from_slice(&b.cls[..n * labels.len()]);
+                ids.extend(b.ids[..n].iter().cloned());
+            }
+            TaskEval::Seg { labels, acc, index, pngs, .. } => {
+                let k = labels.len();
+                let px = b.size * b.size;
+                let probs = Vec::<f32>::try_from(&outs[0].flatten(0, -1))?;
+                acc.add(&probs, &b.masks[..n * k * px], n);
+                if !t.run.is_writer() {
+                    return Ok(());
+                }
+                for (i, id) in b.ids[..n].iter().enumerate() {
+                    for (c, label) in labels.iter().enumerate() {
+                        let off = (i * k + c) * px;
+                        let mask: Vec<u8> = probs[off..off + px].iter().map(|&v| (v > 0.5) as u8).collect();
+                        // Ids are often paths (CheXpert, SIIM) and labels may hold '/' ("Nodule/Mass").
+                        let file = format!("{}-{}.png", file_part(id), file_part(label));
+                        pngs.push((file.clone(), mask, b.size));
+                        index.push_str(&format!(
+                            "{},{},{file},{}x{}\n",
+                            csv_field(id),
+                            csv_field(label),
+                            b.size,
+                            b.size
+                        ));
+                    }
+                }
+            }
+            TaskEval::Loc { dets, gt, images, .. } => {
+                let per = crate::dino::select_detections(&outs[0], &outs[1], t.exp.model.dino.num_select);
+                for (i, id) in b.ids[..n].iter().enumerate() {
+                    let image = images.len();
+                    let (ow, oh) = b.original_sizes[i];
+                    images.push(CocoImage {
+                        id: image as i64 + 1,
+                        file_name: id.clone(),
+                        width: ow as u32,
+                        height: oh as u32,
+                    });
+                    let (sx, sy) = (ow as f32, oh as f32);
+                    for &(score, label, [cx, cy, w, h]) in &per[i] {
+                        let bbox = [(cx - w / 2.0) * sx, (cy - h / 2.0) * sy, (cx + w / 2.0) * sx, (cy + h / 2.0) * sy];
+                        dets.push(map::Detection { image, category: label as usize, bbox, score });
+                    }
+                    // The batch's boxes are in its resized pixels; back to the original ones.
+                    let (rx, ry) = (sx / b.size as f32, sy / b.size as f32);
+                    for g in &b.boxes[i] {
+                        gt.push(map::GtBox {
+                            image,
+                            category: g.label,
+                            bbox: [g.x0 * rx, g.y0 * ry, g.x1 * rx, g.y1 * ry],
+                            crowd: false,
+                        });
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The metric rows, and the prediction files written.
+    fn finish(
+        self,
+        t: &Trainer,
+        plan: &EpochPlan,
+        name: &str,
+        role: ModelRole,
+        wall_time: f64,
+    ) -> Result<Vec<MetricRow>> {
+        let mut rows = Vec::new();
+        match self {
+            TaskEval::Cls { labels, scores, truth, ids } => {
+                let c = labels.len();
+                let (per, mean) = mean_auc(&scores, &truth, c);
+                let eval_labels = &t.dataset(name).dataset.desc().eval_labels;
+                let mean = crate::eval::auc::reported_mean(&per, &labels, eval_labels, mean);
+                t.write_predictions(role, name, &labels, &ids, &scores, &truth)?;
+                let Some(mean) = mean else {
+                    t.run.event(
+                        "warn",
+                        "auc_undefined",
+                        format!("{name}: no class has both positives and negatives in the test split; AUC undefined"),
+                        serde_json::Value::Null,
+                    )?;
+                    return Ok(rows);
+                };
+                // Multi-class heads: also the accuracy (argmax = the one-hot class) over the
+                // images with a one-hot label; a secondary metric, like dice_global.
+                if t.model(role).cls_heads[name].spec.mode == fx_plugin::LabelMode::MultiClass {
+                    if let Some(acc) = accuracy(&scores, &truth, c) {
+                        rows.push(metric_row(plan, name, Task::Cls, role, "accuracy", acc, [], wall_time));
+                    }
+                }
+                let per_label = labels.iter().zip(&per).filter_map(|(l, v)| v.map(|v| (l.clone(), v * 100.0)));
+                rows.push(metric_row(plan, name, Task::Cls, role, Task::Cls.metric(), mean, per_label, wall_time));
+            }
+            TaskEval::Seg { labels, acc, dir, index, pngs } => {
+                if t.run.is_writer() {
+                    use rayon::prelude::*;
+                    pngs.par_iter()
+                        .try_for_each(|(file, mask, side)| {
+                            fx_data::masks::write_mask_png(&dir.join(file), mask, *side, *side)
+                        })
+                        .map_err(|e| anyhow!(e))?;
+                    crate::store::write_atomic(&dir.join("index.csv"), index.as_bytes())?;
+                }
+                let (per, mean) = acc.scores();
+                for (metric, pick) in [("dice", 0usize), ("dice_global", 1)] {
+                    let v = |d: &crate::eval::dice::DiceScores| if pick == 0 { d.per_image_mean } else { d.global };
+                    let per_label = labels.iter().zip(&per).map(|(l, d)| (l.clone(), v(d) * 100.0));
+                    rows.push(metric_row(plan, name, Task::Seg, role, metric, v(&mean), per_label, wall_time));
+                }
+            }
+            TaskEval::Loc { labels, dets, gt, images } => {
+                let dets = map::top_k_per_image(&dets, map::MAX_DETS);
+                let report = map::evaluate(&gt, &dets, labels.len(), images.len());
+                let dir = t.run.path("predictions");
+                if t.run.is_writer() {
+                    std::fs::create_dir_all(&dir)?;
+                    let categories: Vec<CocoCategory> = labels
+                        .iter()
+                        .enumerate()
+                        .map(|(i, l)| CocoCategory { id: i as i64 + 1, name: l.clone() })
+                        .collect();
+                    let image_ids: Vec<i64> = images.iter().map(|im| im.id).collect();
+                    let category_ids: Vec<i64> = categories.iter().map(|c| c.id).collect();
+                    let stem = format!("{}-{name}-loc", role.as_str());
+                    crate::store::write_atomic(
+                        &dir.join(format!("{stem}-detections.json")),
+                        map::coco_results_json(&dets, &image_ids, &category_ids).as_bytes(),
+                    )?;
+                    crate::store::write_atomic(
+                        &dir.join(format!("{stem}-ground_truth.json")),
+                        map::coco_gt_json(&gt, &images, &categories).as_bytes(),
+                    )?;
+                }
+                let Some(map40) = report.map40 else {
+                    t.run.event(
+                        "warn",
+                        "map_undefined",
+                        format!("{name}: the test split has no boxes; mAP40 undefined"),
+                        serde_json::Value::Null,
+                    )?;
+                    return Ok(rows);
+                };
+                for (metric, value, thr) in
+                    [("map40", Some(map40), 0usize), ("ap50", report.ap50, 2), ("ap40_95", report.ap40_95, usize::MAX)]
+                {
+                    let Some(value) = value else { continue };
+                    let per_label = labels
+                        .iter()
+                        .zip(&report.per_category)
+                        .filter_map(|(l, row)| {
+                            let v = if thr == usize::MAX {
+                                let v: Vec<f64> = row.iter().flatten().copied().collect();
+                                (!v.is_empty()).then(|| v.iter().sum::<f64>() / v.len() as f64)
+                            } else {
+                                row[thr]
+                            };
+                            v.map(|v| (l.clone(), v * 100.0))
+                        })
+                        .collect::<Vec<_>>();
+                    rows.push(metric_row(plan, name, Task::Loc, role, metric, value, per_label, wall_time));
+                }
+            }
+        }
+        Ok(rows)
     }
 }
 
