@@ -40,6 +40,7 @@ fn changed(a: &Tensor, b: &Tensor) -> bool {
 
 #[test]
 fn lock_freezes_exactly_and_release_trains_the_whole_path() {
+    let _rng = common::one_at_a_time();
     let dir = tempfile::tempdir().unwrap();
     let mut t = trainer(dir.path(), "[lock_release]\nclassification = true\n[student_teacher]\nenabled = false", 1e-4);
     assert_eq!(t.plan[0].mode.as_str(), "Lock");
@@ -74,6 +75,7 @@ fn lock_freezes_exactly_and_release_trains_the_whole_path() {
 
 #[test]
 fn teacher_is_the_ema_of_the_student_after_each_pass() {
+    let _rng = common::one_at_a_time();
     let dir = tempfile::tempdir().unwrap();
     let mut t = trainer(dir.path(), "", 1e-4);
     let teacher0 = snapshot(t.teacher.as_ref().unwrap().named_variables());
@@ -96,6 +98,7 @@ fn teacher_is_the_ema_of_the_student_after_each_pass() {
 
 #[test]
 fn consistency_loss_reaches_the_student() {
+    let _rng = common::one_at_a_time();
     let dir = tempfile::tempdir().unwrap();
     // Consistency only (no task loss) and no weight decay: any movement comes from consistency.
     let mut t = trainer(dir.path(), "[student_teacher]\nconsistency_weight = 1.0", 0.0);
