@@ -131,7 +131,9 @@ pub struct Trainer {
     pub disabled: std::collections::BTreeSet<(String, Task)>,
     /// RUN/plugins/ watched while epochs run (one process only: a job adds nothing yet).
     drop_watch: Option<hot_add::DropWatch>,
-    eval_cache: BTreeMap<(String, usize), Arc<Vec<Batch>>>,
+    /// Per dataset, its first n test samples decoded, as (n, batches): the largest list any
+    /// evaluation has read, whose prefixes serve the smaller ones.
+    eval_cache: BTreeMap<String, (usize, Arc<Vec<Batch>>)>,
     /// Each (dataset, task, model)'s last evaluation, carried over while its path is unchanged.
     eval_memo: BTreeMap<(String, Task, ModelRole), evaluate::EvalMemo>,
     started: String,

@@ -146,7 +146,10 @@ fn eval_max_samples_caps_each_task() {
 /// The tasks of a dataset share one backbone pass per model in evaluation, each task's head on
 /// the images within its own cap: here cls reads 6 test images, loc 5 and seg 3, in batches of 4,
 /// so the second batch feeds cls and loc only and seg reads 3 of the first batch's 4. Every
-/// prediction file equals the student's own forward, task by task, on exactly its images.
+/// prediction file equals the student's own forward, task by task, on exactly its images: after
+/// the first epoch (all three evaluated together), and after the seg Lock epoch, where seg alone
+/// is evaluated again, from the dataset's one cached list of 6 images (its second batch, beyond
+/// seg's cap, left out) while the cls and loc scores are carried over.
 #[test]
 fn shared_backbone_pass_gives_each_task_its_own_images() {
     let _rng = common::one_at_a_time();
@@ -163,6 +166,24 @@ fn shared_backbone_pass_gives_each_task_its_own_images() {
         .experiment();
     let mut t = Trainer::create(exp, "s.toml", &Registry::new(fx_phantom::plugins()), Device::Cpu).unwrap();
     assert!(t.run_epoch(&mut |_| {}).unwrap());
+    assert_predictions_are_the_students(&t);
+    let plan: Vec<String> = t.plan.iter().map(|e| format!("{} {}", e.task.as_str(), e.mode.as_str())).collect();
+    assert_eq!(plan[..4], ["cls Release", "loc Lock", "loc Release", "seg Lock"]);
+    let mut reused = Vec::new();
+    for _ in 1..4 {
+        assert!(t
+            .run_epoch(&mut |p| {
+                if let fx::train::Progress::Epoch { reuse, .. } = p {
+                    reused.push(reuse.reused);
+                }
+            })
+            .unwrap());
+    }
+    assert_eq!(reused.last(), Some(&2), "the seg Lock epoch carries the cls and loc scores over");
+    assert_predictions_are_the_students(&t);
+}
+
+fn assert_predictions_are_the_students(t: &Trainer) {
     let predictions = t.run_dir().join("predictions");
     // The same test images, one batch of 6, through the student's per-task paths.
     let ds = &t.datasets[0];

@@ -21,35 +21,39 @@ impl Trainer {
         }
     }
 
-    /// The first `n` test samples of `name`, decoded once and kept (shared, not copied, every
-    /// epoch). Each batch knows its images' positions, so tasks capped lower read a prefix.
+    /// The test batches of `name` that hold its first `n` samples, decoded once and kept (shared,
+    /// not copied, every epoch). One list per dataset: a list of more samples serves a smaller
+    /// cap as its prefix (each batch knows its images' positions), and a larger cap replaces it.
     fn eval_batches(&mut self, name: &str, n: usize) -> Result<Arc<Vec<Batch>>> {
-        let key = (name.to_string(), n);
-        if !self.eval_cache.contains_key(&key) {
-            let ds = self.dataset(name);
-            let cfg = LoaderConfig {
-                size: self.exp.model.image_size as usize,
-                batch_size: self.exp.eval.batch_size.max(1),
-                workers: num_cpus(),
-                prefetch: 4,
-                augment: Augment::none(),
-                seed: 0,
-                shard: (0, 1),
-            };
-            let batches: Vec<Batch> = Loader::new(ds.dataset.clone(), ds.test.clone(), (0..n).collect(), cfg).collect();
-            let skipped: usize = batches.iter().map(|b| b.skipped.len()).sum();
-            // Reported once per dataset, by its first list.
-            if skipped > 0 && !self.eval_cache.keys().any(|(d, _)| d == name) {
-                self.run.event(
-                    "warn",
-                    "test_samples_skipped",
-                    format!("{name}: {skipped} test samples could not be loaded and are left out of evaluation"),
-                    serde_json::json!({ "dataset": name, "count": skipped }),
-                )?;
-            }
-            self.eval_cache.insert(key.clone(), Arc::new(batches));
+        let earlier = self.eval_cache.get(name);
+        if let Some((_, batches)) = earlier.filter(|(m, _)| *m >= n) {
+            return Ok(batches.clone());
         }
-        Ok(self.eval_cache[&key].clone())
+        let first_list = earlier.is_none();
+        let ds = self.dataset(name);
+        let cfg = LoaderConfig {
+            size: self.exp.model.image_size as usize,
+            batch_size: self.exp.eval.batch_size.max(1),
+            workers: num_cpus(),
+            prefetch: 4,
+            augment: Augment::none(),
+            seed: 0,
+            shard: (0, 1),
+        };
+        let batches: Vec<Batch> = Loader::new(ds.dataset.clone(), ds.test.clone(), (0..n).collect(), cfg).collect();
+        let skipped: usize = batches.iter().map(|b| b.skipped.len()).sum();
+        // Reported once per dataset, by its first list.
+        if skipped > 0 && first_list {
+            self.run.event(
+                "warn",
+                "test_samples_skipped",
+                format!("{name}: {skipped} test samples could not be loaded and are left out of evaluation"),
+                serde_json::json!({ "dataset": name, "count": skipped }),
+            )?;
+        }
+        let batches = Arc::new(batches);
+        self.eval_cache.insert(name.to_string(), (n, batches.clone()));
+        Ok(batches)
     }
 
     /// Evaluates every (dataset, task) with every configured model. An evaluation whose model
@@ -162,10 +166,11 @@ impl Trainer {
         let model = this.model(role);
         let mut evals: Vec<TaskEval> =
             tasks.iter().map(|&t| TaskEval::new(this, name, t, role)).collect::<Result<_>>()?;
-        let live: Vec<&Batch> = batches.iter().filter(|b| !b.is_empty()).collect();
         // Which tasks read some image of a batch. The set only shrinks along the batches; each run
         // of batches with the same set is one gathered pass (a pass has a fixed number of outputs).
+        // A batch no task reads (empty, or beyond every cap of a longer cached list) is left out.
         let active = |b: &Batch| -> Vec<usize> { (0..tasks.len()).filter(|&i| b.count_below(caps[i]) > 0).collect() };
+        let live: Vec<&Batch> = batches.iter().filter(|b| !active(b).is_empty()).collect();
         let mut start = 0;
         while start < live.len() {
             let on = active(live[start]);
